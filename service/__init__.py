@@ -1,0 +1,1 @@
+"""qsite: the backend of epidemic isolation sites."""

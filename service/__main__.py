@@ -1,0 +1,157 @@
+"""qsite command line: ``python -m service <command>`` (also installed as ``qsite``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import msgspec
+
+from service.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("qsite.cli")
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENAPI_PATH = Path("openapi") / "openapi.json"
+GRAPHQL_PATH = Path("graphql") / "schema.graphql"
+
+
+def resolve_services(settings: Settings) -> Settings:
+    """Fill DATABASE_URL / REDIS_URL with embedded servers when they are not configured."""
+    from service import embedded
+
+    changes: dict[str, str] = {}
+    if not settings.database_url:
+        changes["database_url"] = embedded.start_postgres(settings.data_path)
+    if not settings.redis_url:
+        changes["redis_url"] = embedded.start_redis(settings.data_path)
+    mode = {
+        "postgres": "embedded" if "database_url" in changes else "configured",
+        "redis": "embedded" if "redis_url" in changes else "configured",
+    }
+    log.info(f"services: PostgreSQL {mode['postgres']}, Redis {mode['redis']}", extra={"event": "services"})
+    return msgspec.structs.replace(settings, **changes) if changes else settings
+
+
+def export_schemas(out_dir: Path) -> list[Path]:
+    """Write the REST and GraphQL contracts under ``out_dir``; deterministic output."""
+    from strawberry.printer import print_schema
+
+    from service.api.graphql import build_schema
+    from service.app import create_app
+
+    settings = load_settings({}, database_url="postgresql://export", redis_url="redis://export", data_dir=str(out_dir / ".export"))
+    app = create_app(settings)
+    openapi = json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    graphql = print_schema(build_schema(settings)) + "\n"
+    written = []
+    for rel, text in ((OPENAPI_PATH, openapi), (GRAPHQL_PATH, graphql)):
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    from service.db import migrate
+
+    return await migrate(settings.database_url or "")
+
+
+async def _seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:
+    from service.api.demo import seed_demo
+
+    return await seed_demo(settings, only_if_empty=only_if_empty)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = resolve_services(settings)
+    asyncio.run(_migrate(settings))
+    if args.seed_demo:
+        asyncio.run(_seed_demo(settings, only_if_empty=True))
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"qsite serving on {base}\n  REST docs: {base}/docs\n  GraphQL:   {base}/graphql", flush=True)
+    if args.seed_demo:
+        from service.api.demo import DEMO_LOGIN_HINT
+
+        print(f"  Demo login: {DEMO_LOGIN_HINT}", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> None:
+    applied = asyncio.run(_migrate(resolve_services(settings)))
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> None:
+    settings = resolve_services(settings)
+    asyncio.run(_migrate(settings))
+    seeded = asyncio.run(_seed_demo(settings, only_if_empty=not args.force))
+    print("demo data seeded" if seeded else "database already has data; nothing seeded (use --force)")
+
+
+def cmd_export_schemas(_: Settings, args: argparse.Namespace) -> None:
+    for path in export_schemas(Path(args.out)):
+        print(f"wrote {path}")
+
+
+COMMANDS = {
+    "serve": (cmd_serve, "migrate, then serve HTTP (REST under /api/v1, GraphQL at /graphql, docs at /docs)"),
+    "migrate": (cmd_migrate, "apply pending db/migrations under an advisory lock (safe to run concurrently)"),
+    "seed-demo": (cmd_seed_demo, "load the demo sites, staff, residents and history (only into an empty database)"),
+    "export-schemas": (cmd_export_schemas, "write openapi/openapi.json and graphql/schema.graphql from the code"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qsite",
+        description="qsite: backend of epidemic isolation sites. Configuration comes from the environment "
+        "(DATABASE_URL, REDIS_URL, QSITE_*; see README). Without DATABASE_URL/REDIS_URL an embedded "
+        "PostgreSQL and Redis are started under QSITE_DATA_DIR (.data).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "serve":
+            p.add_argument("--seed-demo", action="store_true", help="seed demo data first if the database is empty")
+        if name == "seed-demo":
+            p.add_argument("--force", action="store_true", help="seed even if the database already has sites")
+        if name == "export-schemas":
+            p.add_argument("--out", default=str(Path.cwd()), help="folder to write openapi/ and graphql/ into")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"qsite: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    from service.observability import setup_logging
+
+    setup_logging(settings.log_level)
+    COMMANDS[args.command][0](settings, args)
+
+
+if __name__ == "__main__":
+    main()

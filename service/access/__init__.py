@@ -1,0 +1,1 @@
+"""Access: staff, roles, integration clients, tokens, guards, audit, personal-data crypto."""

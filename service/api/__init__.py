@@ -1,0 +1,1 @@
+"""Assembly only: the REST route list, the Strawberry schema, the background jobs."""

@@ -1,0 +1,42 @@
+"""Demo data: realistic sites, staff, residents and history for `make run`.
+
+Each domain contributes one step ``seed_demo(conn, demo)``; the steps run in
+order in one transaction and share the ``demo`` dict (ids of what earlier steps
+made). Seeding is skipped when the database already has demo data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from service import bus
+from service.cache import Cache
+from service.db import Database, create_pool
+from service.settings import Settings
+
+DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
+
+STEPS: list[DemoStep] = []
+
+DEMO_LOGIN_HINT = "no demo users yet"
+
+
+async def seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:
+    pool = await create_pool(settings, settings.database_url or "")
+    cache = Cache(settings.redis_url or "", prefix=settings.redis_prefix, timeout_ms=settings.redis_timeout_ms)
+    try:
+        db = Database(pool, cache)
+        async with db.transaction() as conn:
+            if only_if_empty and await conn.fetchval("SELECT EXISTS (SELECT 1 FROM events WHERE type = 'system.demo_seeded')"):
+                return False
+            demo: dict[str, Any] = {"settings": settings}
+            for step in STEPS:
+                await step(conn, demo)
+            await bus.emit(conn, "system.demo_seeded", site_id=None)
+        return True
+    finally:
+        await pool.close()
+        await cache.close()

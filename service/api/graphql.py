@@ -1,0 +1,88 @@
+"""The Strawberry schema, merged from each domain's gql.py, and its Litestar controller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError, ValidationRule
+from graphql.language import OperationDefinitionNode
+from litestar import Request
+from litestar.datastructures import State
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.litestar import make_graphql_controller
+from strawberry.tools import merge_types
+
+from service.access.service import authenticate, bearer_credential
+from service.errors import DomainError
+from service.gql import Context
+from service.settings import Settings
+
+
+@strawberry.type
+class SystemQuery:
+    @strawberry.field(description="The API version; lets an app check it talks to qsite.")
+    def api_version(self) -> str:
+        return "1"
+
+
+QUERIES: tuple[type, ...] = (SystemQuery,)
+MUTATIONS: tuple[type, ...] = ()
+
+
+def _operation_limit(max_operations: int) -> type[ValidationRule]:
+    class MaxOperations(ValidationRule):
+        def enter_document(self, node: Any, *_: Any) -> None:
+            count = sum(isinstance(d, OperationDefinitionNode) for d in node.definitions)
+            if count > max_operations:
+                self.report_error(GraphQLError(f"At most {max_operations} operation(s) per document."))
+
+    return MaxOperations
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    original = error.original_error
+    # Validation and permission errors carry no internals; domain errors are written for users.
+    return original is not None and not isinstance(original, DomainError) and "Permission" not in type(original).__name__
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    extensions: list[Any] = [
+        ParserCache(maxsize=256),
+        ValidationCache(maxsize=256),
+        QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+        MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+        MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        AddValidationRules([_operation_limit(settings.graphql_max_operations)]),
+    ]
+    if settings.is_production:
+        extensions.append(MaskErrors(should_mask_error=_should_mask))
+    query = merge_types("Query", QUERIES)
+    mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
+    return strawberry.Schema(query=query, mutation=mutation, extensions=extensions)
+
+
+async def graphql_context(request: Request, state: State) -> Context:
+    credential = bearer_credential(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    principal = await authenticate(state.db, state.settings, credential) if credential else None
+    return Context(db=state.db, cache=state.cache, settings=state.settings, principal=principal)
+
+
+def graphql_controller(settings: Settings) -> type:
+    controller = make_graphql_controller(
+        build_schema(settings),
+        path="/graphql",
+        context_getter=graphql_context,
+        graphql_ide=None if settings.is_production else "graphiql",
+        allow_queries_via_get=True,
+    )
+    controller.include_in_schema = False  # GraphQL has its own contract: graphql/schema.graphql
+    return controller

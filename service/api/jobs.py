@@ -1,0 +1,18 @@
+"""Every periodic job, run on one instance at a time (see service/jobs.py)."""
+
+from __future__ import annotations
+
+from service import idempotency
+from service.db import Database
+from service.jobs import Job
+from service.settings import Settings
+
+
+async def _purge_idempotency_keys(db: Database, settings: Settings) -> None:
+    async with db.connection() as conn:
+        await conn.execute(idempotency.PURGE_EXPIRED, settings.idempotency_ttl_days)
+
+
+JOBS: list[Job] = [
+    Job("purge_idempotency_keys", 3600, _purge_idempotency_keys),
+]

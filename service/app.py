@@ -1,0 +1,105 @@
+"""The application factory: ``create_app(settings) -> Litestar``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from service import jobs
+from service.access.rest import auth_middleware, provide_principal
+from service.api.graphql import graphql_controller
+from service.api.jobs import JOBS
+from service.api.rest import api_v1
+from service.cache import Cache
+from service.db import Database, create_pool
+from service.errors import EXCEPTION_HANDLERS
+from service.observability import PROBES, MetricsController, RequestIdMiddleware, prometheus
+from service.settings import Settings
+
+log = logging.getLogger("qsite.app")
+
+API_DESCRIPTION = """\
+REST API of qsite for integrations: logistics systems, labs and hospitals.
+Errors are RFC 9457 problem+json with a stable `code`. Every POST accepts an
+`Idempotency-Key` header. Staff apps use GraphQL at `/graphql`.
+"""
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="qsite",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        path="/docs",
+        render_plugins=[SwaggerRenderPlugin(path="/")],
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                "ApiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+            }
+        ),
+        security=[{"BearerToken": []}, {"ApiKey": []}],
+        use_handler_docstrings=True,
+    )
+
+
+def _provide_db(state: State) -> Database:
+    return state.db
+
+
+def _provide_cache(state: State) -> Cache:
+    return state.cache
+
+
+def _provide_settings(state: State) -> Settings:
+    return state.settings
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the app. ``settings.database_url`` and ``redis_url`` must be resolved (see service.__main__)."""
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("create_app needs resolved DATABASE_URL and REDIS_URL")
+
+    @contextlib.asynccontextmanager
+    async def resources(app: Litestar) -> AsyncIterator[None]:
+        cache = Cache(settings.redis_url, prefix=settings.redis_prefix, timeout_ms=settings.redis_timeout_ms)
+        pool = await create_pool(settings, settings.database_url)
+        app.state.settings = settings
+        app.state.cache = cache
+        app.state.db = Database(pool, cache)
+        background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
+        try:
+            yield
+        finally:
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+            await pool.close()
+            await cache.close()
+
+    return Litestar(
+        route_handlers=[*PROBES, MetricsController, api_v1, graphql_controller(settings)],
+        lifespan=[resources],
+        dependencies={
+            "db": Provide(_provide_db, sync_to_thread=False),
+            "cache": Provide(_provide_cache, sync_to_thread=False),
+            "settings": Provide(_provide_settings, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
+        middleware=[RequestIdMiddleware, prometheus.middleware, auth_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi_config(),
+        cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
+        debug=False,
+    )

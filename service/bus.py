@@ -1,0 +1,145 @@
+"""The outbox: events written with the change, published to Redis after commit.
+
+A domain calls ``emit(conn, ...)`` inside its transaction. The row lands in
+``events`` atomically with the change it describes; ``Database.transaction``
+publishes the collected events on ``<prefix>site:<site_id>`` once the commit
+succeeded. Redis delivery is best effort (subscribers of a live app); the
+``events`` table is the durable record that feeds, webhooks and audits read
+with ``read_events``, whose cursor never skips a commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from service.errors import InvalidInput
+from service.observability import current_request_id
+
+if TYPE_CHECKING:
+    from service.cache import Cache
+
+log = logging.getLogger("qsite.bus")
+
+
+class Event(msgspec.Struct, frozen=True):
+    id: int
+    site_id: UUID | None
+    type: str
+    subject_id: UUID | None
+    data: dict[str, Any]
+    actor: str | None
+    at: datetime
+
+
+_pending: ContextVar[list[Event] | None] = ContextVar("pending_events", default=None)
+
+_INSERT = """
+INSERT INTO events (site_id, type, subject_id, data, actor, request_id)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING id, site_id, type, subject_id, data, actor, at
+"""
+
+
+async def emit(
+    conn: asyncpg.Connection,
+    type: str,
+    *,
+    site_id: UUID | None,
+    subject_id: UUID | None = None,
+    data: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> Event:
+    """Record an event in the current transaction. ``type`` is ``<domain>.<what_happened>``."""
+    row = await conn.fetchrow(_INSERT, site_id, type, subject_id, data or {}, actor, current_request_id())
+    event = Event(**dict(row))
+    pending = _pending.get()
+    if pending is not None:
+        pending.append(event)
+    return event
+
+
+@contextmanager
+def collect() -> Iterator[list[Event]]:
+    """Collect the events emitted in this context (used by ``Database.transaction``)."""
+    pending: list[Event] = []
+    token = _pending.set(pending)
+    try:
+        yield pending
+    finally:
+        _pending.reset(token)
+
+
+def channel(cache: Cache, site_id: UUID | None) -> str:
+    return cache.key("site", site_id or "global")
+
+
+async def publish(cache: Cache, events: list[Event]) -> None:
+    for event in events:
+        await cache.call("publish", channel(cache, event.site_id), msgspec.json.encode(event))
+
+
+# --- the durable feed -------------------------------------------------------
+#
+# Event ids come from a sequence, so a transaction that began early can commit
+# an id lower than one already read. Ordering by (transaction id, event id) and
+# reading only transactions older than the oldest still running fixes that: any
+# transaction that commits later has a transaction id at or above that horizon,
+# hence after the cursor.
+
+_FEED = """
+SELECT txid::text AS txid, id, site_id, type, subject_id, data, actor, at
+FROM events
+WHERE (txid, id) > ($1::xid8, $2::bigint)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND ($3::uuid[] IS NULL OR site_id = ANY($3::uuid[]))
+  AND ($4::text[] IS NULL OR type = ANY($4::text[]))
+ORDER BY txid, id
+LIMIT $5
+"""
+
+
+class EventPage(msgspec.Struct):
+    events: list[Event]
+    next_cursor: str
+
+
+def _encode_cursor(txid: str, event_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{txid}:{event_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, int]:
+    if not cursor:
+        return "0", 0
+    try:
+        txid, event_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        if not txid.isdigit():
+            raise ValueError(txid)
+        return txid, int(event_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor") from None
+
+
+async def read_events(
+    conn: asyncpg.Connection,
+    *,
+    cursor: str | None,
+    limit: int,
+    site_ids: list[UUID] | None,
+    types: list[str] | None = None,
+) -> EventPage:
+    """Committed events after ``cursor``, oldest first; ``next_cursor`` resumes where this page ended."""
+    txid, after_id = _decode_cursor(cursor)
+    rows = await conn.fetch(_FEED, txid, after_id, site_ids, types, limit)
+    events = [Event(**{k: v for k, v in row.items() if k != "txid"}) for row in rows]
+    next_cursor = _encode_cursor(rows[-1]["txid"], rows[-1]["id"]) if rows else (cursor or _encode_cursor("0", 0))
+    return EventPage(events=events, next_cursor=next_cursor)

@@ -1,0 +1,215 @@
+"""Domain errors and their one mapping to RFC 9457 problem+json and GraphQL userErrors.
+
+Services raise a DomainError subclass; it carries its HTTP status and a stable
+machine-readable ``code``. REST turns it into problem+json here; GraphQL turns it
+into a ``userErrors`` entry (see service/api/graphql.py). Anything else is a bug:
+it answers a generic 500 with the request id and no detail.
+
+Database constraints are the last line of defence for invariants; a violation
+of a named constraint is translated to a Conflict with the code registered for
+that constraint in ``CONSTRAINT_CODES`` (domains add theirs in their store).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
+
+from service.observability import current_request_id
+
+log = logging.getLogger("qsite.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class DomainError(Exception):
+    status: ClassVar[int] = 400
+    default_code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.field = field
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+class InvalidInput(DomainError):
+    status, default_code, title = 422, "invalid_input", "Invalid input"
+
+
+class Unauthorized(DomainError):
+    status, default_code, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(DomainError):
+    status, default_code, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(DomainError):
+    status, default_code, title = 404, "not_found", "Not found"
+
+
+class Conflict(DomainError):
+    status, default_code, title = 409, "conflict", "Conflict"
+
+
+class RuleViolated(DomainError):
+    """The request is well-formed but a domain rule refuses it (e.g. release before the period is served)."""
+
+    status, default_code, title = 422, "rule_violated", "Rule violated"
+
+
+class RateLimited(DomainError):
+    status, default_code, title = 429, "rate_limited", "Too many requests"
+
+    def __init__(self, message: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+# constraint name -> (code, message); filled by domain stores at import time.
+CONSTRAINT_CODES: dict[str, tuple[str, str]] = {}
+
+
+def register_constraint(name: str, code: str, message: str) -> None:
+    CONSTRAINT_CODES[name] = (code, message)
+
+
+def from_database(exc: asyncpg.PostgresError) -> DomainError | None:
+    """Translate a constraint violation into a DomainError, or None if it is not one we expect."""
+    constraint = getattr(exc, "constraint_name", None)
+    if constraint in CONSTRAINT_CODES:
+        code, message = CONSTRAINT_CODES[constraint]
+        return Conflict(message, code=code)
+    if isinstance(exc, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+        return Conflict("The record changed while the request ran; retry.", code="concurrent_update")
+    if isinstance(exc, asyncpg.UniqueViolationError | asyncpg.ExclusionViolationError):
+        return Conflict("The record conflicts with one that already exists.", code="already_exists")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return InvalidInput("A referenced record does not exist.", code="unknown_reference")
+    if isinstance(exc, asyncpg.CheckViolationError):
+        return InvalidInput("A value is out of its allowed range.", code="out_of_range")
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return None
+    return None
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """RFC 9457 problem details, with qsite's stable ``code`` and the request id."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    field: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] | None = None
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    *,
+    field: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    problem = Problem(
+        type=f"https://qsite.dev/problems/{code}",
+        title=title,
+        status=status,
+        code=code,
+        detail=detail,
+        field=field,
+        request_id=current_request_id(),
+        errors=errors,
+        extra=extra or None,
+    )
+    return Response(msgspec.json.encode(problem), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_error_to_response(_: Request, exc: DomainError) -> Response[bytes]:
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.message, field=exc.field, extra=exc.extra, headers=exc.headers
+    )
+
+
+def _database_error_to_response(request: Request, exc: asyncpg.PostgresError) -> Response[bytes]:
+    mapped = from_database(exc)
+    if mapped is None:
+        return _unexpected_to_response(request, exc)
+    return domain_error_to_response(request, mapped)
+
+
+def _validation_to_response(_: Request, exc: ValidationException) -> Response[bytes]:
+    errors = exc.extra if isinstance(exc.extra, list) else None
+    field = None
+    if errors and isinstance(errors[0], dict):
+        field = errors[0].get("key") or None
+    return problem_response(400, "invalid_request", "Invalid request", exc.detail, field=field, errors=errors)
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _http_to_response(_: Request, exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status >= 500:
+        return _unexpected_to_response(_, exc)
+    code = _HTTP_CODES.get(status, "http_error")
+    return problem_response(status, code, code.replace("_", " ").capitalize(), exc.detail, headers=exc.headers)
+
+
+def _unexpected_to_response(_: Request, exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(500, "internal_error", "Internal error", "An unexpected error occurred; quote the request id.")
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: domain_error_to_response,
+    asyncpg.PostgresError: _database_error_to_response,
+    ValidationException: _validation_to_response,
+    NotAuthorizedException: _http_to_response,
+    PermissionDeniedException: _http_to_response,
+    HTTPException: _http_to_response,
+    Exception: _unexpected_to_response,
+}
+
+__all__ = [
+    "CONSTRAINT_CODES",
+    "Conflict",
+    "DomainError",
+    "EXCEPTION_HANDLERS",
+    "Forbidden",
+    "InvalidInput",
+    "NotFound",
+    "RateLimited",
+    "RuleViolated",
+    "Unauthorized",
+    "from_database",
+    "register_constraint",
+]

@@ -1,0 +1,136 @@
+"""What every domain's ``gql.py`` builds on: context, permissions, userErrors, mutations, loaders.
+
+- ``Context`` is made once per GraphQL request: pool, Redis, settings, the
+  caller's Principal (None when anonymous) and a per-request dataloader cache.
+- ``roles(...)`` is the permission class for root fields.
+- ``mutate`` runs a service function in its own transaction, once per
+  Idempotency-Key, and turns DomainErrors into ``userErrors``.
+- ``to_gql`` copies a msgspec Struct into a Strawberry type of the same field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.litestar import BaseContext
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from service import idempotency
+from service.access.model import Principal, Role
+from service.cache import Cache
+from service.db import Database
+from service.errors import DomainError, Unauthorized, from_database
+from service.settings import Settings
+
+T = TypeVar("T")
+G = TypeVar("G")
+
+
+class Context(BaseContext, kw_only=True):
+    db: Database
+    cache: Cache
+    settings: Settings
+    principal: Principal | None
+    loaders: dict[Hashable, DataLoader[Any, Any]] = msgspec.field(default_factory=dict)
+
+    def require_principal(self) -> Principal:
+        if self.principal is None:
+            raise Unauthorized("Authentication required.", code="unauthenticated")
+        return self.principal
+
+    def loader(self, key: Hashable, load: Callable[[list[Any]], Awaitable[list[Any]]]) -> DataLoader[Any, Any]:
+        """The request's DataLoader for ``key``, created on first use.
+
+        ``load`` receives the batched keys and must return results in the same
+        order. Each batch acquires its own pooled connection: sibling fields are
+        resolved concurrently and one asyncpg connection runs one statement at a time.
+        """
+        if key not in self.loaders:
+            self.loaders[key] = DataLoader(load_fn=load)
+        return self.loaders[key]
+
+
+Ctx = Info[Context, None]
+
+
+@strawberry.type(description="An expected failure of a mutation: which input, a stable code, a message.")
+class UserError:
+    field: str | None
+    code: str
+    message: str
+
+
+def roles(*allowed: Role) -> type[BasePermission]:
+    """Permission class: authenticated, and (if ``allowed`` is given) holding one of those roles."""
+    allowed_set = frozenset(allowed)
+
+    class HasRole(BasePermission):
+        message = "Not allowed for this role." if allowed_set else "Authentication required."
+
+        def has_permission(self, source: Any, info: Ctx, **kwargs: Any) -> bool:
+            principal = info.context.principal
+            if principal is None:
+                self.message = "Authentication required."
+                return False
+            return not allowed_set or principal.role in allowed_set
+
+    HasRole.__name__ = "HasRole_" + "_".join(sorted(allowed_set)) if allowed_set else "Authenticated"
+    return HasRole
+
+
+Authenticated = roles()
+
+
+def user_errors(exc: DomainError) -> list[UserError]:
+    return [UserError(field=exc.field, code=exc.code, message=exc.message)]
+
+
+async def mutate(
+    info: Ctx,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    result_type: type[T],
+    fingerprint: Any = None,
+) -> tuple[T | None, list[UserError]]:
+    """Run one mutation's work in its own transaction; (result, []) or (None, userErrors).
+
+    With an ``Idempotency-Key`` header on the GraphQL request, the result is
+    stored with the write and replayed on retry; the key is scoped per root
+    field (its response name), so one request may carry several mutations.
+    """
+    ctx = info.context
+    principal = ctx.require_principal()
+    try:
+        key = idempotency.validate_key(ctx.request.headers.get(idempotency.HEADER)) if ctx.request else None
+        if key is not None:
+            key = f"{key}#{info.path.key}"
+        print_ = msgspec.json.encode([info.field_name, fingerprint])
+        _, body = await idempotency.run_once(
+            ctx.db,
+            caller=principal.ref,
+            key=key,
+            fingerprint=idempotency.request_fingerprint("graphql", print_),
+            work=work,
+        )
+        return msgspec.json.decode(body, type=result_type), []
+    except DomainError as exc:
+        return None, user_errors(exc)
+    except asyncpg.PostgresError as exc:
+        mapped = from_database(exc)
+        if mapped is None:
+            raise
+        return None, user_errors(mapped)
+
+
+def to_gql(cls: type[G], obj: Any, **overrides: Any) -> G:
+    """Build Strawberry type ``cls`` from a Struct (or any object) with the same attribute names."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    values = {n: overrides[n] if n in overrides else getattr(obj, n) for n in names if n in overrides or hasattr(obj, n)}
+    return cls(**values)

@@ -1,0 +1,123 @@
+"""Request ids, JSON logs and Prometheus metrics.
+
+Every log line is one JSON object carrying the request id of the request that
+wrote it. Log messages name records by id only: personal data (names, document
+numbers, phones) never goes into a log call.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+
+import msgspec
+from litestar import Response, get
+from litestar.datastructures import State
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+class RequestIdMiddleware:
+    """Takes X-Request-ID from the caller (if sane) or makes one; echoes it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else uuid.uuid4().hex
+        token = _request_id.set(request_id)
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        for key in ("event", "site_id", "subject", "duration_ms", "status"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry).decode()
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's access log would print query strings; our own metrics cover access.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+prometheus = PrometheusConfig(app_name="qsite", prefix="qsite", group_path=True, exclude=["/metrics"])
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+# --- probes -----------------------------------------------------------------
+
+class Readiness(msgspec.Struct):
+    ready: bool
+    postgres: bool
+    redis: bool
+
+
+@get("/healthz", include_in_schema=False, sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """Alive: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz", include_in_schema=False)
+async def readyz(state: State) -> Response[Readiness]:
+    """Ready: PostgreSQL and Redis both answer. 503 otherwise, naming which did not."""
+    postgres = False
+    try:
+        async with state.db.pool.acquire(timeout=2) as conn:
+            postgres = await conn.fetchval("SELECT true", timeout=2)
+    except Exception:  # any failure means "not ready"; the probe must not raise
+        postgres = False
+    redis_ok = await state.cache.ping()
+    body = Readiness(ready=postgres and redis_ok, postgres=postgres, redis=redis_ok)
+    return Response(body, status_code=200 if body.ready else 503)
+
+
+PROBES = [healthz, readyz]

@@ -1,0 +1,158 @@
+"""Configuration: one frozen Struct read from the environment.
+
+Nothing else in qsite reads ``os.environ``. Each field maps to one variable:
+``database_url`` <- ``DATABASE_URL``, ``redis_url`` <- ``REDIS_URL``, every other
+field ``name`` <- ``QSITE_NAME``. A bad value stops start-up with one line naming
+the variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+Environment = Literal["development", "test", "production"]
+
+# Fields read without the QSITE_ prefix (the conventional names).
+_UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+
+# Secrets that production must be given and development generates into .data/.
+SECRET_FIELDS = ("jwt_secret", "pii_keys", "pii_index_key", "webhook_signing_secret")
+
+
+class SettingsError(Exception):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    env: Environment = "development"
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = ".data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    cors_origins: list[str] = []
+
+    # PostgreSQL pool and timeouts.
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    statement_timeout_ms: int = 5000
+    command_timeout_s: float = 10.0
+    # Redis is an accelerator: a dead one must cost milliseconds.
+    redis_timeout_ms: int = 250
+    redis_prefix: str = "qsite:"
+
+    # Secrets (see SECRET_FIELDS). pii_keys: "keyid:base64key,..." newest first.
+    jwt_secret: str = ""
+    pii_keys: str = ""
+    pii_index_key: str = ""
+    webhook_signing_secret: str = ""
+    access_token_minutes: int = 15
+    refresh_token_days: int = 14
+
+    # Request limits.
+    max_page_size: int = 100
+    idempotency_ttl_days: int = 7
+    graphql_max_depth: int = 10
+    graphql_max_aliases: int = 30
+    graphql_max_tokens: int = 5000
+    graphql_max_operations: int = 1
+    login_attempts_per_minute: int = 10
+
+    # Background work.
+    run_background_jobs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.pool_min_size < 0 or self.pool_max_size < max(1, self.pool_min_size):
+            raise SettingsError("QSITE_POOL_MAX_SIZE must be >= 1 and >= QSITE_POOL_MIN_SIZE")
+        if not 1 <= self.max_page_size <= 1000:
+            raise SettingsError("QSITE_MAX_PAGE_SIZE must be between 1 and 1000")
+        if self.env == "production":
+            missing = [env_name(f) for f in SECRET_FIELDS if not getattr(self, f)]
+            if missing:
+                raise SettingsError(f"{missing[0]} must be set in production (QSITE_ENV=production)")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+
+def env_name(field: str) -> str:
+    return _UNPREFIXED.get(field, f"QSITE_{field.upper()}")
+
+
+def _parse(field: str, raw: str, annotation: object) -> object:
+    if field == "cors_origins":
+        return [o.strip() for o in raw.split(",") if o.strip()]
+    if annotation in (bool, "bool"):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{env_name(field)} must be true or false, got {raw!r}")
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from the environment (or ``environ``), then ``overrides``."""
+    environ = dict(os.environ if environ is None else environ)
+    hints = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+    values: dict[str, object] = {}
+    for field, annotation in hints.items():
+        raw = environ.get(env_name(field))
+        if raw is not None and raw != "":
+            values[field] = _parse(field, raw, annotation)
+    values.update(overrides)
+    try:
+        settings = msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(exc) else ""
+        name = env_name(field) if field in hints else "configuration"
+        raise SettingsError(f"{name}: {str(exc).split(' - at ')[0]}") from None
+    if not settings.is_production:
+        settings = _with_development_secrets(settings)
+    return settings
+
+
+def _with_development_secrets(settings: Settings) -> Settings:
+    """Fill missing secrets from ``<data_dir>/dev-secrets.json``, creating it once.
+
+    Only outside production: development and tests get stable keys without
+    anyone pasting secrets into a shell; production refuses to start instead.
+    """
+    missing = [f for f in SECRET_FIELDS if not getattr(settings, f)]
+    if not missing:
+        return settings
+    path = settings.data_path / "dev-secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    if any(f not in stored for f in SECRET_FIELDS):
+        stored = {**generate_secrets(), **stored}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+    return msgspec.structs.replace(settings, **{f: stored[f] for f in missing})
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh random secrets, in the formats the settings expect."""
+    return {
+        "jwt_secret": secrets.token_urlsafe(48),
+        "pii_keys": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "pii_index_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "webhook_signing_secret": secrets.token_urlsafe(32),
+    }
