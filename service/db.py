@@ -35,7 +35,7 @@ Connection = asyncpg.Connection
 @cache
 def queries(domain: str) -> Any:
     """The named queries of ``db/queries/<domain>.sql`` (aiosql, asyncpg driver)."""
-    return aiosql.from_path(SQL_DIR / "queries" / f"{domain}.sql", "asyncpg")
+    return aiosql.from_path(SQL_DIR / "queries" / f"{domain}.sql", "asyncpg", mandatory_parameters=False)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

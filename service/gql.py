@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import msgspec
@@ -27,6 +27,7 @@ from service.access.model import Principal, Role
 from service.cache import Cache
 from service.db import Database
 from service.errors import DomainError, Unauthorized, from_database
+from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
 T = TypeVar("T")
@@ -134,3 +135,43 @@ def to_gql(cls: type[G], obj: Any, **overrides: Any) -> G:
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     values = {n: overrides[n] if n in overrides else getattr(obj, n) for n in names if n in overrides or hasattr(obj, n)}
     return cls(**values)
+
+
+def input_struct(struct_type: type[T], value: Any) -> tuple[T | None, list[UserError]]:
+    """Validate a Strawberry input (or dict) into a msgspec input Struct; userErrors name the bad field."""
+    raw = value if isinstance(value, dict) else strawberry.asdict(value)
+    try:
+        return msgspec.convert(raw, struct_type, strict=False), []
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = message.rsplit("$.", 1)[-1].rstrip("`").split("[")[0] if "$." in message else None
+        return None, [UserError(field=field, code="invalid_input", message=message.split(" - at ")[0])]
+    except DomainError as exc:
+        return None, user_errors(exc)
+
+
+# --- Relay-style connections -------------------------------------------------
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[G]):
+    node: G
+    cursor: str
+
+
+@strawberry.type
+class Connection(Generic[G]):
+    edges: list[Edge[G]]
+    page_info: PageInfo
+
+
+def connection_of(page: Page[Any], to_node: Callable[[Any], G], sort_key: Callable[[Any], list[Any]]) -> Connection[G]:
+    """A GraphQL connection from a service Page (same cursors as REST)."""
+    edges = [Edge(node=to_node(item), cursor=encode_cursor(sort_key(item))) for item in page.items]
+    return Connection(edges=edges, page_info=PageInfo(has_next_page=page.next_cursor is not None, end_cursor=page.next_cursor))

@@ -25,6 +25,7 @@ from service.access.service import authenticate, bearer_credential
 from service.errors import DomainError
 from service.gql import Context
 from service.settings import Settings
+from service.sites import gql as sites
 
 
 @strawberry.type
@@ -34,8 +35,9 @@ class SystemQuery:
         return "1"
 
 
-QUERIES: tuple[type, ...] = (SystemQuery,)
-MUTATIONS: tuple[type, ...] = ()
+# Add a domain's Query and Mutation here.
+QUERIES: tuple[type, ...] = (SystemQuery, sites.Query)
+MUTATIONS: tuple[type, ...] = (sites.Mutation,)
 
 
 def _operation_limit(max_operations: int) -> type[ValidationRule]:

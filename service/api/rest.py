@@ -1,9 +1,11 @@
-"""Every REST controller, mounted under /api/v1. Add a domain's controllers here."""
+"""Every REST controller, mounted under /api/v1. Add a domain's ROUTES here."""
 
 from __future__ import annotations
 
 from litestar import Router
 
-ROUTE_HANDLERS: list = []
+from service.sites import rest as sites
 
-api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS, tags=[])
+ROUTE_HANDLERS = [*sites.ROUTES]
+
+api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

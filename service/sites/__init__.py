@@ -1,0 +1,1 @@
+"""Sites (the unit of access), rooms and room turnover."""

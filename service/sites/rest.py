@@ -1,0 +1,60 @@
+"""REST: sites, for integrations and admin tools."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import Body
+
+from service import idempotency
+from service.access.model import Principal, Role
+from service.access.rest import requires
+from service.db import Database
+from service.http import CursorParam, LimitParam, json_with_etag
+from service.pagination import Page
+from service.sites import service
+from service.sites.model import Site, SiteCreate, SitePatch
+
+
+class SiteController(Controller):
+    path = "/sites"
+    tags = ["sites"]
+
+    @get("/")
+    async def list_sites(
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        limit: Annotated[int, LimitParam] = 50,
+        cursor: Annotated[str | None, CursorParam] = None,
+    ) -> Response[Page[Site]]:
+        """Sites the caller may see, ordered by code."""
+        async with db.connection() as conn:
+            page = await service.list_sites(conn, principal, cursor=cursor, limit=limit)
+        return json_with_etag(request, page)
+
+    @get("/{site_id:uuid}")
+    async def get_site(self, request: Request, db: Database, principal: Principal, site_id: UUID) -> Response[Site]:
+        """One site (404 when it is not one of the caller's)."""
+        async with db.connection() as conn:
+            site = await service.get_site(conn, principal, site_id)
+        return json_with_etag(request, site)
+
+    @post("/", guards=[requires(Role.COMMAND)], status_code=201)
+    async def create_site(
+        self, request: Request, db: Database, principal: Principal, data: Annotated[SiteCreate, Body()]
+    ) -> Response[Site]:
+        """Create a site (command centre only)."""
+        return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_site(conn, principal, data))
+
+    @patch("/{site_id:uuid}", guards=[requires(Role.COMMAND, Role.SITE_MANAGER)])
+    async def update_site(self, db: Database, principal: Principal, site_id: UUID, data: SitePatch) -> Site:
+        """Change a site; ``version`` must match the current one (409 ``stale_version`` otherwise)."""
+        async with db.transaction() as conn:
+            return await service.update_site(conn, principal, site_id, data)
+
+
+ROUTES = [SiteController]
