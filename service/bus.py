@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -83,7 +83,25 @@ def channel(cache: Cache, site_id: UUID | None) -> str:
     return cache.key("site", site_id or "global")
 
 
+# In-process observers of committed events, called before the Redis publish: a
+# domain's cache on this instance is current before the response leaves, while
+# other instances learn of the change from the Redis channel.
+Observer = Callable[["Cache", list[Event]], Awaitable[None]]
+_observers: list[Observer] = []
+
+
+def observe(observer: Observer) -> Observer:
+    """Register ``observer(cache, events)`` to run after every commit that emitted events."""
+    _observers.append(observer)
+    return observer
+
+
 async def publish(cache: Cache, events: list[Event]) -> None:
+    for observer in _observers:
+        try:
+            await observer(cache, events)
+        except Exception:  # an observer is an accelerator: never fail the committed write
+            log.exception("event observer failed", extra={"event": "observer_failed"})
     for event in events:
         await cache.call("publish", channel(cache, event.site_id), msgspec.json.encode(event))
 
@@ -117,14 +135,15 @@ def _encode_cursor(txid: str, event_id: int) -> str:
     return base64.urlsafe_b64encode(f"{txid}:{event_id}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[str, int]:
+def _decode_cursor(cursor: str | None) -> tuple[int, int]:
     if not cursor:
-        return "0", 0
+        return 0, 0
     try:
         txid, event_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
-        if not txid.isdigit():
-            raise ValueError(txid)
-        return txid, int(event_id)
+        txid_value, id_value = int(txid), int(event_id)
+        if not (0 <= txid_value < 2**63 and 0 <= id_value < 2**63):
+            raise ValueError(cursor)
+        return txid_value, id_value
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor") from None
 

@@ -13,6 +13,7 @@ that constraint in ``CONSTRAINT_CODES`` (domains add theirs in their store).
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any, ClassVar
 
 import asyncpg
@@ -127,6 +128,11 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[bytes]:
+    request_id = current_request_id()
+    if request_id is None:
+        # Raised outside the route middleware (e.g. no route matched): still give the caller an id to quote.
+        request_id = uuid.uuid4().hex
+        headers = {**(headers or {}), "X-Request-ID": request_id}
     problem = Problem(
         type=f"https://qsite.dev/problems/{code}",
         title=title,
@@ -134,7 +140,7 @@ def problem_response(
         code=code,
         detail=detail,
         field=field,
-        request_id=current_request_id(),
+        request_id=request_id,
         errors=errors,
         extra=extra or None,
     )

@@ -1,0 +1,72 @@
+"""What every scenario needs: a fresh benchmark database, the server's environment, tokens."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from service import embedded
+from service.access.model import Principal
+from service.access.service import issue_access_token
+from service.cache import Cache
+from service.db import Database, create_pool, migrate
+from service.settings import Settings, generate_secrets, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "qsite_bench"
+
+
+@dataclass
+class BenchContext:
+    settings: Settings
+
+    @classmethod
+    async def create(cls) -> BenchContext:
+        server = os.environ.get("DATABASE_URL") or embedded.start_postgres(ROOT / ".data" / "bench", database="postgres")
+        redis_url = os.environ.get("REDIS_URL") or embedded.start_redis(ROOT / ".data" / "bench")
+        admin = await asyncpg.connect(server)
+        await admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {BENCH_DB}")
+        await admin.close()
+        dsn = urlunsplit(urlsplit(server)._replace(path=f"/{BENCH_DB}"))
+        await migrate(dsn)
+        settings = load_settings(
+            {}, database_url=dsn, redis_url=redis_url, redis_prefix="bench:", data_dir=str(ROOT / ".data" / "bench"),
+            **generate_secrets(),
+        )
+        return cls(settings)
+
+    @property
+    def server_env(self) -> dict[str, str]:
+        """Environment for the server process: same database, Redis and secrets as this context."""
+        s = self.settings
+        return {
+            "DATABASE_URL": s.database_url or "",
+            "REDIS_URL": s.redis_url or "",
+            "QSITE_REDIS_PREFIX": s.redis_prefix,
+            "QSITE_JWT_SECRET": s.jwt_secret,
+            "QSITE_PII_KEYS": s.pii_keys,
+            "QSITE_PII_INDEX_KEY": s.pii_index_key,
+            "QSITE_WEBHOOK_SIGNING_SECRET": s.webhook_signing_secret,
+            "QSITE_DATA_DIR": s.data_dir,
+            "QSITE_POOL_MAX_SIZE": "10",
+        }
+
+    def token(self, principal: Principal) -> str:
+        return issue_access_token(self.settings, principal)
+
+    async def with_db(self, fn: Callable[[Database], Awaitable[Any]]) -> Any:
+        """Run setup code against the benchmark database."""
+        cache = Cache(self.settings.redis_url or "", prefix=self.settings.redis_prefix, timeout_ms=250)
+        pool = await create_pool(self.settings, self.settings.database_url or "")
+        try:
+            return await fn(Database(pool, cache))
+        finally:
+            await pool.close()
+            await cache.close()

@@ -1,0 +1,76 @@
+"""The HTTP edge: problem+json, request ids, readiness, a dead Redis."""
+
+import msgspec
+import pytest
+from litestar import get
+from litestar.testing import AsyncTestClient
+
+from service import cache as cache_module
+from service.access.model import Role
+from service.app import create_app
+from tests.conftest import make_principal
+
+
+@get("/boom", exclude_from_auth=True, sync_to_thread=False)
+def boom() -> None:
+    raise RuntimeError("secret internals: password=hunter2")
+
+
+async def test_unknown_route_is_problem_json(client):
+    response = await client.get("/api/v1/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["code"] == "not_found" and body["status"] == 404 and body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_unhandled_error_is_generic_500_without_internals(settings):
+    app = create_app(settings)
+    app.register(boom)
+    async with AsyncTestClient(app=app) as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "req-123"})
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "internal_error" and body["request_id"] == "req-123"
+    assert "hunter2" not in response.text and "Traceback" not in response.text
+
+
+async def test_missing_credentials_is_401_problem(client):
+    response = await client.get("/api/v1/sites")
+    assert response.status_code == 401 and response.json()["code"] == "unauthenticated"
+
+
+async def test_readiness_false_when_postgres_unreachable(settings):
+    broken = msgspec.structs.replace(settings, database_url="postgresql://postgres@127.0.0.1:1/none", pool_min_size=0)
+    async with AsyncTestClient(app=create_app(broken)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"ready": False, "postgres": False, "redis": True}
+
+
+async def test_dead_redis_is_tried_once_and_writes_still_succeed(settings, auth, monkeypatch):
+    monkeypatch.setattr(cache_module, "COOL_DOWN_S", 600)
+    dead = msgspec.structs.replace(settings, redis_url="redis://127.0.0.1:1/0")
+    command = make_principal(Role.COMMAND)
+    async with AsyncTestClient(app=create_app(dead)) as client:
+        redis_client = client.app.state.cache.client
+        attempts = []
+        real_publish = redis_client.publish
+
+        async def counted_publish(*args, **kwargs):
+            attempts.append(args)
+            return await real_publish(*args, **kwargs)
+
+        redis_client.publish = counted_publish
+        for i in range(10):
+            created = await client.post("/api/v1/sites", json={"code": f"R-{i}", "name": "r"}, headers=auth(command))
+            assert created.status_code == 201
+        # The first publish failed; after that Redis is skipped instead of costing a timeout per request.
+        assert len(attempts) == 1 and client.app.state.cache.available is False
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["redis"] is False
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+async def test_operational_endpoints_answer(client, path):
+    assert (await client.get(path)).status_code == 200
