@@ -20,6 +20,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+access_log = logging.getLogger("qsite.access")
 
 
 def current_request_id() -> str | None:
@@ -40,15 +41,26 @@ class RequestIdMiddleware:
         request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else uuid.uuid4().hex
         token = _request_id.set(request_id)
         header = (b"x-request-id", request_id.encode())
+        started = time.perf_counter()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # The route template, never the raw path or query: those can carry ids and document numbers.
+            access_log.info(
+                "%s %s",
+                scope["method"],
+                scope.get("path_template", "?"),
+                extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
             _request_id.reset(token)
 
 
