@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     graphql_max_tokens: int = 5000
     graphql_max_operations: int = 1
     login_attempts_per_minute: int = 10
+    # Looser than per account: colleagues behind one site gateway share an address.
+    login_attempts_per_address_per_minute: int = 60
+    # How long a verified API key is trusted without asking PostgreSQL again.
+    api_key_cache_seconds: int = 30
 
     # Background work.
     run_background_jobs: bool = True

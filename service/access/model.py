@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -27,6 +29,8 @@ CLIENT_ROLES = frozenset({Role.LOGISTICS, Role.LAB, Role.HOSPITAL})
 class PrincipalKind(StrEnum):
     STAFF = "staff"
     CLIENT = "client"
+    # The CLI and the demo seed: acts with the command role, never authenticates over HTTP.
+    SYSTEM = "system"
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,3 +64,127 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     def has_role(self, *roles: Role) -> bool:
         return self.role in roles
+
+
+UNMASK_ROLES = frozenset({Role.COMMAND, Role.MEDIC, Role.SITE_MANAGER})
+STAFF_ADMIN_ROLES = (Role.COMMAND, Role.SITE_MANAGER)
+
+Username = Annotated[
+    str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{1,62}$", description="Lower-case login name, 2-63 characters")
+]
+DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256, description="At least 8 characters")]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 -]{4,30}$", description="Phone number, digits")]
+Purpose = Annotated[str, msgspec.Meta(min_length=3, max_length=200, description="Why personal data is unmasked (audited)")]
+
+
+class StaffRole(StrEnum):
+    COMMAND = "command"
+    SITE_MANAGER = "site_manager"
+    SITE_STAFF = "site_staff"
+    MEDIC = "medic"
+
+
+class ClientRole(StrEnum):
+    LOGISTICS = "logistics"
+    LAB = "lab"
+    HOSPITAL = "hospital"
+
+
+class Staff(msgspec.Struct, kw_only=True):
+    """A staff account as answered: ``phone`` is masked unless unmasked with a purpose."""
+
+    id: UUID
+    username: str
+    display_name: str
+    phone: str | None
+    role: StaffRole
+    site_ids: list[UUID]
+    active: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class StaffCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    username: Username
+    display_name: DisplayName
+    password: Password
+    role: StaffRole
+    site_ids: list[UUID] = []
+    phone: Phone | None = None
+    # Offline-safe: a replay with the same id is a no-op conflict rather than a second account.
+    id: UUID | None = None
+
+
+class StaffPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Fields to change; ``version`` must be the version the caller read (409 if stale)."""
+
+    version: int
+    display_name: DisplayName | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | None | msgspec.UnsetType = msgspec.UNSET
+    role: StaffRole | msgspec.UnsetType = msgspec.UNSET
+    site_ids: list[UUID] | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+    password: Password | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, object]:
+        return {f: v for f in self.__struct_fields__ if f != "version" and (v := getattr(self, f)) is not msgspec.UNSET}
+
+
+class LoginRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class RefreshRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class TokenPair(msgspec.Struct, kw_only=True):
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    staff_id: UUID
+    role: StaffRole
+    site_ids: list[UUID] | None
+
+
+class ApiClient(msgspec.Struct, kw_only=True):
+    id: UUID
+    name: str
+    role: ClientRole
+    key_prefix: str
+    site_ids: list[UUID] | None
+    facility_id: UUID | None
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiClientCreated(ApiClient, kw_only=True):
+    """The new client with its API key: the only time the key is shown."""
+
+    api_key: str | None
+
+
+class ApiClientCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: DisplayName
+    role: ClientRole
+    # None = every site (command centre only).
+    site_ids: list[UUID] | None
+    facility_id: UUID | None = None
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    id: int
+    at: datetime
+    actor: str
+    actor_role: str
+    action: str
+    site_id: UUID | None
+    subject_id: UUID | None
+    fields: list[str]
+    purpose: str | None
+    request_id: str | None

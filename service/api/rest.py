@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from litestar import Router
 
+from service.access import rest as access
 from service.sites import rest as sites
 
-ROUTE_HANDLERS = [*sites.ROUTES]
+ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)
