@@ -74,6 +74,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Background work.
     run_background_jobs: bool = True
 
+    # Rooms: minutes a disinfected room airs before it may be inspected and made ready.
+    room_airing_minutes: int = 30
+
     def __post_init__(self) -> None:
         if self.pool_min_size < 0 or self.pool_max_size < max(1, self.pool_min_size):
             raise SettingsError("QSITE_POOL_MAX_SIZE must be >= 1 and >= QSITE_POOL_MIN_SIZE")

@@ -89,3 +89,157 @@ _ZONES = available_timezones()
 def check_time_zone(name: str) -> None:
     if name not in _ZONES:
         raise InvalidInput(f"Unknown time zone {name!r}.", code="invalid_time_zone", field="time_zone")
+
+
+# --- rooms and turnover -----------------------------------------------------
+
+
+class RoomStatus(StrEnum):
+    READY = "ready"
+    OCCUPIED = "occupied"
+    VACATED = "vacated"
+    DISINFECTING = "disinfecting"
+    AIRING = "airing"
+    OUT_OF_SERVICE = "out_of_service"
+    SEALED = "sealed"
+
+
+class RoomAction(StrEnum):
+    """What moves a room from one status to the next (the edges of the turnover graph)."""
+
+    ADMIT = "admit"  # first resident in
+    VACATE = "vacate"  # last resident out
+    SEAL = "seal"  # positive case
+    START_DISINFECTION = "start_disinfection"
+    FINISH_DISINFECTION = "finish_disinfection"
+    PASS_INSPECTION = "pass_inspection"
+    FAIL_INSPECTION = "fail_inspection"
+    TAKE_OUT_OF_SERVICE = "take_out_of_service"
+    RETURN_TO_SERVICE = "return_to_service"
+
+
+S, A = RoomStatus, RoomAction
+# The whole turnover graph (DESIGN.md, "Room turnover"); anything not listed is refused with 409.
+TRANSITIONS: dict[tuple[RoomStatus, RoomAction], RoomStatus] = {
+    (S.READY, A.ADMIT): S.OCCUPIED,
+    (S.OCCUPIED, A.VACATE): S.VACATED,
+    (S.OCCUPIED, A.SEAL): S.SEALED,
+    (S.VACATED, A.SEAL): S.SEALED,
+    (S.VACATED, A.START_DISINFECTION): S.DISINFECTING,
+    (S.SEALED, A.START_DISINFECTION): S.DISINFECTING,
+    (S.DISINFECTING, A.FINISH_DISINFECTION): S.AIRING,
+    (S.AIRING, A.PASS_INSPECTION): S.READY,
+    (S.AIRING, A.FAIL_INSPECTION): S.DISINFECTING,
+    **{(s, A.TAKE_OUT_OF_SERVICE): S.OUT_OF_SERVICE for s in S if s not in (S.OCCUPIED, S.OUT_OF_SERVICE)},
+    (S.OUT_OF_SERVICE, A.RETURN_TO_SERVICE): S.VACATED,
+}
+# Actions staff trigger by hand; ADMIT and VACATE follow admissions and departures only.
+MANUAL_ACTIONS = frozenset(A) - {A.ADMIT, A.VACATE}
+del S, A
+
+RoomNumber = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,16}$", description="Room number, e.g. 301")]
+Floor = Annotated[int, msgspec.Meta(ge=-5, le=200)]
+Beds = Annotated[int, msgspec.Meta(ge=1, le=20)]
+Notes = Annotated[str, msgspec.Meta(max_length=1000)]
+Reason = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class Room(msgspec.Struct, kw_only=True):
+    id: UUID
+    site_id: UUID
+    number: str
+    floor: int
+    beds: int
+    occupied: int
+    notes: str
+    status: RoomStatus
+    status_since: datetime
+    status_by: str | None
+    status_reason: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def free_beds(self) -> int:
+        return self.beds - self.occupied
+
+
+class RoomCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    number: RoomNumber
+    floor: Floor
+    beds: Beds = 1
+    notes: Notes = ""
+
+
+class FloorCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A floor's rooms at once: numbers ``first``..``last`` (e.g. 301-330), each with ``beds`` beds."""
+
+    floor: Floor
+    first: Annotated[int, msgspec.Meta(ge=0, le=99999)]
+    last: Annotated[int, msgspec.Meta(ge=0, le=99999)]
+    beds: Beds = 1
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{0,8}$")] = ""
+    notes: Notes = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.last - self.first < 500:
+            raise InvalidInput("'last' must be >= 'first' and at most 500 rooms at once.", code="invalid_room_range", field="last")
+
+    def rooms(self) -> list[RoomCreate]:
+        return [RoomCreate(number=f"{self.prefix}{n}", floor=self.floor, beds=self.beds, notes=self.notes) for n in range(self.first, self.last + 1)]
+
+
+class RoomPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    version: int
+    beds: Beds | msgspec.UnsetType = msgspec.UNSET
+    notes: Notes | msgspec.UnsetType = msgspec.UNSET
+
+
+class RoomStatusChange(msgspec.Struct, kw_only=True):
+    id: int
+    room_id: UUID
+    from_status: RoomStatus | None
+    to_status: RoomStatus
+    action: str
+    actor: str | None
+    reason: str
+    at: datetime
+
+
+class DisinfectionState(StrEnum):
+    OPEN = "open"
+    DISINFECTING = "disinfecting"
+    AIRING = "airing"
+    PASSED = "passed"
+    CANCELLED = "cancelled"
+
+
+class DisinfectionTask(msgspec.Struct, kw_only=True):
+    id: UUID
+    room_id: UUID
+    site_id: UUID
+    state: DisinfectionState
+    opened_at: datetime
+    opened_by: str | None
+    started_at: datetime | None
+    started_by: str | None
+    finished_at: datetime | None
+    finished_by: str | None
+    airing_until: datetime | None
+    inspected_at: datetime | None
+    inspected_by: str | None
+    failed_inspections: int
+    notes: str
+
+
+class BedSummary(msgspec.Struct, kw_only=True):
+    """Beds of one site by the status of their room."""
+
+    site_id: UUID
+    rooms: int
+    beds_total: int
+    beds_occupied: int
+    beds_ready: int
+    beds_in_turnover: int
+    beds_out_of_service: int

@@ -1,0 +1,136 @@
+-- Rooms, their status history and disinfection tasks (sites domain).
+-- Every read takes :site_ids (NULL = all sites) so that scoping cannot be forgotten.
+
+-- name: insert_rooms
+-- Bulk creation (a floor at once); ON CONFLICT lets a replayed request skip rooms that exist.
+INSERT INTO rooms (site_id, number, floor, beds, notes)
+SELECT :site_id, r.number, r.floor, r.beds, r.notes
+FROM unnest(:numbers::text[], :floors::int[], :beds::int[], :notes::text[]) AS r(number, floor, beds, notes)
+ON CONFLICT ON CONSTRAINT rooms_site_number_key DO NOTHING
+RETURNING id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at;
+
+-- name: get_room^
+SELECT id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at
+FROM rooms
+WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: get_rooms_by_ids
+SELECT id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at
+FROM rooms
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: lock_room^
+-- The room row lock serialises every change of a room's beds and status.
+SELECT id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at
+FROM rooms
+WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+FOR UPDATE;
+
+-- name: try_lock_room^
+-- Allocation: skip a room another admission is holding, and take it only if it can still take people.
+SELECT id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at
+FROM rooms
+WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND status IN ('ready', 'occupied') AND occupied < beds
+FOR UPDATE SKIP LOCKED;
+
+-- name: list_rooms
+-- A site's rooms (optionally one floor), ordered by floor and number, keyset-paginated.
+SELECT id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at
+FROM rooms
+WHERE site_id = :site_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND (:floor::int IS NULL OR floor = :floor::int)
+  AND (:status::text IS NULL OR status = :status::text)
+  AND (:after_floor::int IS NULL OR (floor, number) > (:after_floor::int, :after_number::text))
+ORDER BY floor, number
+LIMIT :limit;
+
+-- name: set_room_state^
+-- Status and occupancy change together, under the lock taken by lock_room.
+UPDATE rooms SET
+    status = :status,
+    occupied = :occupied,
+    status_since = CASE WHEN status = :status THEN status_since ELSE now() END,
+    status_by = CASE WHEN status = :status THEN status_by ELSE :actor END,
+    status_reason = CASE WHEN status = :status THEN status_reason ELSE :reason END,
+    version = version + 1,
+    updated_at = now()
+WHERE id = :id
+RETURNING id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at;
+
+-- name: update_room^
+UPDATE rooms SET
+    beds = coalesce(:beds, beds),
+    notes = coalesce(:notes, notes),
+    version = version + 1,
+    updated_at = now()
+WHERE id = :id AND version = :version AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+RETURNING id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at;
+
+-- name: insert_status_change^
+INSERT INTO room_status_changes (room_id, site_id, from_status, to_status, action, actor, reason)
+VALUES (:room_id, :site_id, :from_status, :to_status, :action, :actor, :reason)
+RETURNING id;
+
+-- name: insert_created_history!
+-- Bulk history rows for rooms just created (a floor at once).
+INSERT INTO room_status_changes (room_id, site_id, from_status, to_status, action, actor, reason)
+SELECT r, :site_id, NULL, 'ready', 'create', :actor, '' FROM unnest(:room_ids::uuid[]) AS r;
+
+-- name: room_history
+SELECT id, room_id, from_status, to_status, action, actor, reason, at
+FROM room_status_changes
+WHERE room_id = :room_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY id;
+
+-- name: open_task^
+INSERT INTO disinfection_tasks (room_id, site_id, opened_by)
+VALUES (:room_id, :site_id, :actor)
+ON CONFLICT (room_id) WHERE state IN ('open', 'disinfecting', 'airing') DO UPDATE SET notes = disinfection_tasks.notes
+RETURNING id, room_id, site_id, state, opened_at, opened_by, started_at, started_by, finished_at, finished_by,
+          airing_until, inspected_at, inspected_by, failed_inspections, notes;
+
+-- name: current_task^
+SELECT id, room_id, site_id, state, opened_at, opened_by, started_at, started_by, finished_at, finished_by,
+       airing_until, inspected_at, inspected_by, failed_inspections, notes
+FROM disinfection_tasks
+WHERE room_id = :room_id AND state IN ('open', 'disinfecting', 'airing');
+
+-- name: tasks_of_rooms
+-- The latest task of each room (board and room reads).
+SELECT DISTINCT ON (room_id) id, room_id, site_id, state, opened_at, opened_by, started_at, started_by, finished_at, finished_by,
+       airing_until, inspected_at, inspected_by, failed_inspections, notes
+FROM disinfection_tasks
+WHERE room_id = ANY(:room_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY room_id, opened_at DESC, id;
+
+-- name: update_task^
+UPDATE disinfection_tasks SET
+    state = :state,
+    started_at = CASE WHEN :state = 'disinfecting' THEN now() ELSE started_at END,
+    started_by = CASE WHEN :state = 'disinfecting' THEN :actor ELSE started_by END,
+    finished_at = CASE WHEN :state = 'airing' THEN now() ELSE finished_at END,
+    finished_by = CASE WHEN :state = 'airing' THEN :actor ELSE finished_by END,
+    airing_until = CASE WHEN :state = 'airing' THEN now() + make_interval(mins => :airing_minutes) ELSE airing_until END,
+    inspected_at = CASE WHEN :inspected THEN now() ELSE inspected_at END,
+    inspected_by = CASE WHEN :inspected THEN :actor ELSE inspected_by END,
+    failed_inspections = failed_inspections + CASE WHEN :failed THEN 1 ELSE 0 END,
+    notes = CASE WHEN :notes = '' THEN notes ELSE :notes END
+WHERE id = :id
+RETURNING id, room_id, site_id, state, opened_at, opened_by, started_at, started_by, finished_at, finished_by,
+          airing_until, inspected_at, inspected_by, failed_inspections, notes;
+
+-- name: airing_over$
+SELECT airing_until IS NULL OR airing_until <= now() FROM disinfection_tasks WHERE id = :id;
+
+-- name: bed_summary
+SELECT site_id,
+       count(*)::int AS rooms,
+       coalesce(sum(beds), 0)::int AS beds_total,
+       coalesce(sum(occupied), 0)::int AS beds_occupied,
+       coalesce(sum(beds) FILTER (WHERE status = 'ready'), 0)::int AS beds_ready,
+       coalesce(sum(beds - occupied) FILTER (WHERE status IN ('vacated', 'disinfecting', 'airing', 'sealed')), 0)::int AS beds_in_turnover,
+       coalesce(sum(beds) FILTER (WHERE status = 'out_of_service'), 0)::int AS beds_out_of_service
+FROM rooms
+WHERE (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+GROUP BY site_id;

@@ -1,0 +1,185 @@
+-- Regimes, residents and stays (stays domain).
+-- Every read takes :site_ids (NULL = all sites) so that scoping cannot be forgotten.
+
+-- name: list_regimes
+SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
+FROM regimes ORDER BY code;
+
+-- name: get_regime_by_code^
+SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
+FROM regimes WHERE code = :code;
+
+-- name: get_regime_for_category^
+SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
+FROM regimes WHERE category = :category;
+
+-- name: get_regimes_by_ids
+SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
+FROM regimes WHERE id = ANY(:ids::uuid[]);
+
+-- name: update_regime^
+UPDATE regimes SET
+    name = coalesce(:name, name),
+    centralized_days = coalesce(:centralized_days, centralized_days),
+    home_monitoring_days = coalesce(:home_monitoring_days, home_monitoring_days),
+    test_days = coalesce(:test_days::int[], test_days),
+    checkins_per_day = coalesce(:checkins_per_day, checkins_per_day),
+    effective_from = coalesce(:effective_from, now()),
+    version = version + 1,
+    updated_at = now()
+WHERE code = :code AND version = :version
+RETURNING id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at;
+
+-- name: replan_regime_stays
+-- A regime's period changed: every open stay under it gets its planned release again,
+-- the period counted from its own start date in its site's time zone.
+UPDATE stays SET
+    planned_release_at = ((period_start + :centralized_days::int)::timestamp AT TIME ZONE time_zone),
+    version = version + 1
+WHERE regime_id = :regime_id AND status = 'active'
+  AND planned_release_at IS DISTINCT FROM ((period_start + :centralized_days::int)::timestamp AT TIME ZONE time_zone)
+RETURNING id, site_id;
+
+-- name: insert_resident^
+INSERT INTO residents (id, site_id, name, sex, birth_date, document_type, document_enc, document_index, document_tail,
+                       phone_enc, phone_tail, household_key, created_by)
+VALUES (:id, :site_id, :name, :sex, :birth_date, :document_type, :document_enc, :document_index, :document_tail,
+        :phone_enc, :phone_tail, :household_key, :actor)
+RETURNING id, site_id, name, sex, birth_date, document_type, document_tail, phone_tail, household_key, created_at;
+
+-- name: get_residents
+SELECT id, site_id, name, sex, birth_date, document_type, document_tail, phone_tail, household_key, created_at
+FROM residents
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: find_resident_by_index
+-- Blind-index lookup, deliberately unscoped: admission must find a person known at another site.
+SELECT id, site_id, name, sex, birth_date, document_type, document_tail, phone_tail, household_key, created_at
+FROM residents
+WHERE document_index = :document_index AND (:document_type::text IS NULL OR document_type = :document_type::text)
+FOR UPDATE;
+
+-- name: search_residents_by_index
+SELECT id, site_id, name, sex, birth_date, document_type, document_tail, phone_tail, household_key, created_at
+FROM residents
+WHERE document_index = :document_index AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: get_resident_secrets^
+SELECT id, site_id, name, birth_date, document_type, document_enc, phone_enc
+FROM residents
+WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: set_resident_site^
+UPDATE residents SET site_id = :site_id WHERE id = :id RETURNING id;
+
+-- name: insert_stay^
+INSERT INTO stays (id, resident_id, site_id, room_id, room_number, floor, bed, category, origin_area, risk_level, arrival_batch,
+                   regime_id, time_zone, admitted_at, day_one, period_start, planned_release_at, moved_from, created_by)
+VALUES (:id, :resident_id, :site_id, :room_id, :room_number, :floor, :bed, :category, :origin_area, :risk_level, :arrival_batch,
+        :regime_id, :time_zone, :admitted_at, :day_one, :period_start, :planned_release_at, :moved_from, :actor)
+RETURNING id;
+
+-- name: get_stays
+SELECT s.id, s.resident_id, s.site_id, s.room_id, s.room_number, s.floor, s.bed, s.category, s.origin_area, s.risk_level,
+       s.arrival_batch, s.regime_id, g.code AS regime_code, s.time_zone, s.admitted_at, s.day_one, s.period_start,
+       s.planned_release_at, s.status, s.ended_at, s.outcome, s.moved_to, s.moved_from, s.version, s.created_at
+FROM stays s JOIN regimes g ON g.id = s.regime_id
+WHERE s.id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[]));
+
+-- name: lock_stay^
+SELECT id FROM stays
+WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+FOR UPDATE;
+
+-- name: close_stay^
+UPDATE stays SET status = 'closed', outcome = :outcome, ended_at = now(), moved_to = :moved_to, version = version + 1
+WHERE id = :id AND status = 'active'
+RETURNING id;
+
+-- name: set_period^
+UPDATE stays SET period_start = :period_start, planned_release_at = :planned_release_at, version = version + 1
+WHERE id = :id
+RETURNING id;
+
+-- name: taken_beds
+SELECT bed FROM stays WHERE room_id = :room_id AND status = 'active';
+
+-- name: room_households
+-- Household keys (null for people alone) of the active stays in these rooms.
+SELECT s.room_id, r.household_key
+FROM stays s JOIN residents r ON r.id = s.resident_id
+WHERE s.room_id = ANY(:room_ids::uuid[]) AND s.status = 'active';
+
+-- name: floor_mix
+-- Who lives on each floor of a site now: the allocation keeps categories and batches apart.
+SELECT floor, category, arrival_batch, count(*)::int AS n
+FROM stays
+WHERE site_id = :site_id AND status = 'active'
+GROUP BY floor, category, arrival_batch;
+
+-- name: active_stay_ids_in_rooms
+-- The board: active stays of many rooms in one statement.
+SELECT id, room_id FROM stays
+WHERE room_id = ANY(:room_ids::uuid[]) AND status = 'active' AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY room_id, bed;
+
+-- name: board_rows
+-- The board: each active stay of these rooms with its resident and regime, in one statement.
+SELECT s.id, s.resident_id, s.site_id, s.room_id, s.room_number, s.floor, s.bed, s.category, s.origin_area, s.risk_level,
+       s.arrival_batch, s.regime_id, g.code AS regime_code, s.time_zone, s.admitted_at, s.day_one, s.period_start,
+       s.planned_release_at, s.status, s.ended_at, s.outcome, s.moved_to, s.moved_from, s.version, s.created_at,
+       r.site_id AS r_site_id, r.name AS r_name, r.sex AS r_sex, r.birth_date AS r_birth_date, r.document_type AS r_document_type,
+       r.document_tail AS r_document_tail, r.phone_tail AS r_phone_tail, r.household_key AS r_household_key, r.created_at AS r_created_at
+FROM stays s
+JOIN regimes g ON g.id = s.regime_id
+JOIN residents r ON r.id = s.resident_id
+WHERE s.room_id = ANY(:room_ids::uuid[]) AND s.status = 'active' AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[]))
+ORDER BY s.room_id, s.bed;
+
+-- name: list_stays
+-- A site's stays, newest admission first, keyset-paginated.
+SELECT s.id, s.resident_id, s.site_id, s.room_id, s.room_number, s.floor, s.bed, s.category, s.origin_area, s.risk_level,
+       s.arrival_batch, s.regime_id, g.code AS regime_code, s.time_zone, s.admitted_at, s.day_one, s.period_start,
+       s.planned_release_at, s.status, s.ended_at, s.outcome, s.moved_to, s.moved_from, s.version, s.created_at
+FROM stays s JOIN regimes g ON g.id = s.regime_id
+WHERE s.site_id = :site_id AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[]))
+  AND (:status::text IS NULL OR s.status = :status::text)
+  AND (:arrival_batch::text IS NULL OR s.arrival_batch = :arrival_batch::text)
+  AND (:after_at::timestamptz IS NULL OR (s.admitted_at, s.id) < (:after_at::timestamptz, :after_id::uuid))
+ORDER BY s.admitted_at DESC, s.id DESC
+LIMIT :limit;
+
+-- name: roommates
+SELECT id FROM stays
+WHERE room_id = :room_id AND status = 'active' AND id <> :stay_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY bed;
+
+-- name: household
+SELECT s.id FROM stays s JOIN residents r ON r.id = s.resident_id
+WHERE r.household_key = :household_key AND s.status = 'active' AND s.id <> :stay_id
+  AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[]))
+ORDER BY s.room_number, s.bed;
+
+-- name: floor_neighbours
+SELECT id FROM stays
+WHERE site_id = :site_id AND floor = :floor AND room_id <> :room_id AND status = 'active'
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY room_number, bed;
+
+-- name: occupied_beds
+SELECT site_id, count(*)::int AS n FROM stays
+WHERE status = 'active' AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+GROUP BY site_id;
+
+-- name: releases_due
+-- Active stays whose planned release falls on the site's local today / tomorrow.
+SELECT site_id,
+       count(*) FILTER (WHERE (planned_release_at AT TIME ZONE time_zone)::date <= (now() AT TIME ZONE time_zone)::date)::int AS today,
+       count(*) FILTER (WHERE (planned_release_at AT TIME ZONE time_zone)::date = (now() AT TIME ZONE time_zone)::date + 1)::int AS tomorrow
+FROM stays
+WHERE status = 'active' AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND planned_release_at < now() + interval '3 days'
+GROUP BY site_id;
+
+-- name: link_move^
+UPDATE stays SET moved_to = :moved_to WHERE id = :id RETURNING id;

@@ -1,0 +1,1 @@
+"""Residents, stays (admissions), regimes, allocation and release."""

@@ -1,0 +1,299 @@
+"""Stays: residents, regimes, stays; read models, inputs and enums."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from stdnum.cn import ric
+from stdnum.exceptions import ValidationError as NumberInvalid
+
+from service.errors import InvalidInput
+
+
+class Category(StrEnum):
+    CLOSE_CONTACT = "close_contact"
+    SECONDARY_CONTACT = "secondary_contact"
+    INBOUND_TRAVELLER = "inbound_traveller"
+    KEY_AREA_ARRIVAL = "key_area_arrival"
+    OTHER = "other"
+
+
+class RiskLevel(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class StayStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    RELEASED = "released"
+    TRANSFERRED = "transferred"
+    MOVED = "moved"
+
+
+class Sex(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    UNKNOWN = "unknown"
+
+
+class DocumentType(StrEnum):
+    MAINLAND_ID = "mainland_id"
+    PASSPORT = "passport"
+    OTHER = "other"
+
+
+def check_mainland_id(number: str) -> str:
+    """A mainland resident ID number (GB 11643): 18 characters, valid birth date and check digit.
+
+    Returns the canonical form (upper-case X). The message never repeats the number.
+    """
+    try:
+        return ric.validate(number)
+    except NumberInvalid:
+        raise InvalidInput(
+            "Not a valid mainland ID number (18 characters with a GB 11643 check digit).",
+            code="invalid_id_number",
+            field="document_number",
+        ) from None
+
+
+# --- regimes ----------------------------------------------------------------
+
+Days = Annotated[int, msgspec.Meta(ge=0, le=60)]
+TestDays = Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=90)]], msgspec.Meta(max_length=60)]
+
+
+class Regime(msgspec.Struct, kw_only=True):
+    id: UUID
+    code: str
+    name: str
+    category: Category | None
+    centralized_days: int
+    home_monitoring_days: int
+    test_days: list[int]
+    checkins_per_day: int
+    effective_from: datetime
+    version: int
+    updated_at: datetime
+
+
+class RegimePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    version: int
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | msgspec.UnsetType = msgspec.UNSET
+    centralized_days: Days | msgspec.UnsetType = msgspec.UNSET
+    home_monitoring_days: Days | msgspec.UnsetType = msgspec.UNSET
+    test_days: TestDays | msgspec.UnsetType = msgspec.UNSET
+    checkins_per_day: Annotated[int, msgspec.Meta(ge=0, le=24)] | msgspec.UnsetType = msgspec.UNSET
+    effective_from: datetime | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if self.test_days is not msgspec.UNSET:
+            self.test_days = sorted(set(self.test_days))
+
+    def changes(self) -> dict[str, object]:
+        return {f: v for f in self.__struct_fields__ if f != "version" and (v := getattr(self, f)) is not msgspec.UNSET}
+
+
+# --- residents --------------------------------------------------------------
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+DocumentNumber = Annotated[str, msgspec.Meta(min_length=3, max_length=40)]
+Phone = Annotated[str, msgspec.Meta(pattern=r"^\+?[0-9][0-9 -]{4,19}$")]
+HouseholdKey = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Purpose = Annotated[str, msgspec.Meta(min_length=3, max_length=300)]
+
+
+class ResidentCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    document_type: DocumentType
+    document_number: DocumentNumber
+    sex: Sex = Sex.UNKNOWN
+    birth_date: date | None = None
+    phone: Phone | None = None
+    household_key: HouseholdKey | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise InvalidInput("The name is empty.", code="invalid_name", field="name")
+        if self.document_type is DocumentType.MAINLAND_ID:
+            self.document_number = check_mainland_id(self.document_number)
+            if self.birth_date is None:
+                self.birth_date = ric.get_birth_date(self.document_number)
+
+
+class Resident(msgspec.Struct, kw_only=True):
+    """A resident as every response shows one: personal data masked."""
+
+    id: UUID
+    site_id: UUID
+    name: str
+    sex: Sex
+    birth_year: int | None
+    document_type: DocumentType
+    document_number: str
+    phone: str | None
+    household_key: str | None
+    created_at: datetime
+
+
+class ResidentRevealed(msgspec.Struct, kw_only=True):
+    """Unmasked personal data; each read leaves an audit row."""
+
+    id: UUID
+    name: str
+    birth_date: date | None
+    document_type: DocumentType
+    document_number: str
+    phone: str | None
+
+
+# --- stays ------------------------------------------------------------------
+
+Area = Annotated[str, msgspec.Meta(max_length=200, description="Origin risk area, e.g. 沙坪坝区/井口镇")]
+Batch = Annotated[str, msgspec.Meta(max_length=64, description="Arrival batch, e.g. the bus or flight")]
+Reason = Annotated[str, msgspec.Meta(max_length=500)]
+Bed = Annotated[int, msgspec.Meta(ge=1, le=20)]
+
+
+class Stay(msgspec.Struct, kw_only=True):
+    id: UUID
+    resident_id: UUID
+    site_id: UUID
+    room_id: UUID
+    room_number: str
+    floor: int
+    bed: int
+    category: Category
+    origin_area: str
+    risk_level: RiskLevel | None
+    arrival_batch: str
+    regime_id: UUID
+    regime_code: str
+    time_zone: str
+    admitted_at: datetime
+    day_one: date
+    period_start: date
+    planned_release_at: datetime
+    status: StayStatus
+    ended_at: datetime | None
+    outcome: Outcome | None
+    moved_to: UUID | None
+    moved_from: UUID | None
+    version: int
+    created_at: datetime
+
+
+class StayView(msgspec.Struct, kw_only=True):
+    """A stay with its resident (masked) and its quarantine day today, for lists and the board."""
+
+    stay: Stay
+    resident: Resident
+    quarantine_day: int
+
+
+class Admission(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Admit one resident: a new one (``resident``) or a known one (``resident_id``).
+
+    ``room_id`` (and optionally ``bed``) picks the room; without it qsite allocates one
+    (``floor`` narrows the choice). ``id`` may be generated by the client: a replay is a no-op.
+    """
+
+    site_id: UUID
+    category: Category
+    resident: ResidentCreate | None = None
+    resident_id: UUID | None = None
+    id: UUID | None = None
+    room_id: UUID | None = None
+    bed: Bed | None = None
+    floor: Annotated[int, msgspec.Meta(ge=-5, le=200)] | None = None
+    origin_area: Area = ""
+    risk_level: RiskLevel | None = None
+    arrival_batch: Batch = ""
+    regime_code: str | None = None
+    admitted_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.resident is None) == (self.resident_id is None):
+            raise InvalidInput("Give either 'resident' or 'resident_id'.", code="resident_required", field="resident")
+        if self.bed is not None and self.room_id is None:
+            raise InvalidInput("A bed needs a room.", code="bed_without_room", field="bed")
+
+
+class BatchMember(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    resident: ResidentCreate
+    id: UUID | None = None
+    room_id: UUID | None = None
+    bed: Bed | None = None
+    category: Category | None = None
+    origin_area: Area | None = None
+    risk_level: RiskLevel | None = None
+
+
+class BatchAdmission(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An arriving batch (e.g. a bus of 40) admitted in one request: all or nothing."""
+
+    site_id: UUID
+    category: Category
+    arrival_batch: Batch
+    members: Annotated[list[BatchMember], msgspec.Meta(min_length=1, max_length=200)]
+    origin_area: Area = ""
+    risk_level: RiskLevel | None = None
+    regime_code: str | None = None
+    floor: Annotated[int, msgspec.Meta(ge=-5, le=200)] | None = None
+    admitted_at: datetime | None = None
+
+
+class Move(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    room_id: UUID
+    bed: Bed | None = None
+    reason: Reason = ""
+
+
+class Extension(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Exposure confirmed at ``exposed_at``: the centralized period restarts from that local date."""
+
+    exposed_at: datetime
+    reason: Reason = ""
+
+
+class Suggestion(msgspec.Struct, kw_only=True):
+    room_id: UUID
+    number: str
+    floor: int
+    free_beds: int
+
+
+class Contacts(msgspec.Struct, kw_only=True):
+    """Active stays that shared air with a stay: same room, same household, same floor."""
+
+    roommates: list[Stay]
+    household: list[Stay]
+    floor_neighbours: list[Stay]
+
+
+class SiteOccupancy(msgspec.Struct, kw_only=True):
+    """Beds by room status and releases due (site's local today/tomorrow); ``site_id`` is null in the total."""
+
+    site_id: UUID | None
+    rooms: int
+    beds_total: int
+    beds_occupied: int
+    beds_ready: int
+    beds_in_turnover: int
+    beds_out_of_service: int
+    releases_due_today: int
+    releases_due_tomorrow: int
+
+
+class Occupancy(msgspec.Struct, kw_only=True):
+    sites: list[SiteOccupancy]
+    total: SiteOccupancy

@@ -1,0 +1,758 @@
+"""Stay rules: admission and allocation, moves, release, transfer departure, regimes, residents.
+
+Functions other domains call (each takes a connection inside the caller's transaction and
+the caller's Principal; ids of other sites are "not found"):
+
+- ``get_stay`` / ``get_stays``                     read stays
+- ``release_blockers(conn, stay)``                  why a stay cannot be released yet (health extends it)
+- ``close_for_transfer(conn, principal, stay_id, infectious=...)``  a transfer departed
+- ``extend_stay(conn, principal, stay_id, Extension(...))``          exposure confirmed
+- ``contacts(conn, principal, stay_id)``            roommates, household, floor neighbours (exposure review)
+- ``occupied_beds(conn, site_ids)``                 active stays per site (supplies forecast)
+- ``regime_of(conn, stay)``                         the stay's regime (test days, check-ins per day)
+- ``quarantine_day(stay, now)``                     day N in the site's time zone, day 1 = admission date
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import msgspec
+
+from service import bus
+from service.access import audit, crypto
+from service.access.model import STAFF_ROLES, Principal, Role
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
+from service.pagination import Page, check_limit, decode_cursor, page_of
+from service.settings import Settings
+from service.sites import service as sites
+from service.sites.model import Room, RoomStatus, Site
+from service.stays import store
+from service.stays.model import (
+    Admission,
+    BatchAdmission,
+    Category,
+    Contacts,
+    Extension,
+    Move,
+    Occupancy,
+    Outcome,
+    Regime,
+    RegimePatch,
+    Resident,
+    ResidentCreate,
+    ResidentRevealed,
+    SiteOccupancy,
+    Stay,
+    StayStatus,
+    StayView,
+    Suggestion,
+)
+
+ADMIT_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF)
+UNMASK_ROLES = (Role.COMMAND, Role.MEDIC, Role.SITE_MANAGER)
+# An admission time a little ahead of the server clock is a phone's clock skew; more is a mistake.
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def _require(principal: Principal, roles: tuple[Role, ...] | frozenset[Role], what: str) -> None:
+    if principal.role not in roles:
+        raise Forbidden(f"The role {principal.role} may not {what}.", code="role_not_allowed")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- quarantine calendar (the site's time zone) ------------------------------
+
+
+def local_date(at: datetime, time_zone: str) -> date:
+    return at.astimezone(ZoneInfo(time_zone)).date()
+
+
+def release_at(period_start: date, centralized_days: int, time_zone: str) -> datetime:
+    """Local midnight after the last centralized day (period_start = day 1), in UTC.
+
+    The SQL of ``replan_regime_stays`` computes the same: (period_start + days)::timestamp AT TIME ZONE tz.
+    """
+    return datetime.combine(period_start + timedelta(days=centralized_days), time(0), ZoneInfo(time_zone)).astimezone(UTC)
+
+
+def quarantine_day(stay: Stay, now: datetime | None = None) -> int:
+    """Quarantine day N today in the site's time zone; day 1 is the admission date (kept across moves)."""
+    return (local_date(now or _now(), stay.time_zone) - stay.day_one).days + 1
+
+
+# --- reads ------------------------------------------------------------------
+
+
+async def get_stay(conn: asyncpg.Connection, principal: Principal, stay_id: UUID) -> Stay:
+    found = await store.get_stays(conn, [stay_id], principal.site_scope)
+    if not found:
+        raise NotFound("No such stay.", code="stay_not_found")
+    return found[0]
+
+
+async def get_stays(conn: asyncpg.Connection, principal: Principal, stay_ids: list[UUID]) -> dict[UUID, Stay]:
+    return {s.id: s for s in await store.get_stays(conn, stay_ids, principal.site_scope)}
+
+
+async def list_stays(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    site_id: UUID,
+    *,
+    status: StayStatus | None = None,
+    arrival_batch: str | None = None,
+    cursor: str | None,
+    limit: int,
+) -> Page[Stay]:
+    check_limit(limit)
+    await sites.get_site(conn, principal, site_id)
+    after = decode_cursor(cursor, [datetime, UUID])
+    rows = await store.list_stays(
+        conn, site_id, principal.site_scope, status=status, arrival_batch=arrival_batch, after=tuple(after) if after else None, limit=limit + 1
+    )
+    return page_of(rows, limit, lambda s: [s.admitted_at.isoformat(), str(s.id)])
+
+
+async def get_residents(conn: asyncpg.Connection, principal: Principal, resident_ids: list[UUID]) -> dict[UUID, Resident]:
+    """Residents (masked) by id, one statement."""
+    return {r.id: r for r in await store.get_residents(conn, resident_ids, principal.site_scope)}
+
+
+async def board(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID], now: datetime | None = None) -> dict[UUID, list[StayView]]:
+    """Active stays of many rooms with their masked residents and quarantine day: one statement."""
+    now = now or _now()
+    found: dict[UUID, list[StayView]] = {r: [] for r in room_ids}
+    for stay, resident in await store.board_rows(conn, room_ids, principal.site_scope):
+        found[stay.room_id].append(StayView(stay=stay, resident=resident, quarantine_day=quarantine_day(stay, now)))
+    return found
+
+
+async def regime_of(conn: asyncpg.Connection, stay: Stay) -> Regime:
+    return (await store.get_regimes_by_ids(conn, [stay.regime_id]))[0]
+
+
+async def list_regimes(conn: asyncpg.Connection) -> list[Regime]:
+    return await store.list_regimes(conn)
+
+
+async def get_regimes(conn: asyncpg.Connection, regime_ids: list[UUID]) -> dict[UUID, Regime]:
+    return {r.id: r for r in await store.get_regimes_by_ids(conn, regime_ids)}
+
+
+async def _regime_for(conn: asyncpg.Connection, category: Category, code: str | None) -> Regime:
+    regime = await (store.get_regime_by_code(conn, code) if code else store.get_regime_for_category(conn, category))
+    if regime is None:
+        if code:
+            raise InvalidInput(f"No regime {code!r}.", code="unknown_regime", field="regime_code")
+        raise InvalidInput(f"Category {category} has no default regime; give regime_code.", code="regime_required", field="regime_code")
+    return regime
+
+
+# --- residents --------------------------------------------------------------
+
+
+async def find_residents(conn: asyncpg.Connection, principal: Principal, settings: Settings, document_number: str) -> list[Resident]:
+    """Residents (masked) with exactly this document number, through the blind index; caller's sites only."""
+    return await store.search_residents_by_index(conn, crypto.blind_index(settings, document_number), principal.site_scope)
+
+
+async def reveal_resident(
+    conn: asyncpg.Connection, principal: Principal, settings: Settings, resident_id: UUID, purpose: str
+) -> ResidentRevealed:
+    """Unmasked name, ID and phone number for command, medics and site managers, with a purpose.
+
+    Writes an audit row in the caller's transaction (run it in one, e.g. through gql.mutate).
+    """
+    _require(principal, UNMASK_ROLES, "see unmasked personal data")
+    if len(purpose.strip()) < 3:
+        raise InvalidInput("Say why the unmasked data is needed.", code="purpose_required", field="purpose")
+    row = await store.get_resident_secrets(conn, resident_id, principal.site_scope)
+    if row is None:
+        raise NotFound("No such resident.", code="resident_not_found")
+    record_id = resident_id.bytes
+    revealed = ResidentRevealed(
+        id=resident_id,
+        name=row["name"],
+        birth_date=row["birth_date"],
+        document_type=row["document_type"],
+        document_number=crypto.decrypt(settings, row["document_enc"], record_id=record_id),
+        phone=None if row["phone_enc"] is None else crypto.decrypt(settings, row["phone_enc"], record_id=record_id),
+    )
+    await audit.record(
+        conn,
+        principal,
+        "resident.unmask",
+        site_id=row["site_id"],
+        subject_id=resident_id,
+        fields=["name", "birth_date", "document_number", "phone"],
+        purpose=purpose.strip(),
+    )
+    return revealed
+
+
+async def _resident_for(conn: asyncpg.Connection, principal: Principal, settings: Settings, data: Admission, site_id: UUID) -> UUID:
+    """The resident to admit: the given id, the person already registered with this document, or a new one."""
+    if data.resident_id is not None:
+        found = await store.get_residents(conn, [data.resident_id], principal.site_scope)
+        if not found:
+            raise NotFound("No such resident.", code="resident_not_found")
+        resident_id, current_site = found[0].id, found[0].site_id
+    else:
+        new: ResidentCreate = data.resident  # type: ignore[assignment]
+        index = crypto.blind_index(settings, new.document_number)
+        known = await store.find_resident_by_index(conn, index, new.document_type)
+        if known is not None:
+            resident_id, current_site = known.id, known.site_id
+        else:
+            resident_id = uuid4()
+            number = crypto.normalise(new.document_number)
+            phone = crypto.normalise(new.phone) if new.phone else None
+            await store.insert_resident(
+                conn,
+                id=resident_id,
+                site_id=site_id,
+                name=new.name.strip(),
+                sex=new.sex,
+                birth_date=new.birth_date,
+                document_type=new.document_type,
+                document_enc=crypto.encrypt(settings, number, record_id=resident_id.bytes),
+                document_index=index,
+                document_tail=number[-4:],
+                phone_enc=crypto.encrypt(settings, phone, record_id=resident_id.bytes) if phone else None,
+                phone_tail=phone[-4:] if phone else None,
+                household_key=new.household_key,
+                actor=principal.ref,
+            )
+            return resident_id
+    if current_site != site_id:
+        await store.set_resident_site(conn, resident_id, site_id)
+    return resident_id
+
+
+# --- allocation ---------------------------------------------------------------
+
+
+@dataclass
+class _Allocator:
+    """One request's view of a site's rooms: ranks rooms for each newcomer, updated as they are placed.
+
+    Rules, in order: join a room already holding the same household (when beds allow);
+    prefer floors where nobody of another category or arrival batch lives; among those,
+    a room that holds the whole household; floors already opened before empty ones;
+    then the snuggest room (fewest spare beds), lowest floor and number.
+    """
+
+    rooms: dict[UUID, Room]
+    households: dict[UUID, set[str | None]]
+    mix: dict[int, set[tuple[str, str]]]
+    placed: Counter[UUID] = field(default_factory=Counter)
+
+    @classmethod
+    async def load(cls, conn: asyncpg.Connection, principal: Principal, site_id: UUID) -> _Allocator:
+        rooms = {r.id: r for r in await sites.list_site_rooms(conn, principal, site_id)}
+        households = await store.room_households(conn, [r.id for r in rooms.values() if r.occupied])
+        return cls(rooms=rooms, households=households, mix=await store.floor_mix(conn, site_id))
+
+    def free(self, room: Room) -> int:
+        return room.beds - room.occupied - self.placed[room.id]
+
+    def ranked(self, *, household: str | None, party_size: int, category: str, batch: str, floor: int | None) -> list[Room]:
+        mine = {(category, batch)}
+        ranked: list[tuple[tuple[object, ...], Room]] = []
+        for room in self.rooms.values():
+            if floor is not None and room.floor != floor:
+                continue
+            if self.free(room) <= 0:
+                continue
+            in_room = self.households.get(room.id, set())
+            joins = household is not None and in_room == {household}
+            if not (joins or (room.status is RoomStatus.READY and not in_room)):
+                continue
+            on_floor = self.mix.get(room.floor, set())
+            key = (
+                not joins,
+                not on_floor <= mine,  # another category or batch lives there
+                self.free(room) < party_size,  # the household would be split
+                not on_floor,  # an empty floor: open it only when needed
+                abs(self.free(room) - party_size),
+                room.floor,
+                room.number,
+            )
+            ranked.append((key, room))
+        ranked.sort(key=lambda kr: kr[0])
+        return [room for _, room in ranked]
+
+    def took(self, room: Room, *, household: str | None, category: str, batch: str) -> None:
+        self.rooms[room.id] = room
+        self.households.setdefault(room.id, set()).add(household)
+        self.mix.setdefault(room.floor, set()).add((category, batch))
+
+
+async def suggest_rooms(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    site_id: UUID,
+    *,
+    category: Category,
+    arrival_batch: str = "",
+    household_key: str | None = None,
+    party_size: int = 1,
+    floor: int | None = None,
+    limit: int = 10,
+) -> list[Suggestion]:
+    """The rooms qsite would pick, best first (nothing is reserved)."""
+    allocator = await _Allocator.load(conn, principal, site_id)
+    ranked = allocator.ranked(household=household_key, party_size=party_size, category=category, batch=arrival_batch, floor=floor)
+    return [Suggestion(room_id=r.id, number=r.number, floor=r.floor, free_beds=allocator.free(r)) for r in ranked[:limit]]
+
+
+async def _take_bed(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    *,
+    site_id: UUID,
+    room_id: UUID | None,
+    bed: int | None,
+    household: str | None,
+    party_size: int,
+    category: str,
+    batch: str,
+    floor: int | None,
+    allocator: _Allocator | None,
+) -> tuple[Room, int, _Allocator | None]:
+    """Lock a room for one newcomer and take a bed in it; (room after, bed, allocator)."""
+    if room_id is not None:
+        room = await sites.lock_room(conn, principal, room_id)
+        if room.site_id != site_id:
+            raise InvalidInput("The room is at another site.", code="room_at_other_site", field="room_id")
+        in_room = (await store.room_households(conn, [room.id])).get(room.id, set())
+        after = await sites.occupy_bed(conn, principal, room, may_share=household is not None and in_room == {household})
+    else:
+        allocator = allocator or await _Allocator.load(conn, principal, site_id)
+        after = None
+        for candidate in allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor):
+            room = await sites.try_lock_room(conn, principal, candidate.id)
+            if room is None:  # another admission holds it or just filled it
+                continue
+            in_room = (await store.room_households(conn, [room.id])).get(room.id, set())
+            joins = household is not None and in_room == {household}
+            if room.status is RoomStatus.OCCUPIED and not joins:
+                continue
+            after = await sites.occupy_bed(conn, principal, room, may_share=joins)
+            break
+        if after is None:
+            where = f"floor {floor}" if floor is not None else "the site"
+            raise Conflict(f"No free bed on {where} fits this admission.", code="no_room_available")
+        allocator.took(after, household=household, category=category, batch=batch)
+    taken = await store.taken_beds(conn, after.id)
+    if bed is None:
+        bed = min(b for b in range(1, after.beds + 1) if b not in taken)
+    elif bed > after.beds:
+        raise InvalidInput(f"Room {after.number} has {after.beds} bed(s).", code="no_such_bed", field="bed")
+    elif bed in taken:
+        raise Conflict(f"Bed {bed} of room {after.number} is taken.", code="bed_taken")
+    return after, bed, allocator
+
+
+# --- admission --------------------------------------------------------------
+
+
+async def admit(
+    conn: asyncpg.Connection, principal: Principal, settings: Settings, data: Admission, *, now: datetime | None = None
+) -> Stay:
+    """Admit one resident into a room (given or allocated). A replayed client ``id`` returns the stay."""
+    stays = await _admit_all(conn, principal, settings, [data], now=now)
+    return stays[0]
+
+
+async def admit_batch(
+    conn: asyncpg.Connection, principal: Principal, settings: Settings, data: BatchAdmission, *, now: datetime | None = None
+) -> list[Stay]:
+    """Admit an arriving batch in the caller's transaction: every member or none (any failure raises)."""
+    entries = [
+        Admission(
+            site_id=data.site_id,
+            category=m.category or data.category,
+            resident=m.resident,
+            id=m.id,
+            room_id=m.room_id,
+            bed=m.bed,
+            floor=data.floor,
+            origin_area=data.origin_area if m.origin_area is None else m.origin_area,
+            risk_level=m.risk_level or data.risk_level,
+            arrival_batch=data.arrival_batch,
+            regime_code=data.regime_code,
+            admitted_at=data.admitted_at,
+        )
+        for m in data.members
+    ]
+    numbers = [(m.resident.document_type, crypto.normalise(m.resident.document_number)) for m in data.members]
+    if len(set(numbers)) != len(numbers):
+        raise InvalidInput("The same document appears twice in the batch.", code="duplicate_resident", field="members")
+    stays = await _admit_all(conn, principal, settings, entries, now=now)
+    await bus.emit(
+        conn,
+        "stays.batch_admitted",
+        site_id=data.site_id,
+        actor=principal.ref,
+        data={"arrival_batch": data.arrival_batch, "count": len(stays), "stay_ids": [str(s.id) for s in stays]},
+    )
+    return stays
+
+
+async def _admit_all(
+    conn: asyncpg.Connection, principal: Principal, settings: Settings, entries: list[Admission], *, now: datetime | None
+) -> list[Stay]:
+    _require(principal, ADMIT_ROLES, "admit residents")
+    now = now or _now()
+    site = await sites.get_site(conn, principal, entries[0].site_id)
+    replayed = await get_stays(conn, principal, [e.id for e in entries if e.id is not None])
+    # Households first and together, so that each is placed while its room still has the beds.
+    sizes = Counter(e.resident.household_key for e in entries if e.resident and e.resident.household_key)
+    order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]), 0), _household(entries[i]) or "", i))
+    remaining = Counter(sizes)
+    allocator: _Allocator | None = None
+    regimes: dict[tuple[Category, str | None], Regime] = {}
+    results: dict[int, Stay] = {}
+    for i in order:
+        entry = entries[i]
+        if entry.id in replayed:
+            results[i] = replayed[entry.id]  # type: ignore[index]
+            continue
+        key = (entry.category, entry.regime_code)
+        if key not in regimes:
+            regimes[key] = await _regime_for(conn, entry.category, entry.regime_code)
+        admitted_at = entry.admitted_at or now
+        if admitted_at.tzinfo is None:
+            raise InvalidInput("admitted_at needs a time zone offset.", code="naive_datetime", field="admitted_at")
+        if admitted_at > now + CLOCK_SKEW:
+            raise InvalidInput("admitted_at is in the future.", code="admitted_in_future", field="admitted_at")
+        resident_id = await _resident_for(conn, principal, settings, entry, site.id)
+        household = await _household_of(conn, principal, entry, resident_id)
+        room, bed, allocator = await _take_bed(
+            conn,
+            principal,
+            site_id=site.id,
+            room_id=entry.room_id,
+            bed=entry.bed,
+            household=household,
+            party_size=max(1, remaining.get(household, 1)) if household else 1,
+            category=entry.category,
+            batch=entry.arrival_batch,
+            floor=entry.floor,
+            allocator=allocator,
+        )
+        if household:
+            remaining[household] -= 1
+        results[i] = await _open_stay(
+            conn, principal, site, room, bed, resident_id, entry, regimes[key], admitted_at=admitted_at, day_one=None, period_start=None
+        )
+    return [results[i] for i in range(len(entries))]
+
+
+def _household(entry: Admission) -> str | None:
+    return entry.resident.household_key if entry.resident else None
+
+
+async def _household_of(conn: asyncpg.Connection, principal: Principal, entry: Admission, resident_id: UUID) -> str | None:
+    if entry.resident is not None:
+        return entry.resident.household_key
+    return (await store.get_residents(conn, [resident_id], None))[0].household_key
+
+
+async def _open_stay(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    site: Site,
+    room: Room,
+    bed: int,
+    resident_id: UUID,
+    entry: Admission,
+    regime: Regime,
+    *,
+    admitted_at: datetime,
+    day_one: date | None,
+    period_start: date | None,
+    moved_from: UUID | None = None,
+) -> Stay:
+    day_one = day_one or local_date(admitted_at, site.time_zone)
+    period_start = period_start or day_one
+    stay_id = await store.insert_stay(
+        conn,
+        id=entry.id or uuid4(),
+        resident_id=resident_id,
+        site_id=site.id,
+        room_id=room.id,
+        room_number=room.number,
+        floor=room.floor,
+        bed=bed,
+        category=entry.category,
+        origin_area=entry.origin_area,
+        risk_level=entry.risk_level,
+        arrival_batch=entry.arrival_batch,
+        regime_id=regime.id,
+        time_zone=site.time_zone,
+        admitted_at=admitted_at,
+        day_one=day_one,
+        period_start=period_start,
+        planned_release_at=release_at(period_start, regime.centralized_days, site.time_zone),
+        moved_from=moved_from,
+        actor=principal.ref,
+    )
+    stay = (await store.get_stays(conn, [stay_id], None))[0]
+    await bus.emit(
+        conn,
+        "stays.admitted",
+        site_id=site.id,
+        subject_id=stay.id,
+        actor=principal.ref,
+        data={
+            "room_id": str(room.id),
+            "room_number": room.number,
+            "bed": bed,
+            "category": stay.category.value,
+            "arrival_batch": stay.arrival_batch,
+            "regime": regime.code,
+            "moved_from": str(moved_from) if moved_from else None,
+        },
+    )
+    return stay
+
+
+# --- leaving ------------------------------------------------------------------
+
+
+async def _lock_active(conn: asyncpg.Connection, principal: Principal, stay_id: UUID) -> Stay:
+    if not await store.lock_stay(conn, stay_id, principal.site_scope):
+        raise NotFound("No such stay.", code="stay_not_found")
+    stay = (await store.get_stays(conn, [stay_id], None))[0]
+    if stay.status is not StayStatus.ACTIVE:
+        raise Conflict(f"The stay is already closed ({stay.outcome}).", code="stay_closed", outcome=stay.outcome)
+    return stay
+
+
+async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[str]:
+    """Why ``stay`` cannot be released now; empty when it can.
+
+    The one place release rules live. Today: the centralized period must be served
+    (``centralized_period_not_served``). The health domain adds its reasons here
+    (e.g. a scheduled test not yet negative).
+    """
+    reasons = []
+    if (now or _now()) < stay.planned_release_at:
+        reasons.append("centralized_period_not_served")
+    return reasons
+
+
+async def _leave(conn: asyncpg.Connection, principal: Principal, stay: Stay, outcome: Outcome, *, seal: bool = False, reason: str = "", moved_to: UUID | None = None) -> Stay:
+    await store.close_stay(conn, stay.id, outcome, moved_to)
+    await sites.release_bed(conn, principal, stay.room_id, seal=seal, reason=reason or outcome.value)
+    return (await store.get_stays(conn, [stay.id], None))[0]
+
+
+async def release(conn: asyncpg.Connection, principal: Principal, stay_id: UUID, *, now: datetime | None = None) -> Stay:
+    """End centralized quarantine; 422 ``release_blocked`` with the reasons while any remain."""
+    _require(principal, ADMIT_ROLES + (Role.MEDIC,), "release residents")
+    stay = await _lock_active(conn, principal, stay_id)
+    reasons = await release_blockers(conn, stay, now=now)
+    if reasons:
+        raise RuleViolated("The stay cannot be released yet: " + ", ".join(reasons) + ".", code="release_blocked", reasons=reasons)
+    closed = await _leave(conn, principal, stay, Outcome.RELEASED)
+    regime = await regime_of(conn, stay)
+    await bus.emit(
+        conn,
+        "stays.released",
+        site_id=stay.site_id,
+        subject_id=stay.id,
+        actor=principal.ref,
+        data={"room_id": str(stay.room_id), "home_monitoring_days": regime.home_monitoring_days},
+    )
+    return closed
+
+
+async def close_for_transfer(conn: asyncpg.Connection, principal: Principal, stay_id: UUID, *, infectious: bool) -> Stay:
+    """A transfer departed: close the stay (outcome ``transferred``); the room is sealed when
+    ``infectious``, else vacated if it emptied (disinfection task opened either way once empty)."""
+    _require(principal, STAFF_ROLES, "close stays")
+    stay = await _lock_active(conn, principal, stay_id)
+    closed = await _leave(conn, principal, stay, Outcome.TRANSFERRED, seal=infectious, reason="transfer")
+    await bus.emit(
+        conn,
+        "stays.transferred",
+        site_id=stay.site_id,
+        subject_id=stay.id,
+        actor=principal.ref,
+        data={"room_id": str(stay.room_id), "infectious": infectious},
+    )
+    return closed
+
+
+async def move(conn: asyncpg.Connection, principal: Principal, stay_id: UUID, data: Move, *, now: datetime | None = None) -> Stay:
+    """Move a resident to another room, at this site or another (the caller must reach both).
+
+    The old stay closes (outcome ``moved``) and a new one opens in the new room; quarantine
+    day 1 and the period start carry over. Returns the new stay.
+    """
+    _require(principal, ADMIT_ROLES, "move residents")
+    stay = await _lock_active(conn, principal, stay_id)
+    if data.room_id == stay.room_id:
+        raise InvalidInput("The resident is already in this room.", code="same_room", field="room_id")
+    target = await sites.get_room(conn, principal, data.room_id)
+    site = await sites.get_site(conn, principal, target.site_id)
+    household = (await store.get_residents(conn, [stay.resident_id], None))[0].household_key
+    new_id = uuid4()
+    # Close first: the resident's one-active-stay index must see the old one closed.
+    await store.close_stay(conn, stay.id, Outcome.MOVED, None)
+    room, bed, _ = await _take_bed(
+        conn,
+        principal,
+        site_id=site.id,
+        room_id=target.id,
+        bed=data.bed,
+        household=household,
+        party_size=1,
+        category=stay.category,
+        batch=stay.arrival_batch,
+        floor=None,
+        allocator=None,
+    )
+    await sites.release_bed(conn, principal, stay.room_id, reason=data.reason or "moved")
+    if site.id != stay.site_id:
+        await store.set_resident_site(conn, stay.resident_id, site.id)
+    regime = await regime_of(conn, stay)
+    entry = Admission(
+        site_id=site.id,
+        category=stay.category,
+        resident_id=stay.resident_id,
+        id=new_id,
+        origin_area=stay.origin_area,
+        risk_level=stay.risk_level,
+        arrival_batch=stay.arrival_batch,
+        regime_code=regime.code,
+    )
+    new = await _open_stay(
+        conn, principal, site, room, bed, stay.resident_id, entry, regime,
+        admitted_at=now or _now(), day_one=stay.day_one, period_start=stay.period_start, moved_from=stay.id,
+    )
+    await store.close_stay_link(conn, stay.id, new.id)
+    await bus.emit(
+        conn,
+        "stays.moved",
+        site_id=stay.site_id,
+        subject_id=stay.id,
+        actor=principal.ref,
+        data={"to_stay": str(new.id), "to_site": str(site.id), "to_room": str(room.id), "reason": data.reason},
+    )
+    return new
+
+
+async def extend_stay(conn: asyncpg.Connection, principal: Principal, stay_id: UUID, data: Extension) -> Stay:
+    """Exposure confirmed: the centralized period restarts on the exposure's local date (regime's days).
+
+    An exposure that would not push the release later changes nothing.
+    """
+    _require(principal, STAFF_ROLES, "extend stays")
+    if data.exposed_at.tzinfo is None:
+        raise InvalidInput("exposed_at needs a time zone offset.", code="naive_datetime", field="exposed_at")
+    if data.exposed_at > _now() + CLOCK_SKEW:
+        raise InvalidInput("exposed_at is in the future.", code="exposed_in_future", field="exposed_at")
+    stay = await _lock_active(conn, principal, stay_id)
+    start = local_date(data.exposed_at, stay.time_zone)
+    if start <= stay.period_start:
+        return stay
+    regime = await regime_of(conn, stay)
+    planned = release_at(start, regime.centralized_days, stay.time_zone)
+    await store.set_period(conn, stay.id, start, planned)
+    await bus.emit(
+        conn,
+        "stays.extended",
+        site_id=stay.site_id,
+        subject_id=stay.id,
+        actor=principal.ref,
+        data={"from": stay.planned_release_at.isoformat(), "to": planned.isoformat(), "reason": data.reason},
+    )
+    return (await store.get_stays(conn, [stay.id], None))[0]
+
+
+# --- exposure, occupancy ------------------------------------------------------
+
+
+async def contacts(conn: asyncpg.Connection, principal: Principal, stay_id: UUID) -> Contacts:
+    """Active stays that shared the room, the household or the floor with ``stay_id`` (which may be closed)."""
+    stay = await get_stay(conn, principal, stay_id)
+    scope = principal.site_scope
+    household = (await store.get_residents(conn, [stay.resident_id], None))[0].household_key
+    ids = {
+        "roommates": await store.roommates(conn, stay, scope),
+        "household": await store.household(conn, stay, household, scope) if household else [],
+        "floor_neighbours": await store.floor_neighbours(conn, stay, scope),
+    }
+    found = await get_stays(conn, principal, [i for group in ids.values() for i in group])
+    return Contacts(**{k: [found[i] for i in v if i in found] for k, v in ids.items()})
+
+
+async def occupied_beds(conn: asyncpg.Connection, site_ids: list[UUID] | None) -> dict[UUID, int]:
+    """Active stays per site (``site_ids`` = principal.site_scope; None = all sites)."""
+    return await store.occupied_beds(conn, site_ids)
+
+
+async def occupancy(conn: asyncpg.Connection, principal: Principal, site_ids: list[UUID] | None = None) -> Occupancy:
+    """Beds by room status and releases due today/tomorrow (each site's local dates), per site and in total."""
+    scope = principal.site_scope
+    if site_ids is not None:
+        scope = [s for s in site_ids if principal.can_access_site(s)]
+    beds = await sites.bed_summary(conn, scope)
+    due = await store.releases_due(conn, scope)
+    rows = [
+        SiteOccupancy(
+            **msgspec.structs.asdict(b),
+            releases_due_today=due.get(site_id, (0, 0))[0],
+            releases_due_tomorrow=due.get(site_id, (0, 0))[1],
+        )
+        for site_id, b in sorted(beds.items(), key=lambda kv: str(kv[0]))
+    ]
+    numbers = [f for f in SiteOccupancy.__struct_fields__ if f != "site_id"]
+    total = SiteOccupancy(site_id=None, **{f: sum(getattr(r, f) for r in rows) for f in numbers})
+    return Occupancy(sites=rows, total=total)
+
+
+# --- regimes ------------------------------------------------------------------
+
+
+async def update_regime(conn: asyncpg.Connection, principal: Principal, code: str, patch: RegimePatch) -> Regime:
+    """Change a regime (command only). Open stays under it get their planned release recomputed."""
+    _require(principal, (Role.COMMAND,), "change regimes")
+    current = await store.get_regime_by_code(conn, code)
+    if current is None:
+        raise NotFound("No such regime.", code="regime_not_found")
+    changes = patch.changes()
+    regime = await store.update_regime(conn, code, patch.version, changes)
+    if regime is None:
+        raise Conflict(
+            f"The regime changed since version {patch.version}; it is now at version {current.version}.",
+            code="stale_version",
+            current_version=current.version,
+        )
+    replanned = await store.replan_regime_stays(conn, regime.id, regime.centralized_days)
+    await bus.emit(
+        conn, "stays.regime_updated", site_id=None, subject_id=regime.id, actor=principal.ref,
+        data={"code": regime.code, "version": regime.version, "fields": sorted(changes), "replanned": len(replanned)},
+    )
+    by_site: dict[UUID, list[str]] = {}
+    for stay_id, site_id in replanned:
+        by_site.setdefault(site_id, []).append(str(stay_id))
+    for site_id, stay_ids in by_site.items():
+        await bus.emit(
+            conn, "stays.release_replanned", site_id=site_id, subject_id=regime.id, actor=principal.ref,
+            data={"regime": regime.code, "centralized_days": regime.centralized_days, "count": len(stay_ids), "stay_ids": stay_ids},
+        )
+    return regime

@@ -1,0 +1,209 @@
+"""SQL for regimes, residents and stays (db/queries/stays.sql); rows come back as Structs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from service.db import queries
+from service.errors import register_constraint
+from service.stays.model import DocumentType, Regime, Resident, Stay
+
+Q = queries("stays")
+
+register_constraint("stays_bed_active_key", "bed_taken", "The bed already holds an active stay.")
+register_constraint("stays_resident_active_key", "resident_has_active_stay", "The resident already has an active stay.")
+register_constraint("stays_pkey", "stay_exists", "A stay with this id already exists.")
+register_constraint("residents_pkey", "resident_exists", "A resident with this id already exists.")
+register_constraint("residents_document_key", "resident_exists", "A resident with this document is already registered.")
+
+# Masks: the stored tails only; the full numbers stay encrypted.
+ID_MASK_LENGTH = {DocumentType.MAINLAND_ID: 18}
+
+
+def mask_name(name: str) -> str:
+    """``张三`` -> ``张*``, ``欧阳娜娜`` -> ``欧***``, ``Smith`` -> ``S****``."""
+    return name[:1] + "*" * max(1, len(name) - 1)
+
+
+def resident_of(row: Any, prefix: str = "") -> Resident:
+    """A masked Resident from a row (``prefix`` for joined columns such as ``r_``)."""
+    doc_type = DocumentType(row[f"{prefix}document_type"])
+    tail = row[f"{prefix}document_tail"]
+    phone_tail = row[f"{prefix}phone_tail"]
+    birth = row[f"{prefix}birth_date"]
+    return msgspec.convert(dict(
+        id=row["resident_id" if prefix else "id"],
+        site_id=row[f"{prefix}site_id"],
+        name=mask_name(row[f"{prefix}name"]),
+        sex=row[f"{prefix}sex"],
+        birth_year=birth.year if birth else None,
+        document_type=doc_type,
+        document_number="*" * (ID_MASK_LENGTH.get(doc_type, 8) - len(tail)) + tail,
+        phone=None if phone_tail is None else "*******" + phone_tail,
+        household_key=row[f"{prefix}household_key"],
+        created_at=row[f"{prefix}created_at"],
+    ), Resident)
+
+
+_STAY_FIELDS = tuple(Stay.__struct_fields__)
+
+
+def stay_of(row: Any) -> Stay:
+    return msgspec.convert({f: row[f] for f in _STAY_FIELDS}, Stay)
+
+
+def _regime(row: asyncpg.Record | None) -> Regime | None:
+    return None if row is None else msgspec.convert(dict(row), Regime)
+
+
+# --- regimes ----------------------------------------------------------------
+
+
+async def list_regimes(conn: asyncpg.Connection) -> list[Regime]:
+    return [msgspec.convert(dict(r), Regime) async for r in Q.list_regimes(conn)]
+
+
+async def get_regime_by_code(conn: asyncpg.Connection, code: str) -> Regime | None:
+    return _regime(await Q.get_regime_by_code(conn, code=code))
+
+
+async def get_regime_for_category(conn: asyncpg.Connection, category: str) -> Regime | None:
+    return _regime(await Q.get_regime_for_category(conn, category=category))
+
+
+async def get_regimes_by_ids(conn: asyncpg.Connection, ids: list[UUID]) -> list[Regime]:
+    return [msgspec.convert(dict(r), Regime) async for r in Q.get_regimes_by_ids(conn, ids=ids)]
+
+
+async def update_regime(conn: asyncpg.Connection, code: str, version: int, changes: dict[str, object]) -> Regime | None:
+    fields = ("name", "centralized_days", "home_monitoring_days", "test_days", "checkins_per_day", "effective_from")
+    return _regime(await Q.update_regime(conn, code=code, version=version, **{f: changes.get(f) for f in fields}))
+
+
+async def replan_regime_stays(conn: asyncpg.Connection, regime_id: UUID, centralized_days: int) -> list[tuple[UUID, UUID]]:
+    """(stay id, site id) of every open stay whose planned release moved."""
+    return [(r["id"], r["site_id"]) async for r in Q.replan_regime_stays(conn, regime_id=regime_id, centralized_days=centralized_days)]
+
+
+# --- residents --------------------------------------------------------------
+
+
+async def insert_resident(conn: asyncpg.Connection, **values: Any) -> Resident:
+    return resident_of(await Q.insert_resident(conn, **values))
+
+
+async def get_residents(conn: asyncpg.Connection, ids: list[UUID], site_ids: list[UUID] | None) -> list[Resident]:
+    return [resident_of(r) async for r in Q.get_residents(conn, ids=ids, site_ids=site_ids)]
+
+
+async def find_resident_by_index(conn: asyncpg.Connection, index: bytes, document_type: str | None) -> Resident | None:
+    """Unscoped and row-locked: for admission only (never returned to a caller of another site)."""
+    rows = [resident_of(r) async for r in Q.find_resident_by_index(conn, document_index=index, document_type=document_type)]
+    return rows[0] if rows else None
+
+
+async def search_residents_by_index(conn: asyncpg.Connection, index: bytes, site_ids: list[UUID] | None) -> list[Resident]:
+    return [resident_of(r) async for r in Q.search_residents_by_index(conn, document_index=index, site_ids=site_ids)]
+
+
+async def get_resident_secrets(conn: asyncpg.Connection, resident_id: UUID, site_ids: list[UUID] | None) -> asyncpg.Record | None:
+    return await Q.get_resident_secrets(conn, id=resident_id, site_ids=site_ids)
+
+
+async def set_resident_site(conn: asyncpg.Connection, resident_id: UUID, site_id: UUID) -> None:
+    await Q.set_resident_site(conn, id=resident_id, site_id=site_id)
+
+
+# --- stays ------------------------------------------------------------------
+
+
+async def insert_stay(conn: asyncpg.Connection, **values: Any) -> UUID:
+    row = await Q.insert_stay(conn, **values)
+    return row["id"]
+
+
+async def get_stays(conn: asyncpg.Connection, ids: Iterable[UUID], site_ids: list[UUID] | None) -> list[Stay]:
+    return [stay_of(r) async for r in Q.get_stays(conn, ids=list(ids), site_ids=site_ids)]
+
+
+async def lock_stay(conn: asyncpg.Connection, stay_id: UUID, site_ids: list[UUID] | None) -> bool:
+    return await Q.lock_stay(conn, id=stay_id, site_ids=site_ids) is not None
+
+
+async def close_stay(conn: asyncpg.Connection, stay_id: UUID, outcome: str, moved_to: UUID | None = None) -> bool:
+    return await Q.close_stay(conn, id=stay_id, outcome=outcome, moved_to=moved_to) is not None
+
+
+async def set_period(conn: asyncpg.Connection, stay_id: UUID, period_start: date, planned_release_at: datetime) -> None:
+    await Q.set_period(conn, id=stay_id, period_start=period_start, planned_release_at=planned_release_at)
+
+
+async def taken_beds(conn: asyncpg.Connection, room_id: UUID) -> set[int]:
+    return {r["bed"] async for r in Q.taken_beds(conn, room_id=room_id)}
+
+
+async def room_households(conn: asyncpg.Connection, room_ids: list[UUID]) -> dict[UUID, set[str | None]]:
+    found: dict[UUID, set[str | None]] = {}
+    async for r in Q.room_households(conn, room_ids=room_ids):
+        found.setdefault(r["room_id"], set()).add(r["household_key"])
+    return found
+
+
+async def floor_mix(conn: asyncpg.Connection, site_id: UUID) -> dict[int, set[tuple[str, str]]]:
+    """floor -> {(category, arrival batch)} of the people living there now."""
+    mix: dict[int, set[tuple[str, str]]] = {}
+    async for r in Q.floor_mix(conn, site_id=site_id):
+        mix.setdefault(r["floor"], set()).add((r["category"], r["arrival_batch"]))
+    return mix
+
+
+async def board_rows(conn: asyncpg.Connection, room_ids: list[UUID], site_ids: list[UUID] | None) -> list[tuple[Stay, Resident]]:
+    return [(stay_of(r), resident_of(r, "r_")) async for r in Q.board_rows(conn, room_ids=room_ids, site_ids=site_ids)]
+
+
+async def list_stays(
+    conn: asyncpg.Connection,
+    site_id: UUID,
+    site_ids: list[UUID] | None,
+    *,
+    status: str | None,
+    arrival_batch: str | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[Stay]:
+    after_at, after_id = after if after else (None, None)
+    rows = Q.list_stays(
+        conn, site_id=site_id, site_ids=site_ids, status=status, arrival_batch=arrival_batch, after_at=after_at, after_id=after_id, limit=limit
+    )
+    return [stay_of(r) async for r in rows]
+
+
+async def roommates(conn: asyncpg.Connection, stay: Stay, site_ids: list[UUID] | None) -> list[UUID]:
+    return [r["id"] async for r in Q.roommates(conn, room_id=stay.room_id, stay_id=stay.id, site_ids=site_ids)]
+
+
+async def household(conn: asyncpg.Connection, stay: Stay, household_key: str, site_ids: list[UUID] | None) -> list[UUID]:
+    return [r["id"] async for r in Q.household(conn, household_key=household_key, stay_id=stay.id, site_ids=site_ids)]
+
+
+async def floor_neighbours(conn: asyncpg.Connection, stay: Stay, site_ids: list[UUID] | None) -> list[UUID]:
+    rows = Q.floor_neighbours(conn, site_id=stay.site_id, floor=stay.floor, room_id=stay.room_id, site_ids=site_ids)
+    return [r["id"] async for r in rows]
+
+
+async def occupied_beds(conn: asyncpg.Connection, site_ids: list[UUID] | None) -> dict[UUID, int]:
+    return {r["site_id"]: r["n"] async for r in Q.occupied_beds(conn, site_ids=site_ids)}
+
+
+async def releases_due(conn: asyncpg.Connection, site_ids: list[UUID] | None) -> dict[UUID, tuple[int, int]]:
+    return {r["site_id"]: (r["today"], r["tomorrow"]) async for r in Q.releases_due(conn, site_ids=site_ids)}
+
+
+async def close_stay_link(conn: asyncpg.Connection, stay_id: UUID, moved_to: UUID) -> None:
+    await Q.link_move(conn, id=stay_id, moved_to=moved_to)
