@@ -74,6 +74,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Background work.
     run_background_jobs: bool = True
 
+    # Supplies: low stock below this many days of cover; staff shifts per site per day for the
+    # per-shift usage rule; raise a replenishment automatically when an item turns low.
+    supply_low_cover_days: float = 3.0
+    supply_staff_shifts_per_day: float = 6.0
+    supply_auto_replenish: bool = True
+    # Webhooks: attempts before a delivery is marked failed; per-attempt timeout. Private,
+    # loopback and link-local targets are refused unless this test-only switch is on.
+    webhook_max_attempts: int = 8
+    webhook_timeout_s: float = 5.0
+    webhook_allow_private: bool = False
+
     # Rooms: minutes a disinfected room airs before it may be inspected and made ready.
     room_airing_minutes: int = 30
 

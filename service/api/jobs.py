@@ -6,6 +6,7 @@ from service import idempotency
 from service.db import Database
 from service.jobs import Job
 from service.settings import Settings
+from service.supplies import webhooks as supply_webhooks
 
 
 async def _purge_idempotency_keys(db: Database, settings: Settings) -> None:
@@ -15,4 +16,5 @@ async def _purge_idempotency_keys(db: Database, settings: Settings) -> None:
 
 JOBS: list[Job] = [
     Job("purge_idempotency_keys", 3600, _purge_idempotency_keys),
+    Job("supply_webhooks", 2, supply_webhooks.run),
 ]
