@@ -113,11 +113,29 @@ def cmd_export_schemas(_: Settings, args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_create_user(settings: Settings, args: argparse.Namespace) -> None:
+    from service.access import cli
+
+    settings = resolve_services(settings)
+    asyncio.run(_migrate(settings))
+    cli.create_user(settings, args)
+
+
+def cmd_create_client(settings: Settings, args: argparse.Namespace) -> None:
+    from service.access import cli
+
+    settings = resolve_services(settings)
+    asyncio.run(_migrate(settings))
+    cli.create_client(settings, args)
+
+
 COMMANDS = {
     "serve": (cmd_serve, "migrate, then serve HTTP (REST under /api/v1, GraphQL at /graphql, docs at /docs)"),
     "migrate": (cmd_migrate, "apply pending db/migrations under an advisory lock (safe to run concurrently)"),
     "seed-demo": (cmd_seed_demo, "load the demo sites, staff, residents and history (only into an empty database)"),
     "export-schemas": (cmd_export_schemas, "write openapi/openapi.json and graphql/schema.graphql from the code"),
+    "create-user": (cmd_create_user, "create a staff account (the first command user); the password is read from the terminal"),
+    "create-client": (cmd_create_client, "create an integration client (logistics, lab, hospital) and print its API key once"),
 }
 
 
@@ -137,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--force", action="store_true", help="seed even if the database already has sites")
         if name == "export-schemas":
             p.add_argument("--out", default=str(Path.cwd()), help="folder to write openapi/ and graphql/ into")
+        if name in ("create-user", "create-client"):
+            from service.access import cli
+
+            (cli.add_user_arguments if name == "create-user" else cli.add_client_arguments)(p)
     return parser
 
 

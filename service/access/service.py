@@ -550,7 +550,10 @@ async def find_staff_by_phone(conn: asyncpg.Connection, settings: Settings, prin
     return await store.find_staff_by_phone_index(conn, crypto.blind_index(settings, phone), principal.site_scope)
 
 
-async def create_staff(conn: asyncpg.Connection, settings: Settings, principal: Principal, data: StaffCreate) -> Staff:
+async def create_staff(
+    conn: asyncpg.Connection, settings: Settings, principal: Principal, data: StaffCreate, *, password_hash: str | None = None
+) -> Staff:
+    """A new staff account. ``password_hash`` (demo seed only) skips hashing ``data.password`` again."""
     _require_admin(principal)
     site_ids = sorted(set(data.site_ids))
     _check_grant(principal, data.role, site_ids)
@@ -561,7 +564,7 @@ async def create_staff(conn: asyncpg.Connection, settings: Settings, principal: 
         username=data.username,
         display_name=data.display_name,
         role=data.role.value,
-        password_hash=await hash_password(data.password),
+        password_hash=password_hash or await hash_password(data.password),
         **_phone_columns(settings, staff_id, data.phone),
     )
     if site_ids:
@@ -646,14 +649,19 @@ def _check_client_sites(principal: Principal, site_ids: list[UUID] | None) -> No
         raise NotFound("No such site.", code="site_not_found", field="site_ids")
 
 
-async def create_client(conn: asyncpg.Connection, principal: Principal, data: ApiClientCreate) -> ApiClientCreated:
-    """A new integration client and its API key (returned once, stored only hashed)."""
+async def create_client(
+    conn: asyncpg.Connection, principal: Principal, data: ApiClientCreate, *, preset_key: str | None = None
+) -> ApiClientCreated:
+    """A new integration client and its API key (returned once, stored only hashed).
+
+    ``preset_key`` is for the demo seed only (predictable keys on a demo database).
+    """
     _require_admin(principal)
     site_ids = None if data.site_ids is None else sorted(set(data.site_ids))
     _check_client_sites(principal, site_ids)
     if data.facility_id is not None and data.role != "hospital":
         raise InvalidInput("Only hospital clients speak for a facility.", code="facility_only_for_hospital", field="facility_id")
-    key = new_api_key()
+    key = preset_key or new_api_key()
     client_id = await store.insert_client(
         conn,
         site_ids,

@@ -13,15 +13,17 @@ from typing import Any
 import asyncpg
 
 from service import bus
+from service.access import demo as access_demo
 from service.cache import Cache
 from service.db import Database, create_pool
 from service.settings import Settings
 
 DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 
-STEPS: list[DemoStep] = []
+# In order: sites/rooms, access, stays, health, transfers, supplies.
+STEPS: list[DemoStep] = [access_demo.seed_demo]
 
-DEMO_LOGIN_HINT = "no demo users yet"
+DEMO_LOGIN_HINT = access_demo.HINT
 
 
 async def seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:

@@ -21,6 +21,7 @@ from strawberry.extensions import (
 from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
 
+from service.access import gql as access
 from service.access.service import authenticate, bearer_credential
 from service.errors import DomainError
 from service.gql import Context
@@ -36,8 +37,8 @@ class SystemQuery:
 
 
 # Add a domain's Query and Mutation here.
-QUERIES: tuple[type, ...] = (SystemQuery, sites.Query)
-MUTATIONS: tuple[type, ...] = (sites.Mutation,)
+QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query)
+MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation,)
 
 
 def _operation_limit(max_operations: int) -> type[ValidationRule]:
