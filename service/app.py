@@ -162,6 +162,7 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=openapi_config(),
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
         debug=False,
+        logging_config=None,  # logging is ours (JSON, service/observability.py)
     )
     _document_problems(app)
     return app

@@ -94,6 +94,7 @@ def setup_logging(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # embedded PostgreSQL narrates every pg_ctl call
 
 
 prometheus = PrometheusConfig(app_name="qsite", prefix="qsite", group_path=True, exclude=["/metrics"])
