@@ -16,7 +16,7 @@ async def _errors(client, query, headers=None):
 
 
 async def test_depth_limit(settings):
-    shallow = msgspec.structs.replace(settings, graphql_max_depth=3)
+    shallow = msgspec.structs.replace(settings, graphql_max_depth=2)
     async with AsyncTestClient(app=create_app(shallow)) as client:
         deep = await _errors(client, "{ sites { edges { node { id } } } }")
         assert any("exceeds maximum operation depth" in m for m in deep)
