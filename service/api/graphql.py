@@ -27,6 +27,7 @@ from service.errors import DomainError
 from service.gql import Context
 from service.settings import Settings
 from service.sites import gql as sites
+from service.stays import gql as stays
 
 
 @strawberry.type
@@ -37,8 +38,8 @@ class SystemQuery:
 
 
 # Add a domain's Query and Mutation here.
-QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query)
-MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation,)
+QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query)
+MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation)
 
 
 def _operation_limit(max_operations: int) -> type[ValidationRule]:

@@ -6,8 +6,9 @@ from litestar import Router
 
 from service.access import rest as access
 from service.sites import rest as sites
+from service.stays import rest as stays
 from service.supplies import rest as supplies
 
-ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES, *supplies.ROUTES]
+ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES, *stays.ROUTES, *supplies.ROUTES]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

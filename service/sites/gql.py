@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import strawberry
@@ -11,7 +12,10 @@ from service.access.model import Role
 from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
 from service.sites import service
 from service.sites.model import Site as SiteModel
-from service.sites.model import SiteCreate, SiteKind, SitePatch, SiteStatus
+from service.pagination import Page
+from service.sites.model import DisinfectionState, FloorCreate, RoomAction, RoomPatch, RoomStatus, SiteCreate, SiteKind, SitePatch, SiteStatus
+from service.sites.model import DisinfectionTask as RoomModelTask
+from service.sites.model import Room as RoomModel
 
 SiteKindGQL = strawberry.enum(SiteKind, name="SiteKind")
 SiteStatusGQL = strawberry.enum(SiteStatus, name="SiteStatus")
@@ -107,3 +111,186 @@ class Mutation:
             info, lambda conn: service.update_site(conn, principal, input.id, data), result_type=SiteModel
         )
         return SitePayload(site=site_gql(site) if site else None, user_errors=errors)
+
+
+# --- rooms and turnover -------------------------------------------------------
+
+RoomStatusGQL = strawberry.enum(RoomStatus, name="RoomStatus")
+RoomActionGQL = strawberry.enum(RoomAction, name="RoomAction", description="An edge of the room turnover graph.")
+DisinfectionStateGQL = strawberry.enum(DisinfectionState, name="DisinfectionState")
+
+
+@strawberry.type(description="Terminal disinfection of a room: opened when it empties, started, finished, aired, inspected.")
+class DisinfectionTask:
+    id: UUID
+    room_id: UUID
+    state: DisinfectionStateGQL
+    opened_at: datetime
+    opened_by: str | None
+    started_at: datetime | None
+    started_by: str | None
+    finished_at: datetime | None
+    finished_by: str | None
+    airing_until: datetime | None
+    inspected_at: datetime | None
+    inspected_by: str | None
+    failed_inspections: int
+    notes: str
+
+
+@strawberry.type(description="One status change of a room: who, when, why.")
+class RoomStatusChange:
+    from_status: RoomStatusGQL | None
+    to_status: RoomStatusGQL
+    action: str
+    actor: str | None
+    reason: str
+    at: datetime
+
+
+def room_tasks_loader(ctx: Any) -> Any:
+    """Latest disinfection task per room id, batched (one statement per batch)."""
+    principal = ctx.require_principal()
+
+    async def load(room_ids: list[UUID]) -> list[RoomModelTask | None]:
+        async with ctx.db.connection() as conn:
+            found = await service.room_tasks(conn, principal, room_ids)
+        return [found.get(r) for r in room_ids]
+
+    return ctx.loader("sites.room_tasks", load)
+
+
+@strawberry.type(description="A room of a site, with its turnover status.")
+class Room:
+    id: UUID
+    site_id: UUID
+    number: str
+    floor: int
+    beds: int
+    occupied: int
+    free_beds: int
+    notes: str
+    status: RoomStatusGQL
+    status_since: datetime
+    status_by: str | None
+    status_reason: str
+    version: int
+
+    @strawberry.field(description="The room's latest disinfection task, if any.")
+    async def disinfection(self, info: Ctx) -> DisinfectionTask | None:
+        task = await room_tasks_loader(info.context).load(self.id)
+        return to_gql(DisinfectionTask, task) if task else None
+
+    @strawberry.field(description="Every status change, oldest first.")
+    async def history(self, info: Ctx) -> list[RoomStatusChange]:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            changes = await service.room_history(conn, ctx.require_principal(), self.id)
+        return [to_gql(RoomStatusChange, c) for c in changes]
+
+
+def room_gql(model: RoomModel) -> Room:
+    return to_gql(Room, model, free_beds=model.free_beds)
+
+
+@strawberry.input(description="Rooms first..last of one floor (e.g. 301-330), each with `beds` beds.")
+class CreateFloorInput:
+    site_id: UUID
+    floor: int
+    first: int
+    last: int
+    beds: int = 1
+    prefix: str = ""
+    notes: str = ""
+
+
+@strawberry.input
+class UpdateRoomInput:
+    id: UUID
+    version: int
+    beds: int | None = None
+    notes: str | None = None
+
+
+@strawberry.input(description="Move a room along the turnover graph (start/finish disinfection, inspect, out of service, seal).")
+class TurnOverRoomInput:
+    room_id: UUID
+    action: RoomActionGQL
+    reason: str = ""
+
+
+@strawberry.type
+class RoomPayload:
+    room: Room | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RoomsPayload:
+    rooms: list[Room] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RoomQuery:
+    @strawberry.field(permission_classes=[Authenticated], description="One room; null when it is not at one of the caller's sites.")
+    async def room(self, info: Ctx, id: UUID) -> Room | None:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            found = await service.get_rooms(conn, ctx.require_principal(), [id])
+        return room_gql(found[id]) if id in found else None
+
+    @strawberry.field(permission_classes=[Authenticated], description="A site's rooms by floor and number; empty for another site.")
+    async def rooms(
+        self, info: Ctx, site_id: UUID, floor: int | None = None, status: RoomStatusGQL | None = None, first: int = 50, after: str | None = None
+    ) -> Connection[Room]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return connection_of(Page(items=[], next_cursor=None), room_gql, lambda r: [r.floor, r.number])
+        async with ctx.db.connection() as conn:
+            page = await service.list_rooms(conn, principal, site_id, floor=floor, status=status, cursor=after, limit=first)
+        return connection_of(page, room_gql, lambda r: [r.floor, r.number])
+
+
+@strawberry.type
+class RoomMutation:
+    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER)], description="Create a floor's rooms at once.")
+    async def create_floor(self, info: Ctx, input: CreateFloorInput) -> RoomsPayload:
+        principal = info.context.require_principal()
+        fields = strawberry.asdict(input)
+        site_id = fields.pop("site_id")
+        data, errors = input_struct(FloorCreate, fields)
+        if errors:
+            return RoomsPayload(user_errors=errors)
+        rooms, errors = await mutate(
+            info, lambda conn: service.create_floor(conn, principal, site_id, data), result_type=list[RoomModel], fingerprint=[site_id, data]
+        )
+        return RoomsPayload(rooms=[room_gql(r) for r in rooms or []], user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER)])
+    async def update_room(self, info: Ctx, input: UpdateRoomInput) -> RoomPayload:
+        principal = info.context.require_principal()
+        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
+        data, errors = input_struct(RoomPatch, fields)
+        if errors:
+            return RoomPayload(user_errors=errors)
+        room, errors = await mutate(info, lambda conn: service.update_room(conn, principal, input.id, data), result_type=RoomModel)
+        return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[Authenticated])
+    async def turn_over_room(self, info: Ctx, input: TurnOverRoomInput) -> RoomPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if len(input.reason) > 500:
+            return RoomPayload(user_errors=[UserError(field="reason", code="invalid_input", message="At most 500 characters.")])
+        action = RoomAction(input.action)
+        room, errors = await mutate(
+            info,
+            lambda conn: service.turn_over(
+                conn, principal, input.room_id, action, reason=input.reason, airing_minutes=ctx.settings.room_airing_minutes
+            ),
+            result_type=RoomModel,
+            fingerprint=[input.room_id, action, input.reason],
+        )
+        return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)

@@ -6,7 +6,7 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.params import Body
+from litestar.params import Body, Parameter
 
 from service import idempotency
 from service.access.model import Principal, Role
@@ -15,7 +15,7 @@ from service.db import Database
 from service.http import CursorParam, LimitParam, json_with_etag
 from service.pagination import Page
 from service.sites import service
-from service.sites.model import Site, SiteCreate, SitePatch
+from service.sites.model import Room, RoomStatus, Site, SiteCreate, SitePatch
 
 
 class SiteController(Controller):
@@ -57,4 +57,34 @@ class SiteController(Controller):
             return await service.update_site(conn, principal, site_id, data)
 
 
-ROUTES = [SiteController]
+class RoomController(Controller):
+    """Rooms, read-only for integrations (the apps change rooms through GraphQL)."""
+
+    tags = ["rooms"]
+
+    @get("/sites/{site_id:uuid}/rooms")
+    async def list_rooms(
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        site_id: UUID,
+        floor: Annotated[int | None, Parameter(query="floor", ge=-5, le=200)] = None,
+        status: Annotated[RoomStatus | None, Parameter(query="status")] = None,
+        limit: Annotated[int, LimitParam] = 50,
+        cursor: Annotated[str | None, CursorParam] = None,
+    ) -> Response[Page[Room]]:
+        """A site's rooms ordered by floor and number (404 for another site)."""
+        async with db.connection() as conn:
+            page = await service.list_rooms(conn, principal, site_id, floor=floor, status=status, cursor=cursor, limit=limit)
+        return json_with_etag(request, page)
+
+    @get("/rooms/{room_id:uuid}")
+    async def get_room(self, request: Request, db: Database, principal: Principal, room_id: UUID) -> Response[Room]:
+        """One room with its status, who set it and since when (404 for another site)."""
+        async with db.connection() as conn:
+            room = await service.get_room(conn, principal, room_id)
+        return json_with_etag(request, room)
+
+
+ROUTES = [SiteController, RoomController]

@@ -25,7 +25,8 @@ import asyncpg
 import msgspec
 
 from service import bus
-from service.access import audit, crypto
+from service.access import crypto
+from service.access import service as access
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
 from service.pagination import Page, check_limit, decode_cursor, page_of
@@ -55,7 +56,6 @@ from service.stays.model import (
 )
 
 ADMIT_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF)
-UNMASK_ROLES = (Role.COMMAND, Role.MEDIC, Role.SITE_MANAGER)
 # An admission time a little ahead of the server clock is a phone's clock skew; more is a mistake.
 CLOCK_SKEW = timedelta(minutes=10)
 
@@ -170,14 +170,17 @@ async def reveal_resident(
 ) -> ResidentRevealed:
     """Unmasked name, ID and phone number for command, medics and site managers, with a purpose.
 
-    Writes an audit row in the caller's transaction (run it in one, e.g. through gql.mutate).
+    Role, purpose and the audit row are access.service.reveal's (run it in a transaction,
+    e.g. through gql.mutate): 403 ``unmask_not_allowed``, 422 ``invalid_purpose``.
     """
-    _require(principal, UNMASK_ROLES, "see unmasked personal data")
-    if len(purpose.strip()) < 3:
-        raise InvalidInput("Say why the unmasked data is needed.", code="purpose_required", field="purpose")
     row = await store.get_resident_secrets(conn, resident_id, principal.site_scope)
     if row is None:
         raise NotFound("No such resident.", code="resident_not_found")
+    fields = ["name", "birth_date", "document_number", "phone"]
+    if not await access.reveal(
+        conn, principal, purpose=purpose, site_id=row["site_id"], subject_id=resident_id, fields=fields, action="resident.unmask"
+    ):
+        raise InvalidInput("Give the purpose of unmasking.", code="invalid_purpose", field="purpose")
     record_id = resident_id.bytes
     revealed = ResidentRevealed(
         id=resident_id,
@@ -186,15 +189,6 @@ async def reveal_resident(
         document_type=row["document_type"],
         document_number=crypto.decrypt(settings, row["document_enc"], record_id=record_id),
         phone=None if row["phone_enc"] is None else crypto.decrypt(settings, row["phone_enc"], record_id=record_id),
-    )
-    await audit.record(
-        conn,
-        principal,
-        "resident.unmask",
-        site_id=row["site_id"],
-        subject_id=resident_id,
-        fields=["name", "birth_date", "document_number", "phone"],
-        purpose=purpose.strip(),
     )
     return revealed
 

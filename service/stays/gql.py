@@ -1,0 +1,467 @@
+"""GraphQL: regimes, residents (masked), stays, admission, allocation, the room board, occupancy."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import strawberry
+
+from service.access.model import Role
+from service.errors import DomainError
+from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql, user_errors
+from service.pagination import Page
+from service.sites import service as sites
+from service.sites.gql import Room, room_gql
+from service.stays import model as m
+from service.stays import service
+
+CategoryGQL = strawberry.enum(m.Category, name="StayCategory")
+RiskLevelGQL = strawberry.enum(m.RiskLevel, name="OriginRiskLevel")
+StayStatusGQL = strawberry.enum(m.StayStatus, name="StayStatus")
+OutcomeGQL = strawberry.enum(m.Outcome, name="StayOutcome")
+SexGQL = strawberry.enum(m.Sex, name="ResidentSex")
+DocumentTypeGQL = strawberry.enum(m.DocumentType, name="ResidentDocumentType")
+
+
+@strawberry.type(description="A quarantine regime: policy as data.")
+class Regime:
+    id: UUID
+    code: str
+    name: str
+    category: CategoryGQL | None
+    centralized_days: int
+    home_monitoring_days: int
+    test_days: list[int]
+    checkins_per_day: int
+    effective_from: datetime
+    version: int
+
+
+@strawberry.type(description="A resident; name, ID and phone numbers masked (see revealResident).")
+class Resident:
+    id: UUID
+    site_id: UUID
+    name: str
+    sex: SexGQL
+    birth_year: int | None
+    document_type: DocumentTypeGQL
+    document_number: str
+    phone: str | None
+    household_key: str | None
+
+
+@strawberry.type(description="Unmasked personal data; every read is audited.")
+class ResidentRevealed:
+    id: UUID
+    name: str
+    birth_date: date | None
+    document_type: DocumentTypeGQL
+    document_number: str
+    phone: str | None
+
+
+def _loader(info: Ctx, name: str, fetch: Any) -> Any:
+    """A per-request loader of ``name``: ``fetch(conn, principal, ids) -> dict`` in one statement per batch."""
+    ctx = info.context
+    principal = ctx.require_principal()
+
+    async def load(ids: list[UUID]) -> list[Any]:
+        async with ctx.db.connection() as conn:
+            found = await fetch(conn, principal, ids)
+        return [found.get(i) for i in ids]
+
+    return ctx.loader(name, load)
+
+
+@strawberry.type(description="A stay (admission) of a resident at a site.")
+class Stay:
+    id: UUID
+    resident_id: UUID
+    site_id: UUID
+    room_id: UUID
+    room_number: str
+    floor: int
+    bed: int
+    category: CategoryGQL
+    origin_area: str
+    risk_level: RiskLevelGQL | None
+    arrival_batch: str
+    regime_code: str
+    admitted_at: datetime
+    planned_release_at: datetime
+    status: StayStatusGQL
+    ended_at: datetime | None
+    outcome: OutcomeGQL | None
+    moved_to: UUID | None
+    moved_from: UUID | None
+    version: int
+    quarantine_day: int = strawberry.field(description="Day N today in the site's time zone; day 1 = admission date.")
+    regime_id: strawberry.Private[UUID]
+    preloaded_resident: strawberry.Private[m.Resident | None] = None
+
+    @strawberry.field(description="The resident, masked.")
+    async def resident(self, info: Ctx) -> Resident | None:
+        found = self.preloaded_resident or await _loader(info, "stays.residents", service.get_residents).load(self.resident_id)
+        return to_gql(Resident, found) if found else None
+
+    @strawberry.field
+    async def room(self, info: Ctx) -> Room | None:
+        found = await _loader(info, "sites.rooms", sites.get_rooms).load(self.room_id)
+        return room_gql(found) if found else None
+
+    @strawberry.field
+    async def regime(self, info: Ctx) -> Regime | None:
+        async def fetch(conn: Any, _: Any, ids: list[UUID]) -> dict[UUID, m.Regime]:
+            return await service.get_regimes(conn, ids)
+
+        found = await _loader(info, "stays.regimes", fetch).load(self.regime_id)
+        return to_gql(Regime, found) if found else None
+
+
+def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
+    return to_gql(Stay, stay, quarantine_day=service.quarantine_day(stay), preloaded_resident=resident)
+
+
+@strawberry.type(description="A room on the board with the people in it now.")
+class BoardRoom:
+    room: Room
+    occupants: list[Stay]
+
+
+@strawberry.type(description="Beds by room status and releases due (site's local today/tomorrow); siteId null in the total.")
+class SiteOccupancy:
+    site_id: UUID | None
+    rooms: int
+    beds_total: int
+    beds_occupied: int
+    beds_ready: int
+    beds_in_turnover: int
+    beds_out_of_service: int
+    releases_due_today: int
+    releases_due_tomorrow: int
+
+
+@strawberry.type
+class Occupancy:
+    sites: list[SiteOccupancy]
+    total: SiteOccupancy
+
+
+@strawberry.type
+class RoomSuggestion:
+    room_id: UUID
+    number: str
+    floor: int
+    free_beds: int
+
+
+@strawberry.type(description="Active stays that shared room, household or floor with a stay (exposure review).")
+class StayContacts:
+    roommates: list[Stay]
+    household: list[Stay]
+    floor_neighbours: list[Stay]
+
+
+# --- inputs ---------------------------------------------------------------------
+
+
+@strawberry.input
+class ResidentInput:
+    name: str
+    document_type: DocumentTypeGQL
+    document_number: str
+    sex: SexGQL = m.Sex.UNKNOWN
+    birth_date: date | None = None
+    phone: str | None = None
+    household_key: str | None = None
+
+
+@strawberry.input(description="Admit one resident: `resident` (new) or `residentId`; `roomId` or let qsite allocate (optionally on `floor`).")
+class AdmitInput:
+    site_id: UUID
+    category: CategoryGQL
+    resident: ResidentInput | None = None
+    resident_id: UUID | None = None
+    id: UUID | None = strawberry.field(default=None, description="Client-generated stay id: a replay is a no-op.")
+    room_id: UUID | None = None
+    bed: int | None = None
+    floor: int | None = None
+    origin_area: str = ""
+    risk_level: RiskLevelGQL | None = None
+    arrival_batch: str = ""
+    regime_code: str | None = None
+    admitted_at: datetime | None = None
+
+
+@strawberry.input
+class BatchMemberInput:
+    resident: ResidentInput
+    id: UUID | None = None
+    room_id: UUID | None = None
+    bed: int | None = None
+    category: CategoryGQL | None = None
+    origin_area: str | None = None
+    risk_level: RiskLevelGQL | None = None
+
+
+@strawberry.input(description="An arriving batch (e.g. a bus) admitted all or nothing.")
+class AdmitBatchInput:
+    site_id: UUID
+    category: CategoryGQL
+    arrival_batch: str
+    members: list[BatchMemberInput]
+    origin_area: str = ""
+    risk_level: RiskLevelGQL | None = None
+    regime_code: str | None = None
+    floor: int | None = None
+    admitted_at: datetime | None = None
+
+
+@strawberry.input
+class MoveStayInput:
+    stay_id: UUID
+    room_id: UUID
+    bed: int | None = None
+    reason: str = ""
+
+
+@strawberry.input
+class ExtendStayInput:
+    stay_id: UUID
+    exposed_at: datetime
+    reason: str = ""
+
+
+@strawberry.input
+class UpdateRegimeInput:
+    code: str
+    version: int
+    name: str | None = None
+    centralized_days: int | None = None
+    home_monitoring_days: int | None = None
+    test_days: list[int] | None = None
+    checkins_per_day: int | None = None
+    effective_from: datetime | None = None
+
+
+@strawberry.input
+class RevealResidentInput:
+    resident_id: UUID
+    purpose: str
+
+
+@strawberry.type
+class StayPayload:
+    stay: Stay | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class StaysPayload:
+    stays: list[Stay] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RegimePayload:
+    regime: Regime | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RevealResidentPayload:
+    resident: ResidentRevealed | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+# --- root fields ----------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        permission_classes=[Authenticated],
+        description="A site's rooms (optionally one floor) with status, beds and current residents (masked), in a constant number of statements.",
+    )
+    async def room_board(self, info: Ctx, site_id: UUID, floor: int | None = None) -> list[BoardRoom] | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return None
+        async with ctx.db.connection() as conn:
+            rooms = await sites.list_site_rooms(conn, principal, site_id, floor=floor)
+            occupied = [r.id for r in rooms if r.occupied]
+            views = await service.board(conn, principal, occupied) if occupied else {}
+        return [
+            BoardRoom(room=room_gql(r), occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])]) for r in rooms
+        ]
+
+    @strawberry.field(permission_classes=[Authenticated], description="Occupancy per site (the caller's, or these) and in total.")
+    async def occupancy(self, info: Ctx, site_ids: list[UUID] | None = None) -> Occupancy:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            found = await service.occupancy(conn, ctx.require_principal(), site_ids)
+        return Occupancy(sites=[to_gql(SiteOccupancy, s) for s in found.sites], total=to_gql(SiteOccupancy, found.total))
+
+    @strawberry.field(permission_classes=[Authenticated], description="One stay; null when not at one of the caller's sites.")
+    async def stay(self, info: Ctx, id: UUID) -> Stay | None:
+        found = await _loader(info, "stays.stays", service.get_stays).load(id)
+        return stay_gql(found) if found else None
+
+    @strawberry.field(permission_classes=[Authenticated], description="A site's stays, newest admission first.")
+    async def stays(
+        self,
+        info: Ctx,
+        site_id: UUID,
+        status: StayStatusGQL | None = None,
+        arrival_batch: str | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Stay]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        key = lambda s: [s.admitted_at.isoformat(), str(s.id)]  # noqa: E731
+        if not principal.can_access_site(site_id):
+            return connection_of(Page(items=[], next_cursor=None), stay_gql, key)
+        async with ctx.db.connection() as conn:
+            page = await service.list_stays(conn, principal, site_id, status=status, arrival_batch=arrival_batch, cursor=after, limit=first)
+        return connection_of(page, stay_gql, key)
+
+    @strawberry.field(permission_classes=[Authenticated])
+    async def regimes(self, info: Ctx) -> list[Regime]:
+        async with info.context.db.connection() as conn:
+            return [to_gql(Regime, r) for r in await service.list_regimes(conn)]
+
+    @strawberry.field(permission_classes=[Authenticated], description="Residents with exactly this document number (blind index), masked.")
+    async def residents_by_document(self, info: Ctx, document_number: str) -> list[Resident]:
+        ctx = info.context
+        if not 3 <= len(document_number) <= 40:
+            return []
+        async with ctx.db.connection() as conn:
+            found = await service.find_residents(conn, ctx.require_principal(), ctx.settings, document_number)
+        return [to_gql(Resident, r) for r in found]
+
+    @strawberry.field(permission_classes=[Authenticated], description="Rooms qsite would allocate, best first (nothing reserved).")
+    async def suggest_rooms(
+        self,
+        info: Ctx,
+        site_id: UUID,
+        category: CategoryGQL,
+        arrival_batch: str = "",
+        household_key: str | None = None,
+        party_size: int = 1,
+        floor: int | None = None,
+    ) -> list[RoomSuggestion] | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return None
+        async with ctx.db.connection() as conn:
+            found = await service.suggest_rooms(
+                conn, principal, site_id, category=category, arrival_batch=arrival_batch, household_key=household_key,
+                party_size=max(1, min(party_size, 20)), floor=floor,
+            )
+        return [to_gql(RoomSuggestion, s) for s in found]
+
+    @strawberry.field(permission_classes=[Authenticated], description="Roommates, household and floor neighbours of a stay.")
+    async def stay_contacts(self, info: Ctx, stay_id: UUID) -> StayContacts | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not (await _loader(info, "stays.stays", service.get_stays).load(stay_id)):
+            return None
+        async with ctx.db.connection() as conn:
+            found = await service.contacts(conn, principal, stay_id)
+        return StayContacts(
+            roommates=[stay_gql(s) for s in found.roommates],
+            household=[stay_gql(s) for s in found.household],
+            floor_neighbours=[stay_gql(s) for s in found.floor_neighbours],
+        )
+
+
+STAFF = roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[STAFF])
+    async def admit_resident(self, info: Ctx, input: AdmitInput) -> StayPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        data, errors = input_struct(m.Admission, input)
+        if errors:
+            return StayPayload(user_errors=errors)
+        stay, errors = await mutate(info, lambda conn: service.admit(conn, principal, ctx.settings, data), result_type=m.Stay, fingerprint=data)
+        return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Admit an arriving batch: every member or none.")
+    async def admit_batch(self, info: Ctx, input: AdmitBatchInput) -> StaysPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        data, errors = input_struct(m.BatchAdmission, input)
+        if errors:
+            return StaysPayload(user_errors=errors)
+        stays, errors = await mutate(
+            info, lambda conn: service.admit_batch(conn, principal, ctx.settings, data), result_type=list[m.Stay], fingerprint=data
+        )
+        return StaysPayload(stays=[stay_gql(s) for s in stays or []], user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Move to another room (this site or another); returns the new stay.")
+    async def move_stay(self, info: Ctx, input: MoveStayInput) -> StayPayload:
+        principal = info.context.require_principal()
+        fields = strawberry.asdict(input)
+        stay_id = fields.pop("stay_id")
+        data, errors = input_struct(m.Move, fields)
+        if errors:
+            return StayPayload(user_errors=errors)
+        stay, errors = await mutate(
+            info, lambda conn: service.move(conn, principal, stay_id, data), result_type=m.Stay, fingerprint=[stay_id, data]
+        )
+        return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)])
+    async def release_stay(self, info: Ctx, stay_id: UUID) -> StayPayload:
+        principal = info.context.require_principal()
+        stay, errors = await mutate(info, lambda conn: service.release(conn, principal, stay_id), result_type=m.Stay, fingerprint=stay_id)
+        return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)])
+    async def extend_stay(self, info: Ctx, input: ExtendStayInput) -> StayPayload:
+        principal = info.context.require_principal()
+        fields = strawberry.asdict(input)
+        stay_id = fields.pop("stay_id")
+        data, errors = input_struct(m.Extension, fields)
+        if errors:
+            return StayPayload(user_errors=errors)
+        stay, errors = await mutate(
+            info, lambda conn: service.extend_stay(conn, principal, stay_id, data), result_type=m.Stay, fingerprint=[stay_id, data]
+        )
+        return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(Role.COMMAND)], description="Change a regime; open stays under it are re-planned.")
+    async def update_regime(self, info: Ctx, input: UpdateRegimeInput) -> RegimePayload:
+        principal = info.context.require_principal()
+        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "code"}
+        data, errors = input_struct(m.RegimePatch, fields)
+        if errors:
+            return RegimePayload(user_errors=errors)
+        regime, errors = await mutate(
+            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.Regime, fingerprint=[input.code, data]
+        )
+        return RegimePayload(regime=to_gql(Regime, regime) if regime else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[roles(Role.COMMAND, Role.MEDIC, Role.SITE_MANAGER)],
+        description="Unmasked name, ID and phone number, for a stated purpose; audited.",
+    )
+    async def reveal_resident(self, info: Ctx, input: RevealResidentInput) -> RevealResidentPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        # Not through mutate: its Idempotency-Key store would keep the unmasked answer in clear.
+        try:
+            async with ctx.db.transaction() as conn:
+                found = await service.reveal_resident(conn, principal, ctx.settings, input.resident_id, input.purpose)
+        except DomainError as exc:
+            return RevealResidentPayload(user_errors=user_errors(exc))
+        return RevealResidentPayload(resident=to_gql(ResidentRevealed, found))
