@@ -65,6 +65,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     graphql_max_aliases: int = 30
     graphql_max_tokens: int = 5000
     graphql_max_operations: int = 1
+    # Accept only the documents in graphql/operations/ (by hash): a hardening for production.
+    graphql_persisted_only: bool = False
     login_attempts_per_minute: int = 10
     # Looser than per account: colleagues behind one site gateway share an address.
     login_attempts_per_address_per_minute: int = 60

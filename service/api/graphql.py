@@ -23,6 +23,7 @@ from strawberry.tools import merge_types
 
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential
+from service.api.persisted import persisted_operations
 from service.errors import DomainError
 from service.gql import Context
 from service.settings import Settings
@@ -66,6 +67,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
         MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
         AddValidationRules([_operation_limit(settings.graphql_max_operations)]),
+        persisted_operations(only=settings.graphql_persisted_only),
     ]
     if settings.is_production:
         extensions.append(MaskErrors(should_mask_error=_should_mask))
