@@ -56,8 +56,14 @@ def check_mainland_id(number: str) -> str:
 
     Returns the canonical form (upper-case X). The message never repeats the number.
     """
+    # stdnum's ric.validate also requires the region code to be in its bundled list, which
+    # lags behind new districts; the check digit and birth date are what GB 11643 fixes.
     try:
-        return ric.validate(number)
+        number = ric.compact(number)
+        if len(number) != 18 or not number[:17].isdigit() or number[17] != ric.calc_check_digit(number):
+            raise NumberInvalid()
+        ric.get_birth_date(number)
+        return number
     except NumberInvalid:
         raise InvalidInput(
             "Not a valid mainland ID number (18 characters with a GB 11643 check digit).",
@@ -124,7 +130,7 @@ class ResidentCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise InvalidInput("The name is empty.", code="invalid_name", field="name")
-        if self.document_type is DocumentType.MAINLAND_ID:
+        if self.document_type == DocumentType.MAINLAND_ID:
             self.document_number = check_mainland_id(self.document_number)
             if self.birth_date is None:
                 self.birth_date = ric.get_birth_date(self.document_number)
