@@ -84,8 +84,23 @@ def register_constraint(name: str, code: str, message: str) -> None:
     CONSTRAINT_CODES[name] = (code, message)
 
 
-def from_database(exc: asyncpg.PostgresError) -> DomainError | None:
-    """Translate a constraint violation into a DomainError, or None if it is not one we expect."""
+# Errors asyncpg raises because of a value the caller sent: a NUL or unpaired
+# surrogate in text, a number beyond its column, an impossible date.
+_BAD_VALUE_ERRORS = (
+    asyncpg.exceptions._base.DataError,  # client side: the value cannot be encoded for its parameter
+    asyncpg.CharacterNotInRepertoireError,
+    asyncpg.UntranslatableCharacterError,
+    asyncpg.NumericValueOutOfRangeError,
+    asyncpg.DatetimeFieldOverflowError,
+    asyncpg.InvalidDatetimeFormatError,
+    asyncpg.StringDataRightTruncationError,
+    asyncpg.InvalidTextRepresentationError,
+)
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.exceptions._base.DataError)
+
+
+def from_database(exc: BaseException) -> DomainError | None:
+    """Translate an expected database error into a DomainError; None means it is a bug (500)."""
     constraint = getattr(exc, "constraint_name", None)
     if constraint in CONSTRAINT_CODES:
         code, message = CONSTRAINT_CODES[constraint]
@@ -98,8 +113,9 @@ def from_database(exc: asyncpg.PostgresError) -> DomainError | None:
         return InvalidInput("A referenced record does not exist.", code="unknown_reference")
     if isinstance(exc, asyncpg.CheckViolationError):
         return InvalidInput("A value is out of its allowed range.", code="out_of_range")
-    if isinstance(exc, asyncpg.QueryCanceledError):
-        return None
+    if isinstance(exc, _BAD_VALUE_ERRORS):
+        return InvalidInput("A value cannot be stored (invalid characters, or out of range).", code="invalid_value")
+    return None
     return None
 
 
@@ -153,7 +169,7 @@ def domain_error_to_response(_: Request, exc: DomainError) -> Response[bytes]:
     )
 
 
-def _database_error_to_response(request: Request, exc: asyncpg.PostgresError) -> Response[bytes]:
+def _database_error_to_response(request: Request, exc: Exception) -> Response[bytes]:
     mapped = from_database(exc)
     if mapped is None:
         return _unexpected_to_response(request, exc)
@@ -198,6 +214,7 @@ def _unexpected_to_response(_: Request, exc: Exception) -> Response[bytes]:
 EXCEPTION_HANDLERS = {
     DomainError: domain_error_to_response,
     asyncpg.PostgresError: _database_error_to_response,
+    asyncpg.exceptions._base.DataError: _database_error_to_response,
     ValidationException: _validation_to_response,
     NotAuthorizedException: _http_to_response,
     PermissionDeniedException: _http_to_response,
@@ -207,6 +224,7 @@ EXCEPTION_HANDLERS = {
 
 __all__ = [
     "CONSTRAINT_CODES",
+    "DATABASE_ERRORS",
     "Conflict",
     "DomainError",
     "EXCEPTION_HANDLERS",

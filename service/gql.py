@@ -26,7 +26,7 @@ from service import idempotency
 from service.access.model import Principal, Role
 from service.cache import Cache
 from service.db import Database
-from service.errors import DomainError, Unauthorized, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, from_database
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -123,7 +123,7 @@ async def mutate(
         return msgspec.json.decode(body, type=result_type), []
     except DomainError as exc:
         return None, user_errors(exc)
-    except asyncpg.PostgresError as exc:
+    except DATABASE_ERRORS as exc:
         mapped = from_database(exc)
         if mapped is None:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
@@ -16,6 +17,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.litestar import make_graphql_controller
@@ -24,7 +26,7 @@ from strawberry.tools import merge_types
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential
 from service.api.persisted import persisted_operations
-from service.errors import DomainError
+from service.errors import DATABASE_ERRORS, DomainError, from_database
 from service.gql import Context
 from service.settings import Settings
 from service.sites import gql as sites
@@ -53,6 +55,35 @@ def _operation_limit(max_operations: int) -> type[ValidationRule]:
     return MaxOperations
 
 
+class DomainErrorCodes(SchemaExtension):
+    """Top-level errors speak the same language as REST: a DomainError's ``code`` in
+    ``extensions``, and expected database errors (a constraint, a bad value) translated."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not getattr(result, "errors", None):
+            return
+        result.errors = [_with_code(error) for error in result.errors]
+
+
+def _with_code(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if isinstance(original, DATABASE_ERRORS):
+        original = from_database(original) or original
+    if not isinstance(original, DomainError):
+        return error
+    return GraphQLError(
+        original.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=original,
+        extensions={**(error.extensions or {}), "code": original.code, **({"field": original.field} if original.field else {})},
+    )
+
+
 def _should_mask(error: GraphQLError) -> bool:
     original = error.original_error
     # Validation and permission errors carry no internals; domain errors are written for users.
@@ -71,6 +102,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if settings.is_production:
         extensions.append(MaskErrors(should_mask_error=_should_mask))
+    # Listed last so that it runs first on the way out, before MaskErrors sees the errors.
+    extensions.append(DomainErrorCodes)
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
     return strawberry.Schema(query=query, mutation=mutation, extensions=extensions)

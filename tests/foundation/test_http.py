@@ -74,3 +74,20 @@ async def test_dead_redis_is_tried_once_and_writes_still_succeed(settings, auth,
 @pytest.mark.parametrize("path", ["/healthz", "/metrics"])
 async def test_operational_endpoints_answer(client, path):
     assert (await client.get(path)).status_code == 200
+
+
+@pytest.mark.parametrize("bad_name", [r"nul\u0000byte", r"lone \ud800 surrogate"])
+async def test_text_postgres_cannot_store_is_422_not_500(client, auth, bad_name):
+    response = await client.post(
+        "/api/v1/sites",
+        content=('{"code": "NUL-1", "name": "%s"}' % bad_name).encode(),
+        headers={**auth(make_principal(Role.COMMAND)), "Content-Type": "application/json"},
+    )
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["code"] in ("invalid_value", "invalid_request")
+
+
+async def test_graphql_top_level_errors_carry_the_domain_code(client, auth):
+    query = '{ sites(first: 5, after: "!!!") { edges { cursor } } }'
+    body = (await client.post("/graphql", json={"query": query}, headers=auth(make_principal(Role.COMMAND)))).json()
+    assert body["errors"][0]["extensions"]["code"] == "invalid_cursor"
