@@ -1,0 +1,163 @@
+-- Transfers and destination facilities. Every transfer read takes :site_ids (NULL = all sites).
+
+-- name: list_facilities
+SELECT id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at
+FROM facilities
+WHERE (:only_id::uuid IS NULL OR id = :only_id::uuid)
+  AND (:region::text IS NULL OR region_path = :region::text OR region_path LIKE :region::text || '/%')
+  AND (:active::boolean IS NULL OR active = :active::boolean)
+  AND (:after_code::text IS NULL OR code > :after_code::text)
+ORDER BY code
+LIMIT :limit;
+
+-- name: get_facilities
+SELECT id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at
+FROM facilities
+WHERE id = ANY(:ids::uuid[]);
+
+-- name: insert_facility^
+INSERT INTO facilities (id, code, name, kind, region_path, contact, capacity_note)
+VALUES (coalesce(:id::uuid, gen_random_uuid()), :code, :name, :kind, :region_path, :contact, :capacity_note)
+RETURNING id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at;
+
+-- name: update_facility^
+-- Optimistic concurrency: only the version the caller read is updated.
+UPDATE facilities SET
+    name = coalesce(:name, name),
+    kind = coalesce(:kind, kind),
+    region_path = coalesce(:region_path, region_path),
+    contact = coalesce(:contact, contact),
+    capacity_note = coalesce(:capacity_note, capacity_note),
+    active = coalesce(:active, active),
+    version = version + 1,
+    updated_at = now()
+WHERE id = :id AND version = :version
+RETURNING id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at;
+
+-- name: insert_transfer$
+-- A replayed client id inserts nothing (NULL back); the caller then reads the stored one.
+INSERT INTO transfers (id, site_id, stay_id, resident_id, room_id, reason, reason_note, alert_id, sample_id,
+                       urgency, destination_id, requested_by)
+VALUES (:id, :site_id, :stay_id, :resident_id, :room_id, :reason, :reason_note, :alert_id, :sample_id,
+        :urgency, :destination_id, :requested_by)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
+-- name: get_transfers
+SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
+       destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
+       closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
+       request_to_dispatch_minutes, request_to_arrival_minutes
+FROM transfer_views
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: lock_transfer^
+-- The row lock orders concurrent movers; the loser then sees the winner's version.
+-- :facility_id limits a hospital client to transfers heading to it.
+SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
+       destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
+       closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
+       request_to_dispatch_minutes, request_to_arrival_minutes
+FROM transfer_views
+WHERE id = :id
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND (:facility_id::uuid IS NULL OR destination_id = :facility_id::uuid)
+FOR UPDATE;
+
+-- name: move_transfer$
+-- One edge of the state graph (the trigger refuses any other); first-reached times are kept.
+UPDATE transfers SET
+    state = :to_state,
+    version = version + 1,
+    updated_at = now(),
+    approved_at = CASE WHEN :to_state = 'approved' THEN coalesce(approved_at, now()) ELSE approved_at END,
+    dispatched_at = CASE WHEN :to_state = 'dispatched' THEN coalesce(dispatched_at, now()) ELSE dispatched_at END,
+    departed_at = CASE WHEN :to_state = 'departed' THEN coalesce(departed_at, now()) ELSE departed_at END,
+    arrived_at = CASE WHEN :to_state = 'arrived' THEN now() ELSE arrived_at END,
+    closed_at = CASE WHEN :to_state IN ('rejected', 'cancelled') THEN now() ELSE closed_at END,
+    consequences_at = CASE WHEN :to_state = 'departed' THEN coalesce(consequences_at, now()) ELSE consequences_at END,
+    destination_id = CASE WHEN :set_destination::boolean THEN :destination_id::uuid ELSE destination_id END,
+    vehicle_plate = coalesce(:vehicle_plate, vehicle_plate),
+    vehicle_kind = coalesce(:vehicle_kind, vehicle_kind),
+    driver = coalesce(:driver, driver),
+    escort = coalesce(:escort, escort),
+    handover_note = coalesce(:handover_note, handover_note)
+WHERE id = :id AND version = :version
+RETURNING id;
+
+-- name: insert_transition!
+INSERT INTO transfer_transitions (transfer_id, site_id, from_state, to_state, action, actor, note, facility_id)
+VALUES (:transfer_id, :site_id, :from_state, :to_state, :action, :actor, :note, :facility_id)
+RETURNING id;
+
+-- name: transitions_of
+SELECT x.id, x.transfer_id, x.from_state, x.to_state, x.action, x.actor, x.note, x.facility_id, x.at
+FROM transfer_transitions x
+WHERE x.transfer_id = ANY(:transfer_ids::uuid[])
+  AND (:site_ids::uuid[] IS NULL OR x.site_id = ANY(:site_ids::uuid[]))
+ORDER BY x.transfer_id, x.id;
+
+-- name: list_site_transfers
+-- Newest request first; :states NULL = every state.
+SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
+       destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
+       closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
+       request_to_dispatch_minutes, request_to_arrival_minutes
+FROM transfer_views
+WHERE site_id = :site_id
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND (:states::text[] IS NULL OR state = ANY(:states::text[]))
+  AND (:after_at::timestamptz IS NULL OR (requested_at, id) < (:after_at::timestamptz, :after_id::uuid))
+ORDER BY requested_at DESC, id DESC
+LIMIT :limit;
+
+-- name: board
+-- A site's open transfers: most urgent first, then the oldest request.
+SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
+       destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
+       closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
+       request_to_dispatch_minutes, request_to_arrival_minutes, urgency_rank
+FROM transfer_views
+WHERE site_id = :site_id
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND state IN ('requested', 'approved', 'dispatched', 'departed')
+  AND (:after_rank::int IS NULL
+       OR (urgency_rank, requested_at, id) > (:after_rank::int, :after_at::timestamptz, :after_id::uuid))
+ORDER BY urgency_rank, requested_at, id
+LIMIT :limit;
+
+-- name: resident_transfers
+SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
+       destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
+       closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
+       request_to_dispatch_minutes, request_to_arrival_minutes
+FROM transfer_views
+WHERE resident_id = ANY(:resident_ids::uuid[])
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY resident_id, requested_at DESC, id DESC;
+
+-- name: facility_transfers
+-- Transfers heading to (or, with :states, also arrived at) one facility, oldest request first.
+SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
+       destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
+       closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
+       request_to_dispatch_minutes, request_to_arrival_minutes
+FROM transfer_views
+WHERE destination_id = :facility_id
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND state = ANY(:states::text[])
+  AND (:after_at::timestamptz IS NULL OR (requested_at, id) > (:after_at::timestamptz, :after_id::uuid))
+ORDER BY requested_at, id
+LIMIT :limit;
+
+-- name: site_times^
+-- Median response times of the transfers requested in [since, until).
+SELECT count(*)::int AS transfers,
+       count(dispatched_at)::int AS dispatched,
+       count(arrived_at)::int AS arrived,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY request_to_dispatch_minutes) AS median_request_to_dispatch_minutes,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY request_to_arrival_minutes) AS median_request_to_arrival_minutes
+FROM transfer_views
+WHERE site_id = :site_id
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND requested_at >= :since AND requested_at < :until;

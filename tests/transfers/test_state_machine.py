@@ -1,0 +1,151 @@
+"""The transfer state machine through the service: every edge, per role, versions, departure's consequences."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.access.model import Role
+from service.errors import DomainError
+from service.sites import service as sites
+from service.sites.model import RoomStatus
+from service.stays import service as stays
+from service.transfers import service as transfers
+from service.transfers.model import TRANSITIONS, TransferAction, TransferState
+from tests.conftest import make_principal
+from tests.stays.helpers import admission, person
+from tests.transfers.helpers import VEHICLE, make_facility, make_ward, move, request, to_state
+
+
+async def events_of(db, types):
+    async with db.connection() as conn:
+        rows = await conn.fetch("SELECT type, subject_id, data FROM events WHERE type = ANY($1::text[]) ORDER BY id", types)
+    return [dict(r) for r in rows]
+
+
+async def test_main_path_records_every_transition(db, settings):
+    ward = await make_ward(db, settings)
+    hospital = await make_facility(db)
+    t = await request(db, ward.staff, ward.patient.id, urgency="emergency", reason_note="fever 39.5")
+    assert t.state is TransferState.REQUESTED and t.version == 1 and t.infectious and t.requested_by == ward.staff.ref
+    t = await to_state(db, ward.medic, t, "arrived", hospital)
+    assert t.state is TransferState.ARRIVED and t.version == 5 and t.handover_note == "handed over"
+    assert t.vehicle_plate == VEHICLE['plate'] and t.vehicle_kind == "negative_pressure_ambulance" and t.driver and t.escort
+    assert t.request_to_dispatch_minutes is not None and t.request_to_arrival_minutes is not None
+    async with db.connection() as conn:
+        history = (await transfers.transitions(conn, ward.medic, [t.id]))[t.id]
+    assert [(h.from_state, h.to_state, h.action) for h in history] == [
+        (None, "requested", "request"),
+        ("requested", "approved", "approve"),
+        ("approved", "dispatched", "dispatch"),
+        ("dispatched", "departed", "depart"),
+        ("departed", "arrived", "arrive"),
+    ]
+    assert {h.actor for h in history[1:]} == {ward.medic.ref}
+    types = [e["type"] for e in await events_of(db, ["transfers.requested", "transfers.approved", "transfers.dispatched", "transfers.departed", "transfers.arrived"])]
+    assert types == ["transfers.requested", "transfers.approved", "transfers.dispatched", "transfers.departed", "transfers.arrived"]
+    # no personal data in events: names, plates, notes stay out
+    for e in await events_of(db, ["transfers.dispatched", "transfers.requested", "transfers.arrived"]):
+        text = str(e["data"])
+        assert VEHICLE['driver'] not in text and VEHICLE['plate'] not in text and "fever" not in text and "handed" not in text
+
+
+async def test_departure_closes_stay_seals_room_and_opens_exposure_review(db, settings):
+    ward = await make_ward(db, settings)
+    t = await to_state(db, ward.medic, await request(db, ward.staff, ward.patient.id), "dispatched", await make_facility(db))
+    t = await move(db, ward.medic, t, "depart")
+    assert t.state is TransferState.DEPARTED and t.consequences_at is not None
+    async with db.connection() as conn:
+        stay = await stays.get_stay(conn, ward.medic, ward.patient.id)
+        room = await sites.get_room(conn, ward.medic, ward.rooms["201"])
+    assert stay.outcome == "transferred" and room.status is RoomStatus.SEALED and room.occupied == 1
+    (review,) = await events_of(db, ["transfers.exposure_review_requested"])
+    assert review["subject_id"] == ward.patient.id
+    assert review["data"]["roommates"] == [str(ward.roommate.id)] and review["data"]["floor_neighbours"] == [str(ward.neighbour.id)]
+    assert [e["type"] for e in await events_of(db, ["stays.transferred"])] == ["stays.transferred"]
+
+
+async def test_non_infectious_departure_vacates_room(db, settings):
+    ward = await make_ward(db, settings)
+    t = await request(db, ward.staff, ward.neighbour.id, reason="family_request", urgency="routine")
+    assert not t.infectious
+    await to_state(db, ward.medic, t, "departed", await make_facility(db))
+    async with db.connection() as conn:
+        room = await sites.get_room(conn, ward.medic, ward.rooms["202"])
+    assert room.status is RoomStatus.VACATED and room.occupied == 0
+
+
+async def test_departure_is_atomic(db, settings):
+    """The stay is closed by someone else meanwhile: close_for_transfer fails -> nothing of the departure persists."""
+    ward = await make_ward(db, settings)
+    t = await to_state(db, ward.medic, await request(db, ward.staff, ward.patient.id), "dispatched", await make_facility(db))
+    async with db.connection() as conn:
+        before_events = await conn.fetchval("SELECT count(*) FROM events")
+    # A later step fails: the exposure review cannot read contacts because of an injected error.
+    original = transfers.open_exposure_review
+
+    async def failing(*args, **kwargs):
+        await original(*args, **kwargs)
+        raise RuntimeError("exposure review down")
+
+    transfers.open_exposure_review = failing
+    try:
+        with pytest.raises(RuntimeError):
+            await move(db, ward.medic, t, "depart")
+    finally:
+        transfers.open_exposure_review = original
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM events") == before_events
+        stay = await stays.get_stay(conn, ward.medic, ward.patient.id)
+        room = await sites.get_room(conn, ward.medic, ward.rooms["201"])
+        current = await transfers.get_transfer(conn, ward.medic, t.id)
+        history = (await transfers.transitions(conn, ward.medic, [t.id]))[t.id]
+    assert stay.status == "active" and room.status is RoomStatus.OCCUPIED and room.occupied == 2
+    assert current.state is TransferState.DISPATCHED and current.version == t.version and current.consequences_at is None
+    assert history[-1].to_state == "dispatched"
+    # and the departure succeeds afterwards
+    assert (await move(db, ward.medic, t, "depart")).state is TransferState.DEPARTED
+
+
+async def test_departure_fails_when_the_stay_already_closed(db, settings):
+    ward = await make_ward(db, settings)
+    t = await to_state(db, ward.medic, await request(db, ward.staff, ward.patient.id), "dispatched", await make_facility(db))
+    async with db.transaction() as conn:
+        await stays.close_for_transfer(conn, ward.medic, ward.patient.id, infectious=False)
+    with pytest.raises(DomainError) as failed:
+        await move(db, ward.medic, t, "depart")
+    assert failed.value.code == "stay_closed"
+    async with db.connection() as conn:
+        assert (await transfers.get_transfer(conn, ward.medic, t.id)).state is TransferState.DISPATCHED
+
+
+ALL_STATES = ["requested", "approved", "dispatched", "departed", "arrived", "rejected", "cancelled"]
+MEDIC_ACTIONS = [a for a in TransferAction]
+
+
+@pytest.mark.parametrize("state", ALL_STATES)
+async def test_every_action_from_every_state(db, settings, state):
+    """Each (state, action): allowed edges lead where TRANSITIONS says; every other answers 409 and changes nothing."""
+    ward = await make_ward(db, settings)
+    facility = await make_facility(db)
+    other = await make_facility(db)
+    for action in MEDIC_ACTIONS:
+        # a fresh transfer per action (one open transfer per stay: use a new resident each time)
+        async with db.transaction() as conn:
+            stay = await stays.admit(conn, ward.staff, settings, admission(ward.site_id, resident=person()))
+        t = await to_state(db, ward.medic, await request(db, ward.staff, stay.id), state, facility)
+        sources, target = TRANSITIONS[action]
+        fields = {"note": "because"}
+        if action is TransferAction.DISPATCH:
+            fields["vehicle"] = VEHICLE
+        if action in (TransferAction.APPROVE, TransferAction.DISPATCH):
+            fields["destination_id"] = other
+        if TransferState(state) in sources:
+            after = await move(db, ward.medic, t, action, **fields)
+            assert after.state is target and after.version == t.version + 1, (state, action)
+        else:
+            with pytest.raises(DomainError) as refused:
+                await move(db, ward.medic, t, action, **fields)
+            assert refused.value.status == 409 and refused.value.code == "invalid_transfer_transition", (state, action)
+            assert refused.value.extra["current_state"] == state
+            async with db.connection() as conn:
+                assert (await transfers.get_transfer(conn, ward.medic, t.id)).version == t.version
