@@ -8,7 +8,8 @@ from service.access import rest as access
 from service.sites import rest as sites
 from service.stays import rest as stays
 from service.supplies import rest as supplies
+from service.transfers import rest as transfers
 
-ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES, *stays.ROUTES, *supplies.ROUTES]
+ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES, *stays.ROUTES, *supplies.ROUTES, *transfers.ROUTES]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

@@ -1,0 +1,199 @@
+"""REST: destination facilities, transfers per site for integrations, and the hospital interface."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.params import Body, Parameter
+
+from service import idempotency
+from service.access.model import STAFF_ROLES, Principal, Role
+from service.access.rest import requires
+from service.db import Database
+from service.http import CursorParam, LimitParam, json_with_etag
+from service.pagination import Page
+from service.transfers import service
+from service.transfers.model import (
+    ArrivalConfirmation,
+    DoorRefusal,
+    Facility,
+    FacilityCreate,
+    FacilityPatch,
+    Transfer,
+    TransferMove,
+    TransferRequest,
+    TransferState,
+    TransferTimes,
+    TransferTransition,
+)
+
+STAFF = requires(*STAFF_ROLES)
+StatesParam = Parameter(query="state", default=None, description="Only these states (repeat the parameter for several).")
+
+
+class FacilityController(Controller):
+    path = "/facilities"
+    tags = ["transfers"]
+
+    @get("/", guards=[requires(*STAFF_ROLES, Role.HOSPITAL)])
+    async def list_facilities(
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        region: Annotated[str | None, Parameter(query="region", default=None, max_length=300)] = None,
+        active: Annotated[bool | None, Parameter(query="active", default=None)] = None,
+        limit: Annotated[int, LimitParam] = 50,
+        cursor: Annotated[str | None, CursorParam] = None,
+    ) -> Response[Page[Facility]]:
+        """Destination facilities by code (``region`` includes its sub-regions); a hospital client sees its own."""
+        async with db.connection() as conn:
+            page = await service.list_facilities(conn, principal, region=region, active=active, cursor=cursor, limit=limit)
+        return json_with_etag(request, page)
+
+    @get("/{facility_id:uuid}", guards=[requires(*STAFF_ROLES, Role.HOSPITAL)])
+    async def get_facility(self, request: Request, db: Database, principal: Principal, facility_id: UUID) -> Response[Facility]:
+        """One facility."""
+        async with db.connection() as conn:
+            facility = await service.get_facility(conn, principal, facility_id)
+        return json_with_etag(request, facility)
+
+    @post("/", guards=[requires(Role.COMMAND)], status_code=201)
+    async def create_facility(
+        self, request: Request, db: Database, principal: Principal, data: Annotated[FacilityCreate, Body()]
+    ) -> Response[Facility]:
+        """Add a destination facility (command centre)."""
+        return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_facility(conn, principal, data))
+
+    @patch("/{facility_id:uuid}", guards=[requires(Role.COMMAND)])
+    async def update_facility(
+        self, db: Database, principal: Principal, facility_id: UUID, data: Annotated[FacilityPatch, Body()]
+    ) -> Facility:
+        """Change a facility; ``version`` must match (409 ``stale_version``)."""
+        async with db.transaction() as conn:
+            return await service.update_facility(conn, principal, facility_id, data)
+
+
+class TransferController(Controller):
+    """Transfers for integrations and tools (the apps use GraphQL)."""
+
+    tags = ["transfers"]
+    guards = [STAFF]
+
+    @get("/sites/{site_id:uuid}/transfers")
+    async def list_site_transfers(
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        site_id: UUID,
+        states: Annotated[list[TransferState] | None, StatesParam] = None,
+        limit: Annotated[int, LimitParam] = 50,
+        cursor: Annotated[str | None, CursorParam] = None,
+    ) -> Response[Page[Transfer]]:
+        """A site's transfers, newest request first (404 for another site)."""
+        async with db.connection() as conn:
+            page = await service.list_site_transfers(conn, principal, site_id, states=states, cursor=cursor, limit=limit)
+        return json_with_etag(request, page)
+
+    @get("/sites/{site_id:uuid}/transfer-times")
+    async def transfer_times(
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        site_id: UUID,
+        since: Annotated[datetime, Parameter(query="since", description="Start of the period (requests from), with offset.")],
+        until: Annotated[datetime, Parameter(query="until", description="End of the period (exclusive), with offset.")],
+    ) -> Response[TransferTimes]:
+        """Median request-to-dispatch and request-to-arrival minutes of the site's transfers requested in the period."""
+        async with db.connection() as conn:
+            times = await service.site_times(conn, principal, site_id, since=since, until=until)
+        return json_with_etag(request, times)
+
+    @get("/transfers/{transfer_id:uuid}")
+    async def get_transfer(self, request: Request, db: Database, principal: Principal, transfer_id: UUID) -> Response[Transfer]:
+        """One transfer with its response times (404 when not at one of the caller's sites)."""
+        async with db.connection() as conn:
+            transfer = await service.get_transfer(conn, principal, transfer_id)
+        return json_with_etag(request, transfer)
+
+    @get("/transfers/{transfer_id:uuid}/transitions")
+    async def get_transitions(
+        self, request: Request, db: Database, principal: Principal, transfer_id: UUID
+    ) -> Response[list[TransferTransition]]:
+        """Every transition of a transfer, oldest first: from, to, who, when, note."""
+        async with db.connection() as conn:
+            await service.get_transfer(conn, principal, transfer_id)  # 404 for another site's
+            found = await service.transitions(conn, principal, [transfer_id])
+        return json_with_etag(request, found.get(transfer_id, []))
+
+    @post("/transfers", status_code=201)
+    async def request_transfer(
+        self, request: Request, db: Database, principal: Principal, data: Annotated[TransferRequest, Body()]
+    ) -> Response[Transfer]:
+        """Request a resident's transfer (site staff, managers, medics, command); ``id`` may be client-generated."""
+        return await idempotency.respond(request, db, principal.ref, lambda conn: service.request_transfer(conn, principal, data))
+
+    @post("/transfers/{transfer_id:uuid}/transitions", status_code=200, guards=[requires(Role.COMMAND, Role.MEDIC)])
+    async def move_transfer(
+        self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[TransferMove, Body()]
+    ) -> Response[Transfer]:
+        """Move a transfer along one edge (medics, command); a stale ``version`` answers 409 with the current state."""
+        return await idempotency.respond(
+            request, db, principal.ref, lambda conn: service.move_transfer(conn, principal, transfer_id, data), status_code=200
+        )
+
+
+class HospitalController(Controller):
+    """The hospital integration: a hospital client sees and answers only transfers heading to its facility."""
+
+    path = "/hospital/transfers"
+    tags = ["hospital"]
+    guards = [requires(Role.HOSPITAL)]
+
+    @get("/")
+    async def list_incoming(
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        states: Annotated[list[TransferState] | None, StatesParam] = None,
+        limit: Annotated[int, LimitParam] = 50,
+        cursor: Annotated[str | None, CursorParam] = None,
+    ) -> Response[Page[Transfer]]:
+        """Transfers heading to the caller's facility (default: approved, dispatched, departed), oldest request first."""
+        async with db.connection() as conn:
+            page = await service.hospital_transfers(conn, principal, states=states, cursor=cursor, limit=limit)
+        return json_with_etag(request, page)
+
+    @get("/{transfer_id:uuid}")
+    async def get_incoming(self, request: Request, db: Database, principal: Principal, transfer_id: UUID) -> Response[Transfer]:
+        """One transfer heading to the caller's facility (404 otherwise)."""
+        async with db.connection() as conn:
+            transfer = await service.get_transfer(conn, principal, transfer_id)
+        return json_with_etag(request, transfer)
+
+    @post("/{transfer_id:uuid}/arrival", status_code=200)
+    async def confirm_arrival(
+        self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[ArrivalConfirmation, Body()]
+    ) -> Response[Transfer]:
+        """Confirm the resident arrived (idempotent: confirming again answers the arrived transfer unchanged)."""
+        return await idempotency.respond(
+            request, db, principal.ref, lambda conn: service.confirm_arrival(conn, principal, transfer_id, data), status_code=200
+        )
+
+    @post("/{transfer_id:uuid}/refusal", status_code=200)
+    async def refuse_at_door(
+        self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[DoorRefusal, Body()]
+    ) -> Response[Transfer]:
+        """Refuse the resident at the door with a reason; the transfer goes back to approved for a new destination."""
+        return await idempotency.respond(
+            request, db, principal.ref, lambda conn: service.refuse_at_door(conn, principal, transfer_id, data), status_code=200
+        )
+
+
+ROUTES = [FacilityController, TransferController, HospitalController]
