@@ -31,6 +31,7 @@ from service.gql import Context
 from service.settings import Settings
 from service.sites import gql as sites
 from service.stays import gql as stays
+from service.transfers import gql as transfers
 
 
 @strawberry.type
@@ -41,8 +42,8 @@ class SystemQuery:
 
 
 # Add a domain's Query and Mutation here.
-QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query)
-MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation)
+QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, transfers.Query)
+MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, transfers.Mutation)
 
 
 def _operation_limit(max_operations: int) -> type[ValidationRule]:

@@ -1,0 +1,319 @@
+"""GraphQL: transfers for the medical teams' app (request, move, board, history, times) and facilities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import strawberry
+
+from service.access.model import STAFF_ROLES, Role
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service.pagination import Page
+from service.stays import service as stays
+from service.stays.gql import Stay, stay_gql
+from service.transfers import model as m
+from service.transfers import service
+
+FacilityKindGQL = strawberry.enum(m.FacilityKind, name="FacilityKind")
+TransferReasonGQL = strawberry.enum(m.TransferReason, name="TransferReason")
+UrgencyGQL = strawberry.enum(m.Urgency, name="TransferUrgency")
+TransferStateGQL = strawberry.enum(m.TransferState, name="TransferState")
+TransferActionGQL = strawberry.enum(m.TransferAction, name="TransferAction", description="An edge of the transfer state machine.")
+VehicleKindGQL = strawberry.enum(m.VehicleKind, name="TransferVehicleKind")
+
+STAFF = roles(*STAFF_ROLES)
+
+
+def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
+    """A per-request loader: ``fetch(conn, principal, ids) -> dict``, one statement per batch on its own connection."""
+    ctx = info.context
+    principal = ctx.require_principal()
+
+    async def load(ids: list[UUID]) -> list[Any]:
+        async with ctx.db.connection() as conn:
+            found = await fetch(conn, principal, ids)
+        return [found.get(i, default) for i in ids]
+
+    return ctx.loader(name, load)
+
+
+@strawberry.type(description="A destination: designated or makeshift hospital.")
+class DestinationFacility:
+    id: UUID
+    code: str
+    name: str
+    kind: FacilityKindGQL
+    region_path: str
+    contact: str
+    capacity_note: str
+    active: bool
+    version: int
+
+
+def facility_gql(model: m.Facility) -> DestinationFacility:
+    return to_gql(DestinationFacility, model)
+
+
+@strawberry.type(description="One transition of a transfer: from, to, who, when, and the note (reason, handover).")
+class TransferTransition:
+    from_state: TransferStateGQL | None
+    to_state: TransferStateGQL
+    action: str
+    actor: str
+    note: str
+    facility_id: UUID | None = strawberry.field(description="The new destination, or the facility that refused at the door.")
+    at: datetime
+
+
+@strawberry.type(description="A medical transfer of a resident to a hospital.")
+class Transfer:
+    id: UUID
+    site_id: UUID
+    stay_id: UUID
+    resident_id: UUID
+    room_id: UUID
+    reason: TransferReasonGQL
+    infectious: bool = strawberry.field(description="Positive test or symptoms: the room is sealed on departure.")
+    reason_note: str
+    alert_id: UUID | None
+    sample_id: UUID | None
+    urgency: UrgencyGQL
+    destination_id: UUID | None
+    state: TransferStateGQL
+    version: int
+    requested_by: str
+    requested_at: datetime
+    approved_at: datetime | None
+    dispatched_at: datetime | None = strawberry.field(description="First dispatch.")
+    departed_at: datetime | None
+    arrived_at: datetime | None
+    closed_at: datetime | None = strawberry.field(description="When rejected or cancelled.")
+    vehicle_plate: str | None
+    vehicle_kind: VehicleKindGQL | None
+    driver: str | None
+    escort: str | None
+    handover_note: str
+    request_to_dispatch_minutes: float | None
+    request_to_arrival_minutes: float | None
+
+    @strawberry.field(description="Minutes since the request (the board's age).")
+    def age_minutes(self) -> float:
+        return round((datetime.now(UTC) - self.requested_at).total_seconds() / 60, 1)
+
+    @strawberry.field
+    async def destination(self, info: Ctx) -> DestinationFacility | None:
+        if self.destination_id is None:
+            return None
+        found = await _loader(info, "transfers.facilities", service.get_facilities).load(self.destination_id)
+        return facility_gql(found) if found else None
+
+    @strawberry.field(description="The stay the resident left (null when not at one of the caller's sites).")
+    async def stay(self, info: Ctx) -> Stay | None:
+        found = await _loader(info, "transfers.stays", stays.get_stays).load(self.stay_id)
+        return stay_gql(found) if found else None
+
+    @strawberry.field(description="Every transition, oldest first.")
+    async def transitions(self, info: Ctx) -> list[TransferTransition]:
+        found = await _loader(info, "transfers.transitions", service.transitions, []).load(self.id)
+        return [to_gql(TransferTransition, t) for t in found]
+
+
+def transfer_gql(model: m.Transfer) -> Transfer:
+    return to_gql(Transfer, model)
+
+
+@strawberry.type(description="Median response times of a site's transfers requested in [since, until).")
+class TransferTimes:
+    site_id: UUID
+    since: datetime
+    until: datetime
+    transfers: int
+    dispatched: int
+    arrived: int
+    median_request_to_dispatch_minutes: float | None
+    median_request_to_arrival_minutes: float | None
+
+
+@strawberry.input
+class RequestTransferInput:
+    stay_id: UUID
+    reason: TransferReasonGQL
+    urgency: UrgencyGQL = m.Urgency.URGENT
+    reason_note: str = ""
+    alert_id: UUID | None = None
+    sample_id: UUID | None = None
+    destination_id: UUID | None = None
+    id: UUID | None = strawberry.field(default=None, description="Client-generated id: a replay answers the stored transfer.")
+
+
+@strawberry.input
+class TransferVehicleInput:
+    plate: str
+    kind: VehicleKindGQL
+    driver: str
+    escort: str
+
+
+@strawberry.input(description="Move along one edge; `version` is the one you read (stale: userError stale_version).")
+class MoveTransferInput:
+    id: UUID
+    action: TransferActionGQL
+    version: int
+    note: str = strawberry.field(default="", description="Reason (reject, cancel, refuse at door: required) or handover note (arrive).")
+    destination_id: UUID | None = strawberry.field(default=None, description="approve / dispatch: the destination.")
+    vehicle: TransferVehicleInput | None = strawberry.field(default=None, description="dispatch: required.")
+
+
+@strawberry.input
+class CreateFacilityInput:
+    code: str
+    name: str
+    kind: FacilityKindGQL
+    region_path: str = ""
+    contact: str = ""
+    capacity_note: str = ""
+
+
+@strawberry.input
+class UpdateFacilityInput:
+    id: UUID
+    version: int
+    name: str | None = None
+    kind: FacilityKindGQL | None = None
+    region_path: str | None = None
+    contact: str | None = None
+    capacity_note: str | None = None
+    active: bool | None = None
+
+
+@strawberry.type
+class TransferPayload:
+    transfer: Transfer | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class FacilityPayload:
+    facility: DestinationFacility | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+def _empty(sort_key: Any) -> Connection[Any]:
+    return connection_of(Page(items=[], next_cursor=None), transfer_gql, sort_key)
+
+
+def _site_key(t: m.Transfer) -> list[object]:
+    return [t.requested_at.isoformat(), str(t.id)]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[STAFF], description="One transfer; null when not at one of the caller's sites.")
+    async def transfer(self, info: Ctx, id: UUID) -> Transfer | None:
+        found = await _loader(info, "transfers.transfers", service.get_transfers).load(id)
+        return transfer_gql(found) if found else None
+
+    @strawberry.field(
+        permission_classes=[STAFF], description="A site's open transfers: emergency first, then urgent, routine; oldest request first."
+    )
+    async def transfer_board(self, info: Ctx, site_id: UUID, first: int = 50, after: str | None = None) -> Connection[Transfer]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return _empty(service.board_key)
+        async with ctx.db.connection() as conn:
+            page = await service.board(conn, principal, site_id, cursor=after, limit=first)
+        return connection_of(page, lambda rt: transfer_gql(rt[1]), service.board_key)
+
+    @strawberry.field(permission_classes=[STAFF], description="A site's transfers, newest request first; optionally only some states.")
+    async def site_transfers(
+        self, info: Ctx, site_id: UUID, states: list[TransferStateGQL] | None = None, first: int = 50, after: str | None = None
+    ) -> Connection[Transfer]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return _empty(_site_key)
+        async with ctx.db.connection() as conn:
+            page = await service.list_site_transfers(
+                conn, principal, site_id, states=[m.TransferState(s) for s in states or []] or None, cursor=after, limit=first
+            )
+        return connection_of(page, transfer_gql, _site_key)
+
+    @strawberry.field(permission_classes=[STAFF], description="A resident's transfers at the caller's sites, newest first.")
+    async def resident_transfers(self, info: Ctx, resident_id: UUID) -> list[Transfer]:
+        found = await _loader(info, "transfers.by_resident", service.resident_history, []).load(resident_id)
+        return [transfer_gql(t) for t in found]
+
+    @strawberry.field(permission_classes=[STAFF], description="Median request-to-dispatch / request-to-arrival minutes; null for another site.")
+    async def transfer_times(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> TransferTimes | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return None
+        async with ctx.db.connection() as conn:
+            times = await service.site_times(conn, principal, site_id, since=since, until=until)
+        return to_gql(TransferTimes, times)
+
+    @strawberry.field(permission_classes=[STAFF], description="Destination facilities by code; `region` includes its sub-regions.")
+    async def destination_facilities(
+        self, info: Ctx, region: str | None = None, active: bool | None = None, first: int = 50, after: str | None = None
+    ) -> Connection[DestinationFacility]:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            page = await service.list_facilities(conn, ctx.require_principal(), region=region, active=active, cursor=after, limit=first)
+        return connection_of(page, facility_gql, lambda f: [f.code])
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[roles(*service.REQUEST_ROLES)], description="Request a resident's transfer.")
+    async def request_transfer(self, info: Ctx, input: RequestTransferInput) -> TransferPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.TransferRequest, input)
+        if errors:
+            return TransferPayload(user_errors=errors)
+        transfer, errors = await mutate(
+            info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer, fingerprint=data
+        )
+        return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(*service.MOVE_ROLES)], description="Move a transfer along one edge (medics, command).")
+    async def move_transfer(self, info: Ctx, input: MoveTransferInput) -> TransferPayload:
+        principal = info.context.require_principal()
+        fields = strawberry.asdict(input)
+        transfer_id = fields.pop("id")
+        data, errors = input_struct(m.TransferMove, fields)
+        if errors:
+            return TransferPayload(user_errors=errors)
+        transfer, errors = await mutate(
+            info,
+            lambda conn: service.move_transfer(conn, principal, transfer_id, data),
+            result_type=m.Transfer,
+            fingerprint=[transfer_id, data],
+        )
+        return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(Role.COMMAND)])
+    async def create_destination_facility(self, info: Ctx, input: CreateFacilityInput) -> FacilityPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.FacilityCreate, input)
+        if errors:
+            return FacilityPayload(user_errors=errors)
+        facility, errors = await mutate(
+            info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility, fingerprint=data
+        )
+        return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(Role.COMMAND)])
+    async def update_destination_facility(self, info: Ctx, input: UpdateFacilityInput) -> FacilityPayload:
+        principal = info.context.require_principal()
+        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
+        data, errors = input_struct(m.FacilityPatch, fields)
+        if errors:
+            return FacilityPayload(user_errors=errors)
+        facility, errors = await mutate(
+            info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility, fingerprint=[input.id, data]
+        )
+        return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
