@@ -134,3 +134,14 @@ SELECT site_id,
 FROM rooms
 WHERE (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
 GROUP BY site_id;
+
+-- name: bulk_set_rooms!
+-- Seeding: occupancy and status of many rooms at once (history rows for the status changes).
+WITH changed AS (
+    UPDATE rooms SET status = x.status, occupied = x.occupied, status_since = now(), status_by = :actor, version = version + 1, updated_at = now()
+    FROM unnest(:room_ids::uuid[], :statuses::text[], :occupied::int[]) AS x(id, status, occupied)
+    WHERE rooms.id = x.id
+    RETURNING rooms.id, rooms.site_id, rooms.status
+)
+INSERT INTO room_status_changes (room_id, site_id, from_status, to_status, action, actor, reason)
+SELECT id, site_id, 'ready', status, 'seed', :actor, 'demo' FROM changed;

@@ -183,3 +183,25 @@ GROUP BY site_id;
 
 -- name: link_move^
 UPDATE stays SET moved_to = :moved_to WHERE id = :id RETURNING id;
+
+-- name: bulk_insert_residents!
+-- Seeding many residents at once (demo, scale data); each row's values already encrypted.
+INSERT INTO residents (id, site_id, name, sex, birth_date, document_type, document_enc, document_index, document_tail,
+                       phone_enc, phone_tail, household_key, created_by)
+SELECT r.id, r.site_id, r.name, r.sex, r.birth_date, r.document_type, r.document_enc, r.document_index, r.document_tail,
+       r.phone_enc, r.phone_tail, r.household_key, :actor
+FROM unnest(:ids::uuid[], :site_ids::uuid[], :names::text[], :sexes::text[], :birth_dates::date[], :document_types::text[],
+            :document_encs::text[], :document_indexes::bytea[], :document_tails::text[], :phone_encs::text[], :phone_tails::text[],
+            :household_keys::text[])
+     AS r(id, site_id, name, sex, birth_date, document_type, document_enc, document_index, document_tail, phone_enc, phone_tail, household_key);
+
+-- name: bulk_insert_stays!
+INSERT INTO stays (id, resident_id, site_id, room_id, room_number, floor, bed, category, origin_area, risk_level, arrival_batch,
+                   regime_id, time_zone, admitted_at, day_one, period_start, planned_release_at, created_by)
+SELECT s.id, s.resident_id, s.site_id, s.room_id, s.room_number, s.floor, s.bed, s.category, s.origin_area, s.risk_level,
+       s.arrival_batch, s.regime_id, s.time_zone, s.admitted_at, s.day_one, s.day_one, s.planned_release_at, :actor
+FROM unnest(:ids::uuid[], :resident_ids::uuid[], :site_ids::uuid[], :room_ids::uuid[], :room_numbers::text[], :floors::int[],
+            :beds::int[], :categories::text[], :origin_areas::text[], :risk_levels::text[], :arrival_batches::text[],
+            :regime_ids::uuid[], :time_zones::text[], :admitted_ats::timestamptz[], :day_ones::date[], :planned_release_ats::timestamptz[])
+     AS s(id, resident_id, site_id, room_id, room_number, floor, bed, category, origin_area, risk_level, arrival_batch,
+          regime_id, time_zone, admitted_at, day_one, planned_release_at);

@@ -355,3 +355,16 @@ async def turn_over(
 async def bed_summary(conn: asyncpg.Connection, site_ids: list[UUID] | None) -> dict[UUID, BedSummary]:
     """Beds per site by room status (one statement); ``site_ids`` = principal.site_scope."""
     return {b.site_id: b for b in await store.bed_summary(conn, site_ids)}
+
+
+async def seed_room_states(conn: asyncpg.Connection, principal: Principal, states: dict[UUID, tuple[RoomStatus, int]]) -> None:
+    """Seeding only (demo, scale data): set many rooms' status and occupancy in one statement,
+    bypassing the turnover graph. Disinfection tasks are opened for rooms left in turnover."""
+    _require(principal, (Role.COMMAND,), "seed rooms")
+    await store.bulk_set_rooms(conn, {k: (s.value, n) for k, (s, n) in states.items()}, principal.ref)
+    for room in await store.get_rooms_by_ids(conn, [k for k, (s, _) in states.items() if s in (RoomStatus.VACATED, RoomStatus.DISINFECTING, RoomStatus.AIRING)], None):
+        task = await store.open_task(conn, room, principal.ref)
+        if room.status is not RoomStatus.VACATED:
+            await store.update_task(conn, task.id, state="disinfecting", actor=principal.ref)
+        if room.status is RoomStatus.AIRING:
+            await store.update_task(conn, task.id, state="airing", actor=principal.ref, airing_minutes=30)

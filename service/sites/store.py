@@ -167,3 +167,8 @@ async def airing_over(conn: asyncpg.Connection, task_id: UUID) -> bool:
 
 async def bed_summary(conn: asyncpg.Connection, site_ids: list[UUID] | None) -> list[BedSummary]:
     return [msgspec.convert(dict(r), BedSummary) async for r in R.bed_summary(conn, site_ids=site_ids)]
+
+
+async def bulk_set_rooms(conn: asyncpg.Connection, states: dict[UUID, tuple[str, int]], actor: str) -> None:
+    ids = list(states)
+    await R.bulk_set_rooms(conn, room_ids=ids, statuses=[states[i][0] for i in ids], occupied=[states[i][1] for i in ids], actor=actor)

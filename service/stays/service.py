@@ -544,6 +544,11 @@ async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetim
     reasons = []
     if (now or _now()) < stay.planned_release_at:
         reasons.append("centralized_period_not_served")
+    # Every scheduled test so far negative, no positive, no open retest (health domain's rule;
+    # imported here because health builds on stays).
+    from service.health import service as health
+
+    reasons += await health.release_blockers(conn, stay, now=now)
     return reasons
 
 

@@ -207,3 +207,26 @@ async def releases_due(conn: asyncpg.Connection, site_ids: list[UUID] | None) ->
 
 async def close_stay_link(conn: asyncpg.Connection, stay_id: UUID, moved_to: UUID) -> None:
     await Q.link_move(conn, id=stay_id, moved_to=moved_to)
+
+
+def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
+    return {plural: [r[single] for r in rows] for single, plural in names.items()}
+
+
+async def bulk_insert_residents(conn: asyncpg.Connection, rows: list[dict[str, Any]], actor: str) -> None:
+    names = {
+        "id": "ids", "site_id": "site_ids", "name": "names", "sex": "sexes", "birth_date": "birth_dates",
+        "document_type": "document_types", "document_enc": "document_encs", "document_index": "document_indexes",
+        "document_tail": "document_tails", "phone_enc": "phone_encs", "phone_tail": "phone_tails", "household_key": "household_keys",
+    }
+    await Q.bulk_insert_residents(conn, actor=actor, **_columns(rows, names))
+
+
+async def bulk_insert_stays(conn: asyncpg.Connection, rows: list[dict[str, Any]], actor: str) -> None:
+    names = {
+        "id": "ids", "resident_id": "resident_ids", "site_id": "site_ids", "room_id": "room_ids", "room_number": "room_numbers",
+        "floor": "floors", "bed": "beds", "category": "categories", "origin_area": "origin_areas", "risk_level": "risk_levels",
+        "arrival_batch": "arrival_batches", "regime_id": "regime_ids", "time_zone": "time_zones", "admitted_at": "admitted_ats",
+        "day_one": "day_ones", "planned_release_at": "planned_release_ats",
+    }
+    await Q.bulk_insert_stays(conn, actor=actor, **_columns(rows, names))
