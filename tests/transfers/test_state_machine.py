@@ -149,3 +149,94 @@ async def test_every_action_from_every_state(db, settings, state):
             assert refused.value.extra["current_state"] == state
             async with db.connection() as conn:
                 assert (await transfers.get_transfer(conn, ward.medic, t.id)).version == t.version
+
+
+ALL_ROLES = list(Role)
+# For each action, the state it starts from on the main path.
+SOURCE = {
+    TransferAction.APPROVE: "requested",
+    TransferAction.REJECT: "requested",
+    TransferAction.CANCEL: "approved",
+    TransferAction.DISPATCH: "approved",
+    TransferAction.DEPART: "dispatched",
+    TransferAction.ARRIVE: "departed",
+    TransferAction.REFUSE_AT_DOOR: "departed",
+}
+
+
+@pytest.mark.parametrize("role", ALL_ROLES)
+async def test_who_may_request_and_move(db, settings, role):
+    """Requests: staff roles. Moves: medics and command only; every other role 403 and nothing changes."""
+    ward = await make_ward(db, settings)
+    facility = await make_facility(db)
+    actor = make_principal(role, None if role is Role.COMMAND else [ward.site_id])
+    may_request = role in transfers.REQUEST_ROLES
+    try:
+        t = await request(db, actor, ward.patient.id)
+        assert may_request
+    except DomainError as exc:
+        assert not may_request and exc.status == 403 and exc.code == "role_not_allowed"
+    for action, state in SOURCE.items():
+        async with db.transaction() as conn:
+            stay = await stays.admit(conn, ward.staff, settings, admission(ward.site_id, resident=person()))
+        t = await to_state(db, ward.medic, await request(db, ward.staff, stay.id), state, facility)
+        fields = {"note": "because", "vehicle": VEHICLE} if action is TransferAction.DISPATCH else {"note": "because"}
+        if role in transfers.MOVE_ROLES:
+            assert (await move(db, actor, t, action, **fields)).state is TRANSITIONS[action][1]
+        else:
+            with pytest.raises(DomainError) as refused:
+                await move(db, actor, t, action, **fields)
+            assert refused.value.status == 403 and refused.value.code == "role_not_allowed", (role, action)
+            async with db.connection() as conn:
+                assert (await transfers.get_transfer(conn, ward.medic, t.id)).version == t.version
+
+
+async def test_hospital_actions_only_for_hospitals_of_the_destination(db, settings):
+    from service.transfers.model import ArrivalConfirmation, DoorRefusal
+    from tests.transfers.helpers import make_hospital
+
+    ward = await make_ward(db, settings)
+    facility, other = await make_facility(db), await make_facility(db)
+    hospital, _ = await make_hospital(db, facility, [ward.site_id])
+    stranger, _ = await make_hospital(db, other, [ward.site_id])
+    t = await to_state(db, ward.medic, await request(db, ward.staff, ward.patient.id), "dispatched", facility)
+    for principal, status in ((ward.medic, 403), (make_principal(Role.COMMAND), 403), (stranger, 404)):
+        for call in (
+            lambda conn, p: transfers.confirm_arrival(conn, p, t.id, ArrivalConfirmation()),
+            lambda conn, p: transfers.refuse_at_door(conn, p, t.id, DoorRefusal(reason="full")),
+        ):
+            with pytest.raises(DomainError) as refused:
+                async with db.transaction() as conn:
+                    await call(conn, principal)
+            assert refused.value.status == status
+    # arrival before departure is not a valid edge; a refusal while dispatched is
+    with pytest.raises(DomainError) as early:
+        async with db.transaction() as conn:
+            await transfers.confirm_arrival(conn, hospital, t.id, ArrivalConfirmation())
+    assert early.value.code == "invalid_transfer_transition"
+    with pytest.raises(DomainError) as stale:
+        async with db.transaction() as conn:
+            await transfers.refuse_at_door(conn, hospital, t.id, DoorRefusal(reason="full", version=1))
+    assert stale.value.code == "stale_version" and stale.value.extra["current_state"] == "dispatched"
+    async with db.transaction() as conn:
+        back = await transfers.refuse_at_door(conn, hospital, t.id, DoorRefusal(reason="full"))
+    assert back.state is TransferState.APPROVED and back.destination_id is None and back.consequences_at is None
+    # re-dispatch without naming a destination is refused with a clear code
+    with pytest.raises(DomainError) as no_destination:
+        await move(db, ward.medic, back, "dispatch", vehicle=VEHICLE)
+    assert no_destination.value.code == "destination_required"
+
+
+async def test_the_database_refuses_a_skipped_edge(db, settings):
+    """Even SQL that bypasses the service cannot skip an edge or rewrite a version."""
+    import asyncpg
+
+    ward = await make_ward(db, settings)
+    t = await request(db, ward.staff, ward.patient.id)
+    async with db.connection() as conn:
+        with pytest.raises(asyncpg.CheckViolationError) as skipped:
+            await conn.execute("UPDATE transfers SET state = 'arrived', version = version + 1 WHERE id = $1", t.id)
+        assert skipped.value.constraint_name == "transfers_transition_valid"
+        with pytest.raises(asyncpg.CheckViolationError) as version:
+            await conn.execute("UPDATE transfers SET urgency = 'routine' WHERE id = $1", t.id)
+        assert version.value.constraint_name == "transfers_version_advances"
