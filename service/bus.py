@@ -68,6 +68,13 @@ async def emit(
     return event
 
 
+def track(events: list[Event]) -> None:
+    """Events a domain inserted with its own set-based SQL: publish them after commit, as ``emit``'s are."""
+    pending = _pending.get()
+    if pending is not None:
+        pending.extend(events)
+
+
 @contextmanager
 def collect() -> Iterator[list[Event]]:
     """Collect the events emitted in this context (used by ``Database.transaction``)."""

@@ -90,6 +90,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Rooms: minutes a disinfected room airs before it may be inspected and made ready.
     room_airing_minutes: int = 30
 
+    # Health: minutes after a check-in slot (a half-day for two a day) ends before a missing
+    # check-in raises a missed_checkin alert (the sweep runs every 5 minutes).
+    missed_checkin_grace_minutes: int = 60
+
     def __post_init__(self) -> None:
         if self.pool_min_size < 0 or self.pool_max_size < max(1, self.pool_min_size):
             raise SettingsError("QSITE_POOL_MAX_SIZE must be >= 1 and >= QSITE_POOL_MIN_SIZE")

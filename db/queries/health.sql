@@ -1,0 +1,382 @@
+-- Health monitoring (health domain). Every read takes :site_ids (NULL = all sites).
+--
+-- These statements read stays and regimes directly (joins, never writes): a check-in must be
+-- ONE round trip, and worklists are set-based over a whole site. Writes go through the
+-- stays and sites services.
+
+-- name: record_checkins^
+-- Check-ins in ONE statement (one round trip, autocommit for a single one): scope check,
+-- insert (an id already stored is a no-op), alert rules, audit rows, outbox events and the
+-- Idempotency-Key row. Answers JSON: created rows, rows stored before, rejected items, events.
+WITH input AS (
+    SELECT i.id, i.stay_id, i.recorded_at, round(i.temperature_c::numeric, 1) AS temperature_c, i.spo2, i.pulse,
+           coalesce(string_to_array(nullif(i.symptoms, ''), ','), '{}'::text[]) AS symptoms, i.note
+    FROM unnest(:ids::uuid[], :stay_ids::uuid[], :recorded_ats::timestamptz[], :temperatures::float8[],
+                :spo2s::int[], :pulses::int[], :symptoms::text[], :notes::text[])
+         AS i(id, stay_id, recorded_at, temperature_c, spo2, pulse, symptoms, note)
+),
+prior_key AS (
+    SELECT request_hash, convert_from(response, 'UTF8') AS checkin_id
+    FROM idempotency_keys WHERE principal = :actor AND key = :idem_key::text
+),
+stored AS (
+    SELECT c.id, c.stay_id, c.site_id, c.recorded_at, c.received_at, c.temperature_c, c.spo2, c.pulse, c.symptoms,
+           c.note, c.recorded_by,
+           (:site_ids::uuid[] IS NULL OR c.site_id = ANY(:site_ids::uuid[])) AS in_scope
+    FROM checkins c WHERE c.id = ANY(:ids::uuid[])
+),
+verdict AS (
+    SELECT i.id, s.site_id,
+           CASE WHEN s.id IS NULL OR NOT (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[])) THEN 'stay_not_found'
+                -- recorded offline before the stay ended: still the resident's record
+                WHEN s.status <> 'active' AND i.recorded_at > s.ended_at THEN 'stay_closed'
+                ELSE 'ok' END AS verdict
+    FROM input i LEFT JOIN stays s ON s.id = i.stay_id
+),
+ins AS (
+    INSERT INTO checkins (id, stay_id, site_id, recorded_at, temperature_c, spo2, pulse, symptoms, note, recorded_by)
+    SELECT i.id, i.stay_id, v.site_id, i.recorded_at, i.temperature_c, i.spo2, i.pulse, i.symptoms, i.note, :actor
+    FROM input i JOIN verdict v ON v.id = i.id
+    WHERE v.verdict = 'ok'
+      AND NOT EXISTS (SELECT 1 FROM stored WHERE stored.id = i.id)
+      AND NOT EXISTS (SELECT 1 FROM prior_key)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, stay_id, site_id, recorded_at, received_at, temperature_c, spo2, pulse, symptoms, note, recorded_by
+),
+raised AS (
+    INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail)
+    SELECT ins.site_id, ins.stay_id, r.kind, ins.id::text, r.detail
+    FROM ins CROSS JOIN LATERAL (VALUES
+        ('fever', ins.temperature_c >= :fever_c::numeric,
+         jsonb_build_object('checkin_id', ins.id, 'temperature_c', ins.temperature_c)),
+        ('low_spo2', ins.spo2 < :low_spo2::int,
+         jsonb_build_object('checkin_id', ins.id, 'spo2', ins.spo2)),
+        ('symptoms', cardinality(ARRAY(SELECT unnest(ins.symptoms) INTERSECT SELECT unnest(:alarm_symptoms::text[]))) >= :alarm_count::int,
+         jsonb_build_object('checkin_id', ins.id, 'symptoms', to_jsonb(ins.symptoms)))
+    ) AS r(kind, hit, detail)
+    WHERE r.hit
+    ON CONFLICT ON CONSTRAINT alerts_dedup_key DO NOTHING
+    RETURNING id, site_id, stay_id, kind
+),
+audited AS (
+    INSERT INTO audit_log (actor, actor_role, action, site_id, subject_id, fields, request_id)
+    SELECT :actor, :actor_role, 'checkin.record', ins.site_id, ins.stay_id,
+           '{temperature_c,spo2,pulse,symptoms,note}'::text[], :request_id::text
+    FROM ins
+    RETURNING id
+),
+emitted AS (
+    INSERT INTO events (site_id, type, subject_id, data, actor, request_id)
+    SELECT ins.site_id, 'health.checkin_recorded', ins.id, jsonb_build_object('stay_id', ins.stay_id), :actor, :request_id::text
+    FROM ins
+    UNION ALL
+    SELECT raised.site_id, 'health.alert_raised', raised.id, jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind),
+           :actor, :request_id::text
+    FROM raised
+    RETURNING id, site_id, type, subject_id, data, actor, at
+),
+keyed AS (
+    INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response)
+    SELECT :actor, :idem_key::text, :idem_hash::bytea, 201, convert_to(ins.id::text, 'UTF8')
+    FROM ins WHERE :idem_key::text IS NOT NULL
+    ON CONFLICT (principal, key) DO NOTHING
+    RETURNING key
+)
+SELECT (SELECT jsonb_agg(jsonb_build_object(
+            'id', id, 'stay_id', stay_id, 'site_id', site_id, 'recorded_at', recorded_at, 'received_at', received_at,
+            'temperature_c', temperature_c, 'spo2', spo2, 'pulse', pulse, 'symptoms', symptoms, 'note', note,
+            'recorded_by', recorded_by)) FROM ins)::text AS created,
+       (SELECT jsonb_agg(jsonb_build_object(
+            'id', id, 'stay_id', stay_id, 'site_id', site_id, 'recorded_at', recorded_at, 'received_at', received_at,
+            'temperature_c', temperature_c, 'spo2', spo2, 'pulse', pulse, 'symptoms', symptoms, 'note', note,
+            'recorded_by', recorded_by, 'in_scope', in_scope)) FROM stored)::text AS stored,
+       (SELECT jsonb_object_agg(id, verdict) FROM verdict WHERE verdict <> 'ok')::text AS rejected,
+       (SELECT jsonb_agg(jsonb_build_object(
+            'id', id, 'site_id', site_id, 'type', type, 'subject_id', subject_id, 'data', data, 'actor', actor, 'at', at))
+        FROM emitted)::text AS events,
+       (SELECT request_hash FROM prior_key) AS prior_hash,
+       (SELECT checkin_id FROM prior_key) AS prior_checkin_id;
+
+-- name: get_checkins
+SELECT id, stay_id, site_id, recorded_at, received_at, temperature_c::float8 AS temperature_c, spo2, pulse, symptoms, note, recorded_by
+FROM checkins
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: stay_checkins
+SELECT id, stay_id, site_id, recorded_at, received_at, temperature_c::float8 AS temperature_c, spo2, pulse, symptoms, note, recorded_by
+FROM checkins
+WHERE stay_id = ANY(:stay_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY recorded_at DESC, id
+LIMIT :limit;
+
+-- name: insert_events
+-- Outbox rows of a set-based write, one statement (service/bus.py's table; bus.track publishes them).
+INSERT INTO events (site_id, type, subject_id, data, actor, request_id)
+SELECT e.site_id, e.type, e.subject_id, e.data::jsonb, :actor, :request_id::text
+FROM unnest(:site_ids::uuid[], :types::text[], :subject_ids::uuid[], :datas::text[]) AS e(site_id, type, subject_id, data)
+RETURNING id, site_id, type, subject_id, data, actor, at;
+
+-- name: insert_audit!
+-- Audit rows of a batch write, ONE statement (service/access/audit.py's table).
+INSERT INTO audit_log (actor, actor_role, action, site_id, subject_id, fields, request_id)
+SELECT :actor, :actor_role, :action, a.site_id, a.subject_id, :fields::text[], :request_id::text
+FROM unnest(:site_ids::uuid[], :subject_ids::uuid[]) AS a(site_id, subject_id);
+
+-- name: active_stays_for_samples
+SELECT s.id, s.site_id, s.resident_id, s.day_one, s.time_zone, s.status
+FROM stays s
+WHERE s.id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[]));
+
+-- name: insert_samples
+-- Swabs and pool tubes; an id or barcode already stored is skipped (the caller reports which).
+INSERT INTO samples (id, site_id, stay_id, pool_id, barcode, kind, scheduled_day, members, collected_at, collected_by)
+SELECT i.id, i.site_id, i.stay_id, i.pool_id, i.barcode, i.kind, i.scheduled_day, i.members, i.collected_at, :actor
+FROM unnest(:ids::uuid[], :site_ids::uuid[], :stay_ids::uuid[], :pool_ids::uuid[], :barcodes::text[], :kinds::text[],
+            :scheduled_days::int[], :members::int[], :collected_ats::timestamptz[])
+     AS i(id, site_id, stay_id, pool_id, barcode, kind, scheduled_day, members, collected_at)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: get_samples
+SELECT id, site_id, stay_id, pool_id, barcode, kind, scheduled_day, members, collected_at, collected_by, result,
+       ct_values::float8[] AS ct_values, resulted_at
+FROM samples
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: samples_by_barcode
+SELECT id, site_id, barcode
+FROM samples WHERE barcode = ANY(:barcodes::text[]);
+
+-- name: stay_samples
+SELECT id, site_id, stay_id, pool_id, barcode, kind, scheduled_day, members, collected_at, collected_by, result,
+       ct_values::float8[] AS ct_values, resulted_at
+FROM samples
+WHERE stay_id = ANY(:stay_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY collected_at DESC, id;
+
+-- name: fulfil_retests
+-- A new swab of a stay collects its open retest (after a positive pool).
+UPDATE retests r SET sample_id = x.sample_id
+FROM unnest(:stay_ids::uuid[], :sample_ids::uuid[]) AS x(stay_id, sample_id)
+WHERE r.stay_id = x.stay_id AND r.sample_id IS NULL
+RETURNING r.id;
+
+-- name: lock_samples_by_barcode
+-- The tubes a lab upload names, locked so that two uploads of one barcode serialize.
+SELECT id, site_id, stay_id, pool_id, barcode, kind, scheduled_day, members, result, ct_values::float8[] AS ct_values, resulted_at
+FROM samples
+WHERE barcode = ANY(:barcodes::text[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY id
+FOR UPDATE;
+
+-- name: set_results
+-- Results of tubes (and, for pools, of their members: negative/invalid as the pool, 'retest' when positive).
+WITH x AS (
+    SELECT i.id, i.result, i.ct_values, i.resulted_at
+    FROM unnest(:ids::uuid[], :results::text[], :ct_values::text[], :resulted_ats::timestamptz[]) AS i(id, result, ct_values, resulted_at)
+),
+tubes AS (
+    UPDATE samples s SET result = x.result, ct_values = x.ct_values::real[], resulted_at = x.resulted_at, resulted_by = :actor
+    FROM x WHERE s.id = x.id
+    RETURNING s.id
+)
+UPDATE samples m SET result = CASE WHEN x.result = 'positive' THEN 'retest' ELSE x.result END,
+                     resulted_at = x.resulted_at, resulted_by = :actor
+FROM x WHERE m.pool_id = x.id
+RETURNING m.id, m.site_id, m.stay_id, m.pool_id, m.scheduled_day, m.result;
+
+-- name: open_retests
+INSERT INTO retests (site_id, stay_id, pool_id, scheduled_day)
+SELECT r.site_id, r.stay_id, r.pool_id, r.scheduled_day
+FROM unnest(:site_ids::uuid[], :stay_ids::uuid[], :pool_ids::uuid[], :scheduled_days::int[]) AS r(site_id, stay_id, pool_id, scheduled_day)
+ON CONFLICT ON CONSTRAINT retests_once DO NOTHING
+RETURNING id, stay_id;
+
+-- name: release_blockers^
+-- Test results that block release of a stay (and of the stays it was moved from: same resident, same day 1).
+WITH chain AS (
+    SELECT id FROM stays WHERE resident_id = :resident_id AND day_one = :day_one
+)
+SELECT
+    EXISTS (SELECT 1 FROM samples s WHERE s.stay_id IN (SELECT id FROM chain) AND s.result = 'positive') AS positive,
+    EXISTS (SELECT 1 FROM retests r LEFT JOIN samples s ON s.id = r.sample_id
+            WHERE r.stay_id IN (SELECT id FROM chain) AND (s.id IS NULL OR s.result <> 'negative')) AS retest_open,
+    ARRAY(SELECT d FROM unnest(:test_days::int[]) AS d
+          WHERE d <= :today_day
+            AND NOT EXISTS (SELECT 1 FROM samples s
+                            WHERE s.stay_id IN (SELECT id FROM chain) AND s.scheduled_day = d AND s.result = 'negative')
+          ORDER BY d) AS days_not_negative;
+
+-- name: insert_alert^
+INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail)
+VALUES (:site_id, :stay_id, :kind, :dedup_key, :detail)
+ON CONFLICT ON CONSTRAINT alerts_dedup_key DO NOTHING
+RETURNING id;
+
+-- name: get_alerts
+SELECT id, site_id, stay_id, kind, detail, state, raised_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, note, version
+FROM alerts
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: stay_alerts
+SELECT id, site_id, stay_id, kind, detail, state, raised_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, note, version
+FROM alerts
+WHERE stay_id = ANY(:stay_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY raised_at DESC, id;
+
+-- name: list_alerts
+-- A site's alerts, newest first; keyset on (raised_at DESC, id).
+SELECT id, site_id, stay_id, kind, detail, state, raised_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, note, version
+FROM alerts
+WHERE site_id = :site_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND (:states::text[] IS NULL OR state = ANY(:states::text[]))
+  AND (:after_at::timestamptz IS NULL OR (raised_at, id) < (:after_at::timestamptz, :after_id::uuid))
+ORDER BY raised_at DESC, id DESC
+LIMIT :limit;
+
+-- name: set_alert_state^
+UPDATE alerts SET
+    state = :state,
+    acknowledged_at = CASE WHEN :state = 'acknowledged' OR acknowledged_at IS NOT NULL THEN coalesce(acknowledged_at, now()) END,
+    acknowledged_by = CASE WHEN :state = 'acknowledged' OR acknowledged_by IS NOT NULL THEN coalesce(acknowledged_by, :actor) END,
+    resolved_at = CASE WHEN :state = 'resolved' THEN now() END,
+    resolved_by = CASE WHEN :state = 'resolved' THEN :actor END,
+    note = CASE WHEN :note = '' THEN note ELSE :note END,
+    version = version + 1
+WHERE id = :id AND version = :version AND state = ANY(:from_states::text[])
+RETURNING id;
+
+-- name: sweep_missed_checkins
+-- Raise missed_checkin for every active stay whose last closed slot (a half-day for two a day,
+-- in the site's time zone) got no check-in, once the grace period after it has passed. The slot
+-- must have begun after admission. alerts_dedup_key makes a second sweep of the same slot a no-op.
+WITH s AS (
+    SELECT st.id, st.site_id, st.time_zone, st.admitted_at, r.checkins_per_day AS cpd,
+           ((:now::timestamptz - make_interval(mins => :grace_minutes::int)) AT TIME ZONE st.time_zone) AS local_check
+    FROM stays st JOIN regimes r ON r.id = st.regime_id
+    WHERE st.status = 'active' AND r.checkins_per_day > 0
+),
+slot AS (
+    SELECT s.id, s.site_id, s.time_zone, s.admitted_at, s.cpd,
+           date_trunc('day', s.local_check)
+             + (interval '1 day' / s.cpd) * floor(extract(epoch FROM s.local_check - date_trunc('day', s.local_check)) / (86400.0 / s.cpd))
+             - (interval '1 day' / s.cpd) AS start_local
+    FROM s
+),
+missed AS (
+    SELECT slot.id, slot.site_id, slot.start_local,
+           slot.start_local AT TIME ZONE slot.time_zone AS slot_start,
+           (slot.start_local + interval '1 day' / slot.cpd) AT TIME ZONE slot.time_zone AS slot_end
+    FROM slot
+    WHERE slot.admitted_at <= slot.start_local AT TIME ZONE slot.time_zone
+      AND NOT EXISTS (SELECT 1 FROM checkins c
+                      WHERE c.stay_id = slot.id
+                        AND c.recorded_at >= slot.start_local AT TIME ZONE slot.time_zone
+                        AND c.recorded_at < (slot.start_local + interval '1 day' / slot.cpd) AT TIME ZONE slot.time_zone)
+),
+raised AS (
+    INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail)
+    SELECT m.site_id, m.id, 'missed_checkin', to_char(m.start_local, 'YYYY-MM-DD"T"HH24:MI'),
+           jsonb_build_object('slot_start', m.slot_start, 'slot_end', m.slot_end)
+    FROM missed m
+    ON CONFLICT ON CONSTRAINT alerts_dedup_key DO NOTHING
+    RETURNING id, site_id, stay_id, kind
+)
+INSERT INTO events (site_id, type, subject_id, data, actor)
+SELECT raised.site_id, 'health.alert_raised', raised.id, jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind), 'system:health'
+FROM raised
+RETURNING id, site_id, type, subject_id, data, actor, at;
+
+-- name: checkins_due
+-- Active stays of a site (or floor) without a check-in in the current slot, by floor and room.
+WITH s AS (
+    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, st.time_zone, st.admitted_at, r.checkins_per_day AS cpd,
+           (:now::timestamptz AT TIME ZONE st.time_zone) AS local_now
+    FROM stays st JOIN regimes r ON r.id = st.regime_id
+    WHERE st.site_id = :site_id AND st.status = 'active' AND r.checkins_per_day > 0
+      AND (:floor::int IS NULL OR st.floor = :floor::int)
+      AND (:site_ids::uuid[] IS NULL OR st.site_id = ANY(:site_ids::uuid[]))
+),
+slot AS (
+    SELECT s.id, s.resident_id, s.floor, s.room_number, s.bed, s.admitted_at,
+           (date_trunc('day', s.local_now)
+             + (interval '1 day' / s.cpd) * floor(extract(epoch FROM s.local_now - date_trunc('day', s.local_now)) / (86400.0 / s.cpd))
+           ) AT TIME ZONE s.time_zone AS slot_start,
+           (date_trunc('day', s.local_now)
+             + (interval '1 day' / s.cpd) * (floor(extract(epoch FROM s.local_now - date_trunc('day', s.local_now)) / (86400.0 / s.cpd)) + 1)
+           ) AT TIME ZONE s.time_zone AS slot_end,
+           interval '1 day' / s.cpd AS slot_length,
+           (SELECT max(c.recorded_at) FROM checkins c WHERE c.stay_id = s.id) AS last_checkin_at
+    FROM s
+)
+SELECT id AS stay_id, resident_id, floor, room_number, bed, slot_start, slot_end, last_checkin_at,
+       coalesce(last_checkin_at, admitted_at) < slot_start - slot_length AS overdue
+FROM slot
+WHERE last_checkin_at IS NULL OR last_checkin_at < slot_start
+ORDER BY floor, room_number, bed;
+
+-- name: swabs_due
+-- Active stays of a site (or floor) that need a swab today: today's quarantine day is a test day
+-- of their regime and no usable swab of that day is in, or a retest is open.
+WITH s AS (
+    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, r.test_days,
+           ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday
+    FROM stays st JOIN regimes r ON r.id = st.regime_id
+    WHERE st.site_id = :site_id AND st.status = 'active'
+      AND (:floor::int IS NULL OR st.floor = :floor::int)
+      AND (:site_ids::uuid[] IS NULL OR st.site_id = ANY(:site_ids::uuid[]))
+)
+SELECT s.id AS stay_id, s.resident_id, s.floor, s.room_number, s.bed, s.qday AS quarantine_day,
+       EXISTS (SELECT 1 FROM retests rt WHERE rt.stay_id = s.id AND rt.sample_id IS NULL) AS retest
+FROM s
+WHERE EXISTS (SELECT 1 FROM retests rt WHERE rt.stay_id = s.id AND rt.sample_id IS NULL)
+   OR (s.qday = ANY(s.test_days)
+       AND NOT EXISTS (SELECT 1 FROM samples sm
+                       WHERE sm.stay_id = s.id AND sm.scheduled_day = s.qday AND sm.result <> 'invalid'))
+ORDER BY s.floor, s.room_number, s.bed;
+
+-- name: swabs_scheduled
+-- Swabs due per site over the next :days days (today included): test days not yet swabbed plus open retests.
+WITH s AS (
+    SELECT st.id, st.site_id, r.test_days,
+           ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday
+    FROM stays st JOIN regimes r ON r.id = st.regime_id
+    WHERE st.status = 'active' AND (:site_ids::uuid[] IS NULL OR st.site_id = ANY(:site_ids::uuid[]))
+),
+due AS (
+    SELECT s.site_id FROM s CROSS JOIN LATERAL unnest(s.test_days) AS d
+    WHERE d >= s.qday AND d < s.qday + :days::int
+      AND NOT EXISTS (SELECT 1 FROM samples sm WHERE sm.stay_id = s.id AND sm.scheduled_day = d AND sm.result <> 'invalid')
+    UNION ALL
+    SELECT rt.site_id FROM retests rt
+    WHERE rt.sample_id IS NULL AND (:site_ids::uuid[] IS NULL OR rt.site_id = ANY(:site_ids::uuid[]))
+)
+SELECT site_id, count(*)::int AS n FROM due GROUP BY site_id;
+
+-- name: insert_reviews
+INSERT INTO exposure_reviews (site_id, stay_id, source_stay_id, relation, source, reason, exposed_at, opened_by)
+SELECT st.site_id, x.stay_id, :source_stay_id, x.relation, :source, :reason, :exposed_at, :actor
+FROM unnest(:stay_ids::uuid[], :relations::text[]) AS x(stay_id, relation)
+JOIN stays st ON st.id = x.stay_id
+ON CONFLICT (stay_id, source_stay_id) WHERE state = 'open' DO NOTHING
+RETURNING id;
+
+-- name: get_reviews
+SELECT id, site_id, stay_id, source_stay_id, relation, source, reason, exposed_at, state, opened_at, opened_by,
+       decided_at, decided_by, note, version
+FROM exposure_reviews
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: list_reviews
+SELECT id, site_id, stay_id, source_stay_id, relation, source, reason, exposed_at, state, opened_at, opened_by,
+       decided_at, decided_by, note, version
+FROM exposure_reviews
+WHERE site_id = :site_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND (:state::text IS NULL OR state = :state::text)
+ORDER BY opened_at, id
+LIMIT :limit;
+
+-- name: decide_review^
+UPDATE exposure_reviews SET state = :state, decided_at = now(), decided_by = :actor, note = :note, version = version + 1
+WHERE id = :id AND version = :version AND state = 'open'
+RETURNING id;

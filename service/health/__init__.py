@@ -1,0 +1,1 @@
+"""Health monitoring: check-ins, test schedule, samples, lab results, alerts, exposure reviews."""

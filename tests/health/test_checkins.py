@@ -1,0 +1,152 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from service.access.model import Role
+from service.health import service as health
+from tests.conftest import make_principal
+from tests.health.helpers import checkin, ward
+from tests.stays.helpers import staff
+
+
+async def _alerts(db, stay_id):
+    async with db.connection() as conn:
+        return [(r["kind"], r["state"]) for r in await conn.fetch("SELECT kind, state FROM alerts WHERE stay_id = $1 ORDER BY kind", stay_id)]
+
+
+async def test_record_checkin_audits_emits_and_replays(client, auth, db, settings):
+    site_id, (stay, _) = await ward(db, settings)
+    worker = staff(site_id)
+    body = checkin(stay.id, symptoms=["cough"], note="ok")
+    first = await client.post("/api/v1/checkins", json=body, headers=auth(worker))
+    assert first.status_code == 201, first.text
+    stored = first.json()
+    assert stored["id"] == body["id"] and stored["site_id"] == str(site_id) and stored["recorded_by"] == worker.ref
+    assert stored["temperature_c"] == 36.6 and stored["symptoms"] == ["cough"] and stored["received_at"]
+    # a replay after hours offline: same answer, no second row, audit or event
+    again = await client.post("/api/v1/checkins", json={**body, "note": "changed on the phone"}, headers=auth(worker))
+    assert again.status_code == 201 and again.json() == stored
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM checkins") == 1
+        assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'checkin.record'") == 1
+        events = await conn.fetch("SELECT type, site_id, data FROM events WHERE type LIKE 'health.%'")
+    assert [(e["type"], e["site_id"]) for e in events] == [("health.checkin_recorded", site_id)]
+    assert "张三" not in str(events[0]["data"])
+
+
+async def test_other_site_stay_is_404_and_id_reuse_is_409(client, auth, db, settings):
+    site_a, (stay_a, stay_a2) = await ward(db, settings)
+    site_b, (stay_b, _) = await ward(db, settings, code="LJ-02")
+    worker_b = staff(site_b)
+    hidden = await client.post("/api/v1/checkins", json=checkin(stay_a.id), headers=auth(worker_b))
+    assert hidden.status_code == 404 and hidden.json()["code"] == "stay_not_found"
+    body = checkin(stay_a.id)
+    assert (await client.post("/api/v1/checkins", json=body, headers=auth(staff(site_a)))).status_code == 201
+    # the same id for another stay (or from another site) never answers the stored record
+    reused = await client.post("/api/v1/checkins", json={**body, "stay_id": str(stay_a2.id)}, headers=auth(staff(site_a)))
+    assert reused.status_code == 409 and reused.json()["code"] == "checkin_id_conflict"
+    foreign = await client.post("/api/v1/checkins", json={**body, "stay_id": str(stay_b.id)}, headers=auth(worker_b))
+    assert foreign.status_code == 409 and str(stay_a.id) not in foreign.text
+    lab = make_principal(Role.LAB, [site_a])
+    assert (await client.post("/api/v1/checkins", json=checkin(stay_a.id), headers=auth(lab))).status_code == 403
+
+
+async def test_impossible_readings_are_422_naming_the_field(client, auth, db, settings):
+    site_id, (stay, _) = await ward(db, settings)
+    worker = staff(site_id)
+    for field, value in [("temperature_c", 50), ("spo2", 120), ("pulse", 400), ("temperature_c", 25.0)]:
+        bad = await client.post("/api/v1/checkins", json=checkin(stay.id, **{field: value}), headers=auth(worker))
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["field"] == field and bad.json()["code"] == "implausible_value"
+    future = await client.post("/api/v1/checkins", json=checkin(stay.id, recorded_at=(datetime.now(UTC) + timedelta(hours=3)).isoformat()), headers=auth(worker))
+    assert future.status_code == 422 and future.json()["field"] == "recorded_at"
+    unknown_symptom = await client.post("/api/v1/checkins", json=checkin(stay.id, symptoms=["headache"]), headers=auth(worker))
+    assert unknown_symptom.status_code == 400 and unknown_symptom.json()["code"] == "invalid_request"
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM checkins") == 0
+
+
+async def test_idempotency_key_header(client, auth, db, settings):
+    site_id, (stay, _) = await ward(db, settings)
+    worker = staff(site_id)
+    body = checkin(stay.id)
+    del body["id"]
+    headers = {**auth(worker), "Idempotency-Key": "phone-1-17"}
+    first = await client.post("/api/v1/checkins", json=body, headers=headers)
+    again = await client.post("/api/v1/checkins", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    other = await client.post("/api/v1/checkins", json={**body, "pulse": 80}, headers=headers)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM checkins") == 1
+
+
+async def test_batch_stores_good_items_and_names_the_bad_ones(client, auth, db, settings):
+    site_id, (stay, other) = await ward(db, settings)
+    worker = staff(site_id)
+    items = [checkin(stay.id if i % 2 else other.id, recorded_at=(datetime.now(UTC) - timedelta(hours=i)).isoformat()) for i in range(10)]
+    items[2]["temperature_c"] = 51
+    items[5] = {k: v for k, v in items[5].items() if k != "recorded_at"}
+    items[7]["stay_id"] = str(uuid.uuid4())
+    response = await client.post("/api/v1/checkins/batch", json={"checkins": items}, headers=auth(worker))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["created"], result["replayed"], result["failed"]) == (7, 0, 3)
+    failed = {i["index"]: i["error"] for i in result["items"] if i["status"] == "failed"}
+    assert failed[2]["field"] == "temperature_c" and failed[5]["field"] == "recorded_at" and failed[7]["code"] == "stay_not_found"
+    assert [i["index"] for i in result["items"]] == list(range(10))
+    # the phone resends everything (fixed): the 7 stored replay, the 3 are stored now
+    items[2]["temperature_c"] = 37.0
+    items[5]["recorded_at"] = datetime.now(UTC).isoformat()
+    items[7]["stay_id"] = str(stay.id)
+    resent = (await client.post("/api/v1/checkins/batch", json={"checkins": items}, headers=auth(worker))).json()
+    assert (resent["created"], resent["replayed"], resent["failed"]) == (3, 7, 0)
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM checkins") == 10
+        assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'checkin.record'") == 10
+
+
+async def test_alert_rule_boundaries(db, settings):
+    site_id, admitted = await ward(db, settings, residents=6, floors={2: (6, 1)})
+    worker = staff(site_id)
+    now = datetime.now(UTC)
+    readings = [
+        {"temperature_c": 37.2},
+        {"temperature_c": 37.3},
+        {"spo2": 94},
+        {"spo2": 93},
+        {"symptoms": ["cough", "fatigue"]},
+        {"symptoms": ["cough", "loss_of_taste_or_smell"]},
+    ]
+    async with db.transaction() as conn:
+        batch = await health.record_checkin_batch(
+            conn, worker, [{"stay_id": str(s.id), "recorded_at": now.isoformat(), **r} for s, r in zip(admitted, readings, strict=True)]
+        )
+    assert batch.created == 6
+    found = [await _alerts(db, s.id) for s in admitted]
+    assert found == [[], [("fever", "open")], [], [("low_spo2", "open")], [], [("symptoms", "open")]]
+    async with db.connection() as conn:
+        events = await conn.fetch("SELECT site_id, data FROM events WHERE type = 'health.alert_raised'")
+    assert len(events) == 3 and all(e["site_id"] == site_id for e in events)
+
+
+async def test_alert_acknowledge_and_resolve_by_medic(client, auth, db, settings):
+    site_id, (stay, _) = await ward(db, settings)
+    worker = staff(site_id)
+    await client.post("/api/v1/checkins", json=checkin(stay.id, temperature_c=38.5), headers=auth(worker))
+    listed = (await client.get(f"/api/v1/sites/{site_id}/alerts", params={"state": "open"}, headers=auth(worker))).json()
+    (alert,) = listed["items"]
+    assert alert["kind"] == "fever" and alert["detail"]["temperature_c"] == 38.5
+    ack = await client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", json={"version": 1}, headers=auth(worker))
+    assert ack.status_code == 200 and ack.json()["state"] == "acknowledged"
+    stale = await client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", json={"version": 1}, headers=auth(worker))
+    assert stale.status_code == 409
+    not_medic = await client.post(f"/api/v1/alerts/{alert['id']}/resolve", json={"version": 2, "note": "paracetamol"}, headers=auth(worker))
+    assert not_medic.status_code == 403
+    medic = staff(site_id, Role.MEDIC)
+    no_note = await client.post(f"/api/v1/alerts/{alert['id']}/resolve", json={"version": 2}, headers=auth(medic))
+    assert no_note.status_code == 422 and no_note.json()["field"] == "note"
+    done = await client.post(f"/api/v1/alerts/{alert['id']}/resolve", json={"version": 2, "note": "paracetamol, rechecked"}, headers=auth(medic))
+    assert done.status_code == 200 and done.json()["state"] == "resolved" and done.json()["resolved_by"] == medic.ref
+    outsider = make_principal(Role.SITE_STAFF, [uuid.uuid4()])
+    assert (await client.get(f"/api/v1/sites/{site_id}/alerts", headers=auth(outsider))).status_code == 404
+    assert (await client.get(f"/api/v1/alerts/{alert['id']}", headers=auth(outsider))).status_code == 404
