@@ -161,3 +161,31 @@ FROM transfer_views
 WHERE site_id = :site_id
   AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
   AND requested_at >= :since AND requested_at < :until;
+
+-- name: demo_backdate$
+-- Demo seed only: spread one transfer's times over the past (the seed runs in one transaction,
+-- so every now() is the same). Only times already reached are moved; the version advances.
+WITH moved AS (
+    UPDATE transfers SET
+        version = version + 1,
+        requested_at = :requested_at,
+        approved_at = CASE WHEN approved_at IS NULL THEN NULL ELSE :approved_at::timestamptz END,
+        dispatched_at = CASE WHEN dispatched_at IS NULL THEN NULL ELSE :dispatched_at::timestamptz END,
+        departed_at = CASE WHEN departed_at IS NULL THEN NULL ELSE :departed_at::timestamptz END,
+        arrived_at = CASE WHEN arrived_at IS NULL THEN NULL ELSE :arrived_at::timestamptz END,
+        closed_at = CASE WHEN closed_at IS NULL THEN NULL ELSE :closed_at::timestamptz END,
+        consequences_at = CASE WHEN consequences_at IS NULL THEN NULL ELSE :departed_at::timestamptz END
+    WHERE id = :id
+    RETURNING id
+), history AS (
+    UPDATE transfer_transitions SET at = CASE to_state
+        WHEN 'requested' THEN :requested_at::timestamptz
+        WHEN 'approved' THEN :approved_at::timestamptz
+        WHEN 'dispatched' THEN :dispatched_at::timestamptz
+        WHEN 'departed' THEN :departed_at::timestamptz
+        WHEN 'arrived' THEN :arrived_at::timestamptz
+        ELSE :closed_at::timestamptz END
+    WHERE transfer_id = :id
+    RETURNING id
+)
+SELECT count(*) FROM moved;

@@ -71,11 +71,11 @@ async def insert_transfer(
         stay_id=data.stay_id,
         resident_id=resident_id,
         room_id=room_id,
-        reason=data.reason.value,
+        reason=str(data.reason),
         reason_note=data.reason_note,
         alert_id=data.alert_id,
         sample_id=data.sample_id,
-        urgency=data.urgency.value,
+        urgency=str(data.urgency),
         destination_id=data.destination_id,
         requested_by=actor,
     )
@@ -197,3 +197,8 @@ async def facility_transfers(
 async def site_times(conn: asyncpg.Connection, site_id: UUID, site_ids: list[UUID] | None, since: datetime, until: datetime) -> dict[str, Any]:
     row = await Q.site_times(conn, site_id=site_id, site_ids=site_ids, since=since, until=until)
     return dict(row)
+
+
+async def demo_backdate(conn: asyncpg.Connection, transfer_id: UUID, times: dict[str, datetime]) -> None:
+    """Demo seed only: move a transfer's reached times (and its transitions) into the past."""
+    await Q.demo_backdate(conn, id=transfer_id, **times)

@@ -1,0 +1,32 @@
+"""The transfers demo step on top of the earlier steps: facilities, a hospital key that works, every state."""
+
+from service.access import demo as access_demo
+from service.stays import demo as stays_demo
+from service.transfers import demo as transfers_demo
+
+
+async def test_demo_step_seeds_transfers_in_every_state(client, db, settings):
+    demo = {"settings": settings}
+    async with db.transaction() as conn:
+        await stays_demo.seed_demo(conn, demo)
+        await access_demo.seed_demo(conn, demo)
+        await transfers_demo.seed_demo(conn, demo)
+    async with db.connection() as conn:
+        states = {r["state"]: r["n"] for r in await conn.fetch("SELECT state, count(*) AS n FROM transfers GROUP BY state")}
+        assert set(states) == {"requested", "approved", "dispatched", "departed", "arrived", "rejected", "cancelled"}
+        # times were spread over the past and stay ordered
+        disordered = await conn.fetchval(
+            "SELECT count(*) FROM transfers WHERE dispatched_at < requested_at OR arrived_at < dispatched_at OR requested_at > now()"
+        )
+        assert disordered == 0
+        transferred = await conn.fetchval("SELECT count(*) FROM stays WHERE outcome = 'transferred'")
+        assert transferred == states["departed"] + states["arrived"]
+    incoming = await client.get("/api/v1/hospital/transfers", headers={"X-API-Key": transfers_demo.HOSPITAL_KEY})
+    assert incoming.status_code == 200 and incoming.json()["items"]
+    site = demo["sites"][0]
+    times = await client.get(
+        f"/api/v1/sites/{site}/transfer-times",
+        params={"since": "2000-01-01T00:00:00Z", "until": "2100-01-01T00:00:00Z"},
+        headers={"X-API-Key": transfers_demo.HOSPITAL_KEY},
+    )
+    assert times.status_code == 403  # hospitals read only their own transfers
