@@ -54,3 +54,13 @@ def staff(site_id: UUID, role: Role = Role.SITE_STAFF) -> Principal:
 def admission(site_id: UUID, category: str = "close_contact", **fields: object) -> Admission:
     fields.setdefault("resident", person())
     return Admission(site_id=site_id, category=category, **fields)  # type: ignore[arg-type]
+
+
+def without_health_blockers(monkeypatch) -> None:
+    """Release tests of the stays rule alone: the health domain's test-result rule answers none."""
+    from service.health import service as health
+
+    async def none(*_: object, **__: object) -> list[str]:
+        return []
+
+    monkeypatch.setattr(health, "release_blockers", none)

@@ -13,7 +13,7 @@ from service.gql import Context
 from service.stays import service as stays
 from service.stays.model import BatchAdmission, BatchMember
 from tests.conftest import make_principal
-from tests.stays.helpers import COMMAND, id_number, make_site, person
+from tests.stays.helpers import COMMAND, id_number, make_site, person, without_health_blockers
 
 BOARD = """query($site: UUID!, $floor: Int) { roomBoard(siteId: $site, floor: $floor) {
     room { number floor status beds freeBeds disinfection { state } }
@@ -95,7 +95,8 @@ ADMIT = """mutation($input: AdmitInput!) { admitResident(input: $input) {
     userErrors { field code message } } }"""
 
 
-async def test_graphql_admission_board_release_and_reveal(client, auth, db, settings):
+async def test_graphql_admission_board_release_and_reveal(client, auth, db, settings, monkeypatch):
+    without_health_blockers(monkeypatch)
     site_id = await make_site(db, floors={3: (3, 1)})
     manager = make_principal(Role.SITE_MANAGER, [site_id])
     number = id_number()

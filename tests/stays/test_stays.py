@@ -13,7 +13,7 @@ from service.sites.model import RoomStatus
 from service.stays import service as stays
 from service.stays.model import Admission, BatchAdmission, BatchMember, Extension, Move, RegimePatch, ResidentCreate, check_mainland_id
 from tests.conftest import make_principal
-from tests.stays.helpers import COMMAND, admission, id_number, make_site, person, staff
+from tests.stays.helpers import COMMAND, admission, id_number, make_site, person, staff, without_health_blockers
 
 
 # --- ID numbers -------------------------------------------------------------------
@@ -301,7 +301,8 @@ async def _regimes(db):
 # --- leaving, moving, exposure -----------------------------------------------------------------
 
 
-async def test_release_needs_the_period_served_and_vacates_the_room(db, settings):
+async def test_release_needs_the_period_served_and_vacates_the_room(db, settings, monkeypatch):
+    without_health_blockers(monkeypatch)
     site_id = await make_site(db, floors={2: (1, 1)})
     worker = staff(site_id)
     async with db.transaction() as conn:
