@@ -7,23 +7,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from service.sites import service as sites
 from service.stays import service as stays
 from service.stays.model import Stay
 from tests.stays.helpers import admission, make_site, person, staff
 
 
 async def ward(db, settings, *, residents: int = 2, floors: dict[int, tuple[int, int]] | None = None, days_ago: int = 0,
-               households: list[str | None] | None = None, code: str = "LJ-01", time_zone: str = "Asia/Shanghai") -> tuple[UUID, list[Stay]]:
-    """A site with ``residents`` admitted ``days_ago`` days ago (one per room unless households share)."""
+               households: list[str | None] | None = None, rooms: list[str] | None = None, code: str = "LJ-01",
+               time_zone: str = "Asia/Shanghai") -> tuple[UUID, list[Stay]]:
+    """A site with ``residents`` admitted ``days_ago`` days ago, in ``rooms`` (numbers) or where allocation puts them."""
     site_id = await make_site(db, code=code, floors=floors or {2: (max(residents, 1), 2)}, time_zone=time_zone)
     worker = staff(site_id)
     admitted = []
     async with db.transaction() as conn:
+        by_number = {r.number: r.id for r in await sites.list_site_rooms(conn, worker, site_id)}
         for i in range(residents):
             household = households[i] if households else None
-            admitted.append(
-                await stays.admit(conn, worker, settings, admission(site_id, resident=person(household), admitted_at=datetime.now(UTC) - timedelta(days=days_ago)))
-            )
+            room_id = by_number[rooms[i]] if rooms else None
+            entry = admission(site_id, resident=person(household), room_id=room_id, admitted_at=datetime.now(UTC) - timedelta(days=days_ago))
+            admitted.append(await stays.admit(conn, worker, settings, entry))
     return site_id, admitted
 
 
