@@ -20,6 +20,8 @@ import msgspec
 from service import bus
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.health import service as health
+from service.health.model import ExposureSource
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.sites import service as sites
 from service.stays import service as stays
@@ -491,24 +493,8 @@ async def _departure_consequences(conn: asyncpg.Connection, principal: Principal
 
 
 async def open_exposure_review(conn: asyncpg.Connection, principal: Principal, transfer: Transfer) -> None:
-    """Open the exposure review of the departed resident's roommates, household and floor neighbours.
-
-    The health domain owns exposure review; until its ``open_exposure_review`` is in the tree
-    this records the contacts (stay ids only) in an outbox event the health domain can consume.
-    """
-    contacts = await stays.contacts(conn, principal, transfer.stay_id)
-    await bus.emit(
-        conn,
-        "transfers.exposure_review_requested",
-        site_id=transfer.site_id,
-        subject_id=transfer.stay_id,
-        actor=principal.ref,
-        data={
-            "transfer_id": str(transfer.id),
-            "reason": transfer.reason.value,
-            "infectious": transfer.infectious,
-            "roommates": [str(s.id) for s in contacts.roommates],
-            "household": [str(s.id) for s in contacts.household],
-            "floor_neighbours": [str(s.id) for s in contacts.floor_neighbours],
-        },
+    """Open the exposure review of the departed resident's roommates, household and floor neighbours
+    (the health domain decides who they are and emits ``health.exposure_review_opened``)."""
+    await health.open_exposure_review(
+        conn, principal, transfer.stay_id, reason=f"transfer {transfer.id}: {transfer.reason.value}", source=ExposureSource.TRANSFER
     )

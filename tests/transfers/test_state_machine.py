@@ -6,6 +6,7 @@ import pytest
 
 from service.access.model import Role
 from service.errors import DomainError
+from service.health import service as health
 from service.sites import service as sites
 from service.sites.model import RoomStatus
 from service.stays import service as stays
@@ -58,10 +59,17 @@ async def test_departure_closes_stay_seals_room_and_opens_exposure_review(db, se
         stay = await stays.get_stay(conn, ward.medic, ward.patient.id)
         room = await sites.get_room(conn, ward.medic, ward.rooms["201"])
     assert stay.outcome == "transferred" and room.status is RoomStatus.SEALED and room.occupied == 1
-    (review,) = await events_of(db, ["transfers.exposure_review_requested"])
-    assert review["subject_id"] == ward.patient.id
-    assert review["data"]["roommates"] == [str(ward.roommate.id)] and review["data"]["floor_neighbours"] == [str(ward.neighbour.id)]
-    assert [e["type"] for e in await events_of(db, ["stays.transferred"])] == ["stays.transferred"]
+    async with db.connection() as conn:
+        reviews = await health.list_exposure_reviews(conn, ward.medic, ward.site_id)
+    assert {(r.stay_id, r.relation.value) for r in reviews} == {(ward.roommate.id, "roommate"), (ward.neighbour.id, "floor_neighbour")}
+    assert {(r.source_stay_id, r.source.value) for r in reviews} == {(ward.patient.id, "transfer")}
+    # an outbox event for each consequence, all in the departure's transaction
+    types = ["transfers.departed", "stays.transferred", "sites.room_status_changed", "health.exposure_review_opened"]
+    async with db.connection() as conn:
+        txids = await conn.fetch(
+            "SELECT type, txid::text AS txid FROM events WHERE type = ANY($1::text[]) AND at >= $2", types, t.departed_at
+        )
+    assert {r["type"] for r in txids} == set(types) and len({r["txid"] for r in txids}) == 1
 
 
 async def test_non_infectious_departure_vacates_room(db, settings):
@@ -80,7 +88,7 @@ async def test_departure_is_atomic(db, settings):
     t = await to_state(db, ward.medic, await request(db, ward.staff, ward.patient.id), "dispatched", await make_facility(db))
     async with db.connection() as conn:
         before_events = await conn.fetchval("SELECT count(*) FROM events")
-    # A later step fails: the exposure review cannot read contacts because of an injected error.
+    # The last step fails after it wrote its reviews: the whole departure must roll back.
     original = transfers.open_exposure_review
 
     async def failing(*args, **kwargs):
@@ -97,6 +105,7 @@ async def test_departure_is_atomic(db, settings):
         assert await conn.fetchval("SELECT count(*) FROM events") == before_events
         stay = await stays.get_stay(conn, ward.medic, ward.patient.id)
         room = await sites.get_room(conn, ward.medic, ward.rooms["201"])
+        assert await health.list_exposure_reviews(conn, ward.medic, ward.site_id) == []
         current = await transfers.get_transfer(conn, ward.medic, t.id)
         history = (await transfers.transitions(conn, ward.medic, [t.id]))[t.id]
     assert stay.status == "active" and room.status is RoomStatus.OCCUPIED and room.occupied == 2
