@@ -28,6 +28,7 @@ from service.access.service import authenticate, bearer_credential
 from service.api.persisted import persisted_operations
 from service.errors import DATABASE_ERRORS, DomainError, from_database
 from service.gql import Context
+from service.health import gql as health
 from service.settings import Settings
 from service.sites import gql as sites
 from service.stays import gql as stays
@@ -42,8 +43,8 @@ class SystemQuery:
 
 
 # Add a domain's Query and Mutation here.
-QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, transfers.Query)
-MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, transfers.Mutation)
+QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query)
+MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation)
 
 
 def _operation_limit(max_operations: int) -> type[ValidationRule]:

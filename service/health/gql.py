@@ -1,0 +1,408 @@
+"""GraphQL for the staff apps: record check-ins and samples, worklists, timelines, alerts, exposure reviews."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import strawberry
+
+from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service.health import model as m
+from service.health import service
+from service.pagination import Page
+from service.stays import service as stays
+from service.stays.gql import Stay, stay_gql
+
+SymptomGQL = strawberry.enum(m.Symptom, name="Symptom")
+SampleKindGQL = strawberry.enum(m.SampleKind, name="SampleKind")
+SampleResultGQL = strawberry.enum(m.SampleResult, name="SampleResult")
+AlertKindGQL = strawberry.enum(m.AlertKind, name="HealthAlertKind")
+AlertStateGQL = strawberry.enum(m.AlertState, name="HealthAlertState")
+ReviewStateGQL = strawberry.enum(m.ReviewState, name="ExposureReviewState")
+RelationGQL = strawberry.enum(m.Relation, name="ExposureRelation")
+SourceGQL = strawberry.enum(m.ExposureSource, name="ExposureSource")
+ItemStatusGQL = strawberry.enum(m.ItemStatus, name="HealthItemStatus")
+
+
+def _stay_loader(info: Ctx) -> Any:
+    """Stays by id, one statement per batch (nested ``stay`` fields of lists never go N+1)."""
+    ctx = info.context
+    principal = ctx.require_principal()
+
+    async def load(ids: list[UUID]) -> list[Any]:
+        async with ctx.db.connection() as conn:
+            found = await stays.get_stays(conn, principal, ids)
+        return [found.get(i) for i in ids]
+
+    return ctx.loader("health.stays", load)
+
+
+async def _stay(info: Ctx, stay_id: UUID) -> Stay | None:
+    found = await _stay_loader(info).load(stay_id)
+    return stay_gql(found) if found else None
+
+
+@strawberry.type(description="A health check-in (append-only).")
+class Checkin:
+    id: UUID
+    stay_id: UUID
+    site_id: UUID
+    recorded_at: datetime = strawberry.field(description="Device clock.")
+    received_at: datetime = strawberry.field(description="Server clock.")
+    temperature_c: float | None
+    spo2: int | None
+    pulse: int | None
+    symptoms: list[SymptomGQL]
+    note: str
+    recorded_by: str
+
+
+@strawberry.type(name="HealthSample", description="A swab in its own tube, a pool tube, or a swab pooled into one.")
+class Sample:
+    id: UUID
+    site_id: UUID
+    stay_id: UUID | None
+    pool_id: UUID | None
+    barcode: str | None
+    kind: SampleKindGQL
+    scheduled_day: int | None
+    members: int
+    collected_at: datetime
+    collected_by: str
+    result: SampleResultGQL
+    ct_values: list[float]
+    resulted_at: datetime | None
+
+
+@strawberry.type(name="HealthAlert", description="Raised by a rule; open -> acknowledged -> resolved (by a medic, with a note).")
+class Alert:
+    id: UUID
+    site_id: UUID
+    stay_id: UUID
+    kind: AlertKindGQL
+    detail: strawberry.scalars.JSON
+    state: AlertStateGQL
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    note: str
+    version: int
+
+    @strawberry.field
+    async def stay(self, info: Ctx) -> Stay | None:
+        return await _stay(info, self.stay_id)
+
+
+@strawberry.type(description="A contact of a positive case or transferred resident, to confirm (extends the stay) or dismiss.")
+class ExposureReview:
+    id: UUID
+    site_id: UUID
+    stay_id: UUID
+    source_stay_id: UUID
+    relation: RelationGQL
+    source: SourceGQL
+    reason: str
+    exposed_at: datetime
+    state: ReviewStateGQL
+    opened_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    note: str
+    version: int
+
+    @strawberry.field
+    async def stay(self, info: Ctx) -> Stay | None:
+        return await _stay(info, self.stay_id)
+
+
+@strawberry.type(description="A resident whose check-in for the current slot is not in yet.")
+class CheckinDue:
+    stay_id: UUID
+    resident_id: UUID
+    floor: int
+    room_number: str
+    bed: int
+    slot_start: datetime
+    slot_end: datetime
+    last_checkin_at: datetime | None
+    overdue: bool = strawberry.field(description="The previous slot was missed too.")
+
+    @strawberry.field
+    async def stay(self, info: Ctx) -> Stay | None:
+        return await _stay(info, self.stay_id)
+
+
+@strawberry.type(description="A resident to swab today (a test day of the regime, or an open retest).")
+class SwabDue:
+    stay_id: UUID
+    resident_id: UUID
+    floor: int
+    room_number: str
+    bed: int
+    quarantine_day: int
+    retest: bool
+
+    @strawberry.field
+    async def stay(self, info: Ctx) -> Stay | None:
+        return await _stay(info, self.stay_id)
+
+
+@strawberry.type(description="A stay's check-ins, samples and alerts, newest first.")
+class HealthTimeline:
+    stay_id: UUID
+    checkins: list[Checkin]
+    samples: list[Sample]
+    alerts: list[Alert]
+
+
+def alert_gql(alert: m.Alert) -> Alert:
+    return to_gql(Alert, alert)
+
+
+def timeline_gql(t: m.Timeline) -> HealthTimeline:
+    return HealthTimeline(
+        stay_id=t.stay_id,
+        checkins=[to_gql(Checkin, c) for c in t.checkins],
+        samples=[to_gql(Sample, s) for s in t.samples],
+        alerts=[alert_gql(a) for a in t.alerts],
+    )
+
+
+# --- inputs and payloads ------------------------------------------------------------------------
+
+
+@strawberry.input(description="A check-in; give `id` (made on the phone) so a replay is a no-op.")
+class RecordCheckinInput:
+    stay_id: UUID
+    recorded_at: datetime
+    id: UUID | None = None
+    temperature_c: float | None = None
+    spo2: int | None = None
+    pulse: int | None = None
+    symptoms: list[SymptomGQL] = strawberry.field(default_factory=list)
+    note: str = ""
+
+
+@strawberry.input
+class RecordSampleInput:
+    stay_id: UUID
+    barcode: str
+    collected_at: datetime
+    id: UUID | None = None
+    kind: SampleKindGQL = m.SampleKind.PCR
+    scheduled_day: int | None = None
+
+
+@strawberry.input
+class PoolMemberInput:
+    stay_id: UUID
+    id: UUID | None = None
+
+
+@strawberry.input(description="Up to 10 residents' swabs in one tube.")
+class RecordPoolInput:
+    site_id: UUID
+    barcode: str
+    collected_at: datetime
+    members: list[PoolMemberInput]
+    id: UUID | None = None
+    kind: SampleKindGQL = m.SampleKind.PCR
+
+
+@strawberry.input
+class AlertActionInput:
+    id: UUID
+    version: int
+    note: str = ""
+
+
+@strawberry.input
+class DecideExposureReviewInput:
+    id: UUID
+    version: int
+    confirm: bool
+    note: str = ""
+
+
+@strawberry.type
+class CheckinPayload:
+    checkin: Checkin | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(description="One item of a batch: its position in the input, what happened, the record or the error.")
+class HealthBatchItem:
+    index: int
+    status: ItemStatusGQL
+    checkin: Checkin | None = None
+    sample: Sample | None = None
+    error: UserError | None = None
+
+
+@strawberry.type
+class HealthBatchPayload:
+    created: int = 0
+    replayed: int = 0
+    failed: int = 0
+    items: list[HealthBatchItem] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class SamplePayload:
+    sample: Sample | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class AlertPayload:
+    alert: Alert | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ExposureReviewPayload:
+    review: ExposureReview | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+def _error(e: m.ItemError | None) -> UserError | None:
+    return UserError(field=e.field, code=e.code, message=e.message) if e else None
+
+
+def _batch(items: list[Any]) -> HealthBatchPayload:
+    out = [
+        HealthBatchItem(
+            index=i.index,
+            status=i.status,
+            checkin=to_gql(Checkin, i.checkin) if getattr(i, "checkin", None) else None,
+            sample=to_gql(Sample, i.sample) if getattr(i, "sample", None) else None,
+            error=_error(i.error),
+        )
+        for i in items
+    ]
+    count = {s: sum(i.status is s for i in items) for s in m.ItemStatus}
+    return HealthBatchPayload(created=count[m.ItemStatus.CREATED], replayed=count[m.ItemStatus.REPLAYED], failed=count[m.ItemStatus.FAILED], items=out)
+
+
+def _raw(items: list[Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in strawberry.asdict(i).items() if v is not None} for i in items]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[Authenticated], description="Residents whose check-in for the current slot is due; null for another site.")
+    async def checkins_due(self, info: Ctx, site_id: UUID, floor: int | None = None) -> list[CheckinDue] | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return None
+        async with ctx.db.connection() as conn:
+            rows = await service.checkins_due(conn, principal, site_id, floor=floor)
+        return [to_gql(CheckinDue, r) for r in rows]
+
+    @strawberry.field(permission_classes=[Authenticated], description="Residents to swab today, by floor and room; null for another site.")
+    async def swabs_due(self, info: Ctx, site_id: UUID, floor: int | None = None) -> list[SwabDue] | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return None
+        async with ctx.db.connection() as conn:
+            rows = await service.swabs_due(conn, principal, site_id, floor=floor)
+        return [to_gql(SwabDue, r) for r in rows]
+
+    @strawberry.field(permission_classes=[Authenticated], description="A stay's check-ins, samples and alerts; null for another site's stay.")
+    async def health_timeline(self, info: Ctx, stay_id: UUID) -> HealthTimeline | None:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            found = await stays.get_stays(conn, ctx.require_principal(), [stay_id])
+            if stay_id not in found:
+                return None
+            return timeline_gql(await service.timeline(conn, ctx.require_principal(), stay_id))
+
+    @strawberry.field(permission_classes=[Authenticated], description="A site's alerts, newest first (open ones by default); empty for another site.")
+    async def site_alerts(
+        self, info: Ctx, site_id: UUID, states: list[AlertStateGQL] | None = None, first: int = 50, after: str | None = None
+    ) -> Connection[Alert]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return connection_of(Page(items=[], next_cursor=None), alert_gql, lambda a: [])
+        chosen = [m.AlertState(s) for s in states] if states is not None else [m.AlertState.OPEN]
+        async with ctx.db.connection() as conn:
+            page = await service.list_site_alerts(conn, principal, site_id, states=chosen, cursor=after, limit=first)
+        return connection_of(page, alert_gql, lambda a: [a.raised_at.isoformat(), str(a.id)])
+
+    @strawberry.field(permission_classes=[Authenticated], description="A site's exposure reviews (open by default); null for another site.")
+    async def exposure_reviews(self, info: Ctx, site_id: UUID, state: ReviewStateGQL | None = m.ReviewState.OPEN) -> list[ExposureReview] | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return None
+        async with ctx.db.connection() as conn:
+            rows = await service.list_exposure_reviews(conn, principal, site_id, state=m.ReviewState(state) if state else None)
+        return [to_gql(ExposureReview, r) for r in rows]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)])
+    async def record_checkin(self, info: Ctx, input: RecordCheckinInput) -> CheckinPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.CheckinCreate, _raw([input])[0])
+        if errors:
+            return CheckinPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.record_checkin_in(conn, principal, data), result_type=m.Checkin, fingerprint=data)
+        return CheckinPayload(checkin=to_gql(Checkin, found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)], description="Check-ins recorded offline: each item succeeds or fails on its own.")
+    async def record_checkins(self, info: Ctx, input: list[RecordCheckinInput]) -> HealthBatchPayload:
+        principal = info.context.require_principal()
+        raw = _raw(input)
+        batch, errors = await mutate(info, lambda conn: service.record_checkin_batch(conn, principal, raw), result_type=m.CheckinBatch, fingerprint=raw)
+        return _batch(batch.items) if batch else HealthBatchPayload(user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)], description="Swabs, each in its own tube; each item succeeds or fails on its own.")
+    async def record_samples(self, info: Ctx, input: list[RecordSampleInput]) -> HealthBatchPayload:
+        principal = info.context.require_principal()
+        raw = _raw(input)
+        items, errors = await mutate(info, lambda conn: service.record_samples(conn, principal, raw), result_type=list[m.SampleOutcome], fingerprint=raw)
+        return _batch(items) if items is not None else HealthBatchPayload(user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)])
+    async def record_pool(self, info: Ctx, input: RecordPoolInput) -> SamplePayload:
+        principal = info.context.require_principal()
+        raw = _raw([input])[0]
+        raw["members"] = [{k: v for k, v in mm.items() if v is not None} for mm in raw["members"]]
+        data, errors = input_struct(m.PoolCreate, raw)
+        if errors:
+            return SamplePayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.record_pool(conn, principal, data), result_type=m.Sample, fingerprint=data)
+        return SamplePayload(sample=to_gql(Sample, found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(*service.ALERT_ROLES)])
+    async def acknowledge_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
+        principal = info.context.require_principal()
+        action = m.AlertAction(version=input.version, note=input.note[:1000])
+        found, errors = await mutate(info, lambda conn: service.acknowledge_alert(conn, principal, input.id, action), result_type=m.Alert, fingerprint=[input.id, action])
+        return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(*service.RESOLVE_ROLES)], description="A medic resolves an alert, with a note.")
+    async def resolve_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
+        principal = info.context.require_principal()
+        action = m.AlertAction(version=input.version, note=input.note[:1000])
+        found, errors = await mutate(info, lambda conn: service.resolve_alert(conn, principal, input.id, action), result_type=m.Alert, fingerprint=[input.id, action])
+        return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[roles(*service.REVIEW_ROLES)], description="Confirm (extends the stay) or dismiss an exposure review.")
+    async def decide_exposure_review(self, info: Ctx, input: DecideExposureReviewInput) -> ExposureReviewPayload:
+        principal = info.context.require_principal()
+        decision = m.ReviewDecision(version=input.version, confirm=input.confirm, note=input.note[:1000])
+        found, errors = await mutate(
+            info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview, fingerprint=[input.id, decision]
+        )
+        return ExposureReviewPayload(review=to_gql(ExposureReview, found) if found else None, user_errors=errors)
