@@ -12,6 +12,7 @@ from service.access.model import Role
 from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
 from service.sites import service
 from service.sites.model import Site as SiteModel
+from service.errors import NotFound
 from service.pagination import Page
 from service.sites.model import DisinfectionState, FloorCreate, RoomAction, RoomPatch, RoomStatus, SiteCreate, SiteKind, SitePatch, SiteStatus
 from service.sites.model import DisinfectionTask as RoomModelTask
@@ -248,8 +249,11 @@ class RoomQuery:
         principal = ctx.require_principal()
         if not principal.can_access_site(site_id):
             return connection_of(Page(items=[], next_cursor=None), room_gql, lambda r: [r.floor, r.number])
-        async with ctx.db.connection() as conn:
-            page = await service.list_rooms(conn, principal, site_id, floor=floor, status=status, cursor=after, limit=first)
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.list_rooms(conn, principal, site_id, floor=floor, status=status, cursor=after, limit=first)
+        except NotFound:  # an unknown site: nothing to list
+            page = Page(items=[], next_cursor=None)
         return connection_of(page, room_gql, lambda r: [r.floor, r.number])
 
 

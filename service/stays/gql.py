@@ -9,7 +9,7 @@ from uuid import UUID
 import strawberry
 
 from service.access.model import Role
-from service.errors import DomainError
+from service.errors import DomainError, NotFound
 from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql, user_errors
 from service.pagination import Page
 from service.sites import service as sites
@@ -291,7 +291,10 @@ class Query:
         if not principal.can_access_site(site_id):
             return None
         async with ctx.db.connection() as conn:
-            rooms = await sites.list_site_rooms(conn, principal, site_id, floor=floor)
+            try:
+                rooms = await sites.list_site_rooms(conn, principal, site_id, floor=floor)
+            except NotFound:
+                return None
             occupied = [r.id for r in rooms if r.occupied]
             views = await service.board(conn, principal, occupied) if occupied else {}
         return [
@@ -325,8 +328,11 @@ class Query:
         key = lambda s: [s.admitted_at.isoformat(), str(s.id)]  # noqa: E731
         if not principal.can_access_site(site_id):
             return connection_of(Page(items=[], next_cursor=None), stay_gql, key)
-        async with ctx.db.connection() as conn:
-            page = await service.list_stays(conn, principal, site_id, status=status, arrival_batch=arrival_batch, cursor=after, limit=first)
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.list_stays(conn, principal, site_id, status=status, arrival_batch=arrival_batch, cursor=after, limit=first)
+        except NotFound:
+            page = Page(items=[], next_cursor=None)
         return connection_of(page, stay_gql, key)
 
     @strawberry.field(permission_classes=[Authenticated])
@@ -359,6 +365,8 @@ class Query:
         if not principal.can_access_site(site_id):
             return None
         async with ctx.db.connection() as conn:
+            if not await sites.get_sites(conn, principal, [site_id]):
+                return None
             found = await service.suggest_rooms(
                 conn, principal, site_id, category=category, arrival_batch=arrival_batch, household_key=household_key,
                 party_size=max(1, min(party_size, 20)), floor=floor,
