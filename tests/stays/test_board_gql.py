@@ -170,3 +170,45 @@ async def test_graphql_batch_and_regime_update(client, auth, db):
     assert done["updateRegime"]["regime"] == {"centralizedDays": 10, "version": 2}
     bad = await gql(client, auth, COMMAND, update, input={"code": "inbound_traveller", "version": 2, "testDays": [0]})
     assert bad["updateRegime"]["userErrors"][0]["code"] == "invalid_input"
+
+
+async def test_graphql_move_extend_contacts_suggest_and_search(client, auth, db, settings):
+    site_id = await make_site(db, floors={3: (3, 2)})
+    manager = make_principal(Role.SITE_MANAGER, [site_id])
+    number = id_number()
+    admit = lambda household, doc: gql(client, auth, manager, ADMIT, input={  # noqa: E731
+        "siteId": str(site_id), "category": "CLOSE_CONTACT", "arrivalBatch": "bus-3",
+        "resident": {"name": "陈五", "documentType": "MAINLAND_ID", "documentNumber": doc, "householdKey": household}})
+    a = (await admit("H-1", number))["admitResident"]["stay"]
+    b = (await admit("H-1", id_number()))["admitResident"]["stay"]
+    c = (await admit(None, id_number()))["admitResident"]["stay"]
+    assert a["roomNumber"] == b["roomNumber"] == "301" and c["roomNumber"] == "302"
+
+    contacts = await gql(client, auth, manager, """query($id: UUID!) { stayContacts(stayId: $id) {
+        roommates { id } household { id } floorNeighbours { id room { number } regime { code } } } }""", id=a["id"])
+    found = contacts["stayContacts"]
+    assert found["roommates"] == [{"id": b["id"]}] and found["household"] == [{"id": b["id"]}]
+    assert [s["id"] for s in found["floorNeighbours"]] == [c["id"]] and found["floorNeighbours"][0]["room"]["number"] == "302"
+
+    suggest = await gql(client, auth, manager, """query($site: UUID!) { suggestRooms(siteId: $site, category: CLOSE_CONTACT, arrivalBatch: "bus-3") { number freeBeds } }""", site=str(site_id))
+    assert suggest["suggestRooms"] == [{"number": "303", "freeBeds": 2}]
+
+    search = await gql(client, auth, manager, "query($n: String!) { residentsByDocument(documentNumber: $n) { id name } }", n=number)
+    assert search["residentsByDocument"] == [{"id": a["resident"]["id"], "name": "陈*"}]
+
+    move = """mutation($input: MoveStayInput!) { moveStay(input: $input) { stay { id roomNumber movedFrom } userErrors { code } } }"""
+    room_303 = (await client.get(f"/api/v1/sites/{site_id}/rooms", params={"floor": 3, "status": "ready"}, headers=auth(manager))).json()["items"][0]["id"]
+    moved = (await gql(client, auth, manager, move, input={"stayId": c["id"], "roomId": room_303, "reason": "ventilation"}))["moveStay"]
+    assert moved["userErrors"] == [] and moved["stay"]["roomNumber"] == "303" and moved["stay"]["movedFrom"] == c["id"]
+    again = (await gql(client, auth, manager, move, input={"stayId": c["id"], "roomId": room_303}))["moveStay"]
+    assert again["userErrors"] == [{"code": "stay_closed"}]
+
+    extend = """mutation($input: ExtendStayInput!) { extendStay(input: $input) { stay { plannedReleaseAt } userErrors { code field } } }"""
+    future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    assert (await gql(client, auth, manager, extend, input={"stayId": a["id"], "exposedAt": future}))["extendStay"]["userErrors"][0]["code"] == "exposed_in_future"
+    stays_list = await gql(client, auth, manager, """query($site: UUID!) { stays(siteId: $site, status: ACTIVE, first: 2) {
+        edges { node { id resident { name } } } pageInfo { hasNextPage endCursor } } }""", site=str(site_id))
+    assert len(stays_list["stays"]["edges"]) == 2 and stays_list["stays"]["pageInfo"]["hasNextPage"]
+    rest = await gql(client, auth, manager, """query($site: UUID!, $after: String) { stays(siteId: $site, status: ACTIVE, first: 5, after: $after) {
+        edges { node { id } } pageInfo { hasNextPage } } }""", site=str(site_id), after=stays_list["stays"]["pageInfo"]["endCursor"])
+    assert len(rest["stays"]["edges"]) == 1 and not rest["stays"]["pageInfo"]["hasNextPage"]
