@@ -15,6 +15,7 @@ from bench.context import BenchContext
 
 SCENARIOS = {
     "server": "bench.server_choice",
+    "health": "bench.health",
 }
 
 

@@ -31,7 +31,8 @@ verdict AS (
                 -- recorded offline before the stay ended: still the resident's record
                 WHEN s.status <> 'active' AND i.recorded_at > s.ended_at THEN 'stay_closed'
                 ELSE 'ok' END AS verdict
-    FROM input i LEFT JOIN stays s ON s.id = i.stay_id
+    -- LATERAL: an index probe per item, never a scan of stays
+    FROM input i LEFT JOIN LATERAL (SELECT st.id, st.site_id, st.status, st.ended_at FROM stays st WHERE st.id = i.stay_id LIMIT 1) s ON true
 ),
 ins AS (
     INSERT INTO checkins (id, stay_id, site_id, recorded_at, temperature_c, spo2, pulse, symptoms, note, recorded_by)
@@ -380,3 +381,47 @@ LIMIT :limit;
 UPDATE exposure_reviews SET state = :state, decided_at = now(), decided_by = :actor, note = :note, version = version + 1
 WHERE id = :id AND version = :version AND state = 'open'
 RETURNING id;
+
+-- name: demo_history^
+-- Demo seed (set-based): twice-daily check-ins over the last days of each active stay (a few
+-- with fever, raising alerts), one swab per past test day (negative, resulted), audit rows.
+WITH s AS (
+    SELECT st.id, st.site_id, st.admitted_at, st.day_one, st.time_zone, r.test_days
+    FROM stays st JOIN regimes r ON r.id = st.regime_id
+    WHERE st.id = ANY(:stay_ids::uuid[]) AND st.status = 'active'
+),
+c AS (
+    INSERT INTO checkins (id, stay_id, site_id, recorded_at, received_at, temperature_c, spo2, pulse, symptoms, note, recorded_by)
+    SELECT gen_random_uuid(), s.id, s.site_id, t, t + interval '2 minutes',
+           CASE WHEN t > now() - interval '12 hours' AND hashtext(s.id::text) % 37 = 0 THEN 38.1
+                ELSE round((36.1 + random() * 0.9)::numeric, 1) END,
+           95 + floor(random() * 5)::int, 60 + floor(random() * 30)::int,
+           CASE WHEN hashtext(s.id::text || t::text) % 23 = 0 THEN '{fatigue}'::text[] ELSE '{}'::text[] END, '', :actor
+    FROM s CROSS JOIN LATERAL generate_series(greatest(s.admitted_at, now() - interval '3 days') + interval '1 hour', now(), interval '12 hours') AS t
+    RETURNING id, stay_id, site_id, temperature_c
+),
+a AS (
+    INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail)
+    SELECT c.site_id, c.stay_id, 'fever', c.id::text, jsonb_build_object('checkin_id', c.id, 'temperature_c', c.temperature_c)
+    FROM c WHERE c.temperature_c >= 37.3
+    RETURNING id
+),
+sm AS (
+    INSERT INTO samples (id, site_id, stay_id, barcode, kind, scheduled_day, collected_at, collected_by, result, resulted_at, resulted_by)
+    SELECT gen_random_uuid(), s.id_site, s.id, 'D' || upper(substr(md5(s.id::text || d::text), 1, 12)), 'pcr', d,
+           (s.day_one + d - 1 + time '08:30') AT TIME ZONE s.time_zone, :actor, 'negative',
+           (s.day_one + d - 1 + time '20:00') AT TIME ZONE s.time_zone, 'client:demo-lab'
+    FROM (SELECT id, site_id AS id_site, day_one, time_zone, test_days FROM s) AS s
+    CROSS JOIN LATERAL unnest(s.test_days) AS d
+    WHERE (s.day_one + d - 1 + time '20:00') AT TIME ZONE s.time_zone < now()
+    RETURNING id, site_id, stay_id
+),
+au AS (
+    INSERT INTO audit_log (actor, actor_role, action, site_id, subject_id, fields)
+    SELECT :actor, 'command', 'checkin.record', site_id, stay_id, '{temperature_c,spo2,pulse,symptoms,note}'::text[] FROM c
+    UNION ALL
+    SELECT :actor, 'command', 'sample.record', site_id, stay_id, '{barcode,kind}'::text[] FROM sm
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM c)::int AS checkins, (SELECT count(*) FROM a)::int AS alerts, (SELECT count(*) FROM sm)::int AS samples,
+       (SELECT count(*) FROM au)::int AS audited;

@@ -150,3 +150,29 @@ async def test_alert_acknowledge_and_resolve_by_medic(client, auth, db, settings
     outsider = make_principal(Role.SITE_STAFF, [uuid.uuid4()])
     assert (await client.get(f"/api/v1/sites/{site_id}/alerts", headers=auth(outsider))).status_code == 404
     assert (await client.get(f"/api/v1/alerts/{alert['id']}", headers=auth(outsider))).status_code == 404
+
+
+async def test_checkin_events_reach_redis_subscribers(client, auth, db, settings):
+    import asyncio as aio
+
+    import msgspec
+    import redis.asyncio as aioredis
+
+    site_id, (stay, _) = await ward(db, settings)
+    subscriber = aioredis.Redis.from_url(settings.redis_url)
+    pubsub = subscriber.pubsub()
+    await pubsub.subscribe(f"{settings.redis_prefix}site:{site_id}")
+    try:
+        assert (await client.post("/api/v1/checkins", json=checkin(stay.id, temperature_c=39.0), headers=auth(staff(site_id)))).status_code == 201
+        received = []
+        for _ in range(50):
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message:
+                received.append(msgspec.json.decode(message["data"])["type"])
+            if len(received) == 2:
+                break
+            await aio.sleep(0)
+        assert sorted(received) == ["health.alert_raised", "health.checkin_recorded"]
+    finally:
+        await pubsub.aclose()
+        await subscriber.aclose()

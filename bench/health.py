@@ -1,0 +1,96 @@
+"""Check-ins: the single POST against the bare route, and the offline batch in check-ins per second.
+
+Measured side by side on one server process. Each single check-in carries a fresh client UUID
+(``__N__``); each batch item too (every ``__N__`` of a batch body gets its own UUID), so every
+request inserts new rows, as phones replaying offline queues do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from bench import harness
+from bench.context import BenchContext
+from bench.harness import serve, wrk
+from service.access.model import Role
+from service.sites import service as sites
+from service.sites.model import FloorCreate, SiteCreate
+from service.stays import service as stays
+from service.stays.model import BatchAdmission, BatchMember
+from tests.conftest import make_principal
+from tests.stays.helpers import person
+
+RESIDENTS = 200
+BATCH = 200
+
+# Lua's gsub with a function replacement is called per match: every __N__ gets its own UUID.
+_PER_OCCURRENCE = """
+counter = 0
+request = function()
+  local body = string.gsub(template, "__N__", function()
+    counter = counter + 1
+    return string.format("%08x-0000-4000-8000-%012x", math.random(0, 0x7fffffff), counter)
+  end)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+@contextlib.contextmanager
+def _uuid_per_occurrence() -> Iterator[None]:
+    saved = harness._LUA_UNIQUE
+    harness._LUA_UNIQUE = _PER_OCCURRENCE
+    try:
+        yield
+    finally:
+        harness._LUA_UNIQUE = saved
+
+
+def run(ctx: BenchContext) -> None:
+    command = make_principal(Role.COMMAND)
+
+    async def setup(db):  # noqa: ANN001
+        async with db.transaction() as conn:
+            site = await sites.create_site(conn, command, SiteCreate(code=f"H-{uuid.uuid4().hex[:6]}", name="bench health"))
+            for floor in range(2, 2 + RESIDENTS // 50):
+                await sites.create_floor(conn, command, site.id, FloorCreate(floor=floor, first=floor * 100 + 1, last=floor * 100 + 50))
+            admitted = await stays.admit_batch(
+                conn, command, ctx.settings,
+                BatchAdmission(site_id=site.id, category="close_contact", arrival_batch="bench", members=[BatchMember(resident=person()) for _ in range(RESIDENTS)]),
+            )
+        return site.id, [s.id for s in admitted]
+
+    site_id, stay_ids = asyncio.run(ctx.with_db(setup))
+    worker = make_principal(Role.SITE_STAFF, [site_id])
+    headers = {"Authorization": f"Bearer {ctx.token(worker)}", "Content-Type": "application/json"}
+    now = datetime.now(UTC).isoformat()
+
+    def item(stay_id: uuid.UUID) -> dict[str, object]:
+        return {"id": "__N__", "stay_id": str(stay_id), "recorded_at": now, "temperature_c": 36.6, "spo2": 98, "pulse": 72}
+
+    single = json.dumps(item(stay_ids[0]))
+    batch = json.dumps({"checkins": [item(stay_ids[i % len(stay_ids)]) for i in range(BATCH)]})
+    with serve(ctx.server_env) as base:
+        wrk("warm-up", f"{base}/bench/bare", seconds=1)
+        wrk("warm-up", f"{base}/api/v1/checkins", seconds=1, method="POST", headers=headers, body=single, unique_body=True)
+        bare = wrk("bare route", f"{base}/bench/bare")
+        one = wrk("POST /api/v1/checkins", f"{base}/api/v1/checkins", method="POST", headers=headers, body=single, unique_body=True)
+        with _uuid_per_occurrence():
+            many = wrk(f"POST /api/v1/checkins/batch ({BATCH})", f"{base}/api/v1/checkins/batch", seconds=5, connections=4,
+                       method="POST", headers=headers, body=batch, unique_body=True)
+        print(bare.line(), flush=True)
+        print(one.line(bare.rps), flush=True)
+        print(many.line(), flush=True)
+        print(f"{'batch: check-ins per second':<38} {many.rps * BATCH:>9.0f}", flush=True)
+
+    async def count(db):  # noqa: ANN001
+        async with db.connection() as conn:
+            return await conn.fetchval("SELECT count(*) FROM checkins"), await conn.fetchval("SELECT count(DISTINCT id) FROM checkins")
+
+    rows, distinct = asyncio.run(ctx.with_db(count))
+    print(f"{'stored check-ins (distinct ids)':<38} {rows:>9} ({distinct})", flush=True)
