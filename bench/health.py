@@ -1,8 +1,8 @@
 """Check-ins: the single POST against the bare route, and the offline batch in check-ins per second.
 
 Measured side by side on one server process. Each single check-in carries a fresh client UUID
-(``__N__``); each batch item too (every ``__N__`` of a batch body gets its own UUID), so every
-request inserts new rows, as phones replaying offline queues do.
+(``__N__``); each batch item too (every ``__N__`` of a batch body gets its own UUID, every wrk run its own prefix), so
+every request inserts new rows, as phones replaying offline queues do.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,12 +30,14 @@ RESIDENTS = 200
 BATCH = 200
 
 # Lua's gsub with a function replacement is called per match: every __N__ gets its own UUID.
+# Each wrk run gets its own random prefix: wrk's math.random is unseeded, so the harness's ids
+# repeat from one run to the next (a warm-up's ids would come back as replays).
 _PER_OCCURRENCE = """
 counter = 0
 request = function()
   local body = string.gsub(template, "__N__", function()
     counter = counter + 1
-    return string.format("%08x-0000-4000-8000-%012x", math.random(0, 0x7fffffff), counter)
+    return string.format("%s-0000-4000-8000-%012x", counter)
   end)
   return wrk.format(nil, nil, nil, body)
 end
@@ -42,9 +45,9 @@ end
 
 
 @contextlib.contextmanager
-def _uuid_per_occurrence() -> Iterator[None]:
+def _fresh_uuids() -> Iterator[None]:
     saved = harness._LUA_UNIQUE
-    harness._LUA_UNIQUE = _PER_OCCURRENCE
+    harness._LUA_UNIQUE = _PER_OCCURRENCE.replace("%s", secrets.token_hex(4), 1)
     try:
         yield
     finally:
@@ -77,13 +80,18 @@ def run(ctx: BenchContext) -> None:
     batch = json.dumps({"checkins": [item(stay_ids[i % len(stay_ids)]) for i in range(BATCH)]})
     with serve(ctx.server_env) as base:
         wrk("warm-up", f"{base}/bench/bare", seconds=1)
-        wrk("warm-up", f"{base}/api/v1/checkins", seconds=1, method="POST", headers=headers, body=single, unique_body=True)
+        with _fresh_uuids():
+            wrk("warm-up", f"{base}/api/v1/checkins", seconds=1, method="POST", headers=headers, body=single, unique_body=True)
         bare = wrk("bare route", f"{base}/bench/bare")
-        one = wrk("POST /api/v1/checkins", f"{base}/api/v1/checkins", method="POST", headers=headers, body=single, unique_body=True)
-        with _uuid_per_occurrence():
+        # any route that takes a pooled connection for one statement: the floor under a check-in
+        read = wrk("GET /api/v1/sites/{id} (one SELECT)", f"{base}/api/v1/sites/{site_id}", headers=headers)
+        with _fresh_uuids():
+            one = wrk("POST /api/v1/checkins", f"{base}/api/v1/checkins", method="POST", headers=headers, body=single, unique_body=True)
+        with _fresh_uuids():
             many = wrk(f"POST /api/v1/checkins/batch ({BATCH})", f"{base}/api/v1/checkins/batch", seconds=5, connections=4,
                        method="POST", headers=headers, body=batch, unique_body=True)
         print(bare.line(), flush=True)
+        print(read.line(bare.rps), flush=True)
         print(one.line(bare.rps), flush=True)
         print(many.line(), flush=True)
         print(f"{'batch: check-ins per second':<38} {many.rps * BATCH:>9.0f}", flush=True)

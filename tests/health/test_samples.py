@@ -183,3 +183,21 @@ async def test_swabs_scheduled_forecast(db, settings):
         assert await health.swabs_scheduled(conn, [site_id], 3) == {site_id: 5}
         assert await health.swabs_scheduled(conn, [], 3) == {}
         assert await health.swabs_scheduled(conn, None, 1) == {site_id: 1}
+
+
+async def test_lab_rest_upload(client, auth, db, settings):
+    site_id, (stay, _) = await ward(db, settings, days_ago=1)
+    async with db.transaction() as conn:
+        await health.record_samples(conn, staff(site_id), [swab(stay, "REST-0001", 1)])
+    lab = make_principal(Role.LAB, [site_id])
+    body = {"results": [{"barcode": "REST-0001", "result": "negative", "resulted_at": NOW.isoformat(), "ct_values": []},
+                        {"barcode": "UNKNOWN-1", "result": "positive", "resulted_at": NOW.isoformat()}]}
+    headers = {**auth(lab), "Idempotency-Key": "upload-1"}
+    first = await client.post("/api/v1/lab/results", json=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert [(i["barcode"], i["status"]) for i in first.json()["items"]] == [("REST-0001", "recorded"), ("UNKNOWN-1", "unknown_barcode")]
+    replay = await client.post("/api/v1/lab/results", json=body, headers=headers)
+    assert replay.json() == first.json()
+    assert (await client.post("/api/v1/lab/results", json=body, headers=auth(staff(site_id)))).status_code == 403
+    bad = await client.post("/api/v1/lab/results", json={"results": [{"barcode": "REST-0001", "result": "maybe", "resulted_at": NOW.isoformat()}]}, headers=auth(lab))
+    assert bad.status_code == 400
