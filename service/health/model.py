@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -324,9 +324,3 @@ class Timeline(msgspec.Struct, kw_only=True):
     checkins: list[Checkin]
     samples: list[Sample]
     alerts: list[Alert]
-
-
-class ScheduledTest(msgspec.Struct, kw_only=True):
-    day: int
-    date: date
-    result: SampleResult | None  # None: no swab recorded yet

@@ -24,7 +24,7 @@ import asyncpg
 import msgspec
 
 from service import bus
-from service.access.model import STAFF_ROLES, Principal, PrincipalKind, Role
+from service.access.model import Principal, PrincipalKind, Role
 from service.db import Database
 from service.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from service.health import store
@@ -105,11 +105,6 @@ def parse_item(struct_type: type[Any], raw: Any) -> Any:
 
 
 # --- check-ins ------------------------------------------------------------------------------
-
-
-class _Recorded(msgspec.Struct):
-    outcomes: list[CheckinOutcome]
-    events: list[bus.Event]
 
 
 async def _record(
@@ -388,7 +383,7 @@ async def upload_results(conn: asyncpg.Connection, principal: Principal, data: L
             status = LabItemStatus.UNCHANGED if tube["result"] == result.result.value else LabItemStatus.CONFLICT
         items.append(LabOutcome(index=index, barcode=result.barcode, status=status, sample_id=tube["id"]))
     members = await store.set_results(conn, principal.ref, updates)
-    retests = await store.open_retests(conn, [m for m in members if m["result"] == SampleResult.RETEST])
+    await store.open_retests(conn, [m for m in members if m["result"] == SampleResult.RETEST])
     per_pool: dict[UUID, int] = {}
     for m in members:
         if m["result"] == SampleResult.RETEST:
@@ -412,7 +407,6 @@ async def upload_results(conn: asyncpg.Connection, principal: Principal, data: L
     for tube in changed:
         if tube["result"] == SampleResult.POSITIVE and tube["stay_id"] is not None:
             await _positive(conn, actor, tube)
-    del retests
     count = {s: sum(i.status is s for i in items) for s in LabItemStatus}
     return LabUploadResult(
         recorded=count[LabItemStatus.RECORDED], unchanged=count[LabItemStatus.UNCHANGED], unknown=count[LabItemStatus.UNKNOWN_BARCODE],
