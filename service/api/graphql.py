@@ -32,6 +32,7 @@ from service.health import gql as health
 from service.settings import Settings
 from service.sites import gql as sites
 from service.stays import gql as stays
+from service.supplies import gql as supplies
 from service.transfers import gql as transfers
 
 
@@ -43,8 +44,8 @@ class SystemQuery:
 
 
 # Add a domain's Query and Mutation here.
-QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query)
-MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation)
+QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query)
+MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation)
 
 
 def _operation_limit(max_operations: int) -> type[ValidationRule]:

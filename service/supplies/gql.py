@@ -1,0 +1,296 @@
+"""GraphQL: a site's stock with days of cover, movements, replenishment (staff apps)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import strawberry
+
+from service.access.model import Role
+from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service.pagination import Page
+from service.supplies import service
+from service.supplies.model import Category, MovementKind, ReplenishmentState, UsageRule
+from service.supplies.model import Item as ItemModel
+from service.supplies.model import Movement as MovementModel
+from service.supplies.model import MovementCreate, ReplenishmentCreate, ReplenishmentReceive, TransferCreate
+from service.supplies.model import Replenishment as ReplenishmentModel
+from service.supplies.model import Transfer as TransferModel
+
+SupplyCategory = strawberry.enum(Category, name="SupplyCategory")
+SupplyUsageRule = strawberry.enum(UsageRule, name="SupplyUsageRule")
+StockMovementKind = strawberry.enum(MovementKind, name="StockMovementKind")
+ReplenishmentStateGQL = strawberry.enum(ReplenishmentState, name="ReplenishmentState")
+
+
+@strawberry.type(description="A catalogue item.")
+class SupplyItem:
+    id: UUID
+    sku: str
+    name: str
+    unit: str
+    category: SupplyCategory
+    usage_rule: SupplyUsageRule
+    usage_rate: float
+
+
+async def _load_items(info: Ctx, ids: list[UUID]) -> list[SupplyItem | None]:
+    async def batch(keys: list[UUID]) -> list[SupplyItem | None]:
+        async with info.context.db.connection() as conn:
+            found = await service.get_items(conn, list(keys))
+        return [to_gql(SupplyItem, found[k]) if k in found else None for k in keys]
+
+    loader = info.context.loader("supplies.item", batch)
+    return list(await loader.load_many(ids))
+
+
+@strawberry.type(description="One item's stock at a site, with days of cover (history vs forecast, whichever is sooner).")
+class SupplyStockLevel:
+    item_id: UUID
+    sku: str
+    name: str
+    unit: str
+    quantity: int
+    reorder_level: int
+    target_level: int
+    version: int
+    issued_last_7_days: int
+    daily_usage_history: float
+    daily_usage_forecast: float | None
+    days_of_cover: float | None
+    low: bool
+
+
+@strawberry.type
+class SupplySiteStock:
+    site_id: UUID
+    items: list[SupplyStockLevel]
+
+    @strawberry.field(description="Items below the reorder level or under the configured days of cover.")
+    def low_items(self) -> list[SupplyStockLevel]:
+        return [i for i in self.items if i.low]
+
+
+@strawberry.type
+class StockMovement:
+    id: UUID
+    site_id: UUID
+    item_id: UUID
+    kind: StockMovementKind
+    delta: int
+    quantity_after: int
+    reason: str
+    counterpart_id: UUID | None
+    replenishment_id: UUID | None
+    recorded_at: datetime
+    created_at: datetime
+
+    @strawberry.field
+    async def item(self, info: Ctx) -> SupplyItem | None:
+        return (await _load_items(info, [self.item_id]))[0]
+
+
+@strawberry.type
+class ReplenishmentLine:
+    item_id: UUID
+    requested: int
+    dispatched: int | None
+    received: int | None
+    short: int | None
+
+    @strawberry.field
+    async def item(self, info: Ctx) -> SupplyItem | None:
+        return (await _load_items(info, [self.item_id]))[0]
+
+
+@strawberry.type(description="A request for supplies: open -> acknowledged -> dispatched -> received, or cancelled.")
+class Replenishment:
+    id: UUID
+    site_id: UUID
+    state: ReplenishmentStateGQL
+    origin: str
+    note: str
+    shipment_ref: str | None
+    version: int
+    created_at: datetime
+    acknowledged_at: datetime | None
+    dispatched_at: datetime | None
+    received_at: datetime | None
+    cancelled_at: datetime | None
+    lines: list[ReplenishmentLine]
+
+
+def _movement(m: MovementModel) -> StockMovement:
+    return to_gql(StockMovement, m)
+
+
+def _replenishment(r: ReplenishmentModel) -> Replenishment:
+    return to_gql(Replenishment, r, lines=[to_gql(ReplenishmentLine, line) for line in r.lines])
+
+
+@strawberry.input
+class RecordStockMovementInput:
+    id: UUID = strawberry.field(description="Client-generated: replaying the same movement is a no-op.")
+    site_id: UUID
+    item_id: UUID
+    kind: str = strawberry.field(description="receipt, issue, adjustment or stocktake")
+    quantity: int | None = None
+    delta: int | None = None
+    reason: str = ""
+    recorded_at: datetime | None = None
+
+
+@strawberry.input
+class TransferStockInput:
+    id: UUID
+    from_site_id: UUID
+    to_site_id: UUID
+    item_id: UUID
+    quantity: int
+    reason: str = ""
+
+
+@strawberry.input
+class ReplenishmentLineInput:
+    item_id: UUID
+    quantity: int
+
+
+@strawberry.input
+class RaiseReplenishmentInput:
+    site_id: UUID
+    lines: list[ReplenishmentLineInput]
+    note: str = ""
+    id: UUID | None = None
+
+
+@strawberry.input
+class ReceiveReplenishmentInput:
+    id: UUID
+    version: int
+    lines: list[ReplenishmentLineInput] = strawberry.field(
+        default_factory=list, description="Counted quantity per item; items left out count as received in full."
+    )
+
+
+@strawberry.type
+class StockMovementPayload:
+    movement: StockMovement | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class StockTransferPayload:
+    out: StockMovement | None = None
+    incoming: StockMovement | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ReplenishmentPayload:
+    replenishment: Replenishment | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[Authenticated], description="A site's stock; null when it is not one of the caller's.")
+    async def site_stock(self, info: Ctx, site_id: UUID) -> SupplySiteStock | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id) or principal.role not in service.READ_ROLES:
+            return None
+        async with ctx.db.connection() as conn:
+            levels = await service.stock_levels(conn, principal, ctx.settings, site_ids=[site_id])
+        if not levels.sites:
+            return None
+        return SupplySiteStock(site_id=site_id, items=[to_gql(SupplyStockLevel, i) for i in levels.sites[0].items])
+
+    @strawberry.field(permission_classes=[Authenticated], description="The item catalogue, by SKU.")
+    async def supply_items(self, info: Ctx, first: int = 50, after: str | None = None) -> Connection[SupplyItem]:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            page = await service.list_items(conn, ctx.require_principal(), cursor=after, limit=first)
+        return connection_of(page, lambda i: to_gql(SupplyItem, i), lambda i: [i.sku])
+
+    @strawberry.field(permission_classes=[Authenticated], description="Replenishment requests of the caller's sites, newest first.")
+    async def replenishments(
+        self, info: Ctx, site_id: UUID | None = None, states: list[ReplenishmentStateGQL] | None = None, first: int = 50, after: str | None = None
+    ) -> Connection[Replenishment]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if principal.role not in service.READ_ROLES:
+            return connection_of(Page(items=[], next_cursor=None), _replenishment, list)
+        async with ctx.db.connection() as conn:
+            page = await service.list_replenishments(
+                conn, principal, site_id=site_id, states=[ReplenishmentState(s) for s in states] if states else None, cursor=after, limit=first
+            )
+        return connection_of(page, _replenishment, lambda r: [r.created_at.isoformat(), str(r.id)])
+
+    @strawberry.field(permission_classes=[Authenticated], description="One replenishment request; null when not the caller's.")
+    async def replenishment(self, info: Ctx, id: UUID) -> Replenishment | None:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            found = await service.get_replenishments(conn, ctx.require_principal(), [id])
+        return _replenishment(found[id]) if id in found else None
+
+
+STOCK_WRITERS = roles(*service.STOCK_ROLES)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Receipt, issue, adjustment or stocktake.")
+    async def record_stock_movement(self, info: Ctx, input: RecordStockMovementInput) -> StockMovementPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        data, errors = input_struct(MovementCreate, input)
+        if errors:
+            return StockMovementPayload(user_errors=errors)
+        moved, errors = await mutate(
+            info, lambda conn: service.record_movement(conn, principal, ctx.settings, data), result_type=MovementModel, fingerprint=data
+        )
+        return StockMovementPayload(movement=_movement(moved) if moved else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Move stock between two sites atomically.")
+    async def transfer_stock(self, info: Ctx, input: TransferStockInput) -> StockTransferPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        data, errors = input_struct(TransferCreate, input)
+        if errors:
+            return StockTransferPayload(user_errors=errors)
+        done, errors = await mutate(
+            info, lambda conn: service.transfer(conn, principal, ctx.settings, data), result_type=TransferModel, fingerprint=data
+        )
+        if done is None:
+            return StockTransferPayload(user_errors=errors)
+        return StockTransferPayload(out=_movement(done.out), incoming=_movement(done.in_))
+
+    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Ask logistics for supplies.")
+    async def raise_replenishment(self, info: Ctx, input: RaiseReplenishmentInput) -> ReplenishmentPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(ReplenishmentCreate, input)
+        if errors:
+            return ReplenishmentPayload(user_errors=errors)
+        rep, errors = await mutate(
+            info, lambda conn: service.raise_replenishment(conn, principal, data), result_type=ReplenishmentModel, fingerprint=data
+        )
+        return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Confirm the counts of a dispatched delivery; posts the receipts.")
+    async def receive_replenishment(self, info: Ctx, input: ReceiveReplenishmentInput) -> ReplenishmentPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        fields = strawberry.asdict(input)
+        rep_id = fields.pop("id")
+        data, errors = input_struct(ReplenishmentReceive, fields)
+        if errors:
+            return ReplenishmentPayload(user_errors=errors)
+        rep, errors = await mutate(
+            info,
+            lambda conn: service.receive_replenishment(conn, principal, ctx.settings, rep_id, data),
+            result_type=ReplenishmentModel,
+            fingerprint=[rep_id, data],
+        )
+        return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)
