@@ -9,6 +9,7 @@ from uuid import UUID
 import strawberry
 
 from service.access.model import STAFF_ROLES, Role
+from service.errors import NotFound
 from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
 from service.pagination import Page
 from service.stays import service as stays
@@ -223,8 +224,11 @@ class Query:
         principal = ctx.require_principal()
         if not principal.can_access_site(site_id):
             return _empty(service.board_key)
-        async with ctx.db.connection() as conn:
-            page = await service.board(conn, principal, site_id, cursor=after, limit=first)
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.board(conn, principal, site_id, cursor=after, limit=first)
+        except NotFound:  # an unknown site: nothing to list
+            return _empty(service.board_key)
         return connection_of(page, lambda rt: transfer_gql(rt[1]), service.board_key)
 
     @strawberry.field(permission_classes=[STAFF], description="A site's transfers, newest request first; optionally only some states.")
@@ -235,10 +239,13 @@ class Query:
         principal = ctx.require_principal()
         if not principal.can_access_site(site_id):
             return _empty(_site_key)
-        async with ctx.db.connection() as conn:
-            page = await service.list_site_transfers(
-                conn, principal, site_id, states=[m.TransferState(s) for s in states or []] or None, cursor=after, limit=first
-            )
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.list_site_transfers(
+                    conn, principal, site_id, states=[m.TransferState(s) for s in states or []] or None, cursor=after, limit=first
+                )
+        except NotFound:
+            return _empty(_site_key)
         return connection_of(page, transfer_gql, _site_key)
 
     @strawberry.field(permission_classes=[STAFF], description="A resident's transfers at the caller's sites, newest first.")
@@ -252,8 +259,11 @@ class Query:
         principal = ctx.require_principal()
         if not principal.can_access_site(site_id):
             return None
-        async with ctx.db.connection() as conn:
-            times = await service.site_times(conn, principal, site_id, since=since, until=until)
+        try:
+            async with ctx.db.connection() as conn:
+                times = await service.site_times(conn, principal, site_id, since=since, until=until)
+        except NotFound:
+            return None
         return to_gql(TransferTimes, times)
 
     @strawberry.field(permission_classes=[STAFF], description="Destination facilities by code; `region` includes its sub-regions.")

@@ -98,6 +98,13 @@ async def test_board_orders_by_urgency_then_age_and_history(client, db, settings
         r=str(extra[2].resident_id), s=str(ward.site_id),
     )
     assert blind["data"] == {"residentTransfers": [], "transferBoard": {"edges": []}, "transferTimes": None}
+    unknown = await gql(
+        client, auth, make_principal(Role.COMMAND),
+        "query($s: UUID!) { transferBoard(siteId: $s) { edges { node { id } } } siteTransfers(siteId: $s) { edges { node { id } } } "
+        "transferTimes(siteId: $s, since: \"2020-01-01T00:00:00Z\", until: \"2020-02-01T00:00:00Z\") { transfers } }",
+        s="6f1c1f5e-6a3f-4a52-9d1b-0b3f8d3c2a11",
+    )
+    assert unknown == {"data": {"transferBoard": {"edges": []}, "siteTransfers": {"edges": []}, "transferTimes": None}}
     now = datetime.now(UTC)
     times = await gql(
         client, auth, ward.medic,
