@@ -19,12 +19,13 @@ from service.db import Database, create_pool
 from service.health import demo as health_demo
 from service.settings import Settings
 from service.stays import demo as stays_demo
+from service.supplies import demo as supplies_demo
 from service.transfers import demo as transfers_demo
 
 DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 
 # In order: sites/rooms, access, stays, health, transfers, supplies.
-STEPS: list[DemoStep] = [stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo]
+STEPS: list[DemoStep] = [stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo]
 
 DEMO_LOGIN_HINT = access_demo.HINT
 
