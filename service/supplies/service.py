@@ -125,11 +125,13 @@ async def site_activity(conn: asyncpg.Connection, settings: Settings, site_ids: 
     if occupied_beds is not None and site_ids:
         beds = await occupied_beds(conn, site_ids)
     try:
-        from service.health.service import scheduled_swabs_per_day  # type: ignore[import-not-found]
+        from service.health.service import swabs_scheduled
     except ImportError:
-        scheduled_swabs_per_day = None
-    if scheduled_swabs_per_day is not None and site_ids:
-        swabs = await scheduled_swabs_per_day(conn, site_ids)
+        swabs_scheduled = None  # type: ignore[assignment]
+    if swabs_scheduled is not None and site_ids:
+        # The week ahead's schedule, per day: the same window as the issue history.
+        week = await swabs_scheduled(conn, site_ids, HISTORY_DAYS)
+        swabs = {s: n / HISTORY_DAYS for s, n in week.items()}
     return {
         s: Activity(
             occupied_beds=None if beds is None else beds.get(s, 0),
