@@ -15,6 +15,7 @@ from bench.context import BenchContext
 
 SCENARIOS = {
     "server": "bench.server_choice",
+    "supplies": "bench.supplies_poll",
     "health": "bench.health",
 }
 
