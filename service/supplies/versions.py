@@ -214,10 +214,23 @@ async def _after_commit(cache: Cache, events: list[bus.Event]) -> None:
 bus.observe(_after_commit)
 
 
+_ETAGS: dict[tuple[object, ...], str] = {}
+
+
 def etag_for(gens: dict[UUID, int], *, query: str, bucket: str) -> str:
-    """Strong ETag of a poll: the generations of the sites it covers, the kind of query and the hour."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in (SHAPE_VERSION, query, bucket, *(f"{s}={g}" for s, g in sorted(gens.items(), key=lambda kv: str(kv[0])))):
-        digest.update(part.encode())
-        digest.update(b"\x00")
-    return f'"s{digest.hexdigest()}"'
+    """Strong ETag of a poll: the generations of the sites it covers, the kind of query and the hour.
+
+    Memoized: polls repeat the same few combinations, and hashing is most of a 304's own cost.
+    """
+    key = (query, bucket, *sorted(gens.items()))
+    etag = _ETAGS.get(key)
+    if etag is None:
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (SHAPE_VERSION, query, bucket, *(f"{s}={g}" for s, g in key[2:])):
+            digest.update(str(part).encode())
+            digest.update(b"\x00")
+        etag = f'"s{digest.hexdigest()}"'
+        if len(_ETAGS) > 4096:
+            _ETAGS.clear()
+        _ETAGS[key] = etag
+    return etag
