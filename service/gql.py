@@ -26,7 +26,7 @@ from service import idempotency
 from service.access.model import Principal, Role
 from service.cache import Cache
 from service.db import Database
-from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Forbidden, Unauthorized, from_database
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -69,18 +69,21 @@ class UserError:
 
 
 def roles(*allowed: Role) -> type[BasePermission]:
-    """Permission class: authenticated, and (if ``allowed`` is given) holding one of those roles."""
+    """Permission class: authenticated, and (if ``allowed`` is given) holding one of those roles.
+
+    Denials raise DomainErrors rather than set ``message``: the permission
+    instance is shared by every request, and the error then carries its code.
+    """
     allowed_set = frozenset(allowed)
 
     class HasRole(BasePermission):
-        message = "Not allowed for this role." if allowed_set else "Authentication required."
-
         def has_permission(self, source: Any, info: Ctx, **kwargs: Any) -> bool:
             principal = info.context.principal
             if principal is None:
-                self.message = "Authentication required."
-                return False
-            return not allowed_set or principal.role in allowed_set
+                raise Unauthorized("Authentication required.", code="unauthenticated")
+            if allowed_set and principal.role not in allowed_set:
+                raise Forbidden(f"Not allowed for the role {principal.role}.", code="role_not_allowed")
+            return True
 
     HasRole.__name__ = "HasRole_" + "_".join(sorted(allowed_set)) if allowed_set else "Authenticated"
     return HasRole

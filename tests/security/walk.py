@@ -29,6 +29,7 @@ from graphql import (
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 
+from service.errors import DomainError
 from service.access.model import Principal, Role
 from service.access.rest import PUBLIC_PATHS
 
@@ -119,7 +120,10 @@ class GqlField:
 
 def _permission_allows(permission_classes: list[type], role: Role) -> bool:
     info = SimpleNamespace(context=SimpleNamespace(principal=principal_for(role, [])))
-    return all(cls().has_permission(None, info) for cls in permission_classes)
+    try:
+        return all(cls().has_permission(None, info) for cls in permission_classes)
+    except DomainError:  # permission classes deny by raising a coded error
+        return False
 
 
 def graphql_fields(schema: Any) -> list[GqlField]:
