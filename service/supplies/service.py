@@ -56,6 +56,7 @@ LOGISTICS_ROLES = (Role.COMMAND, Role.LOGISTICS)
 CANCEL_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.LOGISTICS)
 
 SYSTEM_ACTOR = "system:supplies"
+MAX_QUANTITY = 10_000_000
 HISTORY_DAYS = 7
 # Namespace of the derived id of a transfer's incoming leg (uuid5 of the outgoing leg's id).
 TRANSFER_IN_NS = uuid.UUID("6f1c3f52-9a43-4e0c-a0c3-7d1b1a5e0c11")
@@ -272,6 +273,10 @@ async def record_movement(conn: asyncpg.Connection, principal: Principal, settin
     """Receipt, issue, adjustment (signed delta + reason) or stocktake (counted quantity)."""
     _require(principal, STOCK_ROLES, "record stock movements")
     kind = MovementKind(data.kind)
+    for name in ("quantity", "delta"):
+        value = getattr(data, name)
+        if value is not None and not -MAX_QUANTITY <= value <= MAX_QUANTITY or name == "quantity" and (value or 0) < 0:
+            raise InvalidInput(f"{name} is out of range.", code=f"invalid_{name}", field=name)
     if kind is MovementKind.ADJUSTMENT:
         if not data.delta or data.quantity is not None:
             raise InvalidInput("An adjustment takes a non-zero delta (and no quantity).", code="invalid_adjustment", field="delta")

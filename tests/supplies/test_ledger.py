@@ -139,3 +139,12 @@ async def test_other_site_and_roles(client, auth):
     assert unknown_item.status_code == 404 and unknown_item.json()["code"] == "item_not_found"
     bad_kind = await move(client, auth, COMMAND, a, item, "transfer_in", 3)
     assert bad_kind.status_code == 400
+
+
+async def test_out_of_range_quantities_are_422(client, auth):
+    site = await make_site(client, auth)
+    item = await make_item(client, auth)
+    negative = await move(client, auth, COMMAND, site, item, "receipt", -5)
+    assert negative.status_code == 422 and negative.json()["field"] == "quantity"
+    huge = await move(client, auth, COMMAND, site, item, "adjustment", delta=10**9, reason="typo")
+    assert huge.status_code == 422 and huge.json()["field"] == "delta"
