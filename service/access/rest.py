@@ -61,15 +61,19 @@ auth_middleware = DefineMiddleware(
 
 
 def requires(*roles: Role) -> Guard:
-    """Guard: the caller must hold one of ``roles`` (403 otherwise)."""
+    """Guard: the caller must hold one of ``roles`` (403 otherwise).
+
+    Async on purpose: Litestar runs a sync guard in a worker thread, a thread hop
+    on every request (and p99 stalls under load) for a check of a few nanoseconds.
+    """
     allowed = frozenset(roles)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal):
             raise Unauthorized("Authentication required.", code="unauthenticated")
         if principal.role not in allowed:
-            raise Forbidden(f"The role {principal.role} may not do this.", code="role_not_allowed")
+            raise Forbidden(f"Not allowed for the role {principal.role}.", code="role_not_allowed")
 
     guard.__name__ = f"requires_{'_'.join(sorted(allowed))}"
     return guard

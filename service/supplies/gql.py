@@ -7,12 +7,10 @@ from uuid import UUID
 
 import strawberry
 
-from service.access.model import Role
 from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
 from service.pagination import Page
 from service.supplies import service
 from service.supplies.model import Category, MovementKind, ReplenishmentState, UsageRule
-from service.supplies.model import Item as ItemModel
 from service.supplies.model import Movement as MovementModel
 from service.supplies.model import MovementCreate, ReplenishmentCreate, ReplenishmentReceive, TransferCreate
 from service.supplies.model import Replenishment as ReplenishmentModel

@@ -28,7 +28,6 @@ from service.stays import service as stays
 from service.stays.model import StayStatus
 from service.transfers import store
 from service.transfers.model import (
-    ACTIVE_STATES,
     TRANSITIONS,
     ArrivalConfirmation,
     DoorRefusal,

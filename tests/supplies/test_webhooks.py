@@ -11,7 +11,7 @@ from service.access.model import Role
 from service.app import create_app
 from service.supplies import webhooks
 from tests.conftest import make_principal
-from tests.supplies.helpers import make_item, make_site, move, staff
+from tests.supplies.helpers import make_item, make_site, staff
 
 HOOKS = "/api/v1/supplies/webhooks"
 
