@@ -155,7 +155,7 @@ def create_app(settings: Settings) -> Litestar:
             "db": Provide(_provide_db, sync_to_thread=False),
             "cache": Provide(_provide_cache, sync_to_thread=False),
             "settings": Provide(_provide_settings, sync_to_thread=False),
-            "principal": Provide(provide_principal),
+            "principal": Provide(provide_principal, sync_to_thread=False),
         },
         middleware=[RequestIdMiddleware, prometheus.middleware, auth_middleware],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -79,7 +79,7 @@ def requires(*roles: Role) -> Guard:
     return guard
 
 
-async def provide_principal(request: Any) -> Principal:
+def provide_principal(request: Any) -> Principal:
     principal = request.scope.get("user")
     if not isinstance(principal, Principal):
         raise Unauthorized("Authentication required.", code="unauthenticated")

@@ -78,7 +78,25 @@ def issue_access_token(settings: Settings, principal: Principal, *, now: float |
     return jwt.encode(claims, settings.jwt_secret, algorithm=JWT_ALGORITHM)
 
 
+# Verified access tokens, so that a client's next request skips the signature and
+# claim checks. Equivalent to decoding again: an access token is valid exactly
+# until its exp (no revocation list), and the key includes the signing secret.
+_VERIFIED: dict[tuple[str, str], tuple[Principal, float]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def principal_from_access_token(settings: Settings, token: str) -> Principal:
+    cached = _VERIFIED.get((settings.jwt_secret, token))
+    if cached is not None and time.time() < cached[1]:
+        return cached[0]
+    principal, expires = _decode_access_token(settings, token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[(settings.jwt_secret, token)] = (principal, expires)
+    return principal
+
+
+def _decode_access_token(settings: Settings, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(
             token,
@@ -87,13 +105,14 @@ def principal_from_access_token(settings: Settings, token: str) -> Principal:
             options={"require": ["sub", "exp", "iat", "role", "kind"]},
         )
         sites = claims.get("sites")
-        return Principal(
+        principal = Principal(
             kind=_token_kind(claims["kind"]),
             id=UUID(claims["sub"]),
             role=Role(claims["role"]),
             site_ids=None if sites is None else frozenset(UUID(s) for s in sites),
             name=claims.get("name", ""),
         )
+        return principal, float(claims["exp"])
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The access token has expired; refresh it.", code="token_expired") from None
     except (jwt.InvalidTokenError, ValueError, KeyError, TypeError):

@@ -89,7 +89,7 @@ class StockController(Controller):
         """
         # The hot polling path: no dependency injection (it costs more than the answer itself).
         state = request.app.state
-        principal = await provide_principal(request)
+        principal = provide_principal(request)
         return await poll_stock(request, state.db, state.cache, state.settings, principal, site_id)  # type: ignore[return-value]
 
     @get("/items")

@@ -1,8 +1,11 @@
 import asyncio
+import time
 
 import jwt
+import pytest
 
 from service.access.model import Role
+from tests.conftest import make_principal
 from tests.access.helpers import PASSWORD, make_site, make_staff
 
 LOGIN = "/api/v1/auth/login"
@@ -150,3 +153,33 @@ async def test_graphql_login_and_refresh(client, db, settings):
     assert first["data"]["refreshToken"]["tokens"]["refreshToken"]
     again = (await client.post("/graphql", json={"query": refresh, "variables": {"t": tokens["refreshToken"]}})).json()
     assert again["data"]["refreshToken"]["userErrors"][0]["code"] == "refresh_token_reused"
+
+
+def test_cached_token_is_not_trusted_past_its_expiry(settings, monkeypatch):
+    from service.access import service as access_service
+    from service.access.service import issue_access_token, principal_from_access_token
+
+    issued = time.time() - settings.access_token_minutes * 60 + 30  # 30 s of life left
+    token = issue_access_token(settings, make_principal(Role.MEDIC, []), now=issued)
+    assert principal_from_access_token(settings, token).role is Role.MEDIC  # verified, now cached
+    verified_again = []
+    real_decode = access_service._decode_access_token
+    monkeypatch.setattr(access_service, "_decode_access_token", lambda *a: verified_again.append(1) or real_decode(*a))
+    principal_from_access_token(settings, token)
+    assert verified_again == []  # within its life: served from the cache
+    monkeypatch.setattr(access_service.time, "time", lambda: issued + settings.access_token_minutes * 60 + 1)
+    principal_from_access_token(settings, token)
+    assert verified_again == [1]  # past exp by our clock: checked again (where PyJWT's clock decides)
+
+
+def test_cached_token_is_bound_to_the_signing_secret(settings):
+    import msgspec
+
+    from service.access.service import issue_access_token, principal_from_access_token
+    from service.errors import Unauthorized
+
+    token = issue_access_token(settings, make_principal(Role.MEDIC, []))
+    principal_from_access_token(settings, token)
+    other = msgspec.structs.replace(settings, jwt_secret="another-secret-entirely-" * 2)
+    with pytest.raises(Unauthorized):
+        principal_from_access_token(other, token)
