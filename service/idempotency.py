@@ -34,11 +34,10 @@ MAX_KEY_LENGTH = 255
 
 Work = Callable[[asyncpg.Connection], Awaitable[Any]]
 
-_CLAIM = """
-SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0)) AS locked,
-       (SELECT row(request_hash, status_code, response)
-          FROM idempotency_keys WHERE principal = $1 AND key = $2) AS stored
-"""
+# Two statements, in this order: the lookup must take its snapshot after the lock
+# is held, or it could miss the row of an attempt that committed in between.
+_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))"
+_LOOKUP = "SELECT request_hash, status_code, response FROM idempotency_keys WHERE principal = $1 AND key = $2"
 _STORE = """
 INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response)
 VALUES ($1, $2, $3, $4, $5)
@@ -86,9 +85,10 @@ async def run_once(
     for _ in range(2):
         try:
             async with db.transaction() as conn:
-                claim = await conn.fetchrow(_CLAIM, caller, key)
-                if claim["stored"] is not None:
-                    stored_hash, stored_status, stored_body = claim["stored"]
+                locked = await conn.fetchval(_LOCK, caller, key)
+                stored = await conn.fetchrow(_LOOKUP, caller, key)
+                if stored is not None:
+                    stored_hash, stored_status, stored_body = stored
                     if bytes(stored_hash) != fingerprint:
                         raise InvalidInput(
                             "This Idempotency-Key was already used with a different request.",
@@ -96,7 +96,7 @@ async def run_once(
                             field=HEADER,
                         )
                     return stored_status, bytes(stored_body)
-                if not claim["locked"]:
+                if not locked:
                     raise Conflict(
                         "A request with this Idempotency-Key is still being processed; retry shortly.",
                         code="idempotency_in_progress",

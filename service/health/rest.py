@@ -59,7 +59,7 @@ class CheckinController(Controller):
         checkin = await service.record_checkin(db, principal, data, idem_key=key, idem_hash=fingerprint)
         return Response(msgspec.json.encode(checkin), status_code=201, media_type="application/json")
 
-    @post("/batch", guards=[RECORDERS], status_code=200)
+    @post("/batch", opt=RECORDERS, status_code=200)
     async def record_checkins(self, request: Request, db: Database, principal: Principal, data: Annotated[CheckinBatchCreate, Body()]) -> Response[CheckinBatch]:
         """Up to 500 check-ins recorded offline: each succeeds or fails on its own; ``items`` says which (by index)."""
         return await idempotency.respond(
@@ -71,7 +71,7 @@ class LabController(Controller):
     path = "/lab"
     tags = ["health"]
 
-    @post("/results", guards=[requires(Role.LAB)], status_code=200)
+    @post("/results", opt=requires(Role.LAB), status_code=200)
     async def upload_results(self, request: Request, db: Database, principal: Principal, data: Annotated[LabUpload, Body()]) -> Response[LabUploadResult]:
         """Test results by tube barcode (lab clients). Idempotent; unknown barcodes are reported per item."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.upload_results(conn, principal, data), status_code=200)
@@ -106,12 +106,12 @@ class AlertController(Controller):
             alert = await service.get_alert(conn, principal, alert_id)
         return json_with_etag(request, alert)
 
-    @post("/alerts/{alert_id:uuid}/acknowledge", guards=[requires(*service.ALERT_ROLES)], status_code=200)
+    @post("/alerts/{alert_id:uuid}/acknowledge", opt=requires(*service.ALERT_ROLES), status_code=200)
     async def acknowledge(self, request: Request, db: Database, principal: Principal, alert_id: UUID, data: Annotated[AlertAction, Body()]) -> Response[Alert]:
         """open -> acknowledged; ``version`` as read (409 ``stale_version``)."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.acknowledge_alert(conn, principal, alert_id, data), status_code=200)
 
-    @post("/alerts/{alert_id:uuid}/resolve", guards=[requires(*service.RESOLVE_ROLES)], status_code=200)
+    @post("/alerts/{alert_id:uuid}/resolve", opt=requires(*service.RESOLVE_ROLES), status_code=200)
     async def resolve(self, request: Request, db: Database, principal: Principal, alert_id: UUID, data: Annotated[AlertAction, Body()]) -> Response[Alert]:
         """-> resolved, by a medic, with a note saying what was done."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.resolve_alert(conn, principal, alert_id, data), status_code=200)
@@ -127,7 +127,7 @@ class AlertController(Controller):
             reviews = await service.list_exposure_reviews(conn, principal, site_id, state=review_state, limit=limit)
         return json_with_etag(request, reviews)
 
-    @post("/exposure-reviews/{review_id:uuid}/decision", guards=[requires(*service.REVIEW_ROLES)], status_code=200)
+    @post("/exposure-reviews/{review_id:uuid}/decision", opt=requires(*service.REVIEW_ROLES), status_code=200)
     async def decide_review(
         self, request: Request, db: Database, principal: Principal, review_id: UUID, data: Annotated[ReviewDecision, Body()]
     ) -> Response[ExposureReview]:

@@ -43,14 +43,14 @@ class SiteController(Controller):
             site = await service.get_site(conn, principal, site_id)
         return json_with_etag(request, site)
 
-    @post("/", guards=[requires(Role.COMMAND)], status_code=201)
+    @post("/", opt=requires(Role.COMMAND), status_code=201)
     async def create_site(
         self, request: Request, db: Database, principal: Principal, data: Annotated[SiteCreate, Body()]
     ) -> Response[Site]:
         """Create a site (command centre only)."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_site(conn, principal, data))
 
-    @patch("/{site_id:uuid}", guards=[requires(Role.COMMAND, Role.SITE_MANAGER)])
+    @patch("/{site_id:uuid}", opt=requires(Role.COMMAND, Role.SITE_MANAGER))
     async def update_site(self, db: Database, principal: Principal, site_id: UUID, data: SitePatch) -> Site:
         """Change a site; ``version`` must match the current one (409 ``stale_version`` otherwise)."""
         async with db.transaction() as conn:

@@ -75,7 +75,7 @@ async def poll_stock(request: Request[Any, Any, Any], db: Database, cache: Cache
 class StockController(Controller):
     path = "/supplies"
     tags = ["supplies"]
-    guards = [requires(*service.READ_ROLES)]
+    opt = requires(*service.READ_ROLES)
 
     @get("/stock")
     async def stock_levels(
@@ -106,12 +106,12 @@ class StockController(Controller):
             page = await service.list_items(conn, principal, cursor=cursor, limit=limit)
         return json_with_etag(request, page)
 
-    @post("/items", guards=[requires(*service.CATALOGUE_ROLES)], status_code=201)
+    @post("/items", opt=requires(*service.CATALOGUE_ROLES), status_code=201)
     async def create_item(self, request: Request, db: Database, principal: Principal, data: Annotated[ItemCreate, Body()]) -> Response[Item]:
         """Add an item to the catalogue (command centre)."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_item(conn, principal, data))
 
-    @post("/movements", guards=[requires(*service.STOCK_ROLES)], status_code=201)
+    @post("/movements", opt=requires(*service.STOCK_ROLES), status_code=201)
     async def record_movement(
         self, request: Request, db: Database, settings: Settings, principal: Principal, data: Annotated[MovementCreate, Body()]
     ) -> Response[Movement]:
@@ -123,7 +123,7 @@ class StockController(Controller):
             request, db, principal.ref, lambda conn: service.record_movement(conn, principal, settings, data)
         )
 
-    @post("/transfers", guards=[requires(*service.STOCK_ROLES)], status_code=201)
+    @post("/transfers", opt=requires(*service.STOCK_ROLES), status_code=201)
     async def transfer(
         self, request: Request, db: Database, settings: Settings, principal: Principal, data: Annotated[TransferCreate, Body()]
     ) -> Response[Transfer]:
@@ -146,7 +146,7 @@ class StockController(Controller):
             page = await service.list_movements(conn, principal, site_id, item_id=item_id, cursor=cursor, limit=limit)
         return json_with_etag(request, page)
 
-    @patch("/sites/{site_id:uuid}/stock/{item_id:uuid}", guards=[requires(*service.LEVEL_ROLES)])
+    @patch("/sites/{site_id:uuid}/stock/{item_id:uuid}", opt=requires(*service.LEVEL_ROLES))
     async def set_levels(
         self, db: Database, settings: Settings, principal: Principal, site_id: UUID, item_id: UUID, data: LevelsUpdate
     ) -> StockRef:
@@ -173,7 +173,7 @@ class StockController(Controller):
 class ReplenishmentController(Controller):
     path = "/supplies/replenishments"
     tags = ["supplies"]
-    guards = [requires(*service.READ_ROLES)]
+    opt = requires(*service.READ_ROLES)
 
     @get("/")
     async def list_replenishments(
@@ -196,14 +196,14 @@ class ReplenishmentController(Controller):
         async with db.connection() as conn:
             return json_with_etag(request, await service.get_replenishment(conn, principal, rep_id))
 
-    @post("/", guards=[requires(*service.STOCK_ROLES)], status_code=201)
+    @post("/", opt=requires(*service.STOCK_ROLES), status_code=201)
     async def raise_replenishment(
         self, request: Request, db: Database, principal: Principal, data: Annotated[ReplenishmentCreate, Body()]
     ) -> Response[Replenishment]:
         """Site staff ask for supplies."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.raise_replenishment(conn, principal, data))
 
-    @post("/{rep_id:uuid}/acknowledge", guards=[requires(*service.LOGISTICS_ROLES)], status_code=200)
+    @post("/{rep_id:uuid}/acknowledge", opt=requires(*service.LOGISTICS_ROLES), status_code=200)
     async def acknowledge(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentAck, Body()]
     ) -> Response[Replenishment]:
@@ -211,7 +211,7 @@ class ReplenishmentController(Controller):
             request, db, principal.ref, lambda conn: service.acknowledge_replenishment(conn, principal, rep_id, data), status_code=200
         )
 
-    @post("/{rep_id:uuid}/dispatch", guards=[requires(*service.LOGISTICS_ROLES)], status_code=200)
+    @post("/{rep_id:uuid}/dispatch", opt=requires(*service.LOGISTICS_ROLES), status_code=200)
     async def dispatch(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentDispatch, Body()]
     ) -> Response[Replenishment]:
@@ -220,7 +220,7 @@ class ReplenishmentController(Controller):
             request, db, principal.ref, lambda conn: service.dispatch_replenishment(conn, principal, rep_id, data), status_code=200
         )
 
-    @post("/{rep_id:uuid}/receive", guards=[requires(*service.STOCK_ROLES)], status_code=200)
+    @post("/{rep_id:uuid}/receive", opt=requires(*service.STOCK_ROLES), status_code=200)
     async def receive(
         self,
         request: Request,
@@ -235,7 +235,7 @@ class ReplenishmentController(Controller):
             request, db, principal.ref, lambda conn: service.receive_replenishment(conn, principal, settings, rep_id, data), status_code=200
         )
 
-    @post("/{rep_id:uuid}/cancel", guards=[requires(*service.CANCEL_ROLES)], status_code=200)
+    @post("/{rep_id:uuid}/cancel", opt=requires(*service.CANCEL_ROLES), status_code=200)
     async def cancel(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentCancel, Body()]
     ) -> Response[Replenishment]:
@@ -247,7 +247,7 @@ class ReplenishmentController(Controller):
 class WebhookController(Controller):
     path = "/supplies/webhooks"
     tags = ["supplies"]
-    guards = [requires(*service.LOGISTICS_ROLES)]
+    opt = requires(*service.LOGISTICS_ROLES)
 
     @post("/", status_code=201)
     async def register(

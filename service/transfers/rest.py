@@ -38,7 +38,7 @@ class FacilityController(Controller):
     path = "/facilities"
     tags = ["transfers"]
 
-    @get("/", guards=[requires(*STAFF_ROLES, Role.HOSPITAL)])
+    @get("/", opt=requires(*STAFF_ROLES, Role.HOSPITAL))
     async def list_facilities(
         self,
         request: Request,
@@ -54,21 +54,21 @@ class FacilityController(Controller):
             page = await service.list_facilities(conn, principal, region=region, active=active, cursor=cursor, limit=limit)
         return json_with_etag(request, page)
 
-    @get("/{facility_id:uuid}", guards=[requires(*STAFF_ROLES, Role.HOSPITAL)])
+    @get("/{facility_id:uuid}", opt=requires(*STAFF_ROLES, Role.HOSPITAL))
     async def get_facility(self, request: Request, db: Database, principal: Principal, facility_id: UUID) -> Response[Facility]:
         """One facility."""
         async with db.connection() as conn:
             facility = await service.get_facility(conn, principal, facility_id)
         return json_with_etag(request, facility)
 
-    @post("/", guards=[requires(Role.COMMAND)], status_code=201)
+    @post("/", opt=requires(Role.COMMAND), status_code=201)
     async def create_facility(
         self, request: Request, db: Database, principal: Principal, data: Annotated[FacilityCreate, Body()]
     ) -> Response[Facility]:
         """Add a destination facility (command centre)."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_facility(conn, principal, data))
 
-    @patch("/{facility_id:uuid}", guards=[requires(Role.COMMAND)])
+    @patch("/{facility_id:uuid}", opt=requires(Role.COMMAND))
     async def update_facility(
         self, db: Database, principal: Principal, facility_id: UUID, data: Annotated[FacilityPatch, Body()]
     ) -> Facility:
@@ -81,7 +81,7 @@ class TransferController(Controller):
     """Transfers for integrations and tools (the apps use GraphQL)."""
 
     tags = ["transfers"]
-    guards = [STAFF]
+    opt = STAFF
 
     @get("/sites/{site_id:uuid}/transfers")
     async def list_site_transfers(
@@ -138,7 +138,7 @@ class TransferController(Controller):
         """Request a resident's transfer (site staff, managers, medics, command); ``id`` may be client-generated."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.request_transfer(conn, principal, data))
 
-    @post("/transfers/{transfer_id:uuid}/transitions", status_code=200, guards=[requires(Role.COMMAND, Role.MEDIC)])
+    @post("/transfers/{transfer_id:uuid}/transitions", status_code=200, opt=requires(Role.COMMAND, Role.MEDIC))
     async def move_transfer(
         self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[TransferMove, Body()]
     ) -> Response[Transfer]:
@@ -153,7 +153,7 @@ class HospitalController(Controller):
 
     path = "/hospital/transfers"
     tags = ["hospital"]
-    guards = [requires(Role.HOSPITAL)]
+    opt = requires(Role.HOSPITAL)
 
     @get("/")
     async def list_incoming(

@@ -2,17 +2,14 @@
 
 Nothing here names a domain's route or field: they are read from the app and
 the schema, so routes added later are walked without new test code. The
-allowed roles come from the guards (REST) and permission classes (GraphQL)
+allowed roles come from the routes' `opt=requires(...)` (REST) and permission classes (GraphQL)
 themselves; ``python -m tests.security.walk`` prints the README role matrix.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -31,7 +28,7 @@ from litestar.routes import HTTPRoute
 
 from service.errors import DomainError
 from service.access.model import Principal, Role
-from service.access.rest import PUBLIC_PATHS
+from service.access.rest import PUBLIC_PATHS, ROLES_OPT
 
 ROLES = list(Role)
 PARAM = re.compile(r"\{(\w+):(\w+)\}")
@@ -69,22 +66,10 @@ def _is_public(path: str, handler: Any) -> bool:
     return any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS) or bool(handler.opt.get("exclude_from_auth"))
 
 
-def _guard_allows(guards: list[Any], handler: Any, role: Role) -> bool:
-    connection = SimpleNamespace(scope={"user": principal_for(role, [])}, user=principal_for(role, []))
-    for guard in guards:
-        try:
-            result = guard(connection, handler)
-            if inspect.isawaitable(result):  # an async guard: run it on a loop of its own
-                with ThreadPoolExecutor(1) as pool:
-                    pool.submit(asyncio.run, result).result()
-        except Exception:
-            return False
-    return True
-
-
-def _raw_guards(handler: Any) -> list[Any]:
-    # resolve_guards() wraps sync guards to run in threads; the originals answer synchronously.
-    return [g for layer in handler.ownership_layers for g in (layer.guards or [])]
+def _roles_allowed(handler: Any) -> frozenset[Role]:
+    """Roles the route admits: its ``opt=requires(...)`` (all roles when it declares none)."""
+    declared = handler.opt.get(ROLES_OPT)
+    return frozenset(ROLES) if declared is None else frozenset(r for r in ROLES if r in declared)
 
 
 def rest_operations(app: Litestar) -> list[RestOp]:
@@ -93,7 +78,6 @@ def rest_operations(app: Litestar) -> list[RestOp]:
         if not isinstance(route, HTTPRoute) or not route.path.startswith("/api/"):
             continue
         for handler in route.route_handlers:
-            guards = _raw_guards(handler)
             query = {
                 name
                 for name, p in handler.parsed_fn_signature.parameters.items()
@@ -101,7 +85,7 @@ def rest_operations(app: Litestar) -> list[RestOp]:
             }
             for method in sorted(handler.http_methods - {"OPTIONS", "HEAD"}):
                 public = _is_public(route.path, handler)
-                allowed = None if public else frozenset(r for r in ROLES if _guard_allows(guards, handler, r))
+                allowed = None if public else _roles_allowed(handler)
                 ops.append(RestOp(method, route.path, allowed, query))
     return sorted(ops, key=lambda o: (o.path, o.method))
 
