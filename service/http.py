@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.params import Parameter as ParameterMarker
+
+from service.errors import InvalidInput
 
 ETAG_HEADER = "ETag"
 
@@ -16,6 +19,26 @@ LimitParam = ParameterMarker(query="limit", ge=1, le=100, default=50, descriptio
 CursorParam = ParameterMarker(
     query="cursor", default=None, max_length=512, description="Opaque cursor from the previous page's next_cursor."
 )
+
+
+# Instants in query strings: RFC 3339 with an offset, nothing looser. Litestar would
+# also take a bare number as a Unix time, which the contract does not promise.
+RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+
+
+def instant_param(name: str, description: str, *, required: bool = False) -> Any:
+    """A query parameter holding an instant; parse it with ``parse_instant``."""
+    extra = {} if required else {"default": None}
+    return ParameterMarker(query=name, pattern=RFC3339, max_length=40, description=description, **extra)
+
+
+def parse_instant(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, datetime)
+    except msgspec.ValidationError:
+        raise InvalidInput(f"{field} is not an RFC 3339 instant.", code="invalid_instant", field=field) from None
 
 
 def strong_etag(body: bytes) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -31,7 +30,7 @@ from service.access.model import (
 from service.access.service import authenticate, bearer_credential
 from service.db import Database
 from service.errors import Forbidden, Unauthorized
-from service.http import CursorParam, LimitParam, json_with_etag
+from service.http import CursorParam, LimitParam, instant_param, json_with_etag, parse_instant
 from service.pagination import Page
 from service.settings import Settings
 
@@ -231,15 +230,23 @@ class AuditController(Controller):
         site_id: Annotated[UUID | None, Parameter(query="site_id", default=None)] = None,
         subject_id: Annotated[UUID | None, Parameter(query="subject_id", default=None)] = None,
         actor: Annotated[str | None, Parameter(query="actor", default=None, max_length=100)] = None,
-        since: Annotated[datetime | None, Parameter(query="since", default=None)] = None,
-        until: Annotated[datetime | None, Parameter(query="until", default=None)] = None,
+        since: Annotated[str | None, instant_param("since", "Rows at or after this instant (RFC 3339).")] = None,
+        until: Annotated[str | None, instant_param("until", "Rows before this instant (RFC 3339).")] = None,
         limit: Annotated[int, LimitParam] = 50,
         cursor: Annotated[str | None, CursorParam] = None,
     ) -> Response[Page[AuditEntry]]:
         """Audit rows (unmasked reads, health-data writes), newest first; command centre only."""
         async with db.connection() as conn:
             page = await service.list_audit(
-                conn, principal, site_id=site_id, subject_id=subject_id, actor=actor, since=since, until=until, cursor=cursor, limit=limit
+                conn,
+                principal,
+                site_id=site_id,
+                subject_id=subject_id,
+                actor=actor,
+                since=parse_instant(since, "since"),
+                until=parse_instant(until, "until"),
+                cursor=cursor,
+                limit=limit,
             )
         return json_with_etag(request, page)
 

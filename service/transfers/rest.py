@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -13,7 +12,7 @@ from service import idempotency
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.access.rest import requires
 from service.db import Database
-from service.http import CursorParam, LimitParam, json_with_etag
+from service.http import CursorParam, LimitParam, instant_param, json_with_etag, parse_instant
 from service.pagination import Page
 from service.transfers import service
 from service.transfers.model import (
@@ -106,12 +105,14 @@ class TransferController(Controller):
         db: Database,
         principal: Principal,
         site_id: UUID,
-        since: Annotated[datetime, Parameter(query="since", description="Start of the period (requests from), with offset.")],
-        until: Annotated[datetime, Parameter(query="until", description="End of the period (exclusive), with offset.")],
+        since: Annotated[str, instant_param("since", "Start of the period (requests from), RFC 3339.", required=True)],
+        until: Annotated[str, instant_param("until", "End of the period (exclusive), RFC 3339.", required=True)],
     ) -> Response[TransferTimes]:
         """Median request-to-dispatch and request-to-arrival minutes of the site's transfers requested in the period."""
         async with db.connection() as conn:
-            times = await service.site_times(conn, principal, site_id, since=since, until=until)
+            times = await service.site_times(
+                conn, principal, site_id, since=parse_instant(since, "since"), until=parse_instant(until, "until")
+            )
         return json_with_etag(request, times)
 
     @get("/transfers/{transfer_id:uuid}")
