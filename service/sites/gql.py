@@ -282,7 +282,7 @@ class RoomMutation:
         room, errors = await mutate(info, lambda conn: service.update_room(conn, principal, input.id, data), result_type=RoomModel)
         return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[Authenticated])
+    @strawberry.mutation(permission_classes=[roles(*service.ROOM_ROLES)])
     async def turn_over_room(self, info: Ctx, input: TurnOverRoomInput) -> RoomPayload:
         ctx = info.context
         principal = ctx.require_principal()
