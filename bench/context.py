@@ -55,7 +55,7 @@ class BenchContext:
             "QSITE_PII_INDEX_KEY": s.pii_index_key,
             "QSITE_WEBHOOK_SIGNING_SECRET": s.webhook_signing_secret,
             "QSITE_DATA_DIR": s.data_dir,
-            "QSITE_POOL_MAX_SIZE": "10",
+            "QSITE_POOL_MAX_SIZE": os.environ.get("QSITE_POOL_MAX_SIZE", "10"),
         }
 
     def token(self, principal: Principal) -> str:

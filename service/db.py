@@ -7,6 +7,7 @@ blocks loaded with aiosql; each domain's ``store.py`` is their only caller).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,6 +81,15 @@ class Database:
     def __init__(self, pool: asyncpg.Pool, cache: Cache) -> None:
         self.pool = pool
         self.cache = cache
+        # asyncpg's pool hands a freed connection to whoever asks next, so under
+        # saturation an early waiter can lose it again and again (long tails).
+        # A FIFO gate in front of it serves requests in arrival order.
+        self._gate = asyncio.Semaphore(pool.get_max_size())
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._gate, self.pool.acquire() as conn:
+            yield conn
 
     @asynccontextmanager
     async def transaction(self, *, isolation: str = "read_committed") -> AsyncIterator[asyncpg.Connection]:
@@ -89,7 +99,7 @@ class Database:
         the commit; a rollback discards them with the rows they describe.
         """
         with bus.collect() as pending:
-            async with self.pool.acquire() as conn, conn.transaction(isolation=isolation):
+            async with self._acquire() as conn, conn.transaction(isolation=isolation):
                 yield conn
         if pending:
             await bus.publish(self.cache, pending)
@@ -97,7 +107,7 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection for reads (autocommit)."""
-        async with self.pool.acquire() as conn:
+        async with self._acquire() as conn:
             yield conn
 
 
