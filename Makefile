@@ -27,7 +27,8 @@ schemas: $(STAMP)
 	$(BIN)/python -m service export-schemas
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python -m bench $(SCENARIOS)
 
 clean:
 	rm -rf $(VENV) .data
