@@ -1,11 +1,26 @@
 """The apps' operations in graphql/operations/ are valid against the schema and can be sent by hash."""
 
 import hashlib
+import uuid
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
-from graphql import parse, validate
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLNonNull,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    parse,
+    specified_rules,
+    type_from_ast,
+    validate,
+)
 from litestar.testing import AsyncTestClient
+from strawberry.extensions import AddValidationRules
 
 from service.access.model import Role
 from service.api.graphql import build_schema
@@ -20,6 +35,101 @@ OPERATION_FILES = sorted(OPERATIONS_DIR.glob("*.graphql"))
 def test_operation_is_valid_against_schema(settings, path):
     schema = build_schema(settings)._schema
     assert validate(schema, parse(path.read_text())) == []
+
+
+def test_operation_is_within_server_limits(settings):
+    """The server's own depth, alias, token and operation-count limits accept every document."""
+    schema = build_schema(settings)
+    limits = [rule for ext in schema.extensions if isinstance(ext, AddValidationRules) for rule in ext.validation_rules]
+    for path in OPERATION_FILES:
+        document = parse(path.read_text(), max_tokens=settings.graphql_max_tokens)
+        assert validate(schema._schema, document, [*specified_rules, *limits]) == [], path.name
+
+
+def _root_fields(document) -> set[tuple[OperationType, str]]:
+    """(operation type, root field) pairs a document selects, through fragments at the root."""
+    fragments = {d.name.value: d for d in document.definitions if not isinstance(d, OperationDefinitionNode)}
+    found = set()
+
+    def collect(operation: OperationType, selections) -> None:
+        for node in selections:
+            if isinstance(node, FieldNode):
+                if not node.name.value.startswith("__"):
+                    found.add((operation, node.name.value))
+            elif isinstance(node, InlineFragmentNode):
+                collect(operation, node.selection_set.selections)
+            elif isinstance(node, FragmentSpreadNode):
+                collect(operation, fragments[node.name.value].selection_set.selections)
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            collect(definition.operation, definition.selection_set.selections)
+    return found
+
+
+def test_every_root_field_has_an_operation(settings):
+    """With QSITE_GRAPHQL_PERSISTED_ONLY an app reaches only the root fields some operation file selects."""
+    schema = build_schema(settings)._schema
+    roots = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }
+    wanted = {(op, name) for op, root in roots.items() if root is not None for name in root.fields}
+    covered = set().union(*(_root_fields(parse(path.read_text())) for path in OPERATION_FILES))
+    missing = sorted(f"{op.value} {name}" for op, name in wanted - covered)
+    assert not missing, f"root fields without a file in graphql/operations/: {missing}"
+
+
+def test_root_field_collection_follows_fragments():
+    document = parse("query Q { a ...F ... on Query { b } __typename } fragment F on Query { c }")
+    assert _root_fields(document) == {(OperationType.QUERY, name) for name in "abc"}
+
+
+# A value for each scalar the operations' required variables use; ids are random, so most reads find nothing.
+_SCALARS = {
+    "UUID": lambda: str(uuid.uuid4()),
+    "String": lambda: "x",
+    "Int": lambda: 1,
+    "Float": lambda: 1.0,
+    "Boolean": lambda: False,
+    "DateTime": lambda: datetime.now(UTC).isoformat(),
+}
+
+
+def _required_variables(schema, operation: OperationDefinitionNode, given: dict) -> dict:
+    values = {}
+    for definition in operation.variable_definitions or ():
+        name, kind = definition.variable.name.value, type_from_ast(schema, definition.type)
+        if name in given:
+            values[name] = given[name]
+        elif isinstance(kind, GraphQLNonNull) and definition.default_value is None:
+            named = kind.of_type
+            values[name] = next(iter(named.values)) if isinstance(named, GraphQLEnumType) else _SCALARS[named.name]()
+    return values
+
+
+async def _send(client, headers: dict, text: str, variables: dict) -> dict:
+    body = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash(text)}}, "variables": variables}
+    response = await client.post("/graphql", json=body, headers=headers)
+    assert response.status_code == 200
+    return response.json()
+
+
+async def test_every_query_operation_runs_by_hash(settings, client, auth):
+    """Each read operation passes the whole pipeline (hash lookup, limits, roles, resolvers) for command staff."""
+    schema = build_schema(settings)._schema
+    headers = auth(make_principal(Role.COMMAND))
+    site = {"input": {"code": "OPS-1", "name": "Ops"}}
+    created = await _send(client, headers, (OPERATIONS_DIR / "CreateSite.graphql").read_text(), site)
+    assert created["data"]["createSite"]["userErrors"] == []
+    given = {"siteId": created["data"]["createSite"]["site"]["id"]}
+    for path in OPERATION_FILES:
+        text = path.read_text()
+        operation = next(d for d in parse(text).definitions if isinstance(d, OperationDefinitionNode))
+        if operation.operation is OperationType.QUERY:
+            answer = await _send(client, headers, text, _required_variables(schema, operation, given))
+            assert "errors" not in answer, (path.name, answer)
 
 
 def _hash(text: str) -> str:
