@@ -8,8 +8,10 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError, ValidationRule
 from graphql.language import OperationDefinitionNode
-from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.types import Scope
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -22,7 +24,9 @@ from strawberry.extensions import (
 )
 from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
+from strawberry.types.unset import UNSET, UnsetType
 
+from service import live
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential
 from service.api.persisted import persisted_operations
@@ -45,6 +49,7 @@ class SystemQuery:
 
 # Add a domain's Query and Mutation here.
 QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query)
+SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
 MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation)
 
 
@@ -109,22 +114,57 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     extensions.append(DomainErrorCodes)
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
-    return strawberry.Schema(query=query, mutation=mutation, extensions=extensions)
+    subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
+    return strawberry.Schema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
 
 
-async def graphql_context(request: Request, state: State) -> Context:
-    credential = bearer_credential(request.headers.get("authorization"), request.headers.get("x-api-key"))
+class GraphQLContext(Context, kw_only=True):
+    # Set by strawberry from a WebSocket's connection_init payload (graphql-transport-ws).
+    connection_params: dict[str, Any] | None = None
+
+
+async def graphql_context(scope: Scope, state: State) -> GraphQLContext:
+    """One context per HTTP request or per WebSocket connection (``scope`` covers both).
+
+    A WebSocket may instead authenticate in its ``connection_init`` payload
+    (browsers cannot set headers on the upgrade): see ``on_ws_connect``.
+    """
+    headers = ASGIConnection(scope).headers
+    credential = bearer_credential(headers.get("authorization"), headers.get("x-api-key"))
     principal = await authenticate(state.db, state.settings, credential) if credential else None
-    return Context(db=state.db, cache=state.cache, settings=state.settings, principal=principal)
+    return GraphQLContext(db=state.db, cache=state.cache, settings=state.settings, principal=principal)
+
+
+async def _authenticate_ws(context: GraphQLContext) -> None:
+    """``connection_init`` payload ``{"Authorization": "Bearer ..."}``: a bad credential closes the socket (4403)."""
+    params = {str(k).lower(): v for k, v in (context.connection_params or {}).items()}
+    authorization, api_key = params.get("authorization"), params.get("x-api-key")
+    if authorization is None and api_key is None:
+        return  # anonymous: fields that need a principal answer "Authentication required."
+    if not all(v is None or isinstance(v, str) for v in (authorization, api_key)):
+        raise ConnectionRejectionError()
+    try:
+        credential = bearer_credential(authorization, api_key)
+        if credential is None:
+            raise ConnectionRejectionError()
+        context.principal = await authenticate(context.db, context.settings, credential)
+    except DomainError:
+        raise ConnectionRejectionError() from None
 
 
 def graphql_controller(settings: Settings) -> type:
-    controller = make_graphql_controller(
+    base = make_graphql_controller(
         build_schema(settings),
         path="/graphql",
         context_getter=graphql_context,
         graphql_ide=None if settings.is_production else "graphiql",
         allow_queries_via_get=True,
     )
-    controller.include_in_schema = False  # GraphQL has its own contract: graphql/schema.graphql
-    return controller
+
+    class Controller(base):  # type: ignore[misc, valid-type]
+        async def on_ws_connect(self, context: GraphQLContext) -> UnsetType:
+            await _authenticate_ws(context)
+            return UNSET  # a plain connection_ack
+
+    Controller.include_in_schema = False  # GraphQL has its own contract: graphql/schema.graphql
+    return Controller
