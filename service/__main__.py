@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 
-from service.settings import Settings, SettingsError, load_settings
+from service.settings import Settings, SettingsError, generate_secrets, load_settings
 
 log = logging.getLogger("qsite.cli")
 
@@ -44,7 +44,8 @@ def export_schemas(out_dir: Path) -> list[Path]:
     from service.api.graphql import build_schema
     from service.app import create_app
 
-    settings = load_settings({}, database_url="postgresql://export", redis_url="redis://export", data_dir=str(out_dir / ".export"))
+    # Placeholder URLs and throwaway secrets: exporting touches no server and writes no secret file.
+    settings = load_settings({}, database_url="postgresql://export", redis_url="redis://export", **generate_secrets())
     app = create_app(settings)
     openapi = json.dumps(app.openapi_schema.to_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     graphql = print_schema(build_schema(settings)) + "\n"
