@@ -173,7 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     from service.observability import setup_logging
 
     setup_logging(settings.log_level)
-    COMMANDS[args.command][0](settings, args)
+    try:
+        COMMANDS[args.command][0](settings, args)
+    except SettingsError as exc:
+        print(f"qsite: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

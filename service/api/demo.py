@@ -17,7 +17,7 @@ from service.access import demo as access_demo
 from service.cache import Cache
 from service.db import Database, create_pool
 from service.health import demo as health_demo
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from service.stays import demo as stays_demo
 from service.supplies import demo as supplies_demo
 from service.transfers import demo as transfers_demo
@@ -31,6 +31,9 @@ DEMO_LOGIN_HINT = access_demo.HINT
 
 
 async def seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:
+    if settings.is_production:
+        # Demo accounts have published passwords and API keys: never in production.
+        raise SettingsError("seed-demo is refused with QSITE_ENV=production")
     pool = await create_pool(settings, settings.database_url or "")
     cache = Cache(settings.redis_url or "", prefix=settings.redis_prefix, timeout_ms=settings.redis_timeout_ms)
     try:

@@ -38,3 +38,12 @@ def test_values_are_read_from_the_environment(tmp_path):
     )
     assert settings.database_url == "postgresql://x/y" and settings.port == 9000
     assert settings.cors_origins == ["https://a", "https://b"] and settings.run_background_jobs is False
+
+
+async def test_demo_seed_is_refused_in_production(settings):
+    import msgspec
+
+    from service.api.demo import seed_demo
+
+    with pytest.raises(SettingsError, match="production"):
+        await seed_demo(msgspec.structs.replace(settings, env="production"), only_if_empty=False)
