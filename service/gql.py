@@ -115,12 +115,12 @@ async def mutate(
         key = idempotency.validate_key(ctx.request.headers.get(idempotency.HEADER)) if ctx.request else None
         if key is not None:
             key = f"{key}#{info.path.key}"
-        print_ = msgspec.json.encode([info.field_name, fingerprint])
+        call = msgspec.json.encode([info.field_name, fingerprint])
         _, body = await idempotency.run_once(
             ctx.db,
             caller=principal.ref,
             key=key,
-            fingerprint=idempotency.request_fingerprint("graphql", print_),
+            fingerprint=idempotency.request_fingerprint("graphql", call),
             work=work,
         )
         return msgspec.json.decode(body, type=result_type), []

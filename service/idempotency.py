@@ -110,11 +110,18 @@ async def run_once(
     raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.", code="idempotency_in_progress")
 
 
+async def request_key(request: Request) -> tuple[str | None, bytes | None]:
+    """The request's Idempotency-Key (validated) and the fingerprint of what it was sent with."""
+    key = validate_key(request.headers.get(HEADER))
+    if key is None:
+        return None, None
+    return key, request_fingerprint(request.method, request.url.path, request.url.query, await request.body())
+
+
 async def respond(request: Request, db: Database, caller: str, work: Work, *, status_code: int = 201) -> Response[bytes]:
     """The REST write path: run ``work`` once per Idempotency-Key and answer its JSON."""
-    key = validate_key(request.headers.get(HEADER))
-    fingerprint = request_fingerprint(request.method, request.url.path, request.url.query, await request.body()) if key else b""
-    status, body = await run_once(db, caller=caller, key=key, fingerprint=fingerprint, work=work, status_code=status_code)
+    key, fingerprint = await request_key(request)
+    status, body = await run_once(db, caller=caller, key=key, fingerprint=fingerprint or b"", work=work, status_code=status_code)
     return Response(body, status_code=status, media_type="application/json")
 
 

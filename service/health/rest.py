@@ -44,9 +44,7 @@ class CheckinController(Controller):
     path = "/checkins"
     tags = ["health"]
 
-    # No route guard: Litestar runs a sync guard in a worker thread (a hop per request on the
-    # hot path); service.record_checkin checks the role (403 role_not_allowed) before any SQL.
-    @post("/", status_code=201)
+    @post("/", opt=RECORDERS, status_code=201)
     async def record_checkin(self, request: Request, db: Database, principal: Principal, data: Annotated[CheckinCreate, Body()]) -> Response[Checkin]:
         """Record one check-in; give ``id`` (a UUID made on the phone) so a replay is a no-op answering the stored record.
 
@@ -54,8 +52,7 @@ class CheckinController(Controller):
         The Idempotency-Key contract holds (same key and body: same answer; other body: 422), but is
         kept by the one statement that records the check-in rather than a transaction around it.
         """
-        key = idempotency.validate_key(request.headers.get(idempotency.HEADER))
-        fingerprint = idempotency.request_fingerprint(request.method, request.url.path, request.url.query, await request.body()) if key else None
+        key, fingerprint = await idempotency.request_key(request)
         checkin = await service.record_checkin(db, principal, data, idem_key=key, idem_hash=fingerprint)
         return Response(msgspec.json.encode(checkin), status_code=201, media_type="application/json")
 
