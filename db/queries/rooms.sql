@@ -77,11 +77,11 @@ RETURNING id;
 INSERT INTO room_status_changes (room_id, site_id, from_status, to_status, action, actor, reason)
 SELECT r, :site_id, NULL, 'ready', 'create', :actor, '' FROM unnest(:room_ids::uuid[]) AS r;
 
--- name: room_history
+-- name: room_histories
 SELECT id, room_id, from_status, to_status, action, actor, reason, at
 FROM room_status_changes
-WHERE room_id = :room_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
-ORDER BY id;
+WHERE room_id = ANY(:room_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY room_id, id;
 
 -- name: open_task^
 INSERT INTO disinfection_tasks (room_id, site_id, opened_by)

@@ -16,6 +16,7 @@ from service.errors import NotFound
 from service.pagination import Page
 from service.sites.model import DisinfectionState, FloorCreate, RoomAction, RoomPatch, RoomStatus, SiteCreate, SiteKind, SitePatch, SiteStatus
 from service.sites.model import DisinfectionTask as RoomModelTask
+from service.sites.model import RoomStatusChange as RoomModelChange
 from service.sites.model import Room as RoomModel
 
 SiteKindGQL = strawberry.enum(SiteKind, name="SiteKind")
@@ -161,6 +162,18 @@ def room_tasks_loader(ctx: Any) -> Any:
     return ctx.loader("sites.room_tasks", load)
 
 
+def room_histories_loader(ctx: Any) -> Any:
+    """Status changes per room id, batched (one statement per batch)."""
+    principal = ctx.require_principal()
+
+    async def load(room_ids: list[UUID]) -> list[list[RoomModelChange]]:
+        async with ctx.db.connection() as conn:
+            found = await service.room_histories(conn, principal, room_ids)
+        return [found.get(r, []) for r in room_ids]
+
+    return ctx.loader("sites.room_histories", load)
+
+
 @strawberry.type(description="A room of a site, with its turnover status.")
 class Room:
     id: UUID
@@ -184,9 +197,7 @@ class Room:
 
     @strawberry.field(description="Every status change, oldest first.")
     async def history(self, info: Ctx) -> list[RoomStatusChange]:
-        ctx = info.context
-        async with ctx.db.connection() as conn:
-            changes = await service.room_history(conn, ctx.require_principal(), self.id)
+        changes = await room_histories_loader(info.context).load(self.id)
         return [to_gql(RoomStatusChange, c) for c in changes]
 
 

@@ -178,7 +178,15 @@ async def update_room(conn: asyncpg.Connection, principal: Principal, room_id: U
 async def room_history(conn: asyncpg.Connection, principal: Principal, room_id: UUID) -> list[RoomStatusChange]:
     """Every status change of the room: from, to, action, who, when, why."""
     await get_room(conn, principal, room_id)
-    return await store.room_history(conn, room_id, principal.site_scope)
+    return (await room_histories(conn, principal, [room_id])).get(room_id, [])
+
+
+async def room_histories(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID]) -> dict[UUID, list[RoomStatusChange]]:
+    """Status changes of each room, oldest first, in one statement (rooms of other sites: none)."""
+    found: dict[UUID, list[RoomStatusChange]] = {}
+    for change in await store.room_histories(conn, room_ids, principal.site_scope):
+        found.setdefault(change.room_id, []).append(change)
+    return found
 
 
 async def room_tasks(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID]) -> dict[UUID, DisinfectionTask]:

@@ -212,3 +212,30 @@ async def test_graphql_move_extend_contacts_suggest_and_search(client, auth, db,
     rest = await gql(client, auth, manager, """query($site: UUID!, $after: String) { stays(siteId: $site, status: ACTIVE, first: 5, after: $after) {
         edges { node { id } } pageInfo { hasNextPage } } }""", site=str(site_id), after=stays_list["stays"]["pageInfo"]["endCursor"])
     assert len(rest["stays"]["edges"]) == 1 and not rest["stays"]["pageInfo"]["hasNextPage"]
+
+
+async def test_room_histories_load_in_one_statement_whatever_the_number_of_rooms(counted, settings):
+    db, statements, cache = counted
+    small = await make_site(db, "H-2", floors={3: (2, 1)})
+    large = await make_site(db, "H-40", floors={3: (20, 1), 4: (20, 1)})
+    await db.pool.execute("UPDATE rooms SET status = 'vacated' WHERE occupied = 0")
+    await db.pool.execute(
+        "INSERT INTO room_status_changes (room_id, site_id, from_status, to_status, action, actor)"
+        " SELECT id, site_id, 'ready', 'vacated', 'vacate', 'staff:test' FROM rooms"
+    )
+    schema = build_schema(settings)
+    query = "query($site: UUID!) { rooms(siteId: $site, first: 100) { edges { node { number history { toStatus } } } } }"
+
+    async def run(site_id):
+        context = Context(db=db, cache=cache, settings=settings, principal=COMMAND)
+        statements.clear()
+        result = await schema.execute(query, variable_values={"site": str(site_id)}, context_value=context)
+        assert result.errors is None, result.errors
+        rooms = [e["node"] for e in result.data["rooms"]["edges"]]
+        return rooms, len([q for q in statements if not _driver_statement(q) and "room_status_changes" in q])
+
+    rooms_small, n_small = await run(small)
+    rooms_large, n_large = await run(large)
+    assert len(rooms_small) == 2 and len(rooms_large) == 40
+    assert all(r["history"][-1]["toStatus"] == "VACATED" for r in rooms_large)
+    assert n_small == n_large == 1, (n_small, n_large)
