@@ -39,6 +39,9 @@ class Context(BaseContext, kw_only=True):
     cache: Cache
     settings: Settings
     principal: Principal | None
+    # When the caller's credential expires (Unix time; None: an API key or anonymous).
+    # Long-lived streams (subscriptions) end there instead of outliving the token.
+    expires_at: float | None = None
     loaders: dict[Hashable, DataLoader[Any, Any]] = msgspec.field(default_factory=dict)
 
     def require_principal(self) -> Principal:

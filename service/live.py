@@ -12,8 +12,10 @@ after the subscription is up; integrations use the durable feeds instead.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from uuid import UUID
@@ -27,7 +29,7 @@ from service import bus
 from service.access.model import STAFF_ROLES, Principal
 from service.cache import Cache
 from service.db import Database
-from service.errors import DomainError, InvalidInput, NotFound
+from service.errors import DomainError, InvalidInput, NotFound, Unauthorized
 from service.gql import Ctx, roles
 from service.sites import service as sites
 
@@ -146,7 +148,12 @@ class Subscription:
             if types is not None and (not types or len(types) > MAX_TYPES or not all(0 < len(t) <= 100 for t in types)):
                 raise InvalidInput(f"types: 1 to {MAX_TYPES} names of at most 100 characters.", code="invalid_input", field="types")
             scope = await resolve_scope(ctx.db, principal, site_ids)
-            async for event in events(ctx.cache, scope, frozenset(types) if types is not None else None):
-                yield site_event(event)
+            # The stream ends when the caller's token does: the app subscribes again with a fresh one.
+            deadline = None if ctx.expires_at is None else asyncio.get_running_loop().time() + ctx.expires_at - time.time()
+            async with asyncio.timeout_at(deadline):
+                async for event in events(ctx.cache, scope, frozenset(types) if types is not None else None):
+                    yield site_event(event)
+        except TimeoutError:
+            raise _error(Unauthorized("The access token expired; subscribe again with a fresh one.", code="token_expired")) from None
         except DomainError as exc:
             raise _error(exc) from None

@@ -86,14 +86,27 @@ _VERIFIED_MAX = 10_000
 
 
 def principal_from_access_token(settings: Settings, token: str) -> Principal:
+    return principal_and_expiry(settings, token)[0]
+
+
+def principal_and_expiry(settings: Settings, token: str) -> tuple[Principal, float]:
+    """The token's principal and its exp, verified once and then served from ``_VERIFIED``."""
     cached = _VERIFIED.get((settings.jwt_secret, token))
     if cached is not None and time.time() < cached[1]:
-        return cached[0]
-    principal, expires = _decode_access_token(settings, token)
+        return cached
+    verified = _decode_access_token(settings, token)
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()
-    _VERIFIED[(settings.jwt_secret, token)] = (principal, expires)
-    return principal
+    _VERIFIED[(settings.jwt_secret, token)] = verified
+    return verified
+
+
+def credential_expiry(settings: Settings, credential: str) -> float | None:
+    """When an authenticated credential stops being valid (Unix time): an access token's exp;
+    None for an API key, which lasts until revoked."""
+    if credential.startswith(API_KEY_PREFIX):
+        return None
+    return principal_and_expiry(settings, credential)[1]
 
 
 def _decode_access_token(settings: Settings, token: str) -> tuple[Principal, float]:

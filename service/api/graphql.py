@@ -28,7 +28,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from service import live
 from service.access import gql as access
-from service.access.service import authenticate, bearer_credential
+from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.persisted import persisted_operations
 from service.errors import DATABASE_ERRORS, DomainError, from_database
 from service.gql import Context
@@ -132,7 +132,8 @@ async def graphql_context(scope: Scope, state: State) -> GraphQLContext:
     headers = ASGIConnection(scope).headers
     credential = bearer_credential(headers.get("authorization"), headers.get("x-api-key"))
     principal = await authenticate(state.db, state.settings, credential) if credential else None
-    return GraphQLContext(db=state.db, cache=state.cache, settings=state.settings, principal=principal)
+    expires_at = credential_expiry(state.settings, credential) if credential else None
+    return GraphQLContext(db=state.db, cache=state.cache, settings=state.settings, principal=principal, expires_at=expires_at)
 
 
 async def _authenticate_ws(context: GraphQLContext) -> None:
@@ -148,6 +149,7 @@ async def _authenticate_ws(context: GraphQLContext) -> None:
         if credential is None:
             raise ConnectionRejectionError()
         context.principal = await authenticate(context.db, context.settings, credential)
+        context.expires_at = credential_expiry(context.settings, credential)
     except DomainError:
         raise ConnectionRejectionError() from None
 

@@ -241,3 +241,17 @@ def test_redis_down_ends_the_subscription_with_a_message_and_the_rest_works(sett
             assert "unavailable" in error["message"]
         answer = client.post("/graphql", json={"query": "{ sites { edges { node { id } } } }"}, headers=auth(staff))
         assert answer.status_code == 200 and answer.json() == {"data": {"sites": {"edges": []}}}
+
+
+def test_subscription_ends_when_the_access_token_expires(app, settings):
+    from service.access.service import issue_access_token
+
+    command = make_principal(Role.COMMAND)
+    # A token with two seconds of life left: the stream must end with it, not outlive it.
+    issued = time.time() - settings.access_token_minutes * 60 + 2
+    token = issue_access_token(settings, command, now=issued)
+    with app.websocket_connect("/graphql", subprotocols=WS) as ws:
+        init(ws, {"Authorization": f"Bearer {token}"})
+        subscribe(ws)
+        error = first_error(ws)
+    assert error["extensions"]["code"] == "token_expired"
