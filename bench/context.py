@@ -19,7 +19,8 @@ from service.db import Database, create_pool, migrate
 from service.settings import Settings, generate_secrets, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "qsite_bench"
+# Marks a database this harness created; it drops no database without it.
+BENCH_MARK = "created by qsite bench"
 
 
 @dataclass
@@ -30,14 +31,22 @@ class BenchContext:
     async def create(cls) -> BenchContext:
         server = os.environ.get("DATABASE_URL") or embedded.start_postgres(ROOT / ".data" / "bench", database="postgres")
         redis_url = os.environ.get("REDIS_URL") or embedded.start_redis(ROOT / ".data" / "bench")
+        configured = load_settings()
+        name = configured.bench_database
         admin = await asyncpg.connect(server)
-        await admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {BENCH_DB}")
-        await admin.close()
-        dsn = urlunsplit(urlsplit(server)._replace(path=f"/{BENCH_DB}"))
+        try:
+            await _recreate(admin, name)
+        finally:
+            await admin.close()
+        dsn = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
         await migrate(dsn)
         settings = load_settings(
-            {}, database_url=dsn, redis_url=redis_url, redis_prefix="bench:", data_dir=str(ROOT / ".data" / "bench"),
+            {},
+            database_url=dsn,
+            redis_url=redis_url,
+            redis_prefix=configured.bench_redis_prefix,
+            data_dir=str(ROOT / ".data" / "bench"),
+            bench_database=name,
             **generate_secrets(),
         )
         return cls(settings)
@@ -70,3 +79,17 @@ class BenchContext:
         finally:
             await pool.close()
             await cache.close()
+
+
+async def _recreate(admin: asyncpg.Connection, name: str) -> None:
+    """Drop ``name`` only if this harness created it (its comment says so), then create it afresh."""
+    comment = await admin.fetchval(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", name
+    )
+    exists = await admin.fetchval("SELECT true FROM pg_database WHERE datname = $1", name)
+    if exists and comment != BENCH_MARK:
+        raise SystemExit(f"database {name!r} exists and was not created by the benchmark; set QSITE_BENCH_DATABASE")
+    quoted = '"' + name.replace('"', '""') + '"'
+    await admin.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+    await admin.execute(f"CREATE DATABASE {quoted}")
+    await admin.execute(f"COMMENT ON DATABASE {quoted} IS '{BENCH_MARK}'")

@@ -76,6 +76,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Background work.
     run_background_jobs: bool = True
 
+    # Benchmarks (bench/): the database they rebuild on DATABASE_URL's server and their Redis
+    # key prefix. Two people benchmarking on one server pick different names.
+    bench_database: str = "qsite_bench"
+    bench_redis_prefix: str = "bench:"
+
     # Supplies: low stock below this many days of cover; staff shifts per site per day for the
     # per-shift usage rule; raise a replenishment automatically when an item turns low.
     supply_low_cover_days: float = 3.0
