@@ -8,10 +8,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from service.settings import Settings, SettingsError, generate_secrets, load_settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("qsite.cli")
 
@@ -85,13 +89,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         from service.api.demo import DEMO_LOGIN_HINT
 
         print(f"  Demo login: {DEMO_LOGIN_HINT}", flush=True)
-    uvicorn.run(
-        create_app(settings),
+    uvicorn.Server(server_config(settings, create_app(settings))).run()
+
+
+def server_config(settings: Settings, app: object) -> uvicorn.Config:
+    """uvicorn's configuration for ``serve`` (tests start the same server)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=20,
+        # Kubernetes' terminationGracePeriodSeconds (deploy/) is longer than this drain.
+        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
+        # Forwarded headers are read by service.proxies, from QSITE_TRUSTED_PROXIES only.
+        proxy_headers=False,
         loop="uvloop",
         http="httptools",
     )

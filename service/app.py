@@ -12,6 +12,7 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema, SecurityScheme
@@ -25,6 +26,7 @@ from service.cache import Cache
 from service.db import Database, create_pool
 from service.errors import EXCEPTION_HANDLERS
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, prometheus
+from service.proxies import TrustedProxiesMiddleware
 from service.settings import Settings
 
 log = logging.getLogger("qsite.app")
@@ -157,7 +159,12 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[RequestIdMiddleware, prometheus.middleware, auth_middleware],
+        middleware=[
+            DefineMiddleware(TrustedProxiesMiddleware, settings=settings),
+            RequestIdMiddleware,
+            prometheus.middleware,
+            auth_middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
