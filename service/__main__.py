@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -63,9 +64,21 @@ def export_schemas(out_dir: Path) -> list[Path]:
 
 
 async def _migrate(settings: Settings) -> list[str]:
+    """Migrate as the migration role; the app role (DATABASE_URL's user, if another) gets its grants."""
     from service.db import migrate
 
-    return await migrate(settings.database_url or "")
+    app_role = urlsplit(settings.database_url or "").username if settings.migration_database_url else None
+    return await migrate(settings.migration_database_url or settings.database_url or "", app_role=app_role)
+
+
+def prepare_database(settings: Settings) -> None:
+    """Before serving: development migrates; production only checks (the migration Job or
+    `qsite migrate` did it) and refuses pending or edited migrations."""
+    from service.db import check_database
+
+    if not settings.is_production:
+        asyncio.run(_migrate(settings))
+    asyncio.run(check_database(settings.database_url or "", settings))
 
 
 async def _seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:
@@ -80,7 +93,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from service.app import create_app
 
     settings = resolve_services(settings)
-    asyncio.run(_migrate(settings))
+    prepare_database(settings)
     if args.seed_demo:
         asyncio.run(_seed_demo(settings, only_if_empty=True))
     base = f"http://{settings.host}:{settings.port}"
@@ -132,7 +145,7 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> None:
     from service.access import cli
 
     settings = resolve_services(settings)
-    asyncio.run(_migrate(settings))
+    prepare_database(settings)
     cli.create_user(settings, args)
 
 
@@ -140,14 +153,51 @@ def cmd_create_client(settings: Settings, args: argparse.Namespace) -> None:
     from service.access import cli
 
     settings = resolve_services(settings)
-    asyncio.run(_migrate(settings))
+    prepare_database(settings)
     cli.create_client(settings, args)
+
+
+def cmd_db_roles(settings: Settings, args: argparse.Namespace) -> None:
+    from service import db_roles
+
+    database, statements = db_roles.setup_statements(settings)
+    if not args.apply:
+        print(";\n".join(statements) + ";")
+        return
+    if not settings.admin_database_url:
+        raise SettingsError("QSITE_ADMIN_DATABASE_URL (or its _FILE) must be set for db-roles --apply")
+    asyncio.run(db_roles.apply(settings.admin_database_url, database, statements))
+    print(f"roles ready on database {database!r}; now run `qsite migrate`")
+
+
+def cmd_gen_secrets(_: Settings | None, args: argparse.Namespace) -> None:
+    """The env file on stdout; with --dir, one file per variable (compose secrets, *_FILE)."""
+    from service.settings import env_file_text, production_env
+
+    env = production_env(database_host=args.database_host, redis_url=args.redis_url, admin=bool(args.dir))
+    if not args.dir:
+        print(env_file_text(env), end="")
+        return
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    # The folder keeps other users out; the files stay readable so that the container's
+    # non-root user can read them through compose's bind mounts.
+    folder.chmod(0o700)
+    for name, value in env.items():
+        path = folder / name
+        if path.exists():
+            raise SettingsError(f"{path} exists: secrets are never overwritten (they protect stored data)")
+        path.write_text(value + "\n")
+        path.chmod(0o644)
+    print(f"wrote {len(env)} files to {folder}/")
 
 
 COMMANDS = {
     "serve": (cmd_serve, "migrate, then serve HTTP (REST under /api/v1, GraphQL at /graphql, docs at /docs)"),
     "migrate": (cmd_migrate, "apply pending db/migrations under an advisory lock (safe to run concurrently)"),
     "seed-demo": (cmd_seed_demo, "load the demo sites, staff, residents and history (only into an empty database)"),
+    "db-roles": (cmd_db_roles, "print (or --apply as QSITE_ADMIN_DATABASE_URL) the SQL creating the migration and app roles"),
+    "gen-secrets": (cmd_gen_secrets, "print a complete production env file with fresh secrets and role passwords"),
     "export-schemas": (cmd_export_schemas, "write openapi/openapi.json and graphql/schema.graphql from the code"),
     "create-user": (cmd_create_user, "create a staff account (the first command user); the password is read from the terminal"),
     "create-client": (cmd_create_client, "create an integration client (logistics, lab, hospital) and print its API key once"),
@@ -168,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed-demo", action="store_true", help="seed demo data first if the database is empty")
         if name == "seed-demo":
             p.add_argument("--force", action="store_true", help="seed even if the database already has sites")
+        if name == "db-roles":
+            p.add_argument("--apply", action="store_true", help="run the SQL instead of printing it")
+        if name == "gen-secrets":
+            p.add_argument("--database-host", default="postgres:5432/qsite", help="HOST:PORT/DATABASE of PostgreSQL")
+            p.add_argument("--redis-url", default="redis://redis:6379/0", help="REDIS_URL to write")
+            p.add_argument("--dir", help="write one file per variable into this folder (compose secrets)")
         if name == "export-schemas":
             p.add_argument("--out", default=str(Path.cwd()), help="folder to write openapi/ and graphql/ into")
         if name in ("create-user", "create-client"):
@@ -179,17 +235,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "gen-secrets":  # needs no configuration, and must not write dev secrets
+        try:
+            cmd_gen_secrets(None, args)
+        except SettingsError as exc:
+            print(f"qsite: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"qsite: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from service.db import MigrationError
     from service.observability import setup_logging
 
     setup_logging(settings.log_level)
     try:
         COMMANDS[args.command][0](settings, args)
-    except SettingsError as exc:
+    except (SettingsError, MigrationError) as exc:
         print(f"qsite: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The role `qsite migrate` connects as (owns the schema). Unset: DATABASE_URL's. When its
     # user differs from DATABASE_URL's, migrate grants that app role what it needs after applying.
     migration_database_url: str | None = None
+    # An administrator's URL, read only by `qsite db-roles --apply` (creates the two roles).
+    admin_database_url: str | None = None
     redis_url: str | None = None
     data_dir: str = ".data"
     host: str = "127.0.0.1"
@@ -225,3 +227,37 @@ def generate_secrets() -> dict[str, str]:
         "pii_index_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "webhook_signing_secret": secrets.token_urlsafe(32),
     }
+
+
+# Roles `qsite gen-secrets` names (README: Deploy); any names work, these are the defaults.
+MIGRATION_ROLE, APP_ROLE = "qsite_owner", "qsite_app"
+
+
+def production_env(*, database_host: str, redis_url: str, admin: bool = False) -> dict[str, str]:
+    """Every variable production needs, with fresh secrets and role passwords.
+
+    ``admin``: also the PostgreSQL superuser's password and URL, for a deployment that runs
+    its own PostgreSQL (compose): `qsite db-roles --apply` creates the two roles with it.
+    """
+    def url(role: str, password: str) -> str:
+        return f"postgresql://{role}:{password}@{database_host}"
+
+    env = {
+        "QSITE_ENV": "production",
+        "DATABASE_URL": url(APP_ROLE, secrets.token_urlsafe(24)),
+        "QSITE_MIGRATION_DATABASE_URL": url(MIGRATION_ROLE, secrets.token_urlsafe(24)),
+        "REDIS_URL": redis_url,
+        **{env_name(field): value for field, value in generate_secrets().items()},
+    }
+    if admin:
+        env["POSTGRES_PASSWORD"] = secrets.token_urlsafe(24)
+        env["QSITE_ADMIN_DATABASE_URL"] = url("postgres", env["POSTGRES_PASSWORD"])
+    return env
+
+
+def env_file_text(env: dict[str, str]) -> str:
+    header = (
+        "# qsite production environment (`qsite gen-secrets`). Keep it secret: it holds the keys of the\n"
+        "# personal data at rest. Losing QSITE_PII_KEYS or QSITE_PII_INDEX_KEY loses that data: back them up.\n"
+    )
+    return header + "".join(f"{name}={value}\n" for name, value in env.items())
