@@ -29,11 +29,17 @@ def resolve_services(settings: Settings) -> Settings:
     """Fill DATABASE_URL / REDIS_URL with embedded servers when they are not configured."""
     from service import embedded
 
+    missing = [name for name, value in (("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url)) if not value]
+    if missing and settings.is_production:
+        raise SettingsError(f"{missing[0]} must be set in production (embedded servers are for development)")
     changes: dict[str, str] = {}
-    if not settings.database_url:
-        changes["database_url"] = embedded.start_postgres(settings.data_path)
-    if not settings.redis_url:
-        changes["redis_url"] = embedded.start_redis(settings.data_path)
+    try:
+        if not settings.database_url:
+            changes["database_url"] = embedded.start_postgres(settings.data_path)
+        if not settings.redis_url:
+            changes["redis_url"] = embedded.start_redis(settings.data_path)
+    except ImportError:
+        raise SettingsError(f"{missing[0]} is not set and the embedded servers are not installed (pip install 'qsite[embedded]')") from None
     mode = {
         "postgres": "embedded" if "database_url" in changes else "configured",
         "redis": "embedded" if "redis_url" in changes else "configured",

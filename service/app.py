@@ -14,11 +14,11 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema, SecurityScheme
 
 from service import jobs
 from service.access.rest import auth_middleware, provide_principal
+from service.api import docs
 from service.api.graphql import graphql_controller
 from service.api.jobs import JOBS
 from service.api.rest import api_v1
@@ -44,7 +44,7 @@ def openapi_config() -> OpenAPIConfig:
         version="1.0.0",
         description=API_DESCRIPTION,
         path="/docs",
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        render_plugins=[docs.swagger_plugin()],  # assets served by qsite, not a CDN
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
@@ -151,7 +151,7 @@ def create_app(settings: Settings) -> Litestar:
             await cache.close()
 
     app = Litestar(
-        route_handlers=[*PROBES, MetricsController, api_v1, graphql_controller(settings)],
+        route_handlers=[*PROBES, MetricsController, api_v1, docs.mount_graphiql(graphql_controller(settings)), docs.assets_router],
         lifespan=[resources],
         dependencies={
             "db": Provide(_provide_db, sync_to_thread=False),

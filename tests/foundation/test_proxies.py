@@ -1,16 +1,13 @@
 """Client addresses behind proxies: forwarded headers count only when the peer is trusted."""
 
-import asyncio
 import contextlib
 
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
-from service.__main__ import server_config
-from service.app import create_app
 from service.proxies import client_address, parse_networks
+from tests.conftest import served
 
 TRUSTED = parse_networks(["10.0.0.0/8", "2001:db8:1::/48"])
 
@@ -49,19 +46,8 @@ def test_nothing_trusted_means_the_peer():
 
 @contextlib.asynccontextmanager
 async def _served(settings):
-    """The app behind the same uvicorn configuration as ``qsite serve``, on a free loopback port."""
-    settings = msgspec.structs.replace(settings, host="127.0.0.1", port=0)
-    server = uvicorn.Server(server_config(settings, create_app(settings)))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
+    async with served(settings) as base, httpx.AsyncClient(base_url=base) as http:
+        yield http
 
 
 async def _login_statuses(http, forwarded_for, attempts):

@@ -1,0 +1,38 @@
+"""docker-compose.yml: production mode, every secret from a file that `gen-secrets --dir` writes."""
+
+import yaml
+
+from service.__main__ import main
+from service.settings import SECRET_FIELDS, Settings, env_name
+from tests.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_secrets_come_from_the_files_gen_secrets_writes(tmp_path, capsys):
+    main(["gen-secrets", "--dir", str(tmp_path / "secrets")])
+    written = {p.name for p in (tmp_path / "secrets").iterdir()}
+    declared = COMPOSE["secrets"]
+    assert {name: spec["file"] for name, spec in declared.items()} == {n: f"./secrets/{n}" for n in declared}
+    assert set(declared) <= written
+    for name, service in COMPOSE["services"].items():
+        environment = service.get("environment", {})
+        for variable, value in environment.items():
+            if variable.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert secret in service["secrets"] and secret in declared, (name, variable)
+        assert not any(v in environment for v in ("POSTGRES_PASSWORD", *map(env_name, SECRET_FIELDS))), name
+
+
+def test_app_runs_in_production_without_owner_or_admin_credentials():
+    app = COMPOSE["services"]["app"]
+    environment = app["environment"]
+    assert environment["QSITE_ENV"] == "production" and "command" not in app  # the image's `serve`, no demo data
+    for field in ("database_url", "redis_url", *SECRET_FIELDS):
+        assert f"{env_name(field)}_FILE" in environment
+    assert not {"QSITE_MIGRATION_DATABASE_URL", "QSITE_ADMIN_DATABASE_URL"} & set(app["secrets"])
+    assert app["read_only"] and app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    grace = int(app["stop_grace_period"].rstrip("s"))
+    assert grace > Settings().shutdown_drain_seconds
+    # Only PostgreSQL's data is kept; Redis is an accelerator with nothing to persist.
+    assert [v.split(":")[0] for s in COMPOSE["services"].values() for v in s.get("volumes", [])] == ["pgdata"]
