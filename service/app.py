@@ -25,7 +25,8 @@ from service.api.rest import api_v1
 from service.cache import Cache
 from service.db import Database, create_pool
 from service.errors import EXCEPTION_HANDLERS
-from service.observability import PROBES, MetricsController, RequestIdMiddleware, prometheus
+from service.http import BodyLimits
+from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
 from service.proxies import TrustedProxiesMiddleware
 from service.settings import Settings
 
@@ -163,8 +164,11 @@ def create_app(settings: Settings) -> Litestar:
             DefineMiddleware(TrustedProxiesMiddleware, settings=settings),
             RequestIdMiddleware,
             prometheus.middleware,
+            early_exit_problems,
             auth_middleware,
+            BodyLimits,
         ],
+        request_max_body_size=settings.max_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
