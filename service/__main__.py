@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -73,7 +73,8 @@ async def _migrate(settings: Settings) -> list[str]:
     """Migrate as the migration role; the app role (DATABASE_URL's user, if another) gets its grants."""
     from service.db import migrate
 
-    app_role = urlsplit(settings.database_url or "").username if settings.migration_database_url else None
+    app_user = urlsplit(settings.database_url or "").username
+    app_role = unquote(app_user) if app_user and settings.migration_database_url else None
     return await migrate(settings.migration_database_url or settings.database_url or "", app_role=app_role)
 
 
@@ -185,14 +186,15 @@ def cmd_gen_secrets(_: Settings | None, args: argparse.Namespace) -> None:
         print(env_file_text(env), end="")
         return
     folder = Path(args.dir)
+    existing = [folder / name for name in env if (folder / name).exists()]
+    if existing:
+        raise SettingsError(f"{existing[0]} exists: secrets are never overwritten (they protect stored data)")
     folder.mkdir(parents=True, exist_ok=True)
     # The folder keeps other users out; the files stay readable so that the container's
     # non-root user can read them through compose's bind mounts.
     folder.chmod(0o700)
     for name, value in env.items():
         path = folder / name
-        if path.exists():
-            raise SettingsError(f"{path} exists: secrets are never overwritten (they protect stored data)")
         path.write_text(value + "\n")
         path.chmod(0o644)
     print(f"wrote {len(env)} files to {folder}/")

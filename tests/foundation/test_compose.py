@@ -1,9 +1,10 @@
 """docker-compose.yml: production mode, every secret from a file that `gen-secrets --dir` writes."""
 
+import pytest
 import yaml
 
 from service.__main__ import main
-from service.settings import SECRET_FIELDS, Settings, env_name
+from service.settings import SECRET_FIELDS, Settings, env_name, load_settings
 from tests.conftest import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -36,3 +37,38 @@ def test_app_runs_in_production_without_owner_or_admin_credentials():
     assert grace > Settings().shutdown_drain_seconds
     # Only PostgreSQL's data is kept; Redis is an accelerator with nothing to persist.
     assert [v.split(":")[0] for s in COMPOSE["services"].values() for v in s.get("volumes", [])] == ["pgdata"]
+
+
+def test_gen_secrets_prints_a_complete_production_env_file(tmp_path, capsys):
+    main(["gen-secrets", "--database-host", "db.internal:5432/qsite"])
+    text = capsys.readouterr().out
+    env = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    settings = load_settings({**env, "QSITE_DATA_DIR": str(tmp_path)})  # production: refuses anything missing
+    assert settings.is_production and settings.database_url.startswith("postgresql://qsite_app:")
+    assert settings.migration_database_url.endswith("@db.internal:5432/qsite")
+    assert not (tmp_path / "dev-secrets.json").exists()
+    main(["gen-secrets"])
+    assert capsys.readouterr().out != text  # fresh secrets every time
+
+
+def test_gen_secrets_never_overwrites(tmp_path, capsys):
+    main(["gen-secrets", "--dir", str(tmp_path / "s")])
+    before = (tmp_path / "s" / "QSITE_PII_KEYS").read_text()
+    with pytest.raises(SystemExit):
+        main(["gen-secrets", "--dir", str(tmp_path / "s")])
+    assert (tmp_path / "s" / "QSITE_PII_KEYS").read_text() == before
+    assert "secrets are never overwritten" in capsys.readouterr().err
+
+
+def test_db_roles_prints_sql_for_the_roles_in_the_two_urls(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QSITE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", "postgresql://qsite_app:it%27s@db/qsite")
+    monkeypatch.setenv("QSITE_MIGRATION_DATABASE_URL", "postgresql://qsite_owner:pw@db/qsite")
+    main(["db-roles"])
+    sql = capsys.readouterr().out
+    assert 'ALTER ROLE "qsite_app" LOGIN NOSUPERUSER' in sql and "PASSWORD 'it''s'" in sql  # quoted, not injected
+    assert 'ALTER DATABASE "qsite" OWNER TO "qsite_owner"' in sql
+    monkeypatch.setenv("QSITE_MIGRATION_DATABASE_URL", "postgresql://qsite_app:pw@db/qsite")
+    with pytest.raises(SystemExit):
+        main(["db-roles"])
+    assert "two different roles" in capsys.readouterr().err
