@@ -27,9 +27,13 @@ verdict AS (
            CASE WHEN s.id IS NULL OR NOT (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[])) THEN 'stay_not_found'
                 -- recorded offline before the stay ended: still the resident's record
                 WHEN s.status <> 'active' AND i.recorded_at > s.ended_at THEN 'stay_closed'
+                -- a device clock a little behind is skew; before the admission is another stay's reading
+                WHEN i.recorded_at < s.admitted_at - make_interval(secs => :clock_skew_s::float8) THEN 'recorded_before_admission'
                 ELSE 'ok' END AS verdict
     -- LATERAL: an index probe per item, never a scan of stays
-    FROM input i LEFT JOIN LATERAL (SELECT st.id, st.site_id, st.status, st.ended_at FROM stays st WHERE st.id = i.stay_id LIMIT 1) s ON true
+    FROM input i LEFT JOIN LATERAL (
+        SELECT st.id, st.site_id, st.status, st.ended_at, st.admitted_at FROM stays st WHERE st.id = i.stay_id LIMIT 1
+    ) s ON true
 ),
 ins AS (
     INSERT INTO checkins (id, stay_id, site_id, recorded_at, temperature_c, spo2, pulse, symptoms, note, recorded_by)

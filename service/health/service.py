@@ -29,6 +29,7 @@ from service.db import Database
 from service.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from service.health import store
 from service.health.model import (
+    CLOCK_SKEW,
     MAX_BATCH,
     Alert,
     AlertAction,
@@ -128,6 +129,7 @@ async def _record(
         low_spo2=LOW_SPO2,
         alarm_symptoms=list(ALARM_SYMPTOMS),
         alarm_count=ALARM_SYMPTOM_COUNT,
+        clock_skew_s=CLOCK_SKEW.total_seconds(),
     )
     created = {c.id: c for c in rows.created}
     stored = {c.id: (c, in_scope) for c, in_scope in rows.stored}
@@ -142,8 +144,8 @@ async def _record(
     for checkin_id, (index, item) in zip(ids, items, strict=True):
         if checkin_id in rows.rejected:
             code = rows.rejected[checkin_id]
-            message = "No such stay." if code == "stay_not_found" else "The stay ended before this check-in was recorded."
-            outcomes.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, id=checkin_id, error=ItemError(code=code, message=message, field="stay_id")))
+            message, field = _REJECTED[code]
+            outcomes.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, id=checkin_id, error=ItemError(code=code, message=message, field=field)))
         elif checkin_id in created and checkin_id not in seen:
             seen.add(checkin_id)
             outcomes.append(CheckinOutcome(index=index, status=ItemStatus.CREATED, id=checkin_id, checkin=created[checkin_id]))
@@ -162,11 +164,19 @@ async def _record(
     return outcomes, rows.events
 
 
+# Verdicts of record_checkins that refuse an item: (message, field).
+_REJECTED = {
+    "stay_not_found": ("No such stay.", "stay_id"),
+    "stay_closed": ("The stay ended before this check-in was recorded.", "stay_id"),
+    "recorded_before_admission": ("recorded_at is before the resident was admitted.", "recorded_at"),
+}
+
+
 def _raise_for(outcome: CheckinOutcome) -> Checkin:
     if outcome.checkin is not None:
         return outcome.checkin
     error = outcome.error or ItemError(code="failed", message="Not recorded.")
-    cls = NotFound if error.code == "stay_not_found" else Conflict
+    cls = {"stay_not_found": NotFound, "recorded_before_admission": InvalidInput}.get(error.code, Conflict)
     raise cls(error.message, code=error.code, field=error.field)
 
 
