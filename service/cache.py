@@ -109,7 +109,8 @@ class Cache:
         log.warning("redis unavailable, failing open", extra={"event": "redis_down", "subject": subject})
         loop = asyncio.get_running_loop()
         for deadline in list(self._in_flight):
-            deadline.reschedule(loop.time())
+            if not deadline.expired():
+                deadline.reschedule(loop.time())
         if loop.time() - self._closed_at > FLAP_WINDOW_S:
             self._probe_delay = PROBE_MIN_S
         self._probe = loop.create_task(self._probe_until_up())
