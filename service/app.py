@@ -24,8 +24,10 @@ from service.api.rest import api_v1
 from service.cache import Cache
 from service.db import Database, create_pool
 from service.errors import EXCEPTION_HANDLERS
-from service.observability import PROBES, MetricsController, RequestIdMiddleware, prometheus
+from service.http import BodyLimits
+from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
 from service.settings import Settings
+from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.app")
 
@@ -134,9 +136,11 @@ def create_app(settings: Settings) -> Litestar:
     async def resources(app: Litestar) -> AsyncIterator[None]:
         cache = Cache(settings.redis_url, prefix=settings.redis_prefix, timeout_ms=settings.redis_timeout_ms)
         pool = await create_pool(settings, settings.database_url)
+        versions = SiteVersions(settings.database_url)
+        versions.start()
         app.state.settings = settings
         app.state.cache = cache
-        app.state.db = Database(pool, cache)
+        app.state.db = Database(pool, cache, versions)
         background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
         try:
             yield
@@ -145,6 +149,7 @@ def create_app(settings: Settings) -> Litestar:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            await versions.close()
             await pool.close()
             await cache.close()
 
@@ -157,7 +162,10 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[RequestIdMiddleware, prometheus.middleware, auth_middleware],
+        # Outermost first. Early exits (401, 403, 413, json_too_deep) become problem+json inside the
+        # request id and metrics middleware, so the log and /metrics see what the client got.
+        middleware=[RequestIdMiddleware, prometheus.middleware, early_exit_problems, auth_middleware, BodyLimits],
+        request_max_body_size=settings.max_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
