@@ -9,6 +9,3 @@ CREATE INDEX residents_document_index_idx ON residents (document_index);
 
 -- The latest disinfection task of a room: one probe per room instead of all its tasks.
 CREATE INDEX disinfection_tasks_room_latest_idx ON disinfection_tasks (room_id, opened_at DESC, id);
-
--- A site's stays newest first (the Stays screen without a status filter): closed stays pile up.
-CREATE INDEX stays_site_admitted_idx ON stays (site_id, admitted_at DESC, id DESC);
