@@ -232,9 +232,12 @@ _ALLOWED = {"GET": frozenset({OperationType.QUERY}), "POST": frozenset({Operatio
 _PLURAL = {OperationType.QUERY: "queries", OperationType.MUTATION: "mutations", OperationType.SUBSCRIPTION: "subscriptions"}
 
 
-async def read_path(context: GraphQLContext, prepared: Prepared, variables: dict[str, Any] | None) -> bytes | None:
-    """The compiled read path's turn, before generic execution of a persisted query: the response
-    body when it can answer (same authorisation and scoping), None to execute as usual."""
+async def read_path(
+    context: GraphQLContext, prepared: Prepared, variables: dict[str, Any] | None, operation_name: str | None
+) -> tuple[bytes, str] | None:
+    """The compiled read path's turn, before generic execution of a persisted query: (body, strong
+    ETag) when it can answer with the same authorisation and scoping, None to execute as usual.
+    ``service.readpath.answer(context, prepared.sha256, variables, operation_name=...)`` plugs in here."""
     return None
 
 
@@ -316,10 +319,12 @@ class GraphQLEdge:
         if prepared.introspects and self.production and context.principal is None:
             refused = GraphQLError("Introspection requires authentication.", extensions={"code": "unauthenticated"})
             return self._respond(request, [refused])
-        if prepared.sha256 is not None and operation.operation is OperationType.QUERY:
-            body = await read_path(context, prepared, variables)
-            if body is not None:
-                return self._body(request, body, cacheable=True)
+        cacheable = prepared.sha256 is not None and operation.operation is OperationType.QUERY
+        if cacheable:
+            found = await read_path(context, prepared, variables, name)
+            if found is not None:
+                body, etag = found
+                return self._body(request, body, cacheable=True, etag=etag)
         result = execute(
             self.schema,
             prepared.document,
@@ -333,7 +338,6 @@ class GraphQLEdge:
         )
         if not isinstance(result, ExecutionResult):
             result = await result
-        cacheable = prepared.sha256 is not None and operation.operation is OperationType.QUERY
         return self._respond(request, result.errors or [], result.data, cacheable=cacheable)
 
     def _respond(
@@ -346,10 +350,10 @@ class GraphQLEdge:
         return self._body(request, msgspec.json.encode({"data": data, "errors": [e.formatted for e in shown]}), cacheable=False)
 
     @staticmethod
-    def _body(request: Request[Any, Any, Any], body: bytes, *, cacheable: bool) -> Response[Any]:
+    def _body(request: Request[Any, Any, Any], body: bytes, *, cacheable: bool, etag: str | None = None) -> Response[Any]:
         """A persisted query read by GET, answered without errors, carries a strong ETag (304 on a match)."""
         if cacheable and request.method == "GET":
-            etag = strong_etag(body)
+            etag = etag or strong_etag(body)
             if if_none_match(request, etag):
                 return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
             return Response(body, media_type=MediaType.JSON, headers={ETAG_HEADER: etag})
