@@ -31,7 +31,7 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
-from service import live
+from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.persisted import Documents, Prepared
@@ -232,15 +232,6 @@ _ALLOWED = {"GET": frozenset({OperationType.QUERY}), "POST": frozenset({Operatio
 _PLURAL = {OperationType.QUERY: "queries", OperationType.MUTATION: "mutations", OperationType.SUBSCRIPTION: "subscriptions"}
 
 
-async def read_path(
-    context: GraphQLContext, prepared: Prepared, variables: dict[str, Any] | None, operation_name: str | None
-) -> tuple[bytes, str] | None:
-    """The compiled read path's turn, before generic execution of a persisted query: (body, strong
-    ETag) when it can answer with the same authorisation and scoping, None to execute as usual.
-    ``service.readpath.answer(context, prepared.sha256, variables, operation_name=...)`` plugs in here."""
-    return None
-
-
 class GraphQLEdge:
     def __init__(self, schema: Schema, settings: Settings) -> None:
         self.schema = schema._schema
@@ -321,10 +312,10 @@ class GraphQLEdge:
             return self._respond(request, [refused])
         cacheable = prepared.sha256 is not None and operation.operation is OperationType.QUERY
         if cacheable:
-            found = await read_path(context, prepared, variables, name)
+            # The compiled read path answers first when it can (same authorisation and scoping).
+            found = await readpath.answer(context, prepared.sha256, variables, operation_name=name)
             if found is not None:
-                body, etag = found
-                return self._body(request, body, cacheable=True, etag=etag)
+                return self._body(request, found.body, cacheable=True, etag=found.etag)
         result = execute(
             self.schema,
             prepared.document,

@@ -19,8 +19,8 @@ def assert_problem(response, status: int, code: str) -> None:
     assert body["code"] == code and body["request_id"] == response.headers["x-request-id"]
 
 
-def write_routes(app) -> list[tuple[str, str]]:
-    """Every REST operation that takes a body (from the OpenAPI), with its path parameters filled in."""
+def write_routes(app) -> list[tuple[str, str, object]]:
+    """(method, path, OpenAPI operation) of every REST write, with its path parameters filled in."""
     routes = []
     for template, item in app.openapi_schema.paths.items():
         for method in ("post", "put", "patch"):
@@ -32,7 +32,7 @@ def write_routes(app) -> list[tuple[str, str]]:
                 if parameter.param_in == "path":
                     fill = "00000000-0000-4000-8000-000000000000" if getattr(parameter.schema, "format", None) == "uuid" else "x"
                     path = path.replace("{" + parameter.name + "}", fill)
-            routes.append((method.upper(), path))
+            routes.append((method.upper(), path, operation))
     return routes
 
 
@@ -40,7 +40,7 @@ async def test_every_write_route_refuses_deep_json_before_decoding(client, auth)
     callers = [auth(make_principal(role)) for role in Role]
     routes = write_routes(client.app)
     assert len(routes) > 30
-    for method, path in routes:
+    for method, path, _ in routes:
         for body in (DEEP, DEEP_OBJECT):
             answers = []
             for headers in callers:  # the route's own roles get past authorisation to the body check
