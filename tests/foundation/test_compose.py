@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from service.__main__ import main
-from service.settings import SECRET_FIELDS, Settings, env_name, load_settings
+from service.__main__ import build_parser, cmd_db_roles, main
+from service.settings import SECRET_FIELDS, Settings, SettingsError, env_name, load_settings
 from tests.conftest import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -60,15 +60,13 @@ def test_gen_secrets_never_overwrites(tmp_path, capsys):
     assert "secrets are never overwritten" in capsys.readouterr().err
 
 
-def test_db_roles_prints_sql_for_the_roles_in_the_two_urls(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("QSITE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("DATABASE_URL", "postgresql://qsite_app:it%27s@db/qsite")
-    monkeypatch.setenv("QSITE_MIGRATION_DATABASE_URL", "postgresql://qsite_owner:pw@db/qsite")
-    main(["db-roles"])
+def test_db_roles_prints_sql_for_the_roles_in_the_two_urls(tmp_path, capsys):
+    env = {"QSITE_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://qsite_app:it%27s@db/qsite",
+           "QSITE_MIGRATION_DATABASE_URL": "postgresql://qsite_owner:pw@db/qsite"}
+    cmd_db_roles(load_settings(env), build_parser().parse_args(["db-roles"]))
     sql = capsys.readouterr().out
     assert 'ALTER ROLE "qsite_app" LOGIN NOSUPERUSER' in sql and "PASSWORD 'it''s'" in sql  # quoted, not injected
     assert 'ALTER DATABASE "qsite" OWNER TO "qsite_owner"' in sql
-    monkeypatch.setenv("QSITE_MIGRATION_DATABASE_URL", "postgresql://qsite_app:pw@db/qsite")
-    with pytest.raises(SystemExit):
-        main(["db-roles"])
-    assert "two different roles" in capsys.readouterr().err
+    same_role = load_settings({**env, "QSITE_MIGRATION_DATABASE_URL": "postgresql://qsite_app:pw@db/qsite"})
+    with pytest.raises(SettingsError, match="two different roles"):
+        cmd_db_roles(same_role, build_parser().parse_args(["db-roles"]))
