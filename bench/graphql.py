@@ -202,6 +202,12 @@ def _sql(dsn: str) -> Iterator[Callable[[str], Any]]:
             runner.run(conn.close())
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
@@ -223,7 +229,7 @@ def run(ctx: BenchContext) -> None:
 
     staff = make_principal(Role.COMMAND)
     token = ctx.token(staff)
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     json_auth = {**auth, "Content-Type": "application/json"}
     board = {"floor": {"siteId": site, "floor": 3}, "site": {"siteId": site}}
 
@@ -245,6 +251,7 @@ def run(ctx: BenchContext) -> None:
 
     results: dict[str, list[Result]] = defaultdict(list)
     rss: list[float] = []
+    cpu_ms: dict[str, list[float]] = defaultdict(list)  # server CPU per request
     writes = iter(range(10**9))
 
     with serve(ctx.server_env) as qsite, _serve_postgraphile(ctx.settings.database_url or "") as peer, \
@@ -281,10 +288,15 @@ def run(ctx: BenchContext) -> None:
                                                            headers={"Content-Type": "application/json"}, body=trivial))
             results["{ apiVersion } with a token"].append(wrk("{ apiVersion } with a token", f"{qsite}/graphql", seconds=SECONDS,
                                                               method="POST", headers=json_auth, body=trivial))
-            results["bare route"].append(wrk("bare route", f"{qsite}/bench/bare", seconds=SECONDS))
+            pid = harness.server_pid(qsite)
+            cpu = _cpu_s(pid)
+            results["bare route"].append(bare := wrk("bare route", f"{qsite}/bench/bare", seconds=SECONDS))
+            cpu_ms["bare route"].append((_cpu_s(pid) - cpu) * 1000 / (bare.rps * SECONDS))
+            cpu = _cpu_s(pid)
             with _fresh_uuids():
-                results["POST /api/v1/checkins"].append(wrk("POST /api/v1/checkins", f"{qsite}/api/v1/checkins", seconds=SECONDS,
-                                                            method="POST", headers=json_auth, body=single, unique_body=True))
+                results["POST /api/v1/checkins"].append(one := wrk("POST /api/v1/checkins", f"{qsite}/api/v1/checkins", seconds=SECONDS,
+                                                                   method="POST", headers=json_auth, body=single, unique_body=True))
+            cpu_ms["POST /api/v1/checkins"].append((_cpu_s(pid) - cpu) * 1000 / (one.rps * SECONDS))
 
     def median(label: str) -> Result:
         runs = results[label]
@@ -307,4 +319,6 @@ def run(ctx: BenchContext) -> None:
     bare = median("bare route")
     print(bare.line(), flush=True)
     print(median("POST /api/v1/checkins").line(bare.rps), flush=True)
+    for label, values in cpu_ms.items():
+        print(f"{'server CPU per request, ' + label:<38} {statistics.median(values):>9.2f} ms", flush=True)
     print(f"{'qsite worker RSS after board load':<38} {max(rss):>9.0f} MB", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -30,6 +31,7 @@ from service.settings import Settings
 from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.app")
+GC_YOUNG_THRESHOLD = 10_000  # Python's default is 700 allocations
 
 API_DESCRIPTION = """\
 REST API of qsite for integrations: logistics systems, labs and hospitals.
@@ -127,6 +129,15 @@ def _provide_settings(state: State) -> Settings:
     return state.settings
 
 
+def tune_collector() -> None:
+    """Requests allocate short-lived objects that reference counting frees; what the collector
+    keeps finding is the long-lived graph made at start-up. Freeze that graph, and let the
+    young generation grow before collecting it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def create_app(settings: Settings) -> Litestar:
     """Build the app. ``settings.database_url`` and ``redis_url`` must be resolved (see service.__main__)."""
     if not settings.database_url or not settings.redis_url:
@@ -142,6 +153,8 @@ def create_app(settings: Settings) -> Litestar:
         app.state.cache = cache
         app.state.db = Database(pool, cache, versions)
         background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
+        if settings.gc_freeze:
+            tune_collector()
         try:
             yield
         finally:
