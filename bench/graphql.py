@@ -261,6 +261,15 @@ def run(ctx: BenchContext) -> None:
             # A write to what the board shows (a note on a room of the floor): versions move.
             write_sql(f"UPDATE rooms SET notes = 'bench {next(writes)}', version = version + 1 WHERE id = '{floor_rooms[0]}'")
 
+        pid = harness.server_pid(qsite)
+
+        def measure(label: str, url: str, **options: Any) -> None:
+            """wrk against qsite, noting the worker's CPU per request (steadier than req/s on a shared machine)."""
+            before = _cpu_s(pid)
+            result = wrk(label, url, seconds=SECONDS, **options)
+            results[label].append(result)
+            cpu_ms[label].append((_cpu_s(pid) - before) * 1000 / max(result.rps * SECONDS, 1))
+
         wrk("warm-up", f"{qsite}/bench/bare", seconds=1)
         for scope in ("floor", "site"):
             wrk("warm-up", board_url(qsite, scope), seconds=1, headers=auth)
@@ -275,28 +284,20 @@ def run(ctx: BenchContext) -> None:
                     f"PostGraphile board {scope}, cold",
                     lambda: pg_client.post(f"{peer}/graphql", content=pg_body[scope], headers={"Content-Type": "application/json"}),
                     touch_rooms))
-                results[f"qsite board {scope}, warm"].append(wrk(f"qsite board {scope}, warm", url, seconds=SECONDS, headers=auth))
+                measure(f"qsite board {scope}, warm", url, headers=auth)
                 if scope == "site":
                     rss.append(_rss_mb(harness.server_pid(qsite)))
                 etag = q_client.get(url).headers.get("etag", "")
-                results[f"qsite board {scope}, 304"].append(wrk(f"qsite board {scope}, 304", url, seconds=SECONDS, headers={**auth, "If-None-Match": etag}))
+                measure(f"qsite board {scope}, 304", url, headers={**auth, "If-None-Match": etag})
                 results[f"PostGraphile board {scope}"].append(wrk(
                     f"PostGraphile board {scope}", f"{peer}/graphql", seconds=SECONDS, method="POST",
                     headers={"Content-Type": "application/json"}, body=pg_body[scope]))
-            results["/healthz"].append(wrk("/healthz", f"{qsite}/healthz", seconds=SECONDS))
-            results["{ apiVersion } anonymous"].append(wrk("{ apiVersion } anonymous", f"{qsite}/graphql", seconds=SECONDS, method="POST",
-                                                           headers={"Content-Type": "application/json"}, body=trivial))
-            results["{ apiVersion } with a token"].append(wrk("{ apiVersion } with a token", f"{qsite}/graphql", seconds=SECONDS,
-                                                              method="POST", headers=json_auth, body=trivial))
-            pid = harness.server_pid(qsite)
-            cpu = _cpu_s(pid)
-            results["bare route"].append(bare := wrk("bare route", f"{qsite}/bench/bare", seconds=SECONDS))
-            cpu_ms["bare route"].append((_cpu_s(pid) - cpu) * 1000 / (bare.rps * SECONDS))
-            cpu = _cpu_s(pid)
+            measure("/healthz", f"{qsite}/healthz")
+            measure("{ apiVersion } anonymous", f"{qsite}/graphql", method="POST", headers={"Content-Type": "application/json"}, body=trivial)
+            measure("{ apiVersion } with a token", f"{qsite}/graphql", method="POST", headers=json_auth, body=trivial)
+            measure("bare route", f"{qsite}/bench/bare")
             with _fresh_uuids():
-                results["POST /api/v1/checkins"].append(one := wrk("POST /api/v1/checkins", f"{qsite}/api/v1/checkins", seconds=SECONDS,
-                                                                   method="POST", headers=json_auth, body=single, unique_body=True))
-            cpu_ms["POST /api/v1/checkins"].append((_cpu_s(pid) - cpu) * 1000 / (one.rps * SECONDS))
+                measure("POST /api/v1/checkins", f"{qsite}/api/v1/checkins", method="POST", headers=json_auth, body=single, unique_body=True)
 
     def median(label: str) -> Result:
         runs = results[label]
@@ -319,6 +320,11 @@ def run(ctx: BenchContext) -> None:
     bare = median("bare route")
     print(bare.line(), flush=True)
     print(median("POST /api/v1/checkins").line(bare.rps), flush=True)
+    print("\nqsite worker CPU per request (median; ratio: the reference's CPU over this line's)", flush=True)
+    references = {"{ apiVersion } anonymous": "/healthz", "{ apiVersion } with a token": "/healthz", "POST /api/v1/checkins": "bare route"}
     for label, values in cpu_ms.items():
-        print(f"{'server CPU per request, ' + label:<38} {statistics.median(values):>9.2f} ms", flush=True)
+        cost = statistics.median(values)
+        reference = references.get(label)
+        ratio = f"  ratio {statistics.median(cpu_ms[reference]) / cost:.2f}" if reference else ""
+        print(f"{label:<38} {cost:>9.3f} ms{ratio}", flush=True)
     print(f"{'qsite worker RSS after board load':<38} {max(rss):>9.0f} MB", flush=True)
