@@ -19,6 +19,8 @@ SCENARIOS = {
     "health": "bench.health",
     "scale": "bench.scale",
     "logging": "bench.access_log",
+    "graphql": "bench.graphql",
+    "redis": "bench.redis_fanout",
 }
 
 
