@@ -36,6 +36,7 @@ async def test_served_access_lines_are_buffered_json_flushed_on_a_timer(caplog, 
     assert read() == b""  # buffered: no write per line
     await asyncio.sleep(AccessLog.FLUSH_S + 0.2)
     lines = [json.loads(line) for line in read().splitlines()]
+    log.fd = None  # before closing: a pending timer must not write into a reused descriptor
     os.close(write_fd)
     assert [(e["msg"], e["status"], e["duration_ms"], e["request_id"], e["logger"], e["level"]) for e in lines] == [
         ("POST /api/v1/checkins", 201, 1.25, "req-1", "qsite.access", "INFO"),
@@ -52,6 +53,7 @@ async def test_a_full_buffer_is_written_at_once(caplog, tmp_path):
     for _ in range(AccessLog.LIMIT // 100 + 1):
         log.record("GET", "/healthz", 200, 0.1)
     written = read()
+    log.fd = None
     os.close(write_fd)
     assert len(written) >= AccessLog.LIMIT and written.endswith(b"\n")
     assert not caplog.records  # served lines bypass logging
@@ -65,6 +67,7 @@ async def test_no_access_lines_above_info(caplog, tmp_path):
     log.record("GET", "/healthz", 200, 0.1)
     log.flush()
     assert read() == b""
+    log.fd = None
     os.close(write_fd)
 
 
