@@ -29,6 +29,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from service import live
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
+from service.api.graphql_errors import document_errors
 from service.api.persisted import persisted_operations
 from service.errors import DATABASE_ERRORS, DomainError, from_database
 from service.gql import Context
@@ -115,7 +116,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
-    return strawberry.Schema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+    schema = strawberry.Schema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+    document_errors(schema)
+    return schema
 
 
 class GraphQLContext(Context, kw_only=True):
