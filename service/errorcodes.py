@@ -49,8 +49,12 @@ def raised_by(*roots: Any, writes: bool = True, barriers: Iterable[Callable[...,
     A call of a ``barrier`` (e.g. GraphQL's ``mutate``, which turns errors into
     userErrors) is not followed, nor are its arguments.
     """
-    reader = _Reader(frozenset(_unwrap(b) for b in barriers), writes)
+    key = (frozenset(_unwrap(b) for b in barriers), writes)
+    reader = _READERS.get(key) or _READERS.setdefault(key, _Reader(*key))
     return merge(*(reader.codes_of(root) for root in roots))
+
+
+_READERS: dict[tuple[frozenset[Any], bool], _Reader] = {}
 
 
 def _unwrap(obj: Any) -> Any:
@@ -84,6 +88,8 @@ def _module_constraints(module_name: str) -> frozenset[str]:
 
 
 class _Reader:
+    """Reads functions once per process (apps are built many times in tests)."""
+
     def __init__(self, barriers: frozenset[Any], writes: bool) -> None:
         self.barriers = barriers
         self.writes = writes

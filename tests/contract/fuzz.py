@@ -6,7 +6,7 @@ only, never by the service):
 
 - ``QSITE_FUZZ_SEED``: the seed (default 20261129); printed with every failure.
 - ``QSITE_FUZZ_EXAMPLES``: examples per operation and phase (default 10).
-- ``QSITE_FUZZ_MAX_TIME``: seconds per run before it stops (default 35).
+- ``QSITE_FUZZ_MAX_TIME``: seconds per run before it stops (default 25).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from service.settings import Settings
 
 SEED = int(os.environ.get("QSITE_FUZZ_SEED", "20261129"))
 EXAMPLES = int(os.environ.get("QSITE_FUZZ_EXAMPLES", "10"))
-MAX_TIME = int(os.environ.get("QSITE_FUZZ_MAX_TIME", "35"))
+MAX_TIME = int(os.environ.get("QSITE_FUZZ_MAX_TIME", "25"))
 
 
 def config(headers: dict[str, str], checks: dict[str, Any], *, stateful: bool = True) -> SchemathesisConfig:
