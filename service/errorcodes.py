@@ -57,6 +57,21 @@ def raised_by(*roots: Any, writes: bool = True, barriers: Iterable[Callable[...,
 _READERS: dict[tuple[frozenset[Any], bool], _Reader] = {}
 
 
+def reaches(root: Any, target: Callable[..., Any]) -> bool:
+    """Whether ``root`` calls ``target``, directly or through functions of ours (e.g. ``if_none_match``: answers 304)."""
+    reader = _READERS.get((frozenset(), True)) or _READERS.setdefault((frozenset(), True), _Reader(frozenset(), True))
+    reader.codes_of(root)
+    target, seen, pending = _unwrap(target), set(), [_unwrap(root)]
+    while pending:
+        fn = pending.pop()
+        if fn is target:
+            return True
+        if fn not in seen:
+            seen.add(fn)
+            pending.extend(reader.refs.get(fn, ()))
+    return False
+
+
 def _unwrap(obj: Any) -> Any:
     obj = getattr(obj, "__func__", obj)
     return inspect.unwrap(obj) if callable(obj) else obj
@@ -94,6 +109,7 @@ class _Reader:
         self.barriers = barriers
         self.writes = writes
         self.seen: dict[Any, Codes] = {}
+        self.refs: dict[Any, set[Any]] = defaultdict(set)  # function -> functions it references
 
     def codes_of(self, root: Any) -> Codes:
         root = _unwrap(root)
@@ -132,6 +148,7 @@ class _Reader:
         elif isinstance(node, ast.Name | ast.Attribute) and isinstance(node.ctx, ast.Load):
             target = self._resolve(node, fn)
             if target is not None and (inspect.isfunction(_unwrap(target)) or isinstance(target, type)):
+                self.refs[fn].add(_unwrap(target))
                 for status, codes in self.codes_of(target).items():
                     found[status] |= codes
             if isinstance(node, ast.Attribute):

@@ -8,7 +8,6 @@ the API to them (an undocumented code fails ``response_schema_conformance``).
 
 from __future__ import annotations
 
-import inspect
 import re
 from typing import Any, get_type_hints
 
@@ -197,10 +196,7 @@ def _problem_response(status: int, codes: set[str]) -> OpenAPIResponse:
 
 
 def _answers_304(handler: HTTPRouteHandler) -> bool:
-    try:
-        return http.json_with_etag.__name__ in inspect.getsource(handler.fn)
-    except (OSError, TypeError):
-        return False
+    return errorcodes.reaches(handler.fn, http.if_none_match)
 
 
 def _operations(app: Litestar) -> dict[tuple[str, str], HTTPRouteHandler]:
