@@ -115,9 +115,12 @@ _STATUS_TITLES = {
 }
 
 # Answered by the framework before a handler runs: a body or parameter that
-# does not match its schema, an id in the path that is not a UUID.
+# does not match its schema, an id in the path that is not a UUID, a body over
+# ``max_body_bytes`` (Litestar's request_max_body_size). The edge's own checks
+# (``BodyLimits``) are read like a handler.
 _EDGE_CODES: errorcodes.Codes = {400: {"invalid_request"}}
 _PATH_CODES: errorcodes.Codes = {404: {"not_found"}}
+_BODY_CODES: errorcodes.Codes = {413: {"payload_too_large"}}
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -168,7 +171,13 @@ def _input_structs(handler: HTTPRouteHandler) -> list[type]:
 def problem_codes(handler: HTTPRouteHandler, method: str, path: str) -> errorcodes.Codes:
     """Every code ``method path`` can answer, by status."""
     writes = method != "GET"
-    parts: list[errorcodes.Codes] = [_EDGE_CODES, errorcodes.raised_by(handler.fn, *_input_structs(handler), writes=writes)]
+    parts: list[errorcodes.Codes] = [
+        _EDGE_CODES,
+        errorcodes.raised_by(http.BodyLimits.__call__, writes=False),
+        errorcodes.raised_by(handler.fn, *_input_structs(handler), writes=writes),
+    ]
+    if method in ("POST", "PUT", "PATCH"):
+        parts.append(_BODY_CODES)
     if "{" in path:
         parts.append(_PATH_CODES)
     public = handler.opt.get(EXCLUDE_FROM_AUTH) or any(re.match(rf"^{p}(/|$)", path) for p in PUBLIC_PATHS)
