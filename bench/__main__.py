@@ -17,6 +17,9 @@ SCENARIOS = {
     "server": "bench.server_choice",
     "supplies": "bench.supplies_poll",
     "health": "bench.health",
+    "scale": "bench.scale",
+    "graphql": "bench.graphql",
+    "redis": "bench.redis_fanout",
 }
 
 
