@@ -15,7 +15,6 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     parse,
-    specified_rules,
     type_from_ast,
     validate,
 )
