@@ -112,12 +112,12 @@ async def test_introspection_needs_a_caller_in_production(settings, auth, query)
 
 
 async def test_documents_are_parsed_and_validated_once(settings, auth, client, monkeypatch):
-    parsed: list[str] = []
-    real_parse = persisted.parse
-    monkeypatch.setattr(persisted, "parse", lambda text, **kw: parsed.append(text) or real_parse(text, **kw))
     headers = auth(make_principal(Role.COMMAND))
     by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash("Sites")}}, "variables": {"first": 5}}
     by_text = {"query": operation_document(OPERATIONS_DIR / "Sites.graphql"), "variables": {"first": 5}}
+    parsed: list[str] = []
+    real_parse = persisted.parse
+    monkeypatch.setattr(persisted, "parse", lambda text, **kw: parsed.append(text) or real_parse(text, **kw))
     for _ in range(3):
         for body in (by_hash, by_text):
             assert "errors" not in (await client.post("/graphql", json=body, headers=headers)).json()
