@@ -60,8 +60,13 @@ async def template_db(server_dsn: str) -> AsyncIterator[str]:
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrate(with_database(server_dsn, name))
-        yield name
+    finally:
+        await admin.close()
+    await migrate(with_database(server_dsn, name))
+    yield name
+    # A fresh connection: one held for the whole session may have been ended meanwhile.
+    admin = await asyncpg.connect(server_dsn)
+    try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
@@ -90,6 +95,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         redis_prefix=f"test:{uuid.uuid4().hex[:12]}:",
         data_dir=str(tmp_path),
         run_background_jobs=False,
+        gc_freeze=False,  # a test process builds hundreds of apps: freezing each would keep them all
         **generate_secrets(),
     )
 
