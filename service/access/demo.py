@@ -15,7 +15,8 @@ from service.access import service
 from service.access.model import ApiClientCreate, StaffCreate
 
 DEMO_PASSWORD = "qsite-demo"
-DEMO_KEYS = {role: f"qsk_demo-{role}-key" for role in ("logistics", "lab", "hospital")}
+# The hospital key is seeded with its facility by the transfers step (service/transfers/demo.py).
+DEMO_KEYS = {role: f"qsk_demo-{role}-key" for role in ("logistics", "lab")}
 HINT = (
     f"command / {DEMO_PASSWORD} (also manager-1, staff-1, medic-1 ... per site, same password); "
     f"API keys {', '.join(DEMO_KEYS.values())}"

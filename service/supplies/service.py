@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access.model import Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
 from service.pagination import Page, check_limit, decode_cursor, page_of
@@ -48,12 +48,12 @@ from service.supplies.model import (
     UsageRule,
 )
 
-READ_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC, Role.LOGISTICS)
-STOCK_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF)
-LEVEL_ROLES = (Role.COMMAND, Role.SITE_MANAGER)
-CATALOGUE_ROLES = (Role.COMMAND,)
-LOGISTICS_ROLES = (Role.COMMAND, Role.LOGISTICS)
-CANCEL_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.LOGISTICS)
+READ_ROLES = policy.roles("supplies.stock.read")
+STOCK_ROLES = policy.roles("supplies.stock.write")
+LEVEL_ROLES = policy.roles("supplies.levels")
+CATALOGUE_ROLES = policy.roles("supplies.items.create")
+LOGISTICS_ROLES = policy.roles("replenishments.ship")
+CANCEL_ROLES = policy.roles("replenishments.cancel")
 
 SYSTEM_ACTOR = "system:supplies"
 MAX_QUANTITY = 10_000_000
