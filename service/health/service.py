@@ -348,9 +348,13 @@ async def record_pool(conn: asyncpg.Connection, principal: Principal, data: Pool
     inserted = await _insert_samples(conn, principal, rows)
     stored = await store.get_samples(conn, [pool_id], principal.site_scope)
     if pool_id not in inserted and not (stored and stored[0].barcode == data.barcode):
-        if stored:
+        # Whose the id is (another site's, too) shows no more than that it is taken.
+        if stored or await store.get_samples(conn, [pool_id], None):
             raise Conflict("This id belongs to another sample.", code="sample_id_conflict", field="id")
         raise Conflict("This barcode is already on another tube.", code="barcode_taken", field="barcode")
+    if pool_id in inserted and any(r["id"] not in inserted for r in rows[1:]):
+        # A member's swab id already used (here or at another site): refuse the pool rather than drop that swab.
+        raise Conflict("This id belongs to another sample.", code="sample_id_conflict", field="members")
     return stored[0]
 
 

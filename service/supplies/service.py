@@ -500,8 +500,9 @@ async def raise_replenishment(conn: asyncpg.Connection, principal: Principal, da
         origin="manual", note=data.note, rep_id=data.id,
     )
     if new_id is None:  # a replay of the client's id: answer what exists, if it is the same request
-        existing = await get_replenishment(conn, principal, data.id)  # type: ignore[arg-type]
-        if existing.site_id != data.site_id:
+        # Another site's replenishment answers like any other taken id: its existence is all that shows.
+        existing = (await get_replenishments(conn, principal, [data.id])).get(data.id)  # type: ignore[list-item]
+        if existing is None or existing.site_id != data.site_id:
             raise Conflict("This replenishment id is already used.", code="replenishment_id_taken", field="id")
         return existing
     return await get_replenishment(conn, principal, new_id)

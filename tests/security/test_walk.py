@@ -318,3 +318,13 @@ async def _first(stream: Any) -> Any:
         return None
     finally:
         await stream.aclose()
+
+
+def test_readme_role_matrix_is_generated_from_the_policy(world):
+    """The README's matrix is `python -m tests.security.walk` output: regenerate it when the policy changes."""
+    from pathlib import Path
+
+    from tests.security.walk import role_matrix_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert role_matrix_markdown(world.app, world.schema) in readme
