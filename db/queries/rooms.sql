@@ -78,10 +78,18 @@ INSERT INTO room_status_changes (room_id, site_id, from_status, to_status, actio
 SELECT r, :site_id, NULL, 'ready', 'create', :actor, '' FROM unnest(:room_ids::uuid[]) AS r;
 
 -- name: room_histories
-SELECT id, room_id, from_status, to_status, action, actor, reason, at
-FROM room_status_changes
-WHERE room_id = ANY(:room_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
-ORDER BY room_id, id;
+-- The latest :last status changes of each room, oldest first: bounded by what it returns, however
+-- long a room's history grows (one index probe per room on room_status_changes_room_idx).
+SELECT h.id, h.room_id, h.from_status, h.to_status, h.action, h.actor, h.reason, h.at
+FROM (SELECT DISTINCT unnest(:room_ids::uuid[]) AS room_id) AS r
+CROSS JOIN LATERAL (
+    SELECT c.id, c.room_id, c.from_status, c.to_status, c.action, c.actor, c.reason, c.at
+    FROM room_status_changes AS c
+    WHERE c.room_id = r.room_id AND (:site_ids::uuid[] IS NULL OR c.site_id = ANY(:site_ids::uuid[]))
+    ORDER BY c.id DESC
+    LIMIT :last
+) AS h
+ORDER BY h.room_id, h.id;
 
 -- name: open_task^
 INSERT INTO disinfection_tasks (room_id, site_id, opened_by)
@@ -97,12 +105,20 @@ FROM disinfection_tasks
 WHERE room_id = :room_id AND state IN ('open', 'disinfecting', 'airing');
 
 -- name: tasks_of_rooms
--- The latest task of each room (board and room reads).
-SELECT DISTINCT ON (room_id) id, room_id, site_id, state, opened_at, opened_by, started_at, started_by, finished_at, finished_by,
-       airing_until, inspected_at, inspected_by, failed_inspections, notes
-FROM disinfection_tasks
-WHERE room_id = ANY(:room_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
-ORDER BY room_id, opened_at DESC, id;
+-- The latest task of each room (board and room reads): one index probe per room
+-- (disinfection_tasks_room_latest_idx), not every task the rooms ever had.
+SELECT t.id, t.room_id, t.site_id, t.state, t.opened_at, t.opened_by, t.started_at, t.started_by, t.finished_at, t.finished_by,
+       t.airing_until, t.inspected_at, t.inspected_by, t.failed_inspections, t.notes
+FROM (SELECT DISTINCT unnest(:room_ids::uuid[]) AS room_id) AS r
+CROSS JOIN LATERAL (
+    SELECT d.id, d.room_id, d.site_id, d.state, d.opened_at, d.opened_by, d.started_at, d.started_by, d.finished_at, d.finished_by,
+           d.airing_until, d.inspected_at, d.inspected_by, d.failed_inspections, d.notes
+    FROM disinfection_tasks AS d
+    WHERE d.room_id = r.room_id AND (:site_ids::uuid[] IS NULL OR d.site_id = ANY(:site_ids::uuid[]))
+    ORDER BY d.opened_at DESC, d.id
+    LIMIT 1
+) AS t
+ORDER BY t.room_id;
 
 -- name: update_task^
 UPDATE disinfection_tasks SET

@@ -162,16 +162,16 @@ def room_tasks_loader(ctx: Any) -> Any:
     return ctx.loader("sites.room_tasks", load)
 
 
-def room_histories_loader(ctx: Any) -> Any:
-    """Status changes per room id, batched (one statement per batch)."""
+def room_histories_loader(ctx: Any, last: int) -> Any:
+    """The latest ``last`` status changes per room id, batched (one statement per batch)."""
     principal = ctx.require_principal()
 
     async def load(room_ids: list[UUID]) -> list[list[RoomModelChange]]:
         async with ctx.db.connection() as conn:
-            found = await service.room_histories(conn, principal, room_ids)
+            found = await service.room_histories(conn, principal, room_ids, last=last)
         return [found.get(r, []) for r in room_ids]
 
-    return ctx.loader("sites.room_histories", load)
+    return ctx.loader(("sites.room_histories", last), load)
 
 
 @strawberry.type(description="A room of a site, with its turnover status.")
@@ -195,9 +195,9 @@ class Room:
         task = await room_tasks_loader(info.context).load(self.id)
         return to_gql(DisinfectionTask, task) if task else None
 
-    @strawberry.field(description="Every status change, oldest first.")
-    async def history(self, info: Ctx) -> list[RoomStatusChange]:
-        changes = await room_histories_loader(info.context).load(self.id)
+    @strawberry.field(description="The latest `last` status changes (1-200), oldest first.")
+    async def history(self, info: Ctx, last: int = service.HISTORY_DEFAULT) -> list[RoomStatusChange]:
+        changes = await room_histories_loader(info.context, last).load(self.id)
         return [to_gql(RoomStatusChange, c) for c in changes]
 
 

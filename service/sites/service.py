@@ -175,16 +175,27 @@ async def update_room(conn: asyncpg.Connection, principal: Principal, room_id: U
     return room
 
 
-async def room_history(conn: asyncpg.Connection, principal: Principal, room_id: UUID) -> list[RoomStatusChange]:
-    """Every status change of the room: from, to, action, who, when, why."""
+# A room's history grows with every turnover; reads return its latest changes only.
+HISTORY_DEFAULT = 50
+HISTORY_MAX = 200
+
+
+async def room_history(
+    conn: asyncpg.Connection, principal: Principal, room_id: UUID, *, last: int = HISTORY_DEFAULT
+) -> list[RoomStatusChange]:
+    """The room's latest ``last`` status changes, oldest first: from, to, action, who, when, why."""
     await get_room(conn, principal, room_id)
-    return (await room_histories(conn, principal, [room_id])).get(room_id, [])
+    return (await room_histories(conn, principal, [room_id], last=last)).get(room_id, [])
 
 
-async def room_histories(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID]) -> dict[UUID, list[RoomStatusChange]]:
-    """Status changes of each room, oldest first, in one statement (rooms of other sites: none)."""
+async def room_histories(
+    conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID], *, last: int = HISTORY_DEFAULT
+) -> dict[UUID, list[RoomStatusChange]]:
+    """The latest ``last`` status changes of each room, oldest first, in one statement (rooms of other sites: none)."""
+    if not 1 <= last <= HISTORY_MAX:
+        raise InvalidInput(f"last must be between 1 and {HISTORY_MAX}.", code="invalid_input", field="last")
     found: dict[UUID, list[RoomStatusChange]] = {}
-    for change in await store.room_histories(conn, room_ids, principal.site_scope):
+    for change in await store.room_histories(conn, room_ids, principal.site_scope, last=last):
         found.setdefault(change.room_id, []).append(change)
     return found
 

@@ -128,8 +128,11 @@ async def update_room(
     )
 
 
-async def room_histories(conn: asyncpg.Connection, room_ids: list[UUID], site_ids: list[UUID] | None) -> list[RoomStatusChange]:
-    return [msgspec.convert(dict(r), RoomStatusChange) async for r in R.room_histories(conn, room_ids=room_ids, site_ids=site_ids)]
+async def room_histories(
+    conn: asyncpg.Connection, room_ids: list[UUID], site_ids: list[UUID] | None, *, last: int
+) -> list[RoomStatusChange]:
+    rows = R.room_histories(conn, room_ids=room_ids, site_ids=site_ids, last=last)
+    return [msgspec.convert(dict(r), RoomStatusChange) async for r in rows]
 
 
 async def open_task(conn: asyncpg.Connection, room: Room, actor: str) -> DisinfectionTask:

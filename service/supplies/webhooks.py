@@ -13,8 +13,9 @@ shown once at registration and never stored.
 
 Targets are resolved before registering and again before every attempt; any
 address that is not globally routable (loopback, private, link-local -- which
-covers cloud metadata at 169.254.169.254 --, shared, reserved, multicast) is
-refused, and the connection goes to the address that was checked (no second
+covers cloud metadata at 169.254.169.254 --, shared, reserved, multicast, and
+IPv6 forms that wrap such an IPv4 address: mapped, translated, NAT64, 6to4, Teredo,
+IPv4-compatible; and site-local) is refused, and the connection goes to the address that was checked (no second
 DNS lookup an attacker could rebind).
 """
 
@@ -96,9 +97,38 @@ def _refuse(reason: str) -> InvalidInput:
     return InvalidInput(f"The webhook URL is refused: {reason}.", code="webhook_url_refused", field="url")
 
 
-def _routable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+# IPv6 forms that carry an IPv4 address a gateway may deliver to: the IPv4 address decides.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use prefix, /48 layout
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 SIIT
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (covers :: and ::1 too)
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but still routed inside some networks
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 address(es) an IPv6 transition form leads to, or None for a plain IPv6 address."""
+    value = int(ip)
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _IPV4_TRANSLATED or ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+        return [ipaddress.IPv4Address(value & 0xFFFFFFFF)]
+    if ip in _NAT64_LOCAL:  # bits 48-63 and 72-87 (bits 64-71 are the reserved "u" octet)
+        return [ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | ((value >> 40) & 0xFFFF))]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)  # server and (de-obfuscated) client
+    return None
+
+
+def routable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast, judged on the embedded IPv4 address for IPv6 transition forms."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _SITE_LOCAL:
+            return False
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            return all(routable(address) for address in inner)
     return ip.is_global and not ip.is_multicast
 
 
@@ -124,7 +154,7 @@ async def resolve_target(url: str, settings: Settings) -> Target:
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not addresses:
         raise _refuse("its host does not resolve")
-    if not settings.webhook_allow_private and not all(_routable(a) for a in addresses):
+    if not settings.webhook_allow_private and not all(routable(a) for a in addresses):
         raise _refuse("it resolves to a private, loopback, link-local or reserved address")
     pinned = addresses[0]
     netloc = (f"[{pinned}]" if pinned.version == 6 else str(pinned)) + (f":{port}" if port else "")

@@ -122,6 +122,12 @@ async def test_full_turnover_cycle_with_disinfection_task(db):
         "ready", "occupied", "vacated", "disinfecting", "airing", "disinfecting", "airing", "ready"
     ]
     assert history[0].actor == COMMAND.ref and all(h.actor == worker.ref for h in history[1:])
+    async with db.connection() as conn:  # a long history is read from its end, still oldest first
+        latest = await sites.room_history(conn, worker, room.id, last=3)
+        with pytest.raises(InvalidInput):
+            await sites.room_history(conn, worker, room.id, last=0)
+    assert [h.to_status.value for h in latest] == ["disinfecting", "airing", "ready"]
+    assert [h.id for h in latest] == [h.id for h in history[-3:]]
     async with db.connection() as conn:
         events = await conn.fetch("SELECT type FROM events WHERE subject_id = $1 ORDER BY id", room.id)
     assert sum(e["type"] == "sites.room_status_changed" for e in events) == 7
