@@ -19,6 +19,7 @@ caller's own ids reused for other content.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import uuid
@@ -42,6 +43,7 @@ from service.app import create_app
 from service.cache import Cache
 from service.db import Database, create_pool
 from service.gql import Context
+from service.pagination import encode_cursor
 from service.settings import generate_secrets, load_settings
 from service.supplies import webhooks
 from service.supplies.model import WebhookCreate
@@ -270,6 +272,8 @@ class Filler:
         return text.replace(self.sent, "<varied>") if self.sent else text
 
     def id_for(self, slot: str, kind: str | None) -> str:
+        if self.vary == "*" and kind in SITE_KINDS:  # every slot the other site's
+            return str(self.w.ids[self.w.foreign][kind])
         if slot == self.vary:
             kind = self.kind or kind
             if self.variant == "foreign":
@@ -440,12 +444,48 @@ async def test_rest_foreign_ids_answer_like_random_ones(world):
                     failures.append(f"{op.label} as {role}, {slot}: other site {a[0]} {a[1][:160]} | {'own taken' if client_chosen else 'random'} {b[0]} {b[1][:160]}")
                 if leaked := _leaks(w, a[1]):
                     failures.append(f"{op.label} as {role}, {slot}: the answer holds the other site's ids {leaked[:3]}")
+    failures += await _rest_cursors(w)
     after = await site_checksums(w.db, w.foreign)
     changed = sorted(t for t in before if before[t] != after[t])
     _summary("REST")
     print(f"REST cross-site walk: {compared} comparisons, {calls} calls, {len(failures)} failures, writes to the other site: {changed}")
     assert not changed, f"the walk wrote to the other site's {changed}"
     assert not failures, f"{len(failures)} leaks:\n" + "\n".join(failures)
+
+
+def _randomised(cursor: str) -> str:
+    """The same cursor with every id in it replaced by a random one."""
+    try:
+        values = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, msgspec.DecodeError):
+        return cursor  # a position that holds no id (the change feed's)
+    values = [str(uuid.uuid4()) if isinstance(v, str) and UUID_RE.fullmatch(v) else v for v in values]
+    return encode_cursor(values)
+
+
+async def _rest_cursors(w: SimpleNamespace) -> list[str]:
+    """Each list route resumed from a cursor the other site's page gave: same status as from a random
+    position, and nothing of the other site in the answer (a cursor is a position, not a grant)."""
+    failures, walked = [], []
+    command = {"Authorization": f"Bearer {issue_access_token(w.settings, make_principal(Role.COMMAND))}"}
+    for op in rest_operations(w.app):
+        if op.method != "GET" or "cursor" not in op.query_params:
+            continue
+        url, params, _, _ = rest_request(w, op, Filler(w, "*", "foreign"))
+        page = await w.client.get(url, params={**params, "limit": 1}, headers=command)
+        cursor = page.json().get("next_cursor") if page.status_code == 200 else None
+        if not cursor:
+            continue
+        url, params, _, _ = rest_request(w, op, Filler(w, None, "own"))
+        for role in SCOPED:
+            answers = [await w.client.get(url, params={**params, "cursor": c}, headers=credentials(w, role)) for c in (cursor, _randomised(cursor))]
+            if answers[0].status_code != answers[1].status_code:
+                failures.append(f"{op.label} as {role}, cursor: other site's {answers[0].status_code} | random {answers[1].status_code}")
+            if leaked := _leaks(w, answers[0].text):
+                failures.append(f"{op.label} as {role}, cursor: the answer holds the other site's ids {leaked[:3]}")
+        walked.append(op.label)
+    print(f"REST cursors from the other site's pages: {len(walked)} routes {walked}")
+    return failures
 
 
 def _summary(label: str) -> None:
@@ -518,12 +558,20 @@ def _selection(t: Any, depth: int) -> str:
     return "{ " + " ".join(parts) + " }"
 
 
-def gql_request(field: Any, fill: Filler, *, collect: bool = False) -> tuple[str, dict[str, Any], list[tuple[str, str | None]]]:
+def gql_request(
+    field: Any, fill: Filler, *, collect: bool = False, given: dict[str, Any] | None = None
+) -> tuple[str, dict[str, Any], list[tuple[str, str | None]]]:
     slots: list[tuple[str, str | None]] = []
     params, args, variables = [], [], {}
+    given = given or {}
     for i, (arg_name, arg) in enumerate(field.definition.args.items()):
         required = isinstance(arg.type, GraphQLNonNull) and arg.default_value is Undefined
         inner = _unwrap(arg.type)
+        if arg_name in given:
+            variables[f"a{i}"] = given[arg_name]
+            params.append(f"$a{i}: {arg.type}")
+            args.append(f"{arg_name}: $a{i}")
+            continue
         if not (required or kind_of(arg_name) is not None or isinstance(inner, GraphQLInputObjectType) or snake(arg_name) == "purpose"):
             continue
         # A bare `id` argument names the field's own record: `stay(id)`, `revokeApiClient(id)`.
@@ -546,8 +594,8 @@ def _principal(w: SimpleNamespace, role: Role) -> Any:
     return make_principal(role, [w.own])
 
 
-async def _gql_call(w: SimpleNamespace, field: Any, role: Role, fill: Filler) -> tuple[str, str]:
-    query, variables, _ = gql_request(field, fill)
+async def _gql_call(w: SimpleNamespace, field: Any, role: Role, fill: Filler, given: dict[str, Any] | None = None) -> tuple[str, str]:
+    query, variables, _ = gql_request(field, fill, given=given)
     context = Context(db=w.db, cache=w.db.cache, settings=w.settings, principal=_principal(w, role))
     result = await w.schema.execute(query, variable_values=variables, context_value=context)
     errors = [{"message": e.message, "path": e.path, "code": (e.extensions or {}).get("code")} for e in result.errors or []]
@@ -606,9 +654,34 @@ async def test_graphql_foreign_ids_answer_like_random_ones(world):
                     failures.append(f"{field.label} as {role}, {slot}: other site {a[1][:300]} | {'own taken' if client_chosen else 'random'} {b[1][:300]}")
                 if leaked := _leaks(w, a[1]):
                     failures.append(f"{field.label} as {role}, {slot}: the answer holds the other site's ids {leaked[:3]}")
+    failures += await _gql_cursors(w)
     after = await site_checksums(w.db, w.foreign)
     changed = sorted(t for t in before if before[t] != after[t])
     _summary("GraphQL")
     print(f"GraphQL cross-site walk: {compared} comparisons, {len(failures)} failures, writes to the other site: {changed}")
     assert not changed, f"the walk wrote to the other site's {changed}"
     assert not failures, f"{len(failures)} leaks:\n" + "\n".join(failures)
+
+
+async def _gql_cursors(w: SimpleNamespace) -> list[str]:
+    """Connections resumed (`after`) from the other site's page: same outcome as a random position, nothing leaked."""
+    failures, walked = [], []
+    for field in graphql_fields(w.schema):
+        if field.operation != "query" or "after" not in field.definition.args or field.policy_operation is None:
+            continue
+        query, variables, _ = gql_request(field, Filler(w, "*", "foreign"), given={"first": 1})
+        context = Context(db=w.db, cache=w.db.cache, settings=w.settings, principal=make_principal(Role.COMMAND))
+        result = await w.schema.execute(query, variable_values=variables, context_value=context)
+        cursor = ((result.data or {}).get(field.name) or {}).get("pageInfo", {}).get("endCursor")
+        if not cursor:
+            continue
+        for role in SCOPED:
+            a = await _gql_call(w, field, role, Filler(w, None, "own"), given={"after": cursor})
+            b = await _gql_call(w, field, role, Filler(w, None, "own"), given={"after": _randomised(cursor)})
+            if a[0] != b[0]:
+                failures.append(f"{field.label} as {role}, after: other site's {a[1][:200]} | random {b[1][:200]}")
+            if leaked := _leaks(w, a[1]):
+                failures.append(f"{field.label} as {role}, after: the answer holds the other site's ids {leaked[:3]}")
+        walked.append(field.name)
+    print(f"GraphQL cursors from the other site's pages: {len(walked)} fields {walked}")
+    return failures
