@@ -22,6 +22,7 @@ import msgspec
 from service import bus
 from service.cache import Cache
 from service.settings import Settings
+from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.db")
 
@@ -78,9 +79,11 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
 class Database:
     """The pool plus what must happen around a transaction (publishing its events)."""
 
-    def __init__(self, pool: asyncpg.Pool, cache: Cache) -> None:
+    def __init__(self, pool: asyncpg.Pool, cache: Cache, versions: SiteVersions | None = None) -> None:
         self.pool = pool
         self.cache = cache
+        # The instance's copy of the site data versions (None: always read from PostgreSQL).
+        self.versions = versions
         # asyncpg's pool hands a freed connection to whoever asks next, so under
         # saturation an early waiter can lose it again and again (long tails).
         # A FIFO gate in front of it serves requests in arrival order.
@@ -101,6 +104,8 @@ class Database:
         with bus.collect() as pending:
             async with self._acquire() as conn, conn.transaction(isolation=isolation):
                 yield conn
+        if self.versions is not None:
+            self.versions.committed()
         if pending:
             await bus.publish(self.cache, pending)
 
