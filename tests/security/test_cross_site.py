@@ -23,7 +23,7 @@ import base64
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -48,6 +48,7 @@ from service.settings import generate_secrets, load_settings
 from service.supplies import webhooks
 from service.supplies.model import WebhookCreate
 from tests.conftest import make_principal, with_database
+from tests.security.expected import EXPECTED
 from tests.security.walk import ROLES, graphql_fields, rest_operations
 
 SCOPED = [r for r in ROLES if r is not Role.COMMAND]  # the command role sees every site by design
@@ -685,3 +686,45 @@ async def _gql_cursors(w: SimpleNamespace) -> list[str]:
         walked.append(field.name)
     print(f"GraphQL cursors from the other site's pages: {len(walked)} fields {walked}")
     return failures
+
+
+async def test_compiled_reads_apply_the_same_policy(world):
+    """Persisted reads answered by compiled SQL (service/readpath.py): refused as the policy says,
+    and another site's ids answer like random ones there too."""
+    from service import readpath
+
+    w, failures, walked = world, [], []
+    for digest, op in readpath.registry().by_hash.values():
+        fields = {f.name: f for f in graphql_fields(w.schema)}
+        root = re.search(r"\{\s*(\w+)", op.document.split(")", 1)[-1]).group(1)  # the root field it answers
+        expected = EXPECTED[f"query {root}"]
+
+        def params(fill: Filler, p=op) -> dict[str, str]:
+            variables = {x.name: fill.id_for(f"var:{x.name}", kind_of(x.name)) for x in p.params if kind_of(x.name)}
+            variables = {k: [v] if k.endswith("Ids") else v for k, v in variables.items()}
+            ext = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+            return {"extensions": msgspec.json.encode(ext).decode(), "variables": msgspec.json.encode(variables).decode()}
+
+        for role in ROLES:
+            answer = await w.client.get("/graphql", params=params(Filler(w, None, "own")), headers={**credentials(w, role), "Accept": "application/json"})
+            refused = "Not allowed" in answer.text
+            if refused == (role in expected):
+                failures.append(f"compiled {op.name} as {role}: {'refused' if refused else 'admitted'} {answer.text[:200]}")
+        for p in op.params:
+            if kind_of(p.name) not in SITE_KINDS:
+                continue
+            for role in SCOPED:
+                answers = []
+                for variant in ("foreign", "random"):
+                    fill = Filler(w, f"var:{p.name}", variant)
+                    response = await w.client.get("/graphql", params=params(fill), headers={**credentials(w, role), "Accept": "application/json"})
+                    answers.append((response.status_code, fill.normalise(response.text)))
+                if answers[0] != answers[1]:
+                    failures.append(f"compiled {op.name} as {role}, {p.name}: other site {answers[0]} | random {answers[1]}")
+                if leaked := _leaks(w, answers[0][1]):
+                    failures.append(f"compiled {op.name} as {role}, {p.name}: the answer holds the other site's ids {leaked[:3]}")
+        walked.append(op.name)
+        assert root in fields
+    print(f"compiled reads walked: {walked}")
+    assert walked, "no compiled read registered: the walk would prove nothing"
+    assert not failures, "\n".join(failures)
