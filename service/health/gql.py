@@ -93,7 +93,7 @@ class Alert:
     note: str
     version: int
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 
@@ -115,7 +115,7 @@ class ExposureReview:
     note: str
     version: int
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 
@@ -132,7 +132,7 @@ class CheckinDue:
     last_checkin_at: datetime | None
     overdue: bool = strawberry.field(description="The previous slot was missed too.")
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 
@@ -147,7 +147,7 @@ class SwabDue:
     quarantine_day: int
     retest: bool
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 

@@ -106,12 +106,12 @@ class Stay:
         found = self.preloaded_resident or await _loader(info, "stays.residents", service.get_residents).load(self.resident_id)
         return to_gql(Resident, found) if found else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("rooms.read")])
     async def room(self, info: Ctx) -> Room | None:
         found = await _loader(info, "sites.rooms", sites.get_rooms).load(self.room_id)
         return room_gql(found) if found else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("regimes.read")])
     async def regime(self, info: Ctx) -> Regime | None:
         async def fetch(conn: Any, _: Any, ids: list[UUID]) -> dict[UUID, m.Regime]:
             return await service.get_regimes(conn, ids)

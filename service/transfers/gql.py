@@ -101,14 +101,14 @@ class Transfer:
     def age_minutes(self) -> float:
         return round((datetime.now(UTC) - self.requested_at).total_seconds() / 60, 1)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("facilities.read")])
     async def destination(self, info: Ctx) -> DestinationFacility | None:
         if self.destination_id is None:
             return None
         found = await _loader(info, "transfers.facilities", service.get_facilities).load(self.destination_id)
         return facility_gql(found) if found else None
 
-    @strawberry.field(description="The stay the resident left (null when not at one of the caller's sites).")
+    @strawberry.field(permission_classes=[policy.gql("stays.read")], description="The stay the resident left (null when not at one of the caller's sites).")
     async def stay(self, info: Ctx) -> Stay | None:
         found = await _loader(info, "transfers.stays", stays.get_stays).load(self.stay_id)
         return stay_gql(found) if found else None
