@@ -27,6 +27,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from strawberry.permission import BasePermission
+
 from service.access.model import Principal, Role
 from service.errors import Forbidden, Unauthorized
 
@@ -140,14 +142,14 @@ def allows(principal: Principal | None, operation: str) -> bool:
     return r.public or (principal is not None and principal.role in r.grants)
 
 
-def require(principal: Principal | None, operation: str) -> Principal:
+def require(principal: Principal | None, operation: str) -> Principal | None:
     """The principal, if it may perform ``operation``: 401 without one, 403 ``role_not_allowed`` otherwise."""
     r = rule(operation)
+    if r.public:
+        return principal
     if principal is None:
-        if r.public:
-            return principal  # type: ignore[return-value]
         raise Unauthorized("Authentication required.", code="unauthenticated")
-    if principal.role not in r.grants and not r.public:
+    if principal.role not in r.grants:
         raise Forbidden(f"Not allowed for the role {principal.role}.", code="role_not_allowed")
     return principal
 
@@ -197,7 +199,6 @@ def gql(operation: str) -> type:
     if operation in _permissions:
         return _permissions[operation]
     rule(operation)
-    from strawberry.permission import BasePermission
 
     class Allowed(BasePermission):
         def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
