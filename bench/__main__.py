@@ -18,6 +18,8 @@ SCENARIOS = {
     "supplies": "bench.supplies_poll",
     "health": "bench.health",
     "scale": "bench.scale",
+    "graphql": "bench.graphql",
+    "redis": "bench.redis_fanout",
 }
 
 
