@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -27,6 +28,7 @@ from service.settings import Settings
 from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.app")
+GC_YOUNG_THRESHOLD = 10_000  # Python's default is 700 allocations
 
 def _provide_db(state: State) -> Database:
     return state.db
@@ -38,6 +40,15 @@ def _provide_cache(state: State) -> Cache:
 
 def _provide_settings(state: State) -> Settings:
     return state.settings
+
+
+def tune_collector() -> None:
+    """Requests allocate short-lived objects that reference counting frees; what the collector
+    keeps finding is the long-lived graph made at start-up. Freeze that graph, and let the
+    young generation grow before collecting it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -55,6 +66,8 @@ def create_app(settings: Settings) -> Litestar:
         app.state.cache = cache
         app.state.db = Database(pool, cache, versions)
         background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
+        if settings.gc_freeze:
+            tune_collector()
         try:
             yield
         finally:

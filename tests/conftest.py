@@ -92,6 +92,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         redis_prefix=f"test:{uuid.uuid4().hex[:12]}:",
         data_dir=str(tmp_path),
         run_background_jobs=False,
+        gc_freeze=False,  # a test process builds hundreds of apps: freezing each would keep them all
         **generate_secrets(),
     )
 

@@ -228,6 +228,11 @@ async def record_checkin_batch(conn: asyncpg.Connection, principal: Principal, r
     return CheckinBatch(created=count[ItemStatus.CREATED], replayed=count[ItemStatus.REPLAYED], failed=count[ItemStatus.FAILED], items=items)
 
 
+def without_records(batch: CheckinBatch) -> CheckinBatch:
+    """The batch answer with ids and outcomes only (what a phone needs to clear its queue)."""
+    return msgspec.structs.replace(batch, items=[msgspec.structs.replace(o, checkin=None) for o in batch.items])
+
+
 # --- samples and pools ----------------------------------------------------------------------
 
 
