@@ -41,6 +41,8 @@ from graphql.language import InlineFragmentNode, SelectionSetNode
 
 from service.access.model import Principal, Role
 from service.api.persisted import documents
+from service.errors import DomainError
+from service.pagination import MAX_LIMIT, decode_cursor
 from service.versions import CATALOG, NIL_SITE, read_versions
 
 if TYPE_CHECKING:
@@ -88,6 +90,36 @@ def enum_value(enum: type) -> Callable[[Any], str]:
         return enum.__members__[value].value
 
     return convert
+
+
+def str_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Fallback
+    return value
+
+
+def limit_value(value: Any) -> int:
+    """A page size the list functions accept (1-100); any other the generic path refuses with its own error."""
+    if type(value) is not int or not 1 <= value <= MAX_LIMIT:
+        raise Fallback
+    return value
+
+
+def cursor_value(types: list[type]) -> Callable[[Any], list[Any]]:
+    def convert(value: Any) -> list[Any]:
+        if not isinstance(value, str):
+            raise Fallback
+        try:
+            return decode_cursor(value, types) or []
+        except DomainError:
+            raise Fallback from None
+
+    return convert
+
+
+def one_site(args: dict[str, Any], principal: Principal) -> list[UUID]:
+    """The versions of the one site asked for; another site's answer is a constant (no version enters the key)."""
+    return [args["siteId"]] if principal.can_access_site(args["siteId"]) else []
 
 
 def list_of(item: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
@@ -139,7 +171,8 @@ class Compiled:
         for p in self.params:
             value = variables.get(p.name)
             if value is None:
-                if p.name in variables and p.required:
+                # GraphQL: an absent variable takes its default; null or no value for a non-null one is an error.
+                if p.required and (p.name in variables or p.default is None):
                     raise Fallback
                 args[p.name] = p.default
             else:
@@ -217,6 +250,7 @@ def registry() -> Registry:
 
 
 def _import_domains() -> None:
+    from service.sites import compiled as _sites  # noqa: F401
     from service.stays import compiled as _stays  # noqa: F401
 
 

@@ -22,6 +22,7 @@ from service.access.model import Role
 from service.api.graphql import build_schema
 from service.api.persisted import documents
 from service.gql import Context
+from service.pagination import encode_cursor
 from service.stays import service as stays
 from service.stays.model import BatchAdmission, BatchMember
 from tests.conftest import make_principal
@@ -39,7 +40,9 @@ async def world(db, settings):
         members = [BatchMember(resident=person(f"h{site}{i // 2}", name=name)) for i, name in zip(range(count), ["张三", "欧阳娜娜", "Smith", "李", "O'Brien \"Ø\"", "𠮷野家", "a\\b", "x" * 40, "王五"])]
         async with db.transaction() as conn:
             await stays.admit_batch(conn, COMMAND, settings, BatchAdmission(site_id=site, category="close_contact", arrival_batch="bus-1", members=members))
-    return SimpleNamespace(db=db, settings=settings, a=a, b=b, schema=build_schema(settings))
+    rows = await db.pool.fetch("SELECT admitted_at, id FROM stays ORDER BY admitted_at DESC, id DESC")
+    cursors = {f"stay{i}": encode_cursor([r["admitted_at"].isoformat(), str(r["id"])]) for i, r in enumerate(rows)}
+    return SimpleNamespace(db=db, settings=settings, a=a, b=b, schema=build_schema(settings), cursors=cursors)
 
 
 # Changes between examples: each one read alike by both paths (invariants do not matter here).
@@ -51,6 +54,13 @@ CHANGES = [
     "UPDATE rooms SET status_since = now() - make_interval(secs => $2::int), version = version + 1 WHERE id = (SELECT id FROM rooms ORDER BY id LIMIT 1 OFFSET $2::int % 20) AND $1::text IS NOT NULL",
     "UPDATE stays SET status = 'closed', ended_at = now(), outcome = 'released' WHERE id = (SELECT id FROM stays WHERE status = 'active' ORDER BY id LIMIT 1 OFFSET $2::int % 5) AND $1::text IS NOT NULL",
     "UPDATE stays SET day_one = day_one - $2::int % 20 WHERE $1::text IS NOT NULL",
+    # A resident who moved on: a caller of the old site sees the stay without its resident.
+    "UPDATE residents SET site_id = (SELECT id FROM sites ORDER BY id LIMIT 1 OFFSET $2::int % 2) "
+    "WHERE id = (SELECT id FROM residents ORDER BY id LIMIT 1 OFFSET $2::int % 15) AND $1::text IS NOT NULL",
+    "INSERT INTO disinfection_tasks (room_id, site_id, state, started_at, airing_until, failed_inspections, notes) "
+    "SELECT id, site_id, (ARRAY['passed', 'cancelled', 'airing'])[1 + $2::int % 3], now() - interval '2 hours', "
+    "CASE WHEN $2::int % 2 = 0 THEN now() + make_interval(secs => $2::int) END, $2::int % 3, $1 "
+    "FROM rooms ORDER BY id LIMIT 1 OFFSET $2::int % 20 ON CONFLICT DO NOTHING",
 ]
 
 change = st.tuples(st.sampled_from(CHANGES), st.text(min_size=1, max_size=30).filter(lambda s: "\x00" not in s), st.integers(0, 1000))
@@ -71,10 +81,28 @@ def site_value(world, pick: object) -> object:
     }[pick]
 
 
+CURSORS = [encode_cursor(k) for k in ([2, "201"], [2, "204"], [3, "301"], [5, "501"], [1, "999"], ["x", 1], [2])]
+
 VARIABLES = {
     "RoomBoard": st.fixed_dictionaries(
         {"siteId": st.sampled_from(SITES)},
         optional={"floor": st.one_of(st.none(), st.sampled_from([2, 3, 5, 99, -1, 2**40, "3", True, 2.0]))},
+    ),
+    "Rooms": st.fixed_dictionaries(
+        {"siteId": st.sampled_from(["a", "a", "b", *SITES]), "first": st.sampled_from([1, 2, 3, 50, 100, 0, 101, -1, "2", None])},
+        optional={
+            "floor": st.one_of(st.none(), st.sampled_from([2, 3, 5, 99, "3"])),
+            "status": st.one_of(st.none(), st.sampled_from(["READY", "OCCUPIED", "VACATED", "OUT_OF_SERVICE", "SEALED", "ready", "NOPE"])),
+            "after": st.one_of(st.none(), st.sampled_from(["", "garbage", *CURSORS])),
+        },
+    ),
+    "Stays": st.fixed_dictionaries(
+        {"siteId": st.sampled_from(["a", "a", "b", *SITES]), "first": st.sampled_from([1, 2, 3, 50, 100, 0, 101, "2", None])},
+        optional={
+            "status": st.one_of(st.none(), st.sampled_from(["ACTIVE", "CLOSED", "active"])),
+            "arrivalBatch": st.one_of(st.none(), st.sampled_from(["bus-1", "other", "", 5])),
+            "after": st.one_of(st.none(), st.sampled_from(["", "garbage", "stay0", "stay3", "stay8", "stay12", *CURSORS])),
+        },
     ),
     "Occupancy": st.fixed_dictionaries(
         {}, optional={"siteIds": st.one_of(st.none(), st.sampled_from(SITES), st.lists(st.sampled_from(SITES + [None]), max_size=3))}
@@ -109,7 +137,7 @@ async def test_compiled_equals_generic(world, name):
     # Hypothesis draws the examples (a sync run collects them); the checks then run on the test's loop.
     examples: list[tuple] = []
 
-    @hypothesis_settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @hypothesis_settings(max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(changes=st.lists(change, max_size=2), role=ROLES, scope=st.sampled_from(["a", "b", "both", "none", "all"]), variables=VARIABLES[name])
     def collect(changes, role, scope, variables):
         examples.append((changes, role, scope, variables))
@@ -122,7 +150,7 @@ async def test_compiled_equals_generic(world, name):
         if sites is None and role is not Role.COMMAND:
             sites = [world.a]
         principal = make_principal(role, sites)
-        variables = {k: site_value(world, v) if k.startswith("site") else v for k, v in variables.items()}
+        variables = {k: site_value(world, v) if k.startswith("site") else world.cursors.get(v, v) if k == "after" else v for k, v in variables.items()}
         compiled = await readpath.answer(SimpleNamespace(db=world.db, principal=principal), text, variables)
         expected = await generic(world, text, variables, principal)
         if compiled is None:
