@@ -154,7 +154,8 @@ class Compiled:
     name: str
     document: str  # the operation it answers (compared in canonical form)
     params: tuple[Param, ...]
-    run: Callable[[asyncpg.Connection, Principal, dict[str, Any], datetime], Any]  # -> the response JSON text
+    # -> the response JSON text, or None when the generic path must answer (e.g. its error for an unknown site)
+    run: Callable[[asyncpg.Connection, Principal, dict[str, Any], datetime], Any]
     topics: tuple[str, ...]
     # Which sites the answer depends on, from the bound variables and the caller.
     sites: Callable[[dict[str, Any], Principal], list[UUID] | None]
@@ -250,6 +251,7 @@ def registry() -> Registry:
 
 
 def _import_domains() -> None:
+    from service.health import compiled as _health  # noqa: F401
     from service.sites import compiled as _sites  # noqa: F401
     from service.stays import compiled as _stays  # noqa: F401
 
@@ -354,7 +356,7 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
     now = datetime.now(UTC)
     if op.bucket_s is None:
         body = await _run(db, op, principal, args, now)
-        return Answer(body, strong_etag(body))
+        return None if body is None else Answer(body, strong_etag(body))
     bucket = int(now.timestamp()) // op.bucket_s if op.bucket_s else 0
     versions = await versions_of(db, op.sites(args, principal), op.topics)
     key = cache_key(digest, msgspec.json.encode(args), scope_of(principal), versions, bucket)
@@ -362,14 +364,16 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
     body = await store.get(key)
     if body is None:
         body = await _run(db, op, principal, args, now)
+        if body is None:
+            return None
         await store.put(key, body)
     return Answer(body, f'"c{key}"')
 
 
-async def _run(db: Database, op: Compiled, principal: Principal, args: dict[str, Any], now: datetime) -> bytes:
+async def _run(db: Database, op: Compiled, principal: Principal, args: dict[str, Any], now: datetime) -> bytes | None:
     async with db.connection() as conn:
         text = await op.run(conn, principal, args, now)
-    return text.encode()
+    return None if text is None else text.encode()
 
 
 def strong_etag(body: bytes) -> str:

@@ -425,3 +425,40 @@ au AS (
 )
 SELECT (SELECT count(*) FROM c)::int AS checkins, (SELECT count(*) FROM a)::int AS alerts, (SELECT count(*) FROM sm)::int AS samples,
        (SELECT count(*) FROM au)::int AS audited;
+
+-- name: compiled_site_alerts$
+-- The SiteAlerts persisted operation's whole response (service/health/compiled.py): list_alerts' page
+-- (limit + 1 rows say whether there is more) with each alert's stay and resident as the scoped loaders
+-- see them, cursors as encode_cursor([raised_at, id]) writes. NULL when the site is unknown (the
+-- generic path's error answers that).
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), page AS (
+    SELECT a.*, row_number() OVER (ORDER BY a.raised_at DESC, a.id DESC) AS n
+    FROM alerts a JOIN site ON a.site_id = site.id
+    WHERE (:states::text[] IS NULL OR a.state = ANY(:states::text[]))
+      AND (:after_at::timestamptz IS NULL OR (a.raised_at, a.id) < (:after_at::timestamptz, :after_id::uuid))
+    ORDER BY a.raised_at DESC, a.id DESC
+    LIMIT :limit::int + 1
+)
+SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object('data', json_build_object('siteAlerts', json_build_object(
+    'edges', coalesce(json_agg(json_build_object('node', json_build_object(
+        'id', a.id, 'stayId', a.stay_id, 'kind', upper(a.kind), 'detail', a.detail, 'state', upper(a.state),
+        'raisedAt', gql_instant(a.raised_at), 'acknowledgedAt', gql_instant(a.acknowledged_at), 'acknowledgedBy', a.acknowledged_by,
+        'resolvedAt', gql_instant(a.resolved_at), 'resolvedBy', a.resolved_by, 'note', a.note, 'version', a.version,
+        'stay', (
+            SELECT json_build_object('id', s.id, 'roomNumber', s.room_number, 'floor', s.floor, 'bed', s.bed,
+                'quarantineDay', ((:now::timestamptz AT TIME ZONE s.time_zone)::date - s.day_one) + 1,
+                'resident', (SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name))
+                             FROM residents p
+                             WHERE p.id = s.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[]))))
+            FROM stays s
+            WHERE s.id = a.stay_id AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[])))
+    )) ORDER BY a.n) FILTER (WHERE a.n <= :limit::int), '[]'::json),
+    'pageInfo', json_build_object(
+        'hasNextPage', count(*) > :limit::int,
+        'endCursor', CASE WHEN count(*) > :limit::int THEN (array_agg(
+            rtrim(translate(replace(encode(convert_to('["' || gql_instant(a.raised_at) || '","' || a.id || '"]', 'UTF8'), 'base64'),
+                                    E'\n', ''), '+/', '-_'), '=')
+        ) FILTER (WHERE a.n = :limit::int))[1] END))))::text END
+FROM page a;

@@ -57,6 +57,12 @@ CHANGES = [
     # A resident who moved on: a caller of the old site sees the stay without its resident.
     "UPDATE residents SET site_id = (SELECT id FROM sites ORDER BY id LIMIT 1 OFFSET $2::int % 2) "
     "WHERE id = (SELECT id FROM residents ORDER BY id LIMIT 1 OFFSET $2::int % 15) AND $1::text IS NOT NULL",
+    "INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail, raised_at) "
+    "SELECT site_id, id, (ARRAY['fever', 'low_spo2', 'symptoms', 'missed_checkin', 'positive'])[1 + $2::int % 5], $1::text, "
+    "jsonb_build_object('temperature_c', 37.5 + ($2::int % 20) / 10.0, 'note', $1::text, 'list', jsonb_build_array(1, 'two', NULL)), "
+    "now() - make_interval(mins => $2::int % 7) FROM stays ORDER BY id LIMIT 1 OFFSET $2::int % 15 ON CONFLICT DO NOTHING",
+    "UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $1::text, version = version + 1 "
+    "WHERE id = (SELECT id FROM alerts WHERE state = 'open' ORDER BY id LIMIT 1 OFFSET $2::int % 3)",
     "INSERT INTO disinfection_tasks (room_id, site_id, state, started_at, airing_until, failed_inspections, notes) "
     "SELECT id, site_id, (ARRAY['passed', 'cancelled', 'airing'])[1 + $2::int % 3], now() - interval '2 hours', "
     "CASE WHEN $2::int % 2 = 0 THEN now() + make_interval(secs => $2::int) END, $2::int % 3, $1 "
@@ -102,6 +108,13 @@ VARIABLES = {
             "status": st.one_of(st.none(), st.sampled_from(["ACTIVE", "CLOSED", "active"])),
             "arrivalBatch": st.one_of(st.none(), st.sampled_from(["bus-1", "other", "", 5])),
             "after": st.one_of(st.none(), st.sampled_from(["", "garbage", "stay0", "stay3", "stay8", "stay12", *CURSORS])),
+        },
+    ),
+    "SiteAlerts": st.fixed_dictionaries(
+        {"siteId": st.sampled_from(["a", "a", "b", *SITES]), "first": st.sampled_from([1, 2, 3, 50, 0, None])},
+        optional={
+            "states": st.one_of(st.none(), st.sampled_from(["OPEN", "open"]), st.lists(st.sampled_from(["OPEN", "ACKNOWLEDGED", "RESOLVED", "NOPE"]), max_size=2)),
+            "after": st.one_of(st.none(), st.sampled_from(["", "garbage", *CURSORS])),
         },
     ),
     "Occupancy": st.fixed_dictionaries(
