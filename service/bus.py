@@ -109,8 +109,12 @@ async def publish(cache: Cache, events: list[Event]) -> None:
             await observer(cache, events)
         except Exception:  # an observer is an accelerator: never fail the committed write
             log.exception("event observer failed", extra={"event": "observer_failed"})
-    for event in events:
-        await cache.call("publish", channel(cache, event.site_id), msgspec.json.encode(event))
+    # One round trip per commit, however many events it emitted (a batch of check-ins emits hundreds).
+    commands = [("publish", (channel(cache, event.site_id), msgspec.json.encode(event))) for event in events]
+    if await cache.pipeline(commands, default=None, transaction=False) is None:
+        # Subscribers everywhere missed these: whatever keeps copies on this instance must not trust them
+        # (the breaker, when it opened, has done the same for a failure of Redis itself).
+        cache.gap("publish failed")
 
 
 # --- the durable feed -------------------------------------------------------
