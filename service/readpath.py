@@ -48,12 +48,13 @@ from service.versions import CATALOG, NIL_SITE, read_versions
 if TYPE_CHECKING:
     from service.cache import Cache
     from service.db import Database
+    from service.settings import Settings
 
 log = logging.getLogger("qsite.readpath")
 
 INT32 = 2**31 - 1
 REDIS_TTL_S = 600
-MEMORY_BYTES = 32 * 1024 * 1024
+MB = 1024 * 1024
 
 
 class Answer(NamedTuple):
@@ -267,7 +268,7 @@ def compiled_operations() -> list[str]:
 class ResponseCache:
     """Answers by key: in process (LRU bounded in bytes), then Redis (shared, with a TTL)."""
 
-    def __init__(self, cache: Cache, max_bytes: int = MEMORY_BYTES) -> None:
+    def __init__(self, cache: Cache, max_bytes: int) -> None:
         self.cache = cache
         self.max_bytes = max_bytes
         self.size = 0
@@ -277,6 +278,8 @@ class ResponseCache:
         return self.cache.key("answer", key)
 
     async def get(self, key: str) -> bytes | None:
+        if not self.max_bytes:
+            return None
         body = self.entries.get(key)
         if body is not None:
             self.entries.move_to_end(key)
@@ -287,6 +290,8 @@ class ResponseCache:
         return body
 
     async def put(self, key: str, body: bytes) -> None:
+        if not self.max_bytes:
+            return
         self._keep(key, body)
         await self.cache.call("set", self._redis_key(key), body, ex=REDIS_TTL_S)
 
@@ -325,10 +330,11 @@ async def versions_of(db: Database, sites: Iterable[UUID] | None, topics: Iterab
     return ";".join(f"{s}:{t}={v}" for (s, t), v in sorted(found.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])))
 
 
-def responses(db: Database) -> ResponseCache:
+def responses(db: Database, settings: Settings) -> ResponseCache:
+    """The instance's answer cache (one per Database, i.e. per app)."""
     found = getattr(db, "responses", None)
     if found is None:
-        found = db.responses = ResponseCache(db.cache)  # type: ignore[attr-defined]
+        found = db.responses = ResponseCache(db.cache, settings.read_cache_mb * MB)  # type: ignore[attr-defined]
     return found
 
 
@@ -360,7 +366,7 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
     bucket = int(now.timestamp()) // op.bucket_s if op.bucket_s else 0
     versions = await versions_of(db, op.sites(args, principal), op.topics)
     key = cache_key(digest, msgspec.json.encode(args), scope_of(principal), versions, bucket)
-    store = responses(db)
+    store = responses(db, context.settings)
     body = await store.get(key)
     if body is None:
         body = await _run(db, op, principal, args, now)
@@ -373,7 +379,8 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
 async def _run(db: Database, op: Compiled, principal: Principal, args: dict[str, Any], now: datetime) -> bytes | None:
     async with db.connection() as conn:
         text = await op.run(conn, principal, args, now)
-    return None if text is None else text.encode()
+    # PostgreSQL writes JSON with spaces after ':' and ','; the compact form is ~10 % smaller.
+    return None if text is None else msgspec.json.format(text.encode(), indent=-1)
 
 
 def strong_etag(body: bytes) -> str:

@@ -462,3 +462,30 @@ SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object(
                                     E'\n', ''), '+/', '-_'), '=')
         ) FILTER (WHERE a.n = :limit::int))[1] END))))::text END
 FROM page a;
+
+-- name: compiled_swabs_due$
+-- The SwabsDue persisted operation's whole response (service/health/compiled.py): swabs_due's rows with
+-- each stay and resident as the scoped loaders see them. NULL for an unknown site (the generic error).
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), s AS (
+    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, r.test_days,
+           ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday
+    FROM stays st JOIN site ON st.site_id = site.id JOIN regimes r ON r.id = st.regime_id
+    WHERE st.status = 'active' AND (:floor::int IS NULL OR st.floor = :floor::int)
+), due AS (
+    SELECT s.*, EXISTS (SELECT 1 FROM retests rt WHERE rt.stay_id = s.id AND rt.sample_id IS NULL) AS retest
+    FROM s
+)
+SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object('data', json_build_object('swabsDue', coalesce(json_agg(
+    json_build_object(
+        'stayId', d.id, 'residentId', d.resident_id, 'floor', d.floor, 'roomNumber', d.room_number, 'bed', d.bed,
+        'quarantineDay', d.qday, 'retest', d.retest,
+        'stay', json_build_object('id', d.id, 'resident', (
+            SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name))
+            FROM residents p WHERE p.id = d.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[])))))
+    ORDER BY d.floor, d.room_number, d.bed), '[]'::json)))::text END
+FROM due d
+WHERE d.retest
+   OR (d.qday = ANY(d.test_days)
+       AND NOT EXISTS (SELECT 1 FROM samples sm WHERE sm.stay_id = d.id AND sm.scheduled_day = d.qday AND sm.result <> 'invalid'));

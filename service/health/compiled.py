@@ -11,7 +11,7 @@ import asyncpg
 from service.access.model import Principal
 from service.db import queries
 from service.health.model import AlertState
-from service.readpath import Compiled, Param, compiled, cursor_value, enum_value, limit_value, list_of, one_site, uuid_value
+from service.readpath import Compiled, Param, compiled, cursor_value, enum_value, int_value, limit_value, list_of, one_site, uuid_value
 
 Q = queries("health")
 
@@ -48,6 +48,29 @@ query SiteAlerts($siteId: UUID!, $states: [HealthAlertState!], $first: Int! = 50
             Param("after", cursor_value([datetime, UUID])),
         ),
         run=_site_alerts,
+        topics=("health", "rooms"),
+        sites=one_site,
+        bucket_s=900,
+    )
+)
+
+
+async def _swabs_due(conn: asyncpg.Connection, principal: Principal, args: dict[str, Any], now: datetime) -> str | None:
+    return await Q.compiled_swabs_due(conn, site_id=args["siteId"], site_ids=principal.site_scope, floor=args["floor"], now=now)
+
+
+SWABS_DUE = compiled(
+    Compiled(
+        name="SwabsDue",
+        document="""
+query SwabsDue($siteId: UUID!, $floor: Int) {
+  swabsDue(siteId: $siteId, floor: $floor) {
+    stayId residentId floor roomNumber bed quarantineDay retest
+    stay { id resident { id name } }
+  }
+}""",
+        params=(Param("siteId", uuid_value, required=True), Param("floor", int_value)),
+        run=_swabs_due,
         topics=("health", "rooms"),
         sites=one_site,
         bucket_s=900,

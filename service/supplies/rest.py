@@ -56,7 +56,7 @@ async def poll_stock(request: Request[Any, Any, Any], db: Database, cache: Cache
     etag = await versions.etag_for(db, covered, query=query, bucket=bucket.isoformat())
     if if_none_match(request, etag):
         return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
-    store = versions.bodies(db)
+    store = versions.bodies(db, settings)
     body = await store.get(etag)
     if body is None:
         async with db.connection() as conn:

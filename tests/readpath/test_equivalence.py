@@ -63,6 +63,16 @@ CHANGES = [
     "now() - make_interval(mins => $2::int % 7) FROM stays ORDER BY id LIMIT 1 OFFSET $2::int % 15 ON CONFLICT DO NOTHING",
     "UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $1::text, version = version + 1 "
     "WHERE id = (SELECT id FROM alerts WHERE state = 'open' ORDER BY id LIMIT 1 OFFSET $2::int % 3)",
+    # Today's swab in (or invalid), and an open retest after a pool.
+    "INSERT INTO samples (id, site_id, stay_id, barcode, kind, scheduled_day, collected_at, collected_by, result, resulted_at) "
+    "SELECT gen_random_uuid(), site_id, id, 'BC-' || md5($1::text || random()::text), 'pcr', "
+    "least(90, greatest(1, ((now() AT TIME ZONE time_zone)::date - day_one + 1))), now(), 'nurse', "
+    "(ARRAY['pending', 'invalid', 'negative'])[1 + $2::int % 3], CASE WHEN $2::int % 3 > 0 THEN now() END "
+    "FROM stays WHERE status = 'active' ORDER BY id LIMIT 1 OFFSET $2::int % 10",
+    "WITH pool AS (INSERT INTO samples (id, site_id, barcode, kind, collected_at, collected_by) "
+    "SELECT gen_random_uuid(), site_id, 'PL-' || md5($1::text || random()::text), 'pcr', now(), 'nurse' FROM stays ORDER BY id LIMIT 1 RETURNING id) "
+    "INSERT INTO retests (site_id, stay_id, pool_id) SELECT st.site_id, st.id, pool.id FROM pool, stays st "
+    "WHERE st.id = (SELECT id FROM stays ORDER BY id LIMIT 1 OFFSET $2::int % 15)",
     "INSERT INTO disinfection_tasks (room_id, site_id, state, started_at, airing_until, failed_inspections, notes) "
     "SELECT id, site_id, (ARRAY['passed', 'cancelled', 'airing'])[1 + $2::int % 3], now() - interval '2 hours', "
     "CASE WHEN $2::int % 2 = 0 THEN now() + make_interval(secs => $2::int) END, $2::int % 3, $1 "
@@ -117,6 +127,10 @@ VARIABLES = {
             "after": st.one_of(st.none(), st.sampled_from(["", "garbage", *CURSORS])),
         },
     ),
+    "SwabsDue": st.fixed_dictionaries(
+        {"siteId": st.sampled_from(["a", "a", "b", *SITES])},
+        optional={"floor": st.one_of(st.none(), st.sampled_from([2, 3, 5, 99, "3"]))},
+    ),
     "Occupancy": st.fixed_dictionaries(
         {}, optional={"siteIds": st.one_of(st.none(), st.sampled_from(SITES), st.lists(st.sampled_from(SITES + [None]), max_size=3))}
     ),
@@ -164,7 +178,7 @@ async def test_compiled_equals_generic(world, name):
             sites = [world.a]
         principal = make_principal(role, sites)
         variables = {k: site_value(world, v) if k.startswith("site") else world.cursors.get(v, v) if k == "after" else v for k, v in variables.items()}
-        compiled = await readpath.answer(SimpleNamespace(db=world.db, principal=principal), text, variables)
+        compiled = await readpath.answer(SimpleNamespace(db=world.db, principal=principal, settings=world.settings), text, variables)
         expected = await generic(world, text, variables, principal)
         if compiled is None:
             continue
