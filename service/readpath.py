@@ -255,6 +255,7 @@ def _import_domains() -> None:
     from service.health import compiled as _health  # noqa: F401
     from service.sites import compiled as _sites  # noqa: F401
     from service.stays import compiled as _stays  # noqa: F401
+    from service.transfers import compiled as _transfers  # noqa: F401
 
 
 def compiled_operations() -> list[str]:

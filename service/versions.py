@@ -162,7 +162,8 @@ class SiteVersions:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._gap.wait(), PING_S)
                     if not self._gap.is_set():
-                        await conn.fetchval("SELECT 1", timeout=PING_S)
+                        async with self._sync_lock:  # one statement at a time on this connection
+                            await conn.fetchval("SELECT 1", timeout=PING_S)
             except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
                 self._drop(type(exc).__name__)
             finally:
@@ -173,6 +174,7 @@ class SiteVersions:
             await asyncio.sleep(RECONNECT_S)
 
     async def close(self) -> None:
+        self.trusted = False  # shutting down is no gap to report
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -76,3 +76,26 @@ query SwabsDue($siteId: UUID!, $floor: Int) {
         bucket_s=900,
     )
 )
+
+
+async def _checkins_due(conn: asyncpg.Connection, principal: Principal, args: dict[str, Any], now: datetime) -> str | None:
+    return await Q.compiled_checkins_due(conn, site_id=args["siteId"], site_ids=principal.site_scope, floor=args["floor"], now=now)
+
+
+CHECKINS_DUE = compiled(
+    Compiled(
+        name="CheckinsDue",
+        document="""
+query CheckinsDue($siteId: UUID!, $floor: Int) {
+  checkinsDue(siteId: $siteId, floor: $floor) {
+    stayId residentId floor roomNumber bed slotStart slotEnd lastCheckinAt overdue
+    stay { id quarantineDay resident { id name } }
+  }
+}""",
+        params=(Param("siteId", uuid_value, required=True), Param("floor", int_value)),
+        run=_checkins_due,
+        topics=("health", "rooms"),
+        sites=one_site,
+        bucket_s=None,  # "overdue" and the slot move with the clock: compiled, never cached
+    )
+)

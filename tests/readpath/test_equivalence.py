@@ -40,6 +40,9 @@ async def world(db, settings):
         members = [BatchMember(resident=person(f"h{site}{i // 2}", name=name)) for i, name in zip(range(count), ["张三", "欧阳娜娜", "Smith", "李", "O'Brien \"Ø\"", "𠮷野家", "a\\b", "x" * 40, "王五"])]
         async with db.transaction() as conn:
             await stays.admit_batch(conn, COMMAND, settings, BatchAdmission(site_id=site, category="close_contact", arrival_batch="bus-1", members=members))
+    transfer = next(c for c in CHANGES if "INTO transfers" in c)
+    for n in range(8):
+        await db.pool.execute(transfer, f"hospital {n}", n)
     rows = await db.pool.fetch("SELECT admitted_at, id FROM stays ORDER BY admitted_at DESC, id DESC")
     cursors = {f"stay{i}": encode_cursor([r["admitted_at"].isoformat(), str(r["id"])]) for i, r in enumerate(rows)}
     return SimpleNamespace(db=db, settings=settings, a=a, b=b, schema=build_schema(settings), cursors=cursors)
@@ -63,6 +66,16 @@ CHANGES = [
     "now() - make_interval(mins => $2::int % 7) FROM stays ORDER BY id LIMIT 1 OFFSET $2::int % 15 ON CONFLICT DO NOTHING",
     "UPDATE alerts SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $1::text, version = version + 1 "
     "WHERE id = (SELECT id FROM alerts WHERE state = 'open' ORDER BY id LIMIT 1 OFFSET $2::int % 3)",
+    "INSERT INTO checkins (id, stay_id, site_id, recorded_at, temperature_c, recorded_by) "
+    "SELECT gen_random_uuid(), id, site_id, now() - make_interval(hours => $2::int % 30), 36.6, $1::text "
+    "FROM stays ORDER BY id LIMIT 1 OFFSET $2::int % 15",
+    "WITH f AS (INSERT INTO facilities (code, name, kind) VALUES ('F' || substr(md5($1::text || random()::text), 1, 8), $1::text, "
+    "'designated_hospital') RETURNING id) "
+    "INSERT INTO transfers (site_id, stay_id, resident_id, room_id, reason, urgency, destination_id, requested_by, requested_at, vehicle_plate) "
+    "SELECT s.site_id, s.id, s.resident_id, s.room_id, (ARRAY['positive_test', 'symptoms', 'other'])[1 + $2::int % 3], "
+    "(ARRAY['routine', 'urgent', 'emergency'])[1 + $2::int % 3], CASE WHEN $2::int % 2 = 0 THEN f.id END, 'medic', "
+    "now() - make_interval(secs => $2::int * 7.3), CASE WHEN $2::int % 4 = 0 THEN 'A-123' END "
+    "FROM stays s, f WHERE s.id = (SELECT id FROM stays ORDER BY id LIMIT 1 OFFSET $2::int % 15) ON CONFLICT DO NOTHING",
     # Today's swab in (or invalid), and an open retest after a pool.
     "INSERT INTO samples (id, site_id, stay_id, barcode, kind, scheduled_day, collected_at, collected_by, result, resulted_at) "
     "SELECT gen_random_uuid(), site_id, id, 'BC-' || md5($1::text || random()::text), 'pcr', "
@@ -127,6 +140,14 @@ VARIABLES = {
             "after": st.one_of(st.none(), st.sampled_from(["", "garbage", *CURSORS])),
         },
     ),
+    "CheckinsDue": st.fixed_dictionaries(
+        {"siteId": st.sampled_from(["a", "a", "b", *SITES])},
+        optional={"floor": st.one_of(st.none(), st.sampled_from([2, 3, 5, 99, "3"]))},
+    ),
+    "TransferBoard": st.fixed_dictionaries(
+        {"siteId": st.sampled_from(["a", "a", "b", *SITES]), "first": st.sampled_from([1, 2, 3, 50, 0, None])},
+        optional={"after": st.one_of(st.none(), st.sampled_from(["", "garbage", *CURSORS, encode_cursor([0, "2020-01-01T00:00:00+00:00", str(UNKNOWN)])]))},
+    ),
     "SwabsDue": st.fixed_dictionaries(
         {"siteId": st.sampled_from(["a", "a", "b", *SITES])},
         optional={"floor": st.one_of(st.none(), st.sampled_from([2, 3, 5, 99, "3"]))},
@@ -153,8 +174,24 @@ def generic(world, text: str, variables: dict, principal) -> dict:
     return run()
 
 
+class FrozenClock(datetime):
+    """``datetime`` whose now() is fixed: the generic resolver and the compiled statement age transfers at one instant."""
+
+    frozen = datetime(2026, 11, 29, 8, 7, 6, 543210, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz=None):  # noqa: ANN001, ANN206
+        return cls.frozen if tz is None else cls.frozen.astimezone(tz)
+
+
 @pytest.mark.parametrize("name", sorted(VARIABLES))
-async def test_compiled_equals_generic(world, name):
+async def test_compiled_equals_generic(world, name, monkeypatch):
+    if name == "TransferBoard":
+        from service.transfers import gql as transfers_gql
+
+        FrozenClock.frozen = datetime.now(UTC)
+        monkeypatch.setattr(transfers_gql, "datetime", FrozenClock)
+        monkeypatch.setattr(readpath, "datetime", FrozenClock)
     by_name = {op.name: (digest, text) for text, (digest, op) in readpath.registry().by_text.items()}
     assert name in by_name, f"{name} is not matched to a persisted document"
     digest, text = by_name[name]
@@ -185,3 +222,20 @@ async def test_compiled_equals_generic(world, name):
         answered += 1
         assert msgspec.json.decode(compiled.body) == expected, (role, scope, variables)
     assert answered >= 20, "the compiler declined almost everything: the comparison proves nothing"
+
+
+def test_documents_match_by_canonical_form_not_by_hash():
+    """A persisted file rewritten with fragments is still compiled; one with other fields or aliases is not."""
+    readpath.registry()  # imports the domains' compiled operations
+    op = next(o for o in readpath.COMPILED if o.name == "RoomBoard")
+    with_fragment = """
+query RoomBoard($siteId: UUID!, $floor: Int) { roomBoard(siteId: $siteId, floor: $floor) { room { ...R } occupants { ...O } } }
+fragment R on Room { id number floor beds occupied freeBeds status statusSince version }
+fragment O on Stay { id bed category riskLevel arrivalBatch admittedAt plannedReleaseAt quarantineDay resident { id name sex birthYear } }
+"""
+    assert readpath.canonical(with_fragment) == readpath.canonical(op.document)
+    aliased = op.document.replace("freeBeds", "free: freeBeds")
+    fewer = op.document.replace("statusSince", "")
+    renamed = op.document.replace("query RoomBoard(", "query Board(")
+    assert len({readpath.canonical(d) for d in (op.document, aliased, fewer, renamed)}) == 4
+    assert readpath.canonical("{ a } { b }") is None and readpath.canonical("query {") is None
