@@ -18,6 +18,8 @@ SCENARIOS = {
     "supplies": "bench.supplies_poll",
     "health": "bench.health",
     "board": "bench.board",
+    "scale": "bench.scale",
+    "graphql": "bench.graphql",
 }
 
 

@@ -109,12 +109,9 @@ async def publish(cache: Cache, events: list[Event]) -> None:
             await observer(cache, events)
         except Exception:  # an observer is an accelerator: never fail the committed write
             log.exception("event observer failed", extra={"event": "observer_failed"})
-    # One round trip per commit, however many events it emitted (a batch of check-ins emits hundreds).
-    commands = [("publish", (channel(cache, event.site_id), msgspec.json.encode(event))) for event in events]
-    if await cache.pipeline(commands, default=None, transaction=False) is None:
-        # Subscribers everywhere missed these: whatever keeps copies on this instance must not trust them
-        # (the breaker, when it opened, has done the same for a failure of Redis itself).
-        cache.gap("publish failed")
+    # Sent in the background, in order, a commit's events in one pipelined round trip (a batch of
+    # check-ins emits hundreds): the response does not wait for Redis. A failed publish is a gap.
+    cache.publish_soon([(channel(cache, event.site_id), msgspec.json.encode(event)) for event in events])
 
 
 # --- the durable feed -------------------------------------------------------

@@ -47,6 +47,9 @@ _FAILURES = (RedisError, OSError, TimeoutError)
 PROBE_MIN_S = 0.25
 PROBE_MAX_S = 2.0
 FLAP_WINDOW_S = 10.0
+# Messages waiting to be published (a slow Redis must not grow memory without bound), and per round trip.
+MAX_OUTBOX = 50_000
+MAX_BATCH = 2_000
 
 
 class Cache:
@@ -71,6 +74,8 @@ class Cache:
         self._probe_delay = PROBE_MIN_S
         self._closed_at = -math.inf
         self._up: asyncio.Event | None = None
+        self._outbox: list[tuple[str, bytes]] = []
+        self._publisher: asyncio.Task[None] | None = None
         self.hub = Hub(self)
 
     def key(self, *parts: object) -> str:
@@ -176,10 +181,36 @@ class Cache:
 
         return await self._guarded(run, default)
 
+    def publish_soon(self, messages: list[tuple[str, bytes]]) -> None:
+        """Queue ``(channel, message)`` pairs for PUBLISH, in order, without waiting for Redis.
+
+        One background task sends whatever is queued in one pipelined round trip, so a commit's
+        response never waits on Redis (nor does a hung Redis hold it), and a burst of commits
+        shares round trips. What cannot be sent (breaker open, failure, backlog full) is a gap.
+        """
+        if len(self._outbox) + len(messages) > MAX_OUTBOX:
+            self.gap("publish backlog full")
+            return
+        self._outbox.extend(messages)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_queued())
+
+    async def _publish_queued(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
+            commands = [("publish", message) for message in batch]
+            if await self.pipeline(commands, default=None, transaction=False) is None:
+                # Subscribers everywhere missed these (when the breaker opened it counted a gap too).
+                self.gap("publish failed")
+
     async def ping(self) -> bool:
         return bool(await self.call("ping", default=False))
 
     async def close(self) -> None:
+        if self._publisher is not None:  # what committed before shutdown still goes out, within a deadline
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._publisher), self.timeout * 4)
+            self._publisher.cancel()
         await self.hub.close()
         if self._probe is not None:
             self._probe.cancel()

@@ -304,3 +304,9 @@ SELECT json_build_object('data', json_build_object('stays', json_build_object(
                                     E'\n', ''), '+/', '-_'), '=')
         ) FILTER (WHERE s.n = :limit::int))[1] END))))::text
 FROM page s;
+
+-- name: lock_admissions!
+-- Admissions with client-chosen stay ids, one at a time per id (ids sorted by the caller): a
+-- concurrent replay waits for the first attempt, then finds its stay instead of colliding.
+SELECT pg_advisory_xact_lock(hashtextextended('stay-admission:' || i.id::text, 0))
+FROM unnest(:ids::uuid[]) AS i(id);

@@ -4,8 +4,9 @@ Two app processes (A, B) share the machine's PostgreSQL (a fresh database) and a
 test's own. While check-ins go to both, A records stock movements and B answers stock polls, the Redis
 process is killed (and restarted), stopped for a few seconds, then paused. Asserted: no 5xx, no request
 anywhere near a Redis timeout per call (a generous bound: the target, a p99 well under 300 ms, is printed,
-never asserted), a live subscription ends with ``live_updates_unavailable`` during each fault, and
-within 10 s of Redis answering again a new subscription streams and both instances report Redis ready.
+never asserted), a live subscription ends with ``live_updates_unavailable`` during each fault, within
+10 s of Redis answering again a new subscription streams and both instances report Redis ready, and
+B does not answer 304 to the stock ETag it gave before the fault (stock moved meanwhile).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Load:
         self.phase = "baseline"
         self.samples: list[tuple[str, str, int, float]] = []  # (phase, kind, status, seconds)
         self.running = True
+        self.etag = ""  # the last stock ETag instance B answered
 
     async def _timed(self, kind: str, request: Any) -> httpx.Response:
         started = time.perf_counter()
@@ -103,10 +105,9 @@ class Load:
             await asyncio.sleep(0.2)
 
     async def polls(self, client: httpx.AsyncClient) -> None:
-        etag = ""
         while self.running:
-            response = await self._timed("poll", client.get("/api/v1/supplies/stock", headers={**self.logistics, "If-None-Match": etag}))
-            etag = response.headers.get("etag", etag)
+            response = await self._timed("poll", client.get("/api/v1/supplies/stock", headers={**self.logistics, "If-None-Match": self.etag}))
+            self.etag = response.headers.get("etag", self.etag)
             await asyncio.sleep(0.05)
 
     @contextlib.asynccontextmanager
@@ -209,6 +210,7 @@ async def test_redis_killed_stopped_and_paused_under_load(settings, db):
                     live = Live(bases[0], staff_token, site).start()
                     assert await live.until(lambda: live.events > 0, 5), "subscription never streamed"
                     load.phase = fault
+                    etag_before = load.etag
                     if fault == "killed":
                         redis_server.kill()
                     elif fault == "stopped":
@@ -228,6 +230,9 @@ async def test_redis_killed_stopped_and_paused_under_load(settings, db):
                     load.phase = f"{fault}/recovery"
                     print(fault, "ended:", ended, error, flush=True)
                     seconds = await recovered(clients, bases[0], staff_token, site)
+                    # Stock moved during the fault: B must not confirm the ETag it gave before (no stale 304).
+                    poll = await clients[1].get("/api/v1/supplies/stock", headers={**logistics, "If-None-Match": etag_before})
+                    assert poll.status_code == 200, f"{fault}: stale 304 after Redis recovered"
                     report[fault] = {"live_ended": ended, "recovered_s": round(seconds, 2),
                                      "checkin_p99_ms": load.p99_ms(fault, "checkin"), "poll_p99_ms": load.p99_ms(fault, "poll")}
                     assert ended and error is not None, f"{fault}: the subscription did not end"
