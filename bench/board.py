@@ -36,7 +36,7 @@ SECONDS = 3
 def run(ctx: BenchContext) -> None:
     command = make_principal(Role.COMMAND)
 
-    async def setup(db):  # noqa: ANN001
+    async def setup(db):
         async with db.transaction() as conn:
             site = await sites.create_site(conn, command, SiteCreate(code=f"B-{uuid.uuid4().hex[:6]}", name="board"))
             for floor in range(2, 10):

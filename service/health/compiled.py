@@ -11,7 +11,18 @@ import asyncpg
 from service.access.model import Principal
 from service.db import queries
 from service.health.model import AlertState
-from service.readpath import Compiled, Param, compiled, cursor_value, enum_value, int_value, limit_value, list_of, one_site, uuid_value
+from service.readpath import (
+    Compiled,
+    Param,
+    compiled,
+    cursor_value,
+    enum_value,
+    int_value,
+    limit_value,
+    list_of,
+    one_site,
+    uuid_value,
+)
 
 Q = queries("health")
 

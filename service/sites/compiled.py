@@ -9,7 +9,17 @@ import asyncpg
 
 from service.access.model import Principal
 from service.db import queries
-from service.readpath import Compiled, Param, compiled, cursor_value, enum_value, int_value, limit_value, one_site, uuid_value
+from service.readpath import (
+    Compiled,
+    Param,
+    compiled,
+    cursor_value,
+    enum_value,
+    int_value,
+    limit_value,
+    one_site,
+    uuid_value,
+)
 from service.sites.model import RoomStatus
 
 R = queries("rooms")

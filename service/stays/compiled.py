@@ -10,7 +10,19 @@ import asyncpg
 
 from service.access.model import Principal
 from service.db import queries
-from service.readpath import Compiled, Param, compiled, cursor_value, enum_value, int_value, limit_value, list_of, one_site, str_value, uuid_value
+from service.readpath import (
+    Compiled,
+    Param,
+    compiled,
+    cursor_value,
+    enum_value,
+    int_value,
+    limit_value,
+    list_of,
+    one_site,
+    str_value,
+    uuid_value,
+)
 from service.stays.model import StayStatus
 
 Q = queries("stays")

@@ -14,7 +14,13 @@ from service.access.model import Principal
 from service.access.rest import provide_principal, requires
 from service.cache import Cache
 from service.db import Database
-from service.http import ETAG_HEADER, CursorParam, LimitParam, if_none_match, json_with_etag
+from service.http import (
+    ETAG_HEADER,
+    CursorParam,
+    LimitParam,
+    if_none_match,
+    json_with_etag,
+)
 from service.pagination import Page
 from service.settings import Settings
 from service.supplies import service, versions, webhooks

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from service.db import Database
-from service.settings import Settings
 from service.readpath import ResponseCache, cache_key, responses, versions_of
+from service.settings import Settings
 
 # Bump when the poll's JSON shape changes: old ETags must not match new bodies.
 SHAPE_VERSION = "2"

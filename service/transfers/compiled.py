@@ -10,7 +10,15 @@ import asyncpg
 
 from service.access.model import Principal
 from service.db import queries
-from service.readpath import Compiled, Param, compiled, cursor_value, limit_value, one_site, uuid_value
+from service.readpath import (
+    Compiled,
+    Param,
+    compiled,
+    cursor_value,
+    limit_value,
+    one_site,
+    uuid_value,
+)
 from service.transfers.service import READ_ROLES
 
 Q = queries("transfers")

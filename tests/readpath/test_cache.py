@@ -12,7 +12,6 @@ import uuid
 from contextlib import asynccontextmanager
 
 import msgspec
-import pytest
 from litestar.testing import AsyncTestClient
 
 from service import readpath
@@ -20,8 +19,11 @@ from service.access.model import Role
 from service.app import create_app
 from tests.conftest import make_principal
 from tests.stays.helpers import COMMAND, id_number, make_site
-from tests.supplies.helpers import make_item, make_site as make_supply_site, move, staff as supply_staff
-from tests.supplies.test_poll import URL as POLL, wait_until_listening
+from tests.supplies.helpers import make_item, move
+from tests.supplies.helpers import make_site as make_supply_site
+from tests.supplies.helpers import staff as supply_staff
+from tests.supplies.test_poll import URL as POLL
+from tests.supplies.test_poll import wait_until_listening
 
 
 def board_hash() -> str:
@@ -191,7 +193,7 @@ async def test_stalled_redis_during_a_stock_write_leaves_no_stale_304(settings, 
             logistics = make_principal(Role.LOGISTICS, [site])
             await move(client, auth, worker, str(site), item, "receipt", 10)
             await wait_until_listening(other.app)
-            poll = lambda etag: other.get(POLL, headers={**auth(logistics), **({"If-None-Match": etag} if etag else {})})  # noqa: E731
+            poll = lambda etag: other.get(POLL, headers={**auth(logistics), **({"If-None-Match": etag} if etag else {})})
             etag = await settled(poll)
             assert (await poll(None)).json()["sites"][0]["items"][0]["quantity"] == 10
             os.kill(redis_proc.pid, signal.SIGSTOP)

@@ -10,12 +10,14 @@ all; where it declines, the generic path answers (nothing to compare).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from service import readpath
 from service.access.model import Role
@@ -180,7 +182,7 @@ class FrozenClock(datetime):
     frozen = datetime(2026, 11, 29, 8, 7, 6, 543210, tzinfo=UTC)
 
     @classmethod
-    def now(cls, tz=None):  # noqa: ANN001, ANN206
+    def now(cls, tz=None):
         return cls.frozen if tz is None else cls.frozen.astimezone(tz)
 
 
