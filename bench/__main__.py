@@ -19,7 +19,9 @@ SCENARIOS = {
     "health": "bench.health",
     "board": "bench.board",
     "scale": "bench.scale",
+    "logging": "bench.access_log",
     "graphql": "bench.graphql",
+    "redis": "bench.redis_fanout",
 }
 
 
