@@ -61,6 +61,7 @@ query SiteAlerts($siteId: UUID!, $states: [HealthAlertState!], $first: Int! = 50
         run=_site_alerts,
         topics=("health", "rooms"),
         sites=one_site,
+        operation="health.read",
         bucket_s=900,
     )
 )
@@ -84,6 +85,7 @@ query SwabsDue($siteId: UUID!, $floor: Int) {
         run=_swabs_due,
         topics=("health", "rooms"),
         sites=one_site,
+        operation="health.read",
         bucket_s=900,
     )
 )
@@ -107,6 +109,7 @@ query CheckinsDue($siteId: UUID!, $floor: Int) {
         run=_checkins_due,
         topics=("health", "rooms"),
         sites=one_site,
+        operation="health.read",
         bucket_s=None,  # "overdue" and the slot move with the clock: compiled, never cached
     )
 )

@@ -58,5 +58,6 @@ query Rooms($siteId: UUID!, $floor: Int, $status: RoomStatus, $first: Int! = 50,
         run=_rooms,
         topics=("rooms",),
         sites=one_site,
+        operation="rooms.read",
     )
 )

@@ -119,6 +119,7 @@ query Stays($siteId: UUID!, $status: StayStatus, $arrivalBatch: String, $first: 
         run=_stays,
         topics=("rooms",),
         sites=one_site,
+        operation="stays.read",
         bucket_s=900,
     )
 )

@@ -19,7 +19,6 @@ from service.readpath import (
     one_site,
     uuid_value,
 )
-from service.transfers.service import READ_ROLES
 
 Q = queries("transfers")
 
@@ -57,6 +56,6 @@ query TransferBoard($siteId: UUID!, $first: Int! = 50, $after: String) {
         topics=("transfers", "rooms"),
         sites=one_site,
         bucket_s=None,  # ageMinutes moves with the clock: compiled, never cached
-        roles=frozenset(READ_ROLES),
+        operation="transfers.read",
     )
 )
