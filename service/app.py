@@ -12,9 +12,11 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 
 from service import jobs
 from service.access.rest import auth_middleware, provide_principal
+from service.api import docs
 from service.api.graphql import graphql_controller
 from service.api.jobs import JOBS
 from service.api.openapi import document_contract, fix_options_allow, openapi_config
@@ -24,10 +26,12 @@ from service.db import Database, create_pool
 from service.errors import EXCEPTION_HANDLERS
 from service.http import BodyLimits
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
+from service.proxies import TrustedProxiesMiddleware
 from service.settings import Settings
 from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.app")
+
 GC_YOUNG_THRESHOLD = 10_000  # Python's default is 700 allocations
 
 def _provide_db(state: State) -> Database:
@@ -80,7 +84,7 @@ def create_app(settings: Settings) -> Litestar:
             await cache.close()
 
     app = Litestar(
-        route_handlers=[*PROBES, MetricsController, api_v1, graphql_controller(settings)],
+        route_handlers=[*PROBES, MetricsController, api_v1, docs.mount_graphiql(graphql_controller(settings)), docs.assets_router],
         lifespan=[resources],
         dependencies={
             "db": Provide(_provide_db, sync_to_thread=False),
@@ -88,9 +92,14 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        # Outermost first. Early exits (401, 403, 413, json_too_deep) become problem+json inside the
-        # request id and metrics middleware, so the log and /metrics see what the client got.
-        middleware=[RequestIdMiddleware, prometheus.middleware, early_exit_problems, auth_middleware, BodyLimits],
+        middleware=[
+            DefineMiddleware(TrustedProxiesMiddleware, settings=settings),
+            RequestIdMiddleware,
+            prometheus.middleware,
+            early_exit_problems,
+            auth_middleware,
+            BodyLimits,
+        ],
         request_max_body_size=settings.max_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
