@@ -22,7 +22,7 @@ from service.api.graphql import graphql_controller
 from service.api.jobs import JOBS
 from service.api.rest import api_v1
 from service.cache import Cache
-from service.db import Database, create_pool
+from service.db import Database, DeadlineMiddleware, create_pool
 from service.errors import EXCEPTION_HANDLERS
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, prometheus
 from service.settings import Settings
@@ -64,6 +64,7 @@ _PROBLEM_STATUSES = {
     "409": "Conflict with the current state (stale version, taken resource, request in flight)",
     "422": "Well-formed but refused by a rule or validation",
     "429": "Too many requests; see Retry-After",
+    "503": "The database is unavailable or busy (codes database_unavailable, busy); see Retry-After",
 }
 
 
@@ -136,7 +137,7 @@ def create_app(settings: Settings) -> Litestar:
         pool = await create_pool(settings, settings.database_url)
         app.state.settings = settings
         app.state.cache = cache
-        app.state.db = Database(pool, cache)
+        app.state.db = Database.for_settings(pool, cache, settings)
         background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
         try:
             yield
@@ -157,7 +158,7 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[RequestIdMiddleware, prometheus.middleware, auth_middleware],
+        middleware=[RequestIdMiddleware, DeadlineMiddleware, prometheus.middleware, auth_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,

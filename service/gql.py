@@ -26,7 +26,7 @@ from service import idempotency
 from service.access.model import Principal, Role
 from service.cache import Cache
 from service.db import Database
-from service.errors import DATABASE_ERRORS, DomainError, Forbidden, Unauthorized, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Forbidden, Unauthorized, Unavailable, from_database
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -127,11 +127,13 @@ async def mutate(
             work=work,
         )
         return msgspec.json.decode(body, type=result_type), []
+    except Unavailable:
+        raise  # an outage is no userError: a top-level error with its code tells the app to retry later
     except DomainError as exc:
         return None, user_errors(exc)
     except DATABASE_ERRORS as exc:
         mapped = from_database(exc)
-        if mapped is None:
+        if mapped is None or isinstance(mapped, Unavailable):
             raise
         return None, user_errors(mapped)
 

@@ -26,7 +26,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response
 
-from service.db import Database
+from service.db import Database, purge_in_batches
 from service.errors import Conflict, InvalidInput
 
 HEADER = "Idempotency-Key"
@@ -125,4 +125,13 @@ async def respond(request: Request, db: Database, caller: str, work: Work, *, st
     return Response(body, status_code=status, media_type="application/json")
 
 
-PURGE_EXPIRED = "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)"
+_PURGE = """
+DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)
+    LIMIT $2 FOR UPDATE SKIP LOCKED))
+"""
+
+
+async def purge_expired(db: Database, days: int, batch: int) -> int:
+    """Retention: keys older than ``days`` (``idempotency_ttl_days``), in batches."""
+    return await purge_in_batches(db, batch, lambda conn, n: conn.execute(_PURGE, days, n))

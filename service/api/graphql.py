@@ -30,7 +30,7 @@ from service import live
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.persisted import persisted_operations
-from service.errors import DATABASE_ERRORS, DomainError, from_database
+from service.errors import DATABASE_ERRORS, DomainError, from_database, graphql_outage
 from service.gql import Context
 from service.health import gql as health
 from service.settings import Settings
@@ -73,6 +73,11 @@ class DomainErrorCodes(SchemaExtension):
         if result is None or not getattr(result, "errors", None):
             return
         result.errors = [_with_code(error) for error in result.errors]
+        outage = graphql_outage(result.data, result.errors)
+        response = getattr(self.execution_context.context, "response", None)
+        if outage is not None and response is not None:  # nothing served: 503 + Retry-After, as REST
+            response.status_code = outage.status
+            response.headers.update(outage.headers)
 
 
 def _with_code(error: GraphQLError) -> GraphQLError:
