@@ -24,7 +24,8 @@ from service.api.rest import api_v1
 from service.cache import Cache
 from service.db import Database, DeadlineMiddleware, create_pool
 from service.errors import EXCEPTION_HANDLERS
-from service.observability import PROBES, MetricsController, RequestIdMiddleware, prometheus
+from service.http import BodyLimits
+from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
 from service.settings import Settings
 
 log = logging.getLogger("qsite.app")
@@ -158,7 +159,10 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        middleware=[RequestIdMiddleware, DeadlineMiddleware, prometheus.middleware, auth_middleware],
+        # Outermost first. Early exits (401, 403, 413, json_too_deep) become problem+json inside the
+        # request id and metrics middleware, so the log and /metrics see what the client got.
+        # The database deadline starts before anything (auth included) may touch PostgreSQL.
+        middleware=[RequestIdMiddleware, DeadlineMiddleware, prometheus.middleware, early_exit_problems, auth_middleware, BodyLimits],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,

@@ -1,16 +1,27 @@
-"""REST helpers shared by every controller: JSON with a strong ETag and 304 on If-None-Match."""
+"""The HTTP edge shared by every route: body limits before decoding, ETags and 304s, query parameters.
+
+- ``BodyLimits`` (middleware, every REST route and /graphql, login included): a body
+  larger than ``max_body_bytes`` answers 413 and JSON nested deeper than
+  ``max_json_depth`` answers 400 ``json_too_deep``, before any decoder recurses into it.
+- ``decode_json`` is the same check plus decoding, for code that decodes JSON itself
+  (GraphQL variables in a query string, for instance).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
+from itertools import accumulate
 from typing import Any
+from urllib.parse import unquote_plus
 
 import msgspec
 from litestar import Request, Response
 from litestar.params import Parameter as ParameterMarker
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import InvalidInput
+from service.errors import DomainError, InvalidInput
 
 ETAG_HEADER = "ETag"
 
@@ -39,6 +50,61 @@ def parse_instant(value: str | None, field: str) -> datetime | None:
         return msgspec.convert(value, datetime)
     except msgspec.ValidationError:
         raise InvalidInput(f"{field} is not an RFC 3339 instant.", code="invalid_instant", field=field) from None
+
+
+# --- body limits ----------------------------------------------------------------
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def json_depth(text: bytes | str) -> int:
+    """How deep arrays and objects nest in ``text``, without parsing it (no recursion, C-speed scans)."""
+    raw = text.encode() if isinstance(text, str) else text
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def check_json_depth(text: bytes | str, max_depth: int) -> None:
+    if json_depth(text) > max_depth:
+        raise DomainError(f"JSON nests deeper than {max_depth} levels.", code="json_too_deep")
+
+
+def decode_json(text: bytes | str, *, max_depth: int, type: Any = Any) -> Any:
+    """Decode JSON received from a client: 400 ``json_too_deep`` / ``invalid_json`` instead of a RecursionError."""
+    check_json_depth(text, max_depth)
+    try:
+        return msgspec.json.decode(text, type=type)
+    except msgspec.DecodeError as exc:
+        raise DomainError(f"The JSON cannot be decoded: {exc}", code="invalid_json") from None
+
+
+class BodyLimits:
+    """Reads the body once (Litestar keeps it for the handler) and refuses what is too big or too deep.
+
+    Litestar enforces ``request_max_body_size`` while reading (413, before buffering more);
+    the depth check covers every body but forms, whatever its declared content type, and
+    the query string (GraphQL over GET carries JSON variables there).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            max_depth = scope["app"].state.settings.max_json_depth
+            if scope.get("query_string"):
+                check_json_depth(unquote_plus(scope["query_string"].decode("latin-1")), max_depth)
+            if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+                request: Request[Any, Any, Any] = Request(scope, receive)
+                if not request.headers.get("content-type", "").startswith(_FORM_TYPES):
+                    check_json_depth(await request.body(), max_depth)
+        await self.app(scope, receive, send)
+
+
+# --- ETags -------------------------------------------------------------------------
 
 
 def strong_etag(body: bytes) -> str:

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 
 import msgspec
 from litestar import Response, get
+from litestar._asgi.utils import wrap_in_exception_handler
 from litestar.datastructures import State
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,6 +63,16 @@ class RequestIdMiddleware:
                 extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
             )
             _request_id.reset(token)
+
+
+def early_exit_problems(app: ASGIApp) -> ASGIApp:
+    """Middleware: turn what inner middleware raises (authentication, body limits) into problem+json here.
+
+    Litestar otherwise renders those exceptions outside every middleware: the access log
+    then saw no response (status 500), the problem got a fresh request id, and Prometheus
+    counted its default 200. This is the handler stack Litestar puts around each route.
+    """
+    return wrap_in_exception_handler(app)
 
 
 class JsonFormatter(logging.Formatter):

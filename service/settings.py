@@ -63,7 +63,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_minutes: int = 15
     refresh_token_days: int = 14
 
-    # Request limits.
+    # Request limits. Bodies are checked before anything decodes them (service/http.py):
+    # larger than max_body_bytes -> 413, JSON nested deeper than max_json_depth -> 400.
+    max_body_bytes: int = 1_048_576
+    max_json_depth: int = 32
     max_page_size: int = 100
     idempotency_ttl_days: int = 7
     graphql_max_depth: int = 10

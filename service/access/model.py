@@ -9,6 +9,8 @@ from uuid import UUID
 
 import msgspec
 
+from service.fields import Version
+
 
 class Role(StrEnum):
     # people (GraphQL apps)
@@ -120,7 +122,7 @@ class StaffCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class StaffPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Fields to change; ``version`` must be the version the caller read (409 if stale)."""
 
-    version: int
+    version: Version
     display_name: DisplayName | msgspec.UnsetType = msgspec.UNSET
     phone: Phone | None | msgspec.UnsetType = msgspec.UNSET
     role: StaffRole | msgspec.UnsetType = msgspec.UNSET

@@ -10,6 +10,7 @@ from uuid import UUID
 import msgspec
 
 from service.errors import InvalidInput
+from service.fields import Int32, Version
 
 
 class Symptom(StrEnum):
@@ -79,8 +80,8 @@ class Relation(StrEnum):
 # field named (a typing error on a phone), not a generic 400.
 RANGES: dict[str, tuple[float, float]] = {"temperature_c": (30.0, 45.0), "spo2": (50, 100), "pulse": (20, 250)}
 Temperature = Annotated[float, msgspec.Meta(description="Degrees Celsius, 30.0-45.0")]
-SpO2 = Annotated[int, msgspec.Meta(description="Oxygen saturation %, 50-100")]
-Pulse = Annotated[int, msgspec.Meta(description="Beats per minute, 20-250")]
+SpO2 = Annotated[Int32, msgspec.Meta(description="Oxygen saturation %, 50-100")]
+Pulse = Annotated[Int32, msgspec.Meta(description="Beats per minute, 20-250")]
 Note = Annotated[str, msgspec.Meta(max_length=1000)]
 Barcode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{4,40}$", description="Tube barcode")]
 CtValue = Annotated[float, msgspec.Meta(ge=0, le=50)]
@@ -267,7 +268,7 @@ class Alert(msgspec.Struct, kw_only=True):
 
 
 class AlertAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: Version
     note: Note = ""
 
 
@@ -290,7 +291,7 @@ class ExposureReview(msgspec.Struct, kw_only=True):
 
 
 class ReviewDecision(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: Version
     confirm: bool
     note: Note = ""
 

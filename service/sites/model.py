@@ -11,6 +11,7 @@ from zoneinfo import available_timezones
 import msgspec
 
 from service.errors import InvalidInput
+from service.fields import Version
 
 
 class SiteKind(StrEnum):
@@ -66,7 +67,7 @@ class SiteCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class SitePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Fields to change; ``version`` must be the version the caller read (409 if stale)."""
 
-    version: int
+    version: Version
     name: Name | msgspec.UnsetType = msgspec.UNSET
     region_path: RegionPath | msgspec.UnsetType = msgspec.UNSET
     kind: SiteKind | msgspec.UnsetType = msgspec.UNSET
@@ -191,7 +192,7 @@ class FloorCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class RoomPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: Version
     beds: Beds | msgspec.UnsetType = msgspec.UNSET
     notes: Notes | msgspec.UnsetType = msgspec.UNSET
 

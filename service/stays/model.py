@@ -12,6 +12,7 @@ from stdnum.cn import ric
 from stdnum.exceptions import ValidationError as NumberInvalid
 
 from service.errors import InvalidInput
+from service.fields import Version
 
 
 class Category(StrEnum):
@@ -93,7 +94,7 @@ class Regime(msgspec.Struct, kw_only=True):
 
 
 class RegimePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: Version
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | msgspec.UnsetType = msgspec.UNSET
     centralized_days: Days | msgspec.UnsetType = msgspec.UNSET
     home_monitoring_days: Days | msgspec.UnsetType = msgspec.UNSET

@@ -9,6 +9,8 @@ from uuid import UUID
 
 import msgspec
 
+from service.fields import Int32, Version
+
 
 class Category(StrEnum):
     PPE = "ppe"
@@ -111,9 +113,9 @@ class MovementCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     item_id: UUID
     kind: Annotated[str, msgspec.Meta(pattern=r"^(receipt|issue|adjustment|stocktake)$",
                                       description="receipt, issue, adjustment or stocktake (transfers have their own route)")]
-    # Ranges checked in the service (422): constraints on optional fields do not reach the OpenAPI schema.
-    quantity: int | None = None
-    delta: int | None = None
+    # Ranges checked in the service (422, naming the field); the type only keeps them in int32.
+    quantity: Int32 | None = None
+    delta: Int32 | None = None
     reason: Reason = ""
     recorded_at: datetime | None = None
 
@@ -163,7 +165,7 @@ class StockLevels(msgspec.Struct, kw_only=True):
 
 
 class LevelsUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: Version
     reorder_level: Level
     target_level: Level
 
@@ -222,13 +224,13 @@ class ReplenishmentCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
 
 
 class ReplenishmentAck(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: Version
 
 
 class ReplenishmentDispatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``lines`` gives the quantity shipped per item; items left out ship what was requested."""
 
-    version: int
+    version: Version
     shipment_ref: ShipmentRef
     lines: Annotated[list[LineCount], msgspec.Meta(max_length=200)] = []
 
@@ -236,12 +238,12 @@ class ReplenishmentDispatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=
 class ReplenishmentReceive(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Counts the site received per item; items left out count as received in full."""
 
-    version: int
+    version: Version
     lines: Annotated[list[LineCount], msgspec.Meta(max_length=200)] = []
 
 
 class ReplenishmentCancel(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: Version
 
 
 class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

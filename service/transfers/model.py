@@ -9,6 +9,8 @@ from uuid import UUID
 
 import msgspec
 
+from service.fields import Version
+
 
 class FacilityKind(StrEnum):
     DESIGNATED_HOSPITAL = "designated_hospital"
@@ -92,7 +94,6 @@ RequiredReason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 Plate = Annotated[str, msgspec.Meta(min_length=1, max_length=16, description="Vehicle plate, e.g. 渝A12345")]
 PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Escort = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Escorting medic(s)")]
-Version = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class Facility(msgspec.Struct, kw_only=True):

@@ -1,0 +1,20 @@
+"""Field types shared by the domains' input Structs.
+
+Integers a client sends that land in a PostgreSQL ``integer`` column carry their range
+here, so msgspec refuses 2147483648 with the field named (400) and the OpenAPI
+documents the bound, instead of asyncpg overflowing into a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+INT32_MAX = 2_147_483_647
+
+Version = Annotated[
+    int, msgspec.Meta(ge=1, le=INT32_MAX, description="The version the caller read; a stale one answers 409")
+]
+# Any integer column; fields with a tighter domain rule check it in the service (422 naming the field).
+Int32 = Annotated[int, msgspec.Meta(ge=-INT32_MAX - 1, le=INT32_MAX)]
