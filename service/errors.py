@@ -130,7 +130,7 @@ _BAD_VALUE_ERRORS = (
     asyncpg.StringDataRightTruncationError,
     asyncpg.InvalidTextRepresentationError,
 )
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.exceptions._base.DataError, asyncpg.InterfaceError)
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.exceptions._base.DataError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 # The server is gone, going, not yet back, or out of room: asyncpg reports it either as a
 # SQLSTATE (class 08 connection exceptions, 57P01-57P05 shutdowns, 53 insufficient resources,
@@ -147,11 +147,12 @@ _UNAVAILABLE_ERRORS = (
 )
 _BUSY_ERRORS = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)  # statement_timeout, lock_timeout
 # asyncpg's own words for a connection it can no longer use: the server ended it (and the pool
-# took it back from under its holder), or a cancelled statement is still pending on it.
+# took it back from under its holder), or its protocol is stuck in an earlier operation (a
+# FATAL message from a server going away, a cancelled statement still pending).
 _LOST_CONNECTION_MESSAGES = (
     "connection is closed",
     "released back to the pool",
-    "another operation is in progress",
+    "another operation",  # "... is in progress", "cannot switch to state N; another operation (M) ..."
     "pool is closing",
 )
 
@@ -162,7 +163,7 @@ def unavailable(exc: BaseException) -> Unavailable | None:
         return Busy()
     if isinstance(exc, _UNAVAILABLE_ERRORS):
         return Unavailable()
-    if isinstance(exc, asyncpg.InterfaceError) and any(m in str(exc) for m in _LOST_CONNECTION_MESSAGES):
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and any(m in str(exc) for m in _LOST_CONNECTION_MESSAGES):
         return Unavailable()
     return None
 
@@ -315,6 +316,7 @@ EXCEPTION_HANDLERS = {
     asyncpg.PostgresError: _database_error_to_response,
     asyncpg.exceptions._base.DataError: _database_error_to_response,
     asyncpg.InterfaceError: _database_error_to_response,
+    asyncpg.InternalClientError: _database_error_to_response,
     ValidationException: _validation_to_response,
     NotAuthorizedException: _http_to_response,
     PermissionDeniedException: _http_to_response,

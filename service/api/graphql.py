@@ -30,7 +30,7 @@ from service import live
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.persisted import persisted_operations
-from service.errors import DATABASE_ERRORS, DomainError, from_database, graphql_outage
+from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, unavailable
 from service.gql import Context
 from service.health import gql as health
 from service.settings import Settings
@@ -103,6 +103,13 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, DomainError) and "Permission" not in type(original).__name__
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # An outage was logged where it happened, as one warning: not as a traceback per failed field.
+        errors = [e for e in errors if not (isinstance(e.original_error, Unavailable) or unavailable(e.original_error or Exception()))]
+        super().process_errors(errors, execution_context)
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
     extensions: list[Any] = [
         ParserCache(maxsize=256),
@@ -120,7 +127,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
-    return strawberry.Schema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+    return Schema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
 
 
 class GraphQLContext(Context, kw_only=True):
