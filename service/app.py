@@ -27,6 +27,7 @@ from service.errors import EXCEPTION_HANDLERS
 from service.http import BodyLimits
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
 from service.settings import Settings
+from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.app")
 
@@ -136,9 +137,11 @@ def create_app(settings: Settings) -> Litestar:
     async def resources(app: Litestar) -> AsyncIterator[None]:
         cache = Cache(settings.redis_url, prefix=settings.redis_prefix, timeout_ms=settings.redis_timeout_ms)
         pool = await create_pool(settings, settings.database_url)
+        versions = SiteVersions(settings.database_url)
+        versions.start()
         app.state.settings = settings
         app.state.cache = cache
-        app.state.db = Database.for_settings(pool, cache, settings)
+        app.state.db = Database.for_settings(pool, cache, settings, versions)
         background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
         try:
             yield
@@ -147,6 +150,7 @@ def create_app(settings: Settings) -> Litestar:
                 background.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
+            await versions.close()
             await pool.close()
             await cache.close()
 

@@ -26,6 +26,7 @@ from service import bus
 from service.cache import Cache
 from service.errors import Unavailable, connection_lost, log_outage, unavailable
 from service.settings import Settings
+from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.db")
 
@@ -195,9 +196,13 @@ class Database:
     """The pool plus what must happen around a unit of work: bounded waits, outages mapped
     to 503s, publishing a transaction's events after its commit."""
 
-    def __init__(self, pool: asyncpg.Pool, cache: Cache, *, acquire_timeout_s: float = 2.0, deadline_s: float | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, cache: Cache, versions: SiteVersions | None = None, *, acquire_timeout_s: float = 2.0, deadline_s: float | None = None
+    ) -> None:
         self.pool = pool
         self.cache = cache
+        # The instance's copy of the site data versions (None: always read from PostgreSQL).
+        self.versions = versions
         self.acquire_timeout_s = acquire_timeout_s
         self.deadline_s = deadline_s
         # asyncpg's pool hands a freed connection to whoever asks next, so under
@@ -206,8 +211,8 @@ class Database:
         self._gate = asyncio.Semaphore(pool.get_max_size())
 
     @classmethod
-    def for_settings(cls, pool: asyncpg.Pool, cache: Cache, settings: Settings) -> Database:
-        return cls(pool, cache, acquire_timeout_s=settings.db_acquire_timeout_s, deadline_s=settings.db_deadline_s)
+    def for_settings(cls, pool: asyncpg.Pool, cache: Cache, settings: Settings, versions: SiteVersions | None = None) -> Database:
+        return cls(pool, cache, versions, acquire_timeout_s=settings.db_acquire_timeout_s, deadline_s=settings.db_deadline_s)
 
     def _deadline(self) -> float | None:
         """When the current request's database time runs out (loop time); None outside a request."""
@@ -289,6 +294,8 @@ class Database:
                         await tx.rollback()
                     raise
                 await tx.commit()
+        if self.versions is not None:
+            self.versions.committed()
         if pending:
             await bus.publish(self.cache, pending)
 

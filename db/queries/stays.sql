@@ -205,3 +205,66 @@ FROM unnest(:ids::uuid[], :resident_ids::uuid[], :site_ids::uuid[], :room_ids::u
             :regime_ids::uuid[], :time_zones::text[], :admitted_ats::timestamptz[], :day_ones::date[], :planned_release_ats::timestamptz[])
      AS s(id, resident_id, site_id, room_id, room_number, floor, bed, category, origin_area, risk_level, arrival_batch,
           regime_id, time_zone, admitted_at, day_one, planned_release_at);
+
+-- name: compiled_room_board$
+-- The RoomBoard persisted operation's whole response, as GraphQL would write it (service/stays/compiled.py).
+-- Null for a site that is not the caller's or does not exist, like the generic resolver.
+SELECT json_build_object('data', json_build_object('roomBoard', CASE WHEN site.id IS NULL THEN NULL ELSE coalesce((
+    SELECT json_agg(json_build_object(
+        'room', json_build_object(
+            'id', r.id, 'number', r.number, 'floor', r.floor, 'beds', r.beds, 'occupied', r.occupied,
+            'freeBeds', r.beds - r.occupied, 'status', upper(r.status), 'statusSince', gql_instant(r.status_since),
+            'version', r.version),
+        'occupants', CASE WHEN r.occupied = 0 THEN '[]'::json ELSE coalesce((
+            SELECT json_agg(json_build_object(
+                'id', s.id, 'bed', s.bed, 'category', upper(s.category), 'riskLevel', upper(s.risk_level),
+                'arrivalBatch', s.arrival_batch, 'admittedAt', gql_instant(s.admitted_at),
+                'plannedReleaseAt', gql_instant(s.planned_release_at),
+                'quarantineDay', ((:now::timestamptz AT TIME ZONE s.time_zone)::date - s.day_one) + 1,
+                'resident', json_build_object(
+                    'id', p.id, 'name', gql_masked_name(p.name), 'sex', upper(p.sex),
+                    'birthYear', extract(year FROM p.birth_date)::int)
+            ) ORDER BY s.bed)
+            FROM stays s JOIN residents p ON p.id = s.resident_id
+            WHERE s.room_id = r.id AND s.status = 'active' AND s.site_id = site.id
+        ), '[]'::json) END
+    ) ORDER BY r.floor, r.number)
+    FROM rooms r
+    WHERE r.site_id = site.id AND (:floor::int IS NULL OR r.floor = :floor::int)
+), '[]'::json) END))::text
+FROM (SELECT NULL) AS one
+LEFT JOIN sites site ON site.id = :site_id AND (:site_ids::uuid[] IS NULL OR site.id = ANY(:site_ids::uuid[]));
+
+-- name: compiled_occupancy$
+-- The Occupancy persisted operation's whole response (service/stays/compiled.py): bed_summary and
+-- releases_due of the sites in :site_ids (NULL = all), per site (id order) and in total.
+WITH beds AS (
+    SELECT site_id, count(*)::int AS rooms, coalesce(sum(beds), 0)::int AS beds_total, coalesce(sum(occupied), 0)::int AS beds_occupied,
+           coalesce(sum(beds) FILTER (WHERE status = 'ready'), 0)::int AS beds_ready,
+           coalesce(sum(beds - occupied) FILTER (WHERE status IN ('vacated', 'disinfecting', 'airing', 'sealed')), 0)::int AS beds_in_turnover,
+           coalesce(sum(beds) FILTER (WHERE status = 'out_of_service'), 0)::int AS beds_out_of_service
+    FROM rooms WHERE (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+    GROUP BY site_id
+), due AS (
+    SELECT site_id,
+           count(*) FILTER (WHERE (planned_release_at AT TIME ZONE time_zone)::date <= (:now::timestamptz AT TIME ZONE time_zone)::date)::int AS today,
+           count(*) FILTER (WHERE (planned_release_at AT TIME ZONE time_zone)::date = (:now::timestamptz AT TIME ZONE time_zone)::date + 1)::int AS tomorrow
+    FROM stays
+    WHERE status = 'active' AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+      AND planned_release_at < :now::timestamptz + interval '3 days'
+    GROUP BY site_id
+), per_site AS (
+    SELECT b.*, coalesce(d.today, 0) AS today, coalesce(d.tomorrow, 0) AS tomorrow
+    FROM beds b LEFT JOIN due d USING (site_id)
+)
+SELECT json_build_object('data', json_build_object('occupancy', json_build_object(
+    'sites', coalesce(json_agg(json_build_object(
+        'siteId', site_id, 'rooms', rooms, 'bedsTotal', beds_total, 'bedsOccupied', beds_occupied, 'bedsReady', beds_ready,
+        'bedsInTurnover', beds_in_turnover, 'bedsOutOfService', beds_out_of_service,
+        'releasesDueToday', today, 'releasesDueTomorrow', tomorrow) ORDER BY site_id), '[]'::json),
+    'total', json_build_object(
+        'siteId', NULL, 'rooms', coalesce(sum(rooms), 0), 'bedsTotal', coalesce(sum(beds_total), 0),
+        'bedsOccupied', coalesce(sum(beds_occupied), 0), 'bedsReady', coalesce(sum(beds_ready), 0),
+        'bedsInTurnover', coalesce(sum(beds_in_turnover), 0), 'bedsOutOfService', coalesce(sum(beds_out_of_service), 0),
+        'releasesDueToday', coalesce(sum(today), 0), 'releasesDueTomorrow', coalesce(sum(tomorrow), 0)))))::text
+FROM per_site;

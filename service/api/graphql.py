@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import strawberry
 from graphql import GraphQLError, ValidationRule
 from graphql.language import OperationDefinitionNode
+from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.types import Scope
@@ -26,12 +28,13 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
-from service import live
+from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
-from service.api.persisted import persisted_operations
+from service.api.persisted import persisted_operations, requested_hash
 from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, unavailable
 from service.gql import Context
+from service.http import ETAG_HEADER, if_none_match
 from service.health import gql as health
 from service.settings import Settings
 from service.sites import gql as sites
@@ -166,6 +169,46 @@ async def _authenticate_ws(context: GraphQLContext) -> None:
         raise ConnectionRejectionError() from None
 
 
+async def compiled_read(request: Request[Any, Any, Any]) -> Response[bytes] | None:
+    """A persisted read the compiler answers: its body and strong ETag (GET: 304 on If-None-Match).
+
+    None lets Strawberry answer: anything not a compiled persisted query, any doubt about the request.
+    """
+    if request.method == "GET":
+        params = request.query_params
+        raw = {k: params.get(k) for k in ("query", "variables", "extensions", "operationName")}
+        try:
+            fields = {k: msgspec.json.decode(v) if k in ("variables", "extensions") and v else v for k, v in raw.items()}
+        except msgspec.DecodeError:
+            return None
+    elif request.method == "POST" and request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            fields = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError:
+            return None
+        if not isinstance(fields, dict):
+            return None
+    else:
+        return None
+    variables, extensions = fields.get("variables"), fields.get("extensions")
+    if not isinstance(variables, dict | None) or not isinstance(extensions, dict | None):
+        return None
+    document = requested_hash(extensions) or fields.get("query")
+    if not isinstance(document, str):
+        return None
+    try:
+        context = await graphql_context(request.scope, request.app.state)
+        found = await readpath.answer(context, document, variables, operation_name=fields.get("operationName"))
+    except DomainError:
+        return None  # e.g. a bad credential: the generic path words the error
+    if found is None:
+        return None
+    headers = {ETAG_HEADER: found.etag}
+    if request.method == "GET" and if_none_match(request, found.etag):
+        return Response(b"", status_code=304, headers=headers)
+    return Response(found.body, media_type="application/json", headers=headers)
+
+
 def graphql_controller(settings: Settings) -> type:
     base = make_graphql_controller(
         build_schema(settings),
@@ -176,6 +219,9 @@ def graphql_controller(settings: Settings) -> type:
     )
 
     class Controller(base):  # type: ignore[misc, valid-type]
+        # Compiled persisted reads answer before Strawberry runs (service/readpath.py).
+        before_request = compiled_read
+
         async def on_ws_connect(self, context: GraphQLContext) -> UnsetType:
             await _authenticate_ws(context)
             return UNSET  # a plain connection_ack

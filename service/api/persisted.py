@@ -30,7 +30,7 @@ def documents() -> dict[str, str]:
     return found
 
 
-def _requested_hash(extensions: dict | None) -> str | None:
+def requested_hash(extensions: dict | None) -> str | None:
     if not extensions:
         return None
     persisted = extensions.get("persistedQuery")
@@ -46,7 +46,7 @@ def persisted_operations(*, only: bool) -> type[SchemaExtension]:
     class PersistedOperations(SchemaExtension):
         def on_operation(self) -> Iterator[None]:
             ctx = self.execution_context
-            wanted = _requested_hash(ctx.operation_extensions)
+            wanted = requested_hash(ctx.operation_extensions)
             if wanted is not None:
                 if wanted not in documents():
                     raise GraphQLError("PersistedQueryNotFound", extensions={"code": "persisted_query_not_found"})

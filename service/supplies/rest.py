@@ -50,25 +50,19 @@ async def poll_stock(request: Request[Any, Any, Any], db: Database, cache: Cache
     service._require(principal, service.READ_ROLES, "read stock")
     wanted = None if not site_ids else sorted({s for s in site_ids if principal.can_access_site(s)}, key=str)
     covered = principal.site_scope if wanted is None else wanted
-    copy = versions.for_cache(cache)
     bucket = service.hour_bucket()
     query = "all" if wanted is None else "sites"
-    etag = versions.etag_for(await copy.current(db, covered), query=query, bucket=bucket.isoformat())
+    # Versions first, rows after: the body is at least as new as its ETag says.
+    etag = await versions.etag_for(db, covered, query=query, bucket=bucket.isoformat())
     if if_none_match(request, etag):
         return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
-    body = copy.body(etag)
+    store = versions.bodies(db)
+    body = await store.get(etag)
     if body is None:
         async with db.connection() as conn:
             levels = await service.stock_levels(conn, principal, settings, site_ids=wanted, bucket=bucket)
-        gens = {s.site_id: s.generation for s in levels.sites}
-        copy.merge(gens)
-        if covered is not None:
-            gens = {s: gens.get(s, 0) for s in covered}
-        etag = versions.etag_for(gens, query=query, bucket=bucket.isoformat())
         body = msgspec.json.encode(levels)
-        copy.keep(etag, body)
-        if if_none_match(request, etag):
-            return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
+        await store.put(etag, body)
     return Response(body, media_type="application/json", headers={ETAG_HEADER: etag})
 
 

@@ -51,15 +51,12 @@ async def counting_statements(client):
 
 
 async def wait_until_listening(app) -> None:
-    """The subscriber connects in the background; the test waits for it instead of sleeping blindly."""
-    from service.supplies import versions
-
-    copy = versions.for_cache(app.state.cache)
+    """The versions listener connects in the background; the test waits for it instead of sleeping blindly."""
     for _ in range(500):
-        if copy.subscribed:
+        if app.state.db.versions.trusted:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError("stock versions never subscribed to Redis")
+    raise AssertionError("the site versions listener never became healthy")
 
 
 async def test_unchanged_stock_answers_304_without_sql(client, auth):
