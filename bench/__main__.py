@@ -17,6 +17,8 @@ SCENARIOS = {
     "server": "bench.server_choice",
     "supplies": "bench.supplies_poll",
     "health": "bench.health",
+    "scale": "bench.scale",
+    "graphql": "bench.graphql",
 }
 
 

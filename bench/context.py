@@ -35,7 +35,7 @@ class BenchContext:
         name = configured.bench_database
         admin = await asyncpg.connect(server)
         try:
-            await _recreate(admin, name)
+            await recreate_database(admin, name)
         finally:
             await admin.close()
         dsn = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
@@ -70,10 +70,10 @@ class BenchContext:
     def token(self, principal: Principal) -> str:
         return issue_access_token(self.settings, principal)
 
-    async def with_db(self, fn: Callable[[Database], Awaitable[Any]]) -> Any:
-        """Run setup code against the benchmark database."""
+    async def with_db(self, fn: Callable[[Database], Awaitable[Any]], *, database_url: str | None = None) -> Any:
+        """Run setup code against the benchmark database (or another one the scenario built)."""
         cache = Cache(self.settings.redis_url or "", prefix=self.settings.redis_prefix, timeout_ms=250)
-        pool = await create_pool(self.settings, self.settings.database_url or "")
+        pool = await create_pool(self.settings, database_url or self.settings.database_url or "")
         try:
             return await fn(Database(pool, cache))
         finally:
@@ -81,7 +81,7 @@ class BenchContext:
             await cache.close()
 
 
-async def _recreate(admin: asyncpg.Connection, name: str) -> None:
+async def recreate_database(admin: asyncpg.Connection, name: str) -> None:
     """Drop ``name`` only if this harness created it (its comment says so), then create it afresh."""
     comment = await admin.fetchval(
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1", name

@@ -23,6 +23,12 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+_PIDS: dict[str, int] = {}  # base URL -> server process id
+
+
+def server_pid(base: str) -> int:
+    """The process serving ``base`` (a scenario reads its memory from /proc)."""
+    return _PIDS[base]
 
 
 def free_port() -> int:
@@ -45,6 +51,7 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
         raise ValueError(server)
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
+    _PIDS[base] = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -58,6 +65,7 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
+        _PIDS.pop(base, None)
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
@@ -111,17 +119,19 @@ def wrk(
     """Run wrk for ``seconds``; with ``unique_body`` each request's ``__N__`` becomes a fresh UUID."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk (make bench does this)")
-    header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())
+    header_lines = "\n".join(f'wrk.headers["{k}"] = {_lua_str(v)}' for k, v in (headers or {}).items())
     script = _LUA.format(method=method, body=_lua_str(body) if body and not unique_body else "nil", headers=header_lines)
     if unique_body and body:
         script += f"template = {_lua_str(body)}\n" + _LUA_UNIQUE
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     out = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "-s", f.name, url],
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", f.name, url],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout
     os.unlink(f.name)
+    if "P50" not in out:
+        raise RuntimeError(f"wrk measured nothing for {label}: {out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)) else 0
     p50 = int(re.search(r"P50 (\d+)", out).group(1)) / 1000

@@ -110,8 +110,9 @@ async def publish(cache: Cache, events: list[Event]) -> None:
             await observer(cache, events)
         except Exception:  # an observer is an accelerator: never fail the committed write
             log.exception("event observer failed", extra={"event": "observer_failed"})
-    for event in events:
-        await cache.call("publish", channel(cache, event.site_id), msgspec.json.encode(event))
+    # Sent in the background, in order, a commit's events in one pipelined round trip (a batch of
+    # check-ins emits hundreds): the response does not wait for Redis. A failed publish is a gap.
+    cache.publish_soon([(channel(cache, event.site_id), msgspec.json.encode(event)) for event in events])
 
 
 # --- the durable feed -------------------------------------------------------

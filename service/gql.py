@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import msgspec
 import strawberry
+from graphql import value_from_ast
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
 from strawberry.permission import BasePermission
@@ -99,18 +100,35 @@ def user_errors(exc: DomainError) -> list[UserError]:
     return [UserError(field=exc.field, code=exc.code, message=exc.message)]
 
 
+def call_fingerprint(info: Ctx) -> bytes:
+    """The root field and its full argument values after variable substitution.
+
+    Computed from the document, not from what a resolver chooses to pass on: a key
+    sent again with any other argument (another site's id, another note) is refused.
+    """
+    raw = info._raw_info
+    given = {node.name.value: node.value for node in raw.field_nodes[0].arguments or ()}
+    arguments = {
+        name: value_from_ast(given[name], argument.type, raw.variable_values) if name in given else argument.default_value
+        for name, argument in raw.parent_type.fields[raw.field_name].args.items()
+    }
+    call = msgspec.json.encode([raw.field_name, arguments], order="sorted", enc_hook=str)
+    return idempotency.request_fingerprint("graphql", call)
+
+
 async def mutate(
     info: Ctx,
     work: Callable[[asyncpg.Connection], Awaitable[T]],
     *,
     result_type: type[T],
-    fingerprint: Any = None,
+    replay: bool = True,
 ) -> tuple[T | None, list[UserError]]:
     """Run one mutation's work in its own transaction; (result, []) or (None, userErrors).
 
     With an ``Idempotency-Key`` header on the GraphQL request, the result is
-    stored with the write and replayed on retry; the key is scoped per root
-    field (its response name), so one request may carry several mutations.
+    stored with the write and replayed on retry (see service/idempotency.py; the
+    fingerprint is ``call_fingerprint``); the key is scoped per root field (its
+    response name), so one request may carry several mutations.
     """
     ctx = info.context
     principal = ctx.require_principal()
@@ -118,13 +136,13 @@ async def mutate(
         key = idempotency.validate_key(ctx.request.headers.get(idempotency.HEADER)) if ctx.request else None
         if key is not None:
             key = f"{key}#{info.path.key}"
-        call = msgspec.json.encode([info.field_name, fingerprint])
         _, body = await idempotency.run_once(
             ctx.db,
             caller=principal.ref,
             key=key,
-            fingerprint=idempotency.request_fingerprint("graphql", call),
+            fingerprint=call_fingerprint(info) if key is not None else b"",
             work=work,
+            replay=replay,
         )
         return msgspec.json.decode(body, type=result_type), []
     except Unavailable:

@@ -111,11 +111,17 @@ def strong_etag(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    return tag[2:] if tag[:2] in ("W/", "w/") else tag
+
+
 def if_none_match(request: Request[Any, Any, Any], etag: str) -> bool:
+    """RFC 9110 13.1.2: If-None-Match uses the weak comparison, so ``W/"x"`` matches ``"x"``."""
     header = request.headers.get("if-none-match")
     if not header:
         return False
-    return header.strip() == "*" or etag in (tag.strip() for tag in header.split(","))
+    return header.strip() == "*" or _opaque(etag) in (_opaque(tag) for tag in header.split(","))
 
 
 def json_with_etag(request: Request[Any, Any, Any], value: Any) -> Response[Any]:

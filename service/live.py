@@ -2,8 +2,11 @@
 
 Every instance publishes the events of its commits on ``<prefix>site:<site_id>``
 (service/bus.py), so a subscriber connected to any instance sees the writes
-made on all of them. Each subscription holds one Redis pub/sub connection,
-closed when the client completes the operation or disconnects.
+made on all of them. All subscriptions of an instance share its one Redis
+pub/sub connection (``Cache.hub``): a site's channel is subscribed once while
+any local subscriber wants it, each message is decoded once and fanned out in
+process. The hub pings Redis every second; a hung, dead or paused Redis ends
+every subscription with ``live_updates_unavailable`` within about two seconds.
 
 Pub/sub delivers at most once: events published while a client is not
 subscribed are not replayed. An app that (re)subscribes re-reads what it shows
@@ -16,6 +19,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from uuid import UUID
@@ -23,7 +27,6 @@ from uuid import UUID
 import msgspec
 import strawberry
 from graphql import GraphQLError
-from redis.exceptions import RedisError
 
 from service import bus
 from service.access.model import STAFF_ROLES, Principal
@@ -35,10 +38,11 @@ from service.sites import service as sites
 
 log = logging.getLogger("qsite.live")
 
-_REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 _GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
 MAX_SITES = 200
 MAX_TYPES = 50
+MAX_BACKLOG = 1000  # events queued for one subscriber before it counts as too slow
+SUBSCRIBE_TIMEOUT_S = 2.0
 
 
 class LiveUnavailable(DomainError):
@@ -73,42 +77,88 @@ async def resolve_scope(db: Database, principal: Principal, site_ids: list[UUID]
     return wanted
 
 
+class _Stream:
+    """One subscription's share of the instance's pub/sub connection (a ``cache.Listener``)."""
+
+    def __init__(self, types: frozenset[str] | None) -> None:
+        self.types = types
+        self.backlog: deque[bus.Event] = deque()
+        self.failure: str | None = None
+        self.up = asyncio.Event()
+        self.wakeup = asyncio.Event()
+
+    def ready(self) -> None:
+        self.up.set()
+
+    def deliver(self, channel: bytes, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        event = _decode(data)
+        if event is None or (self.types is not None and event.type not in self.types):
+            return
+        if len(self.backlog) >= MAX_BACKLOG:  # the client does not keep up: end rather than grow or drop silently
+            self.failure = "subscriber too slow"
+            self.backlog.clear()
+        else:
+            self.backlog.append(event)
+        self.wakeup.set()
+
+    def lost(self) -> None:
+        self.failure = "redis subscription lost"
+        self.up.set()
+        self.wakeup.set()
+
+
+_last_decoded: tuple[bytes | None, bus.Event | None] = (None, None)
+
+
+def _decode(data: bytes) -> bus.Event | None:
+    """The hub hands one message to every interested stream in a row: decode it once for all of them."""
+    global _last_decoded
+    if _last_decoded[0] is data:
+        return _last_decoded[1]
+    try:
+        event: bus.Event | None = msgspec.json.decode(data, type=bus.Event)
+    except msgspec.DecodeError:  # not one of ours: skip rather than end the stream
+        log.warning("undecodable live message skipped", extra={"event": "live_bad_message"})
+        event = None
+    _last_decoded = (data, event)
+    return event
+
+
 async def events(cache: Cache, site_ids: list[UUID] | None, types: frozenset[str] | None) -> AsyncGenerator[bus.Event, None]:
     """Committed events of ``site_ids`` (every site when None) as Redis delivers them.
 
-    Raises LiveUnavailable when Redis cannot be reached or drops the connection
-    for good (redis-py reconnects and resubscribes once on its own).
+    The stream shares the instance's one pub/sub connection (``cache.hub``). It
+    raises LiveUnavailable when Redis is unavailable, or when the subscription
+    breaks, hangs or falls behind (events may have been missed: the app re-reads).
     """
-    pubsub = cache.client.pubsub(ignore_subscribe_messages=True)
+    if not cache.available:
+        raise LiveUnavailable("Live updates are unavailable right now; refresh to see changes.")
+    stream = _Stream(types)
+    if site_ids is None:
+        await cache.hub.join(stream, patterns=[_GLOB_SPECIALS.sub(r"\\\1", cache.key("site")) + "*"])
+    else:
+        await cache.hub.join(stream, channels=[bus.channel(cache, site_id) for site_id in site_ids])
     try:
         try:
-            if site_ids is None:
-                await pubsub.psubscribe(_GLOB_SPECIALS.sub(r"\\\1", cache.key("site")) + "*")
-            else:
-                await pubsub.subscribe(*(bus.channel(cache, site_id) for site_id in site_ids))
-        except _REDIS_FAILURES as exc:
-            log.warning("live subscribe failed", extra={"event": "live_unavailable", "subject": type(exc).__name__})
-            raise LiveUnavailable("Live updates are unavailable right now; refresh to see changes.") from None
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                await stream.up.wait()
+        except TimeoutError:
+            stream.lost()
+        if stream.failure is not None:
+            log.warning("live subscribe failed", extra={"event": "live_unavailable", "subject": stream.failure})
+            raise LiveUnavailable("Live updates are unavailable right now; refresh to see changes.")
         while True:
-            try:
-                message = await pubsub.get_message(timeout=None)
-            except _REDIS_FAILURES as exc:
-                log.warning("live stream lost", extra={"event": "live_lost", "subject": type(exc).__name__})
-                raise LiveUnavailable("Live updates were interrupted; refresh and subscribe again.") from None
-            if message is None or message["type"] not in ("message", "pmessage"):
-                continue
-            try:
-                event = msgspec.json.decode(message["data"], type=bus.Event)
-            except msgspec.DecodeError:  # not one of ours: skip rather than end the stream
-                log.warning("undecodable live message skipped", extra={"event": "live_bad_message"})
-                continue
-            if types is None or event.type in types:
-                yield event
+            while stream.backlog:
+                yield stream.backlog.popleft()
+            if stream.failure is not None:
+                log.warning("live stream lost", extra={"event": "live_lost", "subject": stream.failure})
+                raise LiveUnavailable("Live updates were interrupted; refresh and subscribe again.")
+            stream.wakeup.clear()
+            await stream.wakeup.wait()
     finally:
-        try:
-            await pubsub.aclose()
-        except _REDIS_FAILURES:  # the connection is gone already
-            pass
+        await cache.hub.leave(stream)
 
 
 # --- GraphQL ----------------------------------------------------------------------

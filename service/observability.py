@@ -120,6 +120,9 @@ class MetricsController(PrometheusController):
 
 class Readiness(msgspec.Struct):
     ready: bool
+    # "ok", "degraded" (Redis down: every request is still served, only slower and without live
+    # updates) or "unavailable" (PostgreSQL down).
+    status: str
     postgres: bool
     redis: bool
 
@@ -132,16 +135,19 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz", include_in_schema=False)
 async def readyz(state: State) -> Response[Readiness]:
-    """Ready: PostgreSQL and Redis both answer. 503 otherwise, naming which did not."""
+    """Ready while PostgreSQL answers (503 otherwise). Redis is an accelerator: without it the
+    instance still serves every request, so Redis down is reported as degraded, not as unready
+    (a load balancer would otherwise take every instance out during a Redis outage)."""
     postgres = False
     try:
         async with state.db.pool.acquire(timeout=2) as conn:
             postgres = await conn.fetchval("SELECT true", timeout=2)
     except Exception:  # any failure means "not ready"; the probe must not raise
         postgres = False
-    redis_ok = await state.cache.ping()
-    body = Readiness(ready=postgres and redis_ok, postgres=postgres, redis=redis_ok)
-    return Response(body, status_code=200 if body.ready else 503)
+    redis_ok = await state.cache.ping()  # no I/O while the breaker is open
+    status = "ok" if postgres and redis_ok else "degraded" if postgres else "unavailable"
+    body = Readiness(ready=postgres, status=status, postgres=postgres, redis=redis_ok)
+    return Response(body, status_code=200 if postgres else 503)
 
 
 PROBES = [healthz, readyz]

@@ -6,18 +6,15 @@
 
 -- name: record_checkins^
 -- Check-ins in ONE statement (one round trip, autocommit for a single one): scope check,
--- insert (an id already stored is a no-op), alert rules, audit rows, outbox events and the
--- Idempotency-Key row. Answers JSON: created rows, rows stored before, rejected items, events.
+-- insert (an id already stored is a no-op), alert rules, audit rows and outbox events.
+-- Answers JSON: created rows, rows stored before, rejected items, events. (An Idempotency-Key
+-- goes through service/idempotency.py like every other write.)
 WITH input AS (
     SELECT i.id, i.stay_id, i.recorded_at, round(i.temperature_c::numeric, 1) AS temperature_c, i.spo2, i.pulse,
            coalesce(string_to_array(nullif(i.symptoms, ''), ','), '{}'::text[]) AS symptoms, i.note
     FROM unnest(:ids::uuid[], :stay_ids::uuid[], :recorded_ats::timestamptz[], :temperatures::float8[],
                 :spo2s::int[], :pulses::int[], :symptoms::text[], :notes::text[])
          AS i(id, stay_id, recorded_at, temperature_c, spo2, pulse, symptoms, note)
-),
-prior_key AS (
-    SELECT request_hash, convert_from(response, 'UTF8') AS checkin_id
-    FROM idempotency_keys WHERE principal = :actor AND key = :idem_key::text
 ),
 stored AS (
     SELECT c.id, c.stay_id, c.site_id, c.recorded_at, c.received_at, c.temperature_c, c.spo2, c.pulse, c.symptoms,
@@ -30,9 +27,13 @@ verdict AS (
            CASE WHEN s.id IS NULL OR NOT (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[])) THEN 'stay_not_found'
                 -- recorded offline before the stay ended: still the resident's record
                 WHEN s.status <> 'active' AND i.recorded_at > s.ended_at THEN 'stay_closed'
+                -- a device clock a little behind is skew; before the admission is another stay's reading
+                WHEN i.recorded_at < s.admitted_at - make_interval(secs => :clock_skew_s::float8) THEN 'recorded_before_admission'
                 ELSE 'ok' END AS verdict
     -- LATERAL: an index probe per item, never a scan of stays
-    FROM input i LEFT JOIN LATERAL (SELECT st.id, st.site_id, st.status, st.ended_at FROM stays st WHERE st.id = i.stay_id LIMIT 1) s ON true
+    FROM input i LEFT JOIN LATERAL (
+        SELECT st.id, st.site_id, st.status, st.ended_at, st.admitted_at FROM stays st WHERE st.id = i.stay_id LIMIT 1
+    ) s ON true
 ),
 ins AS (
     INSERT INTO checkins (id, stay_id, site_id, recorded_at, temperature_c, spo2, pulse, symptoms, note, recorded_by)
@@ -40,7 +41,6 @@ ins AS (
     FROM input i JOIN verdict v ON v.id = i.id
     WHERE v.verdict = 'ok'
       AND NOT EXISTS (SELECT 1 FROM stored WHERE stored.id = i.id)
-      AND NOT EXISTS (SELECT 1 FROM prior_key)
     ON CONFLICT (id) DO NOTHING
     RETURNING id, stay_id, site_id, recorded_at, received_at, temperature_c, spo2, pulse, symptoms, note, recorded_by
 ),
@@ -75,13 +75,6 @@ emitted AS (
            :actor, :request_id::text
     FROM raised
     RETURNING id, site_id, type, subject_id, data, actor, at
-),
-keyed AS (
-    INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response)
-    SELECT :actor, :idem_key::text, :idem_hash::bytea, 201, convert_to(ins.id::text, 'UTF8')
-    FROM ins WHERE :idem_key::text IS NOT NULL
-    ON CONFLICT (principal, key) DO NOTHING
-    RETURNING key
 )
 SELECT (SELECT jsonb_agg(jsonb_build_object(
             'id', id, 'stay_id', stay_id, 'site_id', site_id, 'recorded_at', recorded_at, 'received_at', received_at,
@@ -94,9 +87,7 @@ SELECT (SELECT jsonb_agg(jsonb_build_object(
        (SELECT jsonb_object_agg(id, verdict) FROM verdict WHERE verdict <> 'ok')::text AS rejected,
        (SELECT jsonb_agg(jsonb_build_object(
             'id', id, 'site_id', site_id, 'type', type, 'subject_id', subject_id, 'data', data, 'actor', actor, 'at', at))
-        FROM emitted)::text AS events,
-       (SELECT request_hash FROM prior_key) AS prior_hash,
-       (SELECT checkin_id FROM prior_key) AS prior_checkin_id;
+        FROM emitted)::text AS events;
 
 -- name: get_checkins
 SELECT id, stay_id, site_id, recorded_at, received_at, temperature_c::float8 AS temperature_c, spo2, pulse, symptoms, note, recorded_by

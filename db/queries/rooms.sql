@@ -26,13 +26,17 @@ FROM rooms
 WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
 FOR UPDATE;
 
--- name: try_lock_room^
--- Allocation: skip a room another admission is holding, and take it only if it can still take people.
-SELECT id, site_id, number, floor, beds, occupied, notes, status, status_since, status_by, status_reason, version, created_at, updated_at
+-- name: lock_rooms_for_admission
+-- An admission locks every room it may take in ONE statement, in id order, and waits for
+-- rooms another admission holds (never skips them: that one may roll back). Two admissions
+-- thus never hold each other's rooms crosswise. After a wait the row is re-checked, so a room
+-- the other admission filled drops out.
+SELECT id
 FROM rooms
-WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
-  AND status IN ('ready', 'occupied') AND occupied < beds
-FOR UPDATE SKIP LOCKED;
+WHERE site_id = :site_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND (id = ANY(:room_ids::uuid[]) OR (:allocate::boolean AND status IN ('ready', 'occupied') AND occupied < beds))
+ORDER BY id
+FOR UPDATE;
 
 -- name: list_rooms
 -- A site's rooms (optionally one floor), ordered by floor and number, keyset-paginated.

@@ -268,3 +268,9 @@ SELECT json_build_object('data', json_build_object('occupancy', json_build_objec
         'bedsInTurnover', coalesce(sum(beds_in_turnover), 0), 'bedsOutOfService', coalesce(sum(beds_out_of_service), 0),
         'releasesDueToday', coalesce(sum(today), 0), 'releasesDueTomorrow', coalesce(sum(tomorrow), 0)))))::text
 FROM per_site;
+
+-- name: lock_admissions!
+-- Admissions with client-chosen stay ids, one at a time per id (ids sorted by the caller): a
+-- concurrent replay waits for the first attempt, then finds its stay instead of colliding.
+SELECT pg_advisory_xact_lock(hashtextextended('stay-admission:' || i.id::text, 0))
+FROM unnest(:ids::uuid[]) AS i(id);

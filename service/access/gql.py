@@ -262,7 +262,7 @@ class Mutation:
         if errors:
             return StaffPayload(user_errors=errors)
         staff, errors = await mutate(
-            info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel, fingerprint=data
+            info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel
         )
         return StaffPayload(staff=staff_gql(staff) if staff else None, user_errors=errors)
 
@@ -278,7 +278,6 @@ class Mutation:
             info,
             lambda conn: service.update_staff(conn, ctx.settings, principal, input.id, data),
             result_type=StaffModel,
-            fingerprint=[input.id, data],
         )
         return StaffPayload(staff=staff_gql(staff) if staff else None, user_errors=errors)
 
@@ -289,7 +288,7 @@ class Mutation:
         if errors:
             return ApiClientPayload(user_errors=errors)
         work, with_key = service.client_creation(principal, data)
-        stored, errors = await mutate(info, work, result_type=ApiClientCreated, fingerprint=data)
+        stored, errors = await mutate(info, work, result_type=ApiClientCreated)
         if stored is None:
             return ApiClientPayload(user_errors=errors)
         created = with_key(stored)
@@ -300,6 +299,6 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         client, errors = await mutate(
-            info, lambda conn: service.revoke_client(ctx.db, conn, principal, id), result_type=ApiClientModel, fingerprint=id
+            info, lambda conn: service.revoke_client(ctx.db, conn, principal, id), result_type=ApiClientModel
         )
         return ApiClientPayload(client=client_gql(client) if client else None, user_errors=errors)

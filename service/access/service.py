@@ -13,7 +13,6 @@ personal data: it checks role and purpose and writes the audit row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import math
@@ -205,14 +204,25 @@ _local_windows: weakref.WeakKeyDictionary[Cache, _LocalWindows] = weakref.WeakKe
 WINDOW_S = 60
 
 
+# Count one attempt and make sure the window ends: the first hit (or a key left without a TTL)
+# sets it. A script rather than EXPIRE ... NX, which Redis 6.2 (the embedded server) lacks.
+_HIT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
 async def _hit(cache: Cache, key: str) -> tuple[int, int]:
     """Count one attempt in ``key``'s window: (attempts so far, seconds until the window ends)."""
-    result = await cache.pipeline(
-        [("incr", (key,)), ("execute_command", ("EXPIRE", key, WINDOW_S, "NX")), ("ttl", (key,))], default=None
-    )
+    result = await cache.call("eval", _HIT, 1, key, WINDOW_S)
     if result is None:
         return _local_windows.setdefault(cache, _LocalWindows()).hit(key, WINDOW_S)
-    count, _, ttl = result
+    count, ttl = result
     return int(count), max(1, int(ttl))
 
 
@@ -336,6 +346,7 @@ async def logout(db: Any, refresh_token: str) -> None:
 _NEGATIVE_TTL_S = 5.0
 _MAX_KEY_LENGTH = 128
 CLIENT_REVOKED = "access.client_revoked"
+_CLIENT_REVOKED_BYTES = CLIENT_REVOKED.encode()
 
 
 class ApiKeyCache:
@@ -349,7 +360,7 @@ class ApiKeyCache:
     def __init__(self) -> None:
         self.entries: dict[bytes, tuple[Principal, float]] = {}
         self.misses: dict[bytes, float] = {}
-        self.listener: asyncio.Task[None] | None = None
+        self.listening = False
 
     async def principal(self, db: Any, settings: Settings, key: str) -> Principal:
         digest = _sha256(key)
@@ -377,35 +388,31 @@ class ApiKeyCache:
         if len(self.entries) > 10_000:
             self.entries = {k: v for k, v in self.entries.items() if v[1] > now}
         self.entries[digest] = (principal, now + settings.api_key_cache_seconds)
-        self._listen(db)
+        await self._listen(db)
         return principal
 
     def evict(self, client_id: UUID) -> None:
         self.entries = {k: v for k, v in self.entries.items() if v[0].id != client_id}
 
-    def _listen(self, db: Any) -> None:
-        if self.listener is None or self.listener.done():
-            self.listener = asyncio.get_running_loop().create_task(self._run_listener(db))
+    async def _listen(self, db: Any) -> None:
+        if not self.listening:
+            self.listening = True
+            await db.cache.hub.join(self, channels=[bus.channel(db.cache, None)])
 
-    async def _run_listener(self, db: Any) -> None:
-        cache: Cache = db.cache
-        if not cache.available:
+    # The instance's shared subscription (service.cache.Hub) feeds these.
+    def ready(self) -> None:
+        pass
+
+    def deliver(self, channel: bytes, data: bytes) -> None:
+        if _CLIENT_REVOKED_BYTES not in data:  # most global events are logins: skip decoding them
             return
-        pubsub = cache.client.pubsub()
-        try:
-            await pubsub.subscribe(bus.channel(cache, None))
-            while not db.pool.is_closing():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None:
-                    continue
-                event = msgspec.json.decode(message["data"])
-                if event.get("type") == CLIENT_REVOKED and event.get("subject_id"):
-                    self.evict(UUID(event["subject_id"]))
-        except Exception as exc:  # Redis gone: the TTL still bounds staleness; the next cache fill retries.
-            log.debug("api key invalidation listener stopped", extra={"event": "listener_stopped", "subject": type(exc).__name__})
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        event = msgspec.json.decode(data)
+        if event.get("type") == CLIENT_REVOKED and event.get("subject_id"):
+            self.evict(UUID(event["subject_id"]))
+
+    def lost(self) -> None:
+        # A revocation may have gone by unheard: verify every key afresh.
+        self.entries.clear()
 
 
 _key_caches: weakref.WeakKeyDictionary[Any, ApiKeyCache] = weakref.WeakKeyDictionary()

@@ -1,46 +1,51 @@
-"""The Strawberry schema, merged from each domain's gql.py, and its Litestar controller."""
+"""The Strawberry schema, merged from each domain's gql.py, and the GraphQL edge at ``/graphql``.
+
+HTTP GET and POST are answered by ``GraphQLEdge``, a thin handler around
+graphql-core's ``execute`` on Strawberry's schema: documents come prepared
+(parsed, limited, validated once: service/api/persisted.py), no thread hop,
+no dependency injection, no per-request extension hooks. Strawberry keeps
+what it is good at: the schema and types, subscriptions over WebSocket, and
+GraphiQL outside production. Both paths share one error policy (domain codes,
+masking in production) and one way to log errors (never a document or a
+variable value: those carry document numbers and phones).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import traceback
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgspec
 import strawberry
-from graphql import GraphQLError, ValidationRule
-from graphql.language import OperationDefinitionNode
-from litestar import Request, Response
+from graphql import ExecutionResult, GraphQLError, OperationType, execute
+from litestar import MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.types import Scope
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.litestar import make_graphql_controller
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
 from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
-from service.api.persisted import persisted_operations, requested_hash
-from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, unavailable
+from service.api.persisted import Documents, Prepared
+from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage
 from service.gql import Context
-from service.http import ETAG_HEADER, if_none_match
 from service.health import gql as health
+from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.settings import Settings
 from service.sites import gql as sites
 from service.stays import gql as stays
 from service.supplies import gql as supplies
 from service.transfers import gql as transfers
+
+log = logging.getLogger("qsite.graphql")
 
 
 @strawberry.type
@@ -55,35 +60,15 @@ QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQ
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
 MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation)
 
-
-def _operation_limit(max_operations: int) -> type[ValidationRule]:
-    class MaxOperations(ValidationRule):
-        def enter_document(self, node: Any, *_: Any) -> None:
-            count = sum(isinstance(d, OperationDefinitionNode) for d in node.definitions)
-            if count > max_operations:
-                self.report_error(GraphQLError(f"At most {max_operations} operation(s) per document."))
-
-    return MaxOperations
+MASKED_MESSAGE = "Unexpected error."
 
 
-class DomainErrorCodes(SchemaExtension):
-    """Top-level errors speak the same language as REST: a DomainError's ``code`` in
-    ``extensions``, and expected database errors (a constraint, a bad value) translated."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is None or not getattr(result, "errors", None):
-            return
-        result.errors = [_with_code(error) for error in result.errors]
-        outage = graphql_outage(result.data, result.errors)
-        response = getattr(self.execution_context.context, "response", None)
-        if outage is not None and response is not None:  # nothing served: 503 + Retry-After, as REST
-            response.status_code = outage.status
-            response.headers.update(outage.headers)
+# --- errors: one policy for every path ----------------------------------------------
 
 
 def _with_code(error: GraphQLError) -> GraphQLError:
+    """Top-level errors speak the same language as REST: a DomainError's ``code`` in
+    ``extensions``, and expected database errors (a constraint, a bad value) translated."""
     original = error.original_error
     if isinstance(original, DATABASE_ERRORS):
         original = from_database(original) or original
@@ -106,31 +91,95 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, DomainError) and "Permission" not in type(original).__name__
 
 
-class Schema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # An outage was logged where it happened, as one warning: not as a traceback per failed field.
-        errors = [e for e in errors if not (isinstance(e.original_error, Unavailable) or unavailable(e.original_error or Exception()))]
-        super().process_errors(errors, execution_context)
-
-
-def build_schema(settings: Settings) -> strawberry.Schema:
-    extensions: list[Any] = [
-        ParserCache(maxsize=256),
-        ValidationCache(maxsize=256),
-        QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-        MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
-        MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-        AddValidationRules([_operation_limit(settings.graphql_max_operations)]),
-        persisted_operations(only=settings.graphql_persisted_only),
+def public_errors(errors: list[GraphQLError], *, production: bool) -> list[GraphQLError]:
+    """Errors as the client sees them: domain codes attached; in production, internals masked."""
+    coded = [_with_code(error) for error in errors]
+    if not production:
+        return coded
+    return [
+        GraphQLError(MASKED_MESSAGE, nodes=e.nodes, source=e.source, positions=e.positions, path=e.path) if _should_mask(e) else e
+        for e in coded
     ]
-    if settings.is_production:
-        extensions.append(MaskErrors(should_mask_error=_should_mask))
-    # Listed last so that it runs first on the way out, before MaskErrors sees the errors.
-    extensions.append(DomainErrorCodes)
+
+
+def log_errors(errors: list[GraphQLError]) -> None:
+    """Log what needs a developer: a resolver that failed unexpectedly. Never the document, a
+    variable value or an exception's message (graphql-core puts values in its messages, and
+    the library's own logger prints whole documents); the place, the type and the frames do."""
+    for error in errors:
+        original = error.original_error
+        if error.path is None or original is None or isinstance(original, DomainError | GraphQLError):
+            continue  # request errors are the client's; domain errors are answers
+        if isinstance(original, DATABASE_ERRORS) and from_database(original) is not None:
+            continue
+        frames = "".join(traceback.format_list(traceback.extract_tb(original.__traceback__)))
+        log.error(
+            "unexpected error in GraphQL field %s: %s\n%s",
+            ".".join(map(str, error.path)),
+            type(original).__qualname__,
+            frames,
+            extra={"event": "graphql_unexpected", "subject": type(original).__qualname__},
+        )
+
+
+class _Scrub(logging.Filter):
+    """Strawberry's own loggers (WebSocket tasks, execution) may format exceptions whose text holds
+    variable values: keep the logger, the level and the exception's type, drop the text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        detail = f": {type(exc).__qualname__}" if exc is not None else ""
+        record.msg, record.args, record.exc_info, record.exc_text = f"{record.name} reported an error{detail}", (), None, None
+        return True
+
+
+for _name in ("strawberry.execution", "strawberry.ws", "strawberry.ws.task"):
+    if not any(isinstance(f, _Scrub) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_Scrub())
+
+
+# --- schema --------------------------------------------------------------------------
+
+
+class Schema(strawberry.Schema):
+    """Strawberry's schema with qsite's documents and error logging (used as is by subscriptions)."""
+
+    documents: Documents
+    production: bool
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        log_errors(errors)  # instead of strawberry.execution's, which logs documents and values
+
+
+class PreparedDocument(SchemaExtension):
+    """Strawberry's own execution (WebSocket subscriptions, ``schema.execute``) uses the same
+    prepared documents, persisted lookup and limits as the HTTP edge."""
+
+    def on_operation(self) -> Iterator[None]:
+        ctx = self.execution_context
+        schema: Schema = ctx.schema  # type: ignore[assignment]
+        prepared = schema.documents.resolve(ctx.query, ctx.operation_extensions)
+        if prepared is not None:
+            if prepared.document is None:
+                raise prepared.errors[0]
+            ctx.query, ctx.graphql_document, ctx.pre_execution_errors = prepared.text, prepared.document, list(prepared.errors)
+        yield
+        result = ctx.result
+        if result is not None and getattr(result, "errors", None):
+            result.errors = public_errors(result.errors, production=schema.production)
+
+
+def build_schema(settings: Settings) -> Schema:
     query = merge_types("Query", QUERIES)
     mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
-    return Schema(query=query, mutation=mutation, subscription=subscription, extensions=extensions)
+    schema = Schema(query=query, mutation=mutation, subscription=subscription, extensions=[PreparedDocument])
+    schema.production = settings.is_production
+    schema.documents = Documents(schema._schema, settings)
+    return schema
+
+
+# --- context -------------------------------------------------------------------------
 
 
 class GraphQLContext(Context, kw_only=True):
@@ -138,17 +187,20 @@ class GraphQLContext(Context, kw_only=True):
     connection_params: dict[str, Any] | None = None
 
 
-async def graphql_context(scope: Scope, state: State) -> GraphQLContext:
-    """One context per HTTP request or per WebSocket connection (``scope`` covers both).
-
-    A WebSocket may instead authenticate in its ``connection_init`` payload
-    (browsers cannot set headers on the upgrade): see ``on_ws_connect``.
-    """
-    headers = ASGIConnection(scope).headers
+async def _context(headers: Mapping[str, str], state: State, request: Request[Any, Any, Any] | None = None) -> GraphQLContext:
+    """A bad credential raises Unauthorized (401 problem+json); no credential is anonymous."""
     credential = bearer_credential(headers.get("authorization"), headers.get("x-api-key"))
     principal = await authenticate(state.db, state.settings, credential) if credential else None
     expires_at = credential_expiry(state.settings, credential) if credential else None
-    return GraphQLContext(db=state.db, cache=state.cache, settings=state.settings, principal=principal, expires_at=expires_at)
+    return GraphQLContext(
+        db=state.db, cache=state.cache, settings=state.settings, principal=principal, expires_at=expires_at, request=request
+    )
+
+
+async def graphql_context(scope: Scope, state: State) -> GraphQLContext:
+    """One context per WebSocket connection; a socket may instead authenticate in its
+    ``connection_init`` payload (browsers cannot set headers on the upgrade): see ``on_ws_connect``."""
+    return await _context(ASGIConnection(scope).headers, state)
 
 
 async def _authenticate_ws(context: GraphQLContext) -> None:
@@ -169,49 +221,157 @@ async def _authenticate_ws(context: GraphQLContext) -> None:
         raise ConnectionRejectionError() from None
 
 
-async def compiled_read(request: Request[Any, Any, Any]) -> Response[bytes] | None:
-    """A persisted read the compiler answers: its body and strong ETag (GET: 304 on If-None-Match).
+# --- the HTTP edge -------------------------------------------------------------------
 
-    None lets Strawberry answer: anything not a compiled persisted query, any doubt about the request.
-    """
-    if request.method == "GET":
-        params = request.query_params
-        raw = {k: params.get(k) for k in ("query", "variables", "extensions", "operationName")}
+
+class BadRequest(Exception):
+    """A request GraphQL cannot even start on: 400 with a plain-text reason (as GraphQL-over-HTTP servers do)."""
+
+
+_ALLOWED = {"GET": frozenset({OperationType.QUERY}), "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
+_PLURAL = {OperationType.QUERY: "queries", OperationType.MUTATION: "mutations", OperationType.SUBSCRIPTION: "subscriptions"}
+
+
+class GraphQLEdge:
+    def __init__(self, schema: Schema, settings: Settings) -> None:
+        self.schema = schema._schema
+        self.executor_class = schema.execution_context_class
+        self.documents = schema.documents
+        self.production = settings.is_production
+
+    @staticmethod
+    def _request_data(params: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None, str | None, dict[str, Any] | None]:
+        query, variables, name, extensions = (params.get(k) for k in ("query", "variables", "operationName", "extensions"))
+        if not isinstance(query, str | None):
+            raise BadRequest("The GraphQL operation's `query` must be a string or null, if provided.")
+        if not isinstance(variables, dict | None):
+            raise BadRequest("The GraphQL operation's `variables` must be an object or null, if provided.")
+        if not isinstance(extensions, dict | None):
+            raise BadRequest("The GraphQL operation's `extensions` must be an object or null, if provided.")
+        if not isinstance(name, str | None):
+            raise BadRequest("The GraphQL operation's `operationName` must be a string or null, if provided.")
+        return query or None, variables, name, extensions
+
+    @staticmethod
+    def _decode(raw: str | bytes) -> Any:
         try:
-            fields = {k: msgspec.json.decode(v) if k in ("variables", "extensions") and v else v for k, v in raw.items()}
-        except msgspec.DecodeError:
-            return None
-    elif request.method == "POST" and request.headers.get("content-type", "").startswith("application/json"):
+            return msgspec.json.decode(raw)
+        except (msgspec.DecodeError, RecursionError):  # RecursionError: JSON nested too deeply
+            raise BadRequest("Unable to parse request body as JSON") from None
+
+    async def _params(self, request: Request[Any, Any, Any]) -> Mapping[str, Any]:
+        if request.method == "GET":
+            params: dict[str, Any] = dict(request.query_params)
+            for key in ("variables", "extensions"):
+                if params.get(key):
+                    params[key] = self._decode(params[key])
+            return params
+        if "application/json" not in request.headers.get("content-type", ""):
+            raise BadRequest("Unsupported content type")
+        data = self._decode(await request.body())
+        if isinstance(data, list):
+            raise BadRequest("Batching is not enabled")
+        if not isinstance(data, dict):
+            raise BadRequest("The GraphQL request must be a JSON object.")
+        return data
+
+    async def answer(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        context = await _context(request.headers, request.app.state, request)
         try:
-            fields = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError:
-            return None
-        if not isinstance(fields, dict):
-            return None
-    else:
-        return None
-    variables, extensions = fields.get("variables"), fields.get("extensions")
-    if not isinstance(variables, dict | None) or not isinstance(extensions, dict | None):
-        return None
-    document = requested_hash(extensions) or fields.get("query")
-    if not isinstance(document, str):
-        return None
-    try:
-        context = await graphql_context(request.scope, request.app.state)
-        found = await readpath.answer(context, document, variables, operation_name=fields.get("operationName"))
-    except DomainError:
-        return None  # e.g. a bad credential: the generic path words the error
-    if found is None:
-        return None
-    headers = {ETAG_HEADER: found.etag}
-    if request.method == "GET" and if_none_match(request, found.etag):
-        return Response(b"", status_code=304, headers=headers)
-    return Response(found.body, media_type="application/json", headers=headers)
+            query, variables, name, extensions = self._request_data(await self._params(request))
+            return await self._run(request, context, query, variables, name, extensions)
+        except BadRequest as refused:
+            return Response(str(refused), status_code=400, media_type=MediaType.TEXT)
+
+    async def _run(
+        self,
+        request: Request[Any, Any, Any],
+        context: GraphQLContext,
+        query: str | None,
+        variables: dict[str, Any] | None,
+        name: str | None,
+        extensions: dict[str, Any] | None,
+    ) -> Response[Any]:
+        try:
+            prepared = self.documents.resolve(query, extensions)
+        except GraphQLError as error:
+            return self._respond(request, [error])
+        if prepared is None:
+            raise BadRequest("No GraphQL query found in the request")
+        if prepared.document is None:
+            return self._respond(request, list(prepared.errors))
+        operation = prepared.operation(name)
+        if operation is None:
+            raise BadRequest("Can't get GraphQL operation type" if name is None else f'Unknown operation named "{name}".')
+        if operation.operation not in _ALLOWED[request.method]:
+            raise BadRequest(f"{_PLURAL[operation.operation]} are not allowed when using {request.method}")
+        if prepared.errors:
+            return self._respond(request, list(prepared.errors))
+        if prepared.introspects and self.production and context.principal is None:
+            refused = GraphQLError("Introspection requires authentication.", extensions={"code": "unauthenticated"})
+            return self._respond(request, [refused])
+        cacheable = prepared.sha256 is not None and operation.operation is OperationType.QUERY
+        if cacheable:
+            # The compiled read path answers first when it can (same authorisation and scoping).
+            try:
+                found = await readpath.answer(context, prepared.sha256, variables, operation_name=name)
+            except Unavailable as outage:  # PostgreSQL down or hung: no second attempt, the same 503
+                return self._respond(request, [GraphQLError(outage.message, original_error=outage)])
+            if found is not None:
+                return self._body(request, found.body, cacheable=True, etag=found.etag)
+        result = execute(
+            self.schema,
+            prepared.document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=name,
+            executor_class=self.executor_class,
+            is_awaitable=optimized_is_awaitable,
+            hide_suggestions=self.production,
+            operation_extensions=extensions,
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        return self._respond(request, result.errors or [], result.data, cacheable=cacheable)
+
+    def _respond(
+        self, request: Request[Any, Any, Any], errors: list[GraphQLError], data: dict[str, Any] | None = None, *, cacheable: bool = False
+    ) -> Response[Any]:
+        if not errors:
+            return self._body(request, msgspec.json.encode({"data": data}), cacheable=cacheable)
+        log_errors(errors)
+        shown = public_errors(errors, production=self.production)
+        body = msgspec.json.encode({"data": data, "errors": [e.formatted for e in shown]})
+        outage = graphql_outage(data, shown)
+        if outage is not None:  # nothing served and only outages: 503 with Retry-After, as REST answers
+            return Response(body, status_code=outage.status, media_type=MediaType.JSON, headers=outage.headers)
+        return self._body(request, body, cacheable=False)
+
+    @staticmethod
+    def _body(request: Request[Any, Any, Any], body: bytes, *, cacheable: bool, etag: str | None = None) -> Response[Any]:
+        """A persisted query read by GET, answered without errors, carries a strong ETag (304 on a match)."""
+        if cacheable and request.method == "GET":
+            etag = etag or strong_etag(body)
+            if if_none_match(request, etag):
+                return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
+            return Response(body, media_type=MediaType.JSON, headers={ETAG_HEADER: etag})
+        return Response(body, media_type=MediaType.JSON)
+
+
+def _wants_ide(request: Request[Any, Any, Any]) -> bool:
+    """A browser opening /graphql: no operation asked for, HTML acceptable."""
+    params = request.query_params
+    if params.get("query") is not None or params.get("extensions") is not None:
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "*/*" in accept
 
 
 def graphql_controller(settings: Settings) -> type:
+    schema = build_schema(settings)
+    edge = GraphQLEdge(schema, settings)
     base = make_graphql_controller(
-        build_schema(settings),
+        schema,
         path="/graphql",
         context_getter=graphql_context,
         graphql_ide=None if settings.is_production else "graphiql",
@@ -219,8 +379,18 @@ def graphql_controller(settings: Settings) -> type:
     )
 
     class Controller(base):  # type: ignore[misc, valid-type]
-        # Compiled persisted reads answer before Strawberry runs (service/readpath.py).
-        before_request = compiled_read
+        # HTTP is ours (the edge); Strawberry's controller keeps the WebSocket and GraphiQL.
+        @get()
+        async def handle_http_get(self, request: Request[Any, Any, Any]) -> Response[Any]:
+            if _wants_ide(request):
+                if self.graphql_ide is None:
+                    return Response("Not Found", status_code=404, media_type=MediaType.TEXT)
+                return Response(self.graphql_ide_html, media_type=MediaType.HTML)
+            return await edge.answer(request)
+
+        @post(status_code=200)
+        async def handle_http_post(self, request: Request[Any, Any, Any]) -> Response[Any]:
+            return await edge.answer(request)
 
         async def on_ws_connect(self, context: GraphQLContext) -> UnsetType:
             await _authenticate_ws(context)

@@ -1,23 +1,48 @@
-"""Persisted operations: the apps' GraphQL documents, known to the server by hash.
+"""GraphQL documents, prepared once: parsed, held to the server's limits, validated.
 
-Every ``graphql/operations/*.graphql`` file is one document. An app sends
+Persisted operations: every ``graphql/operations/*.graphql`` file is one
+document, prepared when the app starts. An app sends
 ``{"extensions": {"persistedQuery": {"sha256Hash": "<hex>"}}}`` (or
 ``"documentId": "sha256:<hex>"``) instead of the text: smaller requests on poor
 networks, and with ``QSITE_GRAPHQL_PERSISTED_ONLY`` production accepts nothing
 else, so a stolen token cannot run arbitrary queries.
+
+Any other document is prepared on first sight and kept in a bounded cache, so
+a client repeating a document pays for parsing and validation once. Limits
+(depth, aliases, tokens, operations per document) are checked with the rest of
+validation: once per document, never per request.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from functools import cache
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any
 
-from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    ValidationRule,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.language import Visitor, visit
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+from service.settings import Settings
 
 OPERATIONS_DIR = Path(__file__).resolve().parents[2] / "graphql" / "operations"
+AD_HOC_CACHE_SIZE = 256
+INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 
 
 @cache
@@ -30,7 +55,8 @@ def documents() -> dict[str, str]:
     return found
 
 
-def requested_hash(extensions: dict | None) -> str | None:
+def requested_hash(extensions: Mapping[str, Any] | None) -> str | None:
+    """The document hash a request names in its ``extensions`` (Apollo's or the GraphQL-over-HTTP form)."""
     if not extensions:
         return None
     persisted = extensions.get("persistedQuery")
@@ -42,17 +68,92 @@ def requested_hash(extensions: dict | None) -> str | None:
     return None
 
 
-def persisted_operations(*, only: bool) -> type[SchemaExtension]:
-    class PersistedOperations(SchemaExtension):
-        def on_operation(self) -> Iterator[None]:
-            ctx = self.execution_context
-            wanted = requested_hash(ctx.operation_extensions)
-            if wanted is not None:
-                if wanted not in documents():
-                    raise GraphQLError("PersistedQueryNotFound", extensions={"code": "persisted_query_not_found"})
-                ctx.query = documents()[wanted]
-            elif only and ctx.query and ctx.query not in documents().values():
-                raise GraphQLError("Only persisted operations are accepted.", extensions={"code": "persisted_only"})
-            yield
+@dataclass(frozen=True, slots=True, eq=False)
+class Prepared:
+    """One document after parsing and validation. ``sha256`` is set for persisted operations."""
 
-    return PersistedOperations
+    text: str
+    document: DocumentNode | None
+    errors: tuple[GraphQLError, ...]
+    sha256: str | None = None
+    introspects: bool = False  # selects __schema or __type somewhere
+
+    def operation(self, name: str | None) -> OperationDefinitionNode | None:
+        """The operation to run: the one named, or the first (a document holds at most one)."""
+        if self.document is None:
+            return None
+        for definition in self.document.definitions:
+            if isinstance(definition, OperationDefinitionNode) and (name is None or (definition.name and definition.name.value == name)):
+                return definition
+        return None
+
+
+def limit_rules(settings: Settings) -> tuple[type[ValidationRule], ...]:
+    """Depth, alias and operation-count limits as validation rules (tokens are a parse option)."""
+    depth = QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules
+    aliases = MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules
+    return (*depth, *aliases, _operation_limit(settings.graphql_max_operations))
+
+
+def _operation_limit(max_operations: int) -> type[ValidationRule]:
+    class MaxOperations(ValidationRule):
+        def enter_document(self, node: Any, *_: Any) -> None:
+            count = sum(isinstance(d, OperationDefinitionNode) for d in node.definitions)
+            if count > max_operations:
+                self.report_error(GraphQLError(f"At most {max_operations} operation(s) per document."))
+
+    return MaxOperations
+
+
+class _Introspection(Visitor):
+    found = False
+
+    def enter_field(self, node: FieldNode, *_: Any) -> Any:
+        if node.name.value in INTROSPECTION_FIELDS:
+            self.found = True
+            return self.BREAK
+        return None
+
+
+class Documents:
+    """The prepared documents of one schema: persisted ones at start-up, others on first sight."""
+
+    def __init__(self, schema: GraphQLSchema, settings: Settings) -> None:
+        self._schema = schema
+        self._max_tokens = settings.graphql_max_tokens
+        # Production tells nobody which names exist ("Did you mean ...?").
+        self.hide_suggestions = settings.is_production
+        self.persisted_only = settings.graphql_persisted_only
+        self._rules = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule, *limit_rules(settings))
+        self.persisted = {sha256: self._prepare(text, sha256) for sha256, text in documents().items()}
+        self._persisted_by_text = {prepared.text: prepared for prepared in self.persisted.values()}
+        self._ad_hoc = lru_cache(maxsize=AD_HOC_CACHE_SIZE)(self._prepare)
+
+    def resolve(self, query: str | None, extensions: Mapping[str, Any] | None) -> Prepared | None:
+        """The document a request asks for: by hash when it names one, else its text (None: neither).
+        Raises GraphQLError for an unknown hash, or ad-hoc text when only persisted operations run."""
+        wanted = requested_hash(extensions)
+        if wanted is not None:
+            prepared = self.persisted.get(wanted)
+            if prepared is None:
+                raise GraphQLError("PersistedQueryNotFound", extensions={"code": "persisted_query_not_found"})
+            return prepared
+        if not query:
+            return None
+        if self.persisted_only and query not in self._persisted_by_text:
+            raise GraphQLError("Only persisted operations are accepted.", extensions={"code": "persisted_only"})
+        return self.by_text(query)
+
+    def by_text(self, text: str) -> Prepared:
+        """The text of a persisted operation is that operation; anything else is prepared (once) here."""
+        return self._persisted_by_text.get(text) or self._ad_hoc(text)
+
+    def _prepare(self, text: str, sha256: str | None = None) -> Prepared:
+        try:
+            document = parse(text, max_tokens=self._max_tokens)
+        except GraphQLError as error:
+            return Prepared(text, None, (error,), sha256)
+        errors = validate(self._schema, document, self._rules, hide_suggestions=self.hide_suggestions)
+        finder = _Introspection()
+        visit(document, finder)
+        return Prepared(text, document, tuple(errors), sha256, finder.found)

@@ -356,21 +356,21 @@ class Mutation:
         data, errors = input_struct(m.CheckinCreate, _raw([input])[0])
         if errors:
             return CheckinPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_checkin_in(conn, principal, data), result_type=m.Checkin, fingerprint=data)
+        found, errors = await mutate(info, lambda conn: service.record_checkin_in(conn, principal, data), result_type=m.Checkin)
         return CheckinPayload(checkin=to_gql(Checkin, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)], description="Check-ins recorded offline: each item succeeds or fails on its own.")
     async def record_checkins(self, info: Ctx, input: list[RecordCheckinInput]) -> HealthBatchPayload:
         principal = info.context.require_principal()
         raw = _raw(input)
-        batch, errors = await mutate(info, lambda conn: service.record_checkin_batch(conn, principal, raw), result_type=m.CheckinBatch, fingerprint=raw)
+        batch, errors = await mutate(info, lambda conn: service.record_checkin_batch(conn, principal, raw), result_type=m.CheckinBatch)
         return _batch(batch.items) if batch else HealthBatchPayload(user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)], description="Swabs, each in its own tube; each item succeeds or fails on its own.")
     async def record_samples(self, info: Ctx, input: list[RecordSampleInput]) -> HealthBatchPayload:
         principal = info.context.require_principal()
         raw = _raw(input)
-        items, errors = await mutate(info, lambda conn: service.record_samples(conn, principal, raw), result_type=list[m.SampleOutcome], fingerprint=raw)
+        items, errors = await mutate(info, lambda conn: service.record_samples(conn, principal, raw), result_type=list[m.SampleOutcome])
         return _batch(items) if items is not None else HealthBatchPayload(user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)])
@@ -381,21 +381,21 @@ class Mutation:
         data, errors = input_struct(m.PoolCreate, raw)
         if errors:
             return SamplePayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_pool(conn, principal, data), result_type=m.Sample, fingerprint=data)
+        found, errors = await mutate(info, lambda conn: service.record_pool(conn, principal, data), result_type=m.Sample)
         return SamplePayload(sample=to_gql(Sample, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.ALERT_ROLES)])
     async def acknowledge_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
         action = m.AlertAction(version=input.version, note=input.note[:1000])
-        found, errors = await mutate(info, lambda conn: service.acknowledge_alert(conn, principal, input.id, action), result_type=m.Alert, fingerprint=[input.id, action])
+        found, errors = await mutate(info, lambda conn: service.acknowledge_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.RESOLVE_ROLES)], description="A medic resolves an alert, with a note.")
     async def resolve_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
         action = m.AlertAction(version=input.version, note=input.note[:1000])
-        found, errors = await mutate(info, lambda conn: service.resolve_alert(conn, principal, input.id, action), result_type=m.Alert, fingerprint=[input.id, action])
+        found, errors = await mutate(info, lambda conn: service.resolve_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.REVIEW_ROLES)], description="Confirm (extends the stay) or dismiss an exposure review.")
@@ -403,6 +403,6 @@ class Mutation:
         principal = info.context.require_principal()
         decision = m.ReviewDecision(version=input.version, confirm=input.confirm, note=input.note[:1000])
         found, errors = await mutate(
-            info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview, fingerprint=[input.id, decision]
+            info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview
         )
         return ExposureReviewPayload(review=to_gql(ExposureReview, found) if found else None, user_errors=errors)

@@ -8,7 +8,7 @@ Functions other domains call (connection inside the caller's transaction, caller
 - ``swabs_scheduled(conn, site_ids, days)``   swabs due per site over the next days (supplies forecast)
 
 Check-ins are the hot path: ``record_checkin`` is ONE statement in autocommit (scope check,
-insert, alert rules, audit row, outbox event and Idempotency-Key together, see
+insert, alert rules, audit row and outbox event together, see
 db/queries/health.sql ``record_checkins``); a batch runs the same statement over arrays.
 """
 
@@ -29,6 +29,7 @@ from service.db import Database
 from service.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from service.health import store
 from service.health.model import (
+    CLOCK_SKEW,
     MAX_BATCH,
     Alert,
     AlertAction,
@@ -77,7 +78,6 @@ RESOLVE_ROLES = (Role.MEDIC,)
 REVIEW_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.MEDIC)
 LAB_ROLES = (Role.LAB,)
 CHECKIN_FIELDS = ["temperature_c", "spo2", "pulse", "symptoms", "note"]
-_ID_NAMESPACE = UUID("6f1e0c52-3b1a-4a53-9d59-0c0b8f9d5a11")
 
 
 def _require(principal: Principal, roles: Sequence[Role], what: str) -> None:
@@ -108,15 +108,9 @@ def parse_item(struct_type: type[Any], raw: Any) -> Any:
 
 
 async def _record(
-    conn: asyncpg.Connection,
-    principal: Principal,
-    items: list[tuple[int, CheckinCreate]],
-    *,
-    idem_key: str | None = None,
-    idem_hash: bytes | None = None,
-) -> tuple[list[CheckinOutcome], list[bus.Event], tuple[bytes, UUID | None] | None]:
-    """Run record_checkins for valid items; outcomes by item index, events to publish, and the
-    (hash, check-in id) an earlier request with the same Idempotency-Key stored, if any."""
+    conn: asyncpg.Connection, principal: Principal, items: list[tuple[int, CheckinCreate]]
+) -> tuple[list[CheckinOutcome], list[bus.Event]]:
+    """Run record_checkins for valid items; outcomes by item index and the events to publish."""
     ids = [c.id or uuid.uuid4() for _, c in items]
     rows = await store.record_checkins(
         conn,
@@ -135,11 +129,8 @@ async def _record(
         low_spo2=LOW_SPO2,
         alarm_symptoms=list(ALARM_SYMPTOMS),
         alarm_count=ALARM_SYMPTOM_COUNT,
-        idem_key=idem_key,
-        idem_hash=idem_hash,
+        clock_skew_s=CLOCK_SKEW.total_seconds(),
     )
-    if rows.prior_hash is not None:
-        return [], [], (rows.prior_hash, rows.prior_checkin_id)
     created = {c.id: c for c in rows.created}
     stored = {c.id: (c, in_scope) for c, in_scope in rows.stored}
     # Accepted but neither inserted nor seen before: a concurrent request with the same id won
@@ -153,8 +144,8 @@ async def _record(
     for checkin_id, (index, item) in zip(ids, items, strict=True):
         if checkin_id in rows.rejected:
             code = rows.rejected[checkin_id]
-            message = "No such stay." if code == "stay_not_found" else "The stay ended before this check-in was recorded."
-            outcomes.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, id=checkin_id, error=ItemError(code=code, message=message, field="stay_id")))
+            message, field = _REJECTED[code]
+            outcomes.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, id=checkin_id, error=ItemError(code=code, message=message, field=field)))
         elif checkin_id in created and checkin_id not in seen:
             seen.add(checkin_id)
             outcomes.append(CheckinOutcome(index=index, status=ItemStatus.CREATED, id=checkin_id, checkin=created[checkin_id]))
@@ -170,40 +161,34 @@ async def _record(
                     error=ItemError(code="checkin_id_conflict", message="This id belongs to another check-in.", field="id"),
                 )
             )
-    return outcomes, rows.events, None
+    return outcomes, rows.events
+
+
+# Verdicts of record_checkins that refuse an item: (message, field).
+_REJECTED = {
+    "stay_not_found": ("No such stay.", "stay_id"),
+    "stay_closed": ("The stay ended before this check-in was recorded.", "stay_id"),
+    "recorded_before_admission": ("recorded_at is before the resident was admitted.", "recorded_at"),
+}
 
 
 def _raise_for(outcome: CheckinOutcome) -> Checkin:
     if outcome.checkin is not None:
         return outcome.checkin
     error = outcome.error or ItemError(code="failed", message="Not recorded.")
-    cls = NotFound if error.code == "stay_not_found" else Conflict
+    cls = {"stay_not_found": NotFound, "recorded_before_admission": InvalidInput}.get(error.code, Conflict)
     raise cls(error.message, code=error.code, field=error.field)
 
 
-async def record_checkin(
-    db: Database, principal: Principal, data: CheckinCreate, *, idem_key: str | None = None, idem_hash: bytes | None = None
-) -> Checkin:
+async def record_checkin(db: Database, principal: Principal, data: CheckinCreate) -> Checkin:
     """One check-in in ONE statement, autocommit (no BEGIN/COMMIT). A replay answers the stored record.
 
-    With an Idempotency-Key and no client id, the id is derived from the key, so concurrent
-    retries collide on the primary key; the key row is written by the same statement.
+    The fast path for a request without an Idempotency-Key (the phone's ``id`` makes a replay
+    a no-op); with a key, REST runs ``record_checkin_in`` through service/idempotency.py.
     """
     _require(principal, RECORD_ROLES, "record check-ins")
-    if data.id is None and idem_key is not None:
-        data = msgspec.structs.replace(data, id=uuid.uuid5(_ID_NAMESPACE, f"{principal.ref}\x1f{idem_key}"))
     async with db.connection() as conn:
-        outcomes, events, prior = await _record(conn, principal, [(0, data)], idem_key=idem_key, idem_hash=idem_hash)
-        if prior is not None:
-            stored_hash, checkin_id = prior
-            if stored_hash != idem_hash:
-                raise InvalidInput(
-                    "This Idempotency-Key was already used with a different request.", code="idempotency_key_reused", field="Idempotency-Key"
-                )
-            found = await store.get_checkins(conn, [checkin_id] if checkin_id else [], principal.site_scope)
-            if not found:
-                raise Conflict("This Idempotency-Key was used for another request.", code="idempotency_key_reused")
-            return found[0]
+        outcomes, events = await _record(conn, principal, [(0, data)])
     if events:
         await bus.publish(db.cache, events)
     return _raise_for(outcomes[0])
@@ -212,7 +197,7 @@ async def record_checkin(
 async def record_checkin_in(conn: asyncpg.Connection, principal: Principal, data: CheckinCreate) -> Checkin:
     """One check-in inside the caller's transaction (GraphQL through gql.mutate)."""
     _require(principal, RECORD_ROLES, "record check-ins")
-    outcomes, events, _ = await _record(conn, principal, [(0, data)])
+    outcomes, events = await _record(conn, principal, [(0, data)])
     bus.track(events)
     return _raise_for(outcomes[0])
 
@@ -235,7 +220,7 @@ async def record_checkin_batch(conn: asyncpg.Connection, principal: Principal, r
             failed.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, error=ItemError(code=exc.code, message=exc.message, field=exc.field)))
     outcomes: list[CheckinOutcome] = []
     if valid:
-        outcomes, events, _ = await _record(conn, principal, valid)
+        outcomes, events = await _record(conn, principal, valid)
         bus.track(events)
     items = sorted(outcomes + failed, key=lambda o: o.index)
     count = {s: sum(o.status is s for o in items) for s in ItemStatus}

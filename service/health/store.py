@@ -32,8 +32,6 @@ class CheckinRows(msgspec.Struct):
     stored: list[tuple[Checkin, bool]]  # (row, in the caller's scope)
     rejected: dict[UUID, str]
     events: list[Event]
-    prior_hash: bytes | None
-    prior_checkin_id: UUID | None
 
 
 class _StoredCheckin(Checkin, kw_only=True):
@@ -54,8 +52,6 @@ async def record_checkins(conn: asyncpg.Connection, **params: Any) -> CheckinRow
         stored=[(_plain(s), s.in_scope) for s in stored],
         rejected=_dec_rejected.decode(row["rejected"]) if row["rejected"] else {},
         events=_dec_events.decode(row["events"]) if row["events"] else [],
-        prior_hash=bytes(row["prior_hash"]) if row["prior_hash"] is not None else None,
-        prior_checkin_id=UUID(row["prior_checkin_id"]) if row["prior_checkin_id"] else None,
     )
 
 

@@ -99,7 +99,7 @@ class Mutation:
         data, errors = input_struct(SiteCreate, input)
         if errors:
             return SitePayload(user_errors=errors)
-        site, errors = await mutate(info, lambda conn: service.create_site(conn, principal, data), result_type=SiteModel, fingerprint=data)
+        site, errors = await mutate(info, lambda conn: service.create_site(conn, principal, data), result_type=SiteModel)
         return SitePayload(site=site_gql(site) if site else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER)])
@@ -279,7 +279,7 @@ class RoomMutation:
         if errors:
             return RoomsPayload(user_errors=errors)
         rooms, errors = await mutate(
-            info, lambda conn: service.create_floor(conn, principal, site_id, data), result_type=list[RoomModel], fingerprint=[site_id, data]
+            info, lambda conn: service.create_floor(conn, principal, site_id, data), result_type=list[RoomModel]
         )
         return RoomsPayload(rooms=[room_gql(r) for r in rooms or []], user_errors=errors)
 
@@ -306,6 +306,5 @@ class RoomMutation:
                 conn, principal, input.room_id, action, reason=input.reason, airing_minutes=ctx.settings.room_airing_minutes
             ),
             result_type=RoomModel,
-            fingerprint=[input.room_id, action, input.reason],
         )
         return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)

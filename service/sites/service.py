@@ -80,7 +80,7 @@ async def update_site(conn: asyncpg.Connection, principal: Principal, site_id: U
 
 # --- rooms ------------------------------------------------------------------
 #
-# Other domains call: get_room / get_rooms, list_site_rooms, lock_room / try_lock_room,
+# Other domains call: get_room / get_rooms, list_site_rooms, lock_room / lock_rooms_for_admission,
 # occupy_bed and release_bed (admissions and departures), seal_room (positive case),
 # bed_summary (occupancy). Every function takes the caller's Principal; a room of
 # another site is "not found".
@@ -213,9 +213,12 @@ async def lock_room(conn: asyncpg.Connection, principal: Principal, room_id: UUI
     return room
 
 
-async def try_lock_room(conn: asyncpg.Connection, principal: Principal, room_id: UUID) -> Room | None:
-    """Lock the room if nobody else holds it and it still has a free bed in ``ready``/``occupied``; else None."""
-    return await store.try_lock_room(conn, room_id, principal.site_scope)
+async def lock_rooms_for_admission(
+    conn: asyncpg.Connection, principal: Principal, site_id: UUID, room_ids: list[UUID], *, allocate: bool
+) -> None:
+    """Before an admission takes beds: lock the rooms it names and (``allocate``) every room of the
+    site with a free bed, all in id order and waiting for other admissions, never skipping."""
+    await store.lock_rooms_for_admission(conn, site_id, principal.site_scope, sorted(set(room_ids)), allocate=allocate)
 
 
 def _transition(room: Room, action: RoomAction) -> RoomStatus:
@@ -242,7 +245,7 @@ async def _emit_status(conn: asyncpg.Connection, principal: Principal, before: R
 
 
 async def occupy_bed(conn: asyncpg.Connection, principal: Principal, room: Room, *, may_share: bool) -> Room:
-    """Take one bed of a room locked with ``lock_room``/``try_lock_room``; returns the room after.
+    """Take one bed of a room locked with ``lock_room``/``lock_rooms_for_admission``; returns the room after.
 
     A room takes a newcomer only when ``ready``, or when already ``occupied`` and the caller
     says sharing is allowed (``may_share``: same household); 409 ``room_not_ready`` /

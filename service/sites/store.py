@@ -88,8 +88,10 @@ async def lock_room(conn: asyncpg.Connection, room_id: UUID, site_ids: list[UUID
     return _room(await R.lock_room(conn, id=room_id, site_ids=site_ids))
 
 
-async def try_lock_room(conn: asyncpg.Connection, room_id: UUID, site_ids: list[UUID] | None) -> Room | None:
-    return _room(await R.try_lock_room(conn, id=room_id, site_ids=site_ids))
+async def lock_rooms_for_admission(
+    conn: asyncpg.Connection, site_id: UUID, site_ids: list[UUID] | None, room_ids: list[UUID], *, allocate: bool
+) -> list[UUID]:
+    return [r["id"] async for r in R.lock_rooms_for_admission(conn, site_id=site_id, site_ids=site_ids, room_ids=room_ids, allocate=allocate)]
 
 
 async def list_rooms(

@@ -9,7 +9,7 @@ from uuid import UUID
 import strawberry
 
 from service.access.model import Role
-from service.errors import DomainError, NotFound
+from service.errors import NotFound
 from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql, user_errors
 from service.pagination import Page
 from service.sites import service as sites
@@ -400,7 +400,7 @@ class Mutation:
         data, errors = input_struct(m.Admission, input)
         if errors:
             return StayPayload(user_errors=errors)
-        stay, errors = await mutate(info, lambda conn: service.admit(conn, principal, ctx.settings, data), result_type=m.Stay, fingerprint=data)
+        stay, errors = await mutate(info, lambda conn: service.admit(conn, principal, ctx.settings, data), result_type=m.Stay)
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[STAFF], description="Admit an arriving batch: every member or none.")
@@ -411,7 +411,7 @@ class Mutation:
         if errors:
             return StaysPayload(user_errors=errors)
         stays, errors = await mutate(
-            info, lambda conn: service.admit_batch(conn, principal, ctx.settings, data), result_type=list[m.Stay], fingerprint=data
+            info, lambda conn: service.admit_batch(conn, principal, ctx.settings, data), result_type=list[m.Stay]
         )
         return StaysPayload(stays=[stay_gql(s) for s in stays or []], user_errors=errors)
 
@@ -424,14 +424,14 @@ class Mutation:
         if errors:
             return StayPayload(user_errors=errors)
         stay, errors = await mutate(
-            info, lambda conn: service.move(conn, principal, stay_id, data), result_type=m.Stay, fingerprint=[stay_id, data]
+            info, lambda conn: service.move(conn, principal, stay_id, data), result_type=m.Stay
         )
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)])
     async def release_stay(self, info: Ctx, stay_id: UUID) -> StayPayload:
         principal = info.context.require_principal()
-        stay, errors = await mutate(info, lambda conn: service.release(conn, principal, stay_id), result_type=m.Stay, fingerprint=stay_id)
+        stay, errors = await mutate(info, lambda conn: service.release(conn, principal, stay_id), result_type=m.Stay)
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)])
@@ -443,7 +443,7 @@ class Mutation:
         if errors:
             return StayPayload(user_errors=errors)
         stay, errors = await mutate(
-            info, lambda conn: service.extend_stay(conn, principal, stay_id, data), result_type=m.Stay, fingerprint=[stay_id, data]
+            info, lambda conn: service.extend_stay(conn, principal, stay_id, data), result_type=m.Stay
         )
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
@@ -455,7 +455,7 @@ class Mutation:
         if errors:
             return RegimePayload(user_errors=errors)
         regime, errors = await mutate(
-            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.Regime, fingerprint=[input.code, data]
+            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.Regime
         )
         return RegimePayload(regime=to_gql(Regime, regime) if regime else None, user_errors=errors)
 
@@ -466,10 +466,13 @@ class Mutation:
     async def reveal_resident(self, info: Ctx, input: RevealResidentInput) -> RevealResidentPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        # Not through mutate: its Idempotency-Key store would keep the unmasked answer in clear.
-        try:
-            async with ctx.db.transaction() as conn:
-                found = await service.reveal_resident(conn, principal, ctx.settings, input.resident_id, input.purpose)
-        except DomainError as exc:
-            return RevealResidentPayload(user_errors=user_errors(exc))
+        # replay=False: the Idempotency-Key binds to this input, but the unmasked answer is never stored.
+        found, errors = await mutate(
+            info,
+            lambda conn: service.reveal_resident(conn, principal, ctx.settings, input.resident_id, input.purpose),
+            result_type=m.ResidentRevealed,
+            replay=False,
+        )
+        if found is None:
+            return RevealResidentPayload(user_errors=errors)
         return RevealResidentPayload(resident=to_gql(ResidentRevealed, found))

@@ -333,9 +333,10 @@ async def _take_bed(
     else:
         allocator = allocator or await _Allocator.load(conn, principal, site_id)
         after = None
+        # The rooms were locked (lock_rooms_for_admission) before the allocator read them: it is current.
         for candidate in allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor):
-            room = await sites.try_lock_room(conn, principal, candidate.id)
-            if room is None:  # another admission holds it or just filled it
+            room = await sites.lock_room(conn, principal, candidate.id)
+            if room.status not in (RoomStatus.READY, RoomStatus.OCCUPIED) or room.occupied >= room.beds:
                 continue
             in_room = (await store.room_households(conn, [room.id])).get(room.id, set())
             joins = household is not None and in_room == {household}
@@ -409,7 +410,14 @@ async def _admit_all(
     _require(principal, ADMIT_ROLES, "admit residents")
     now = now or _now()
     site = await sites.get_site(conn, principal, entries[0].site_id)
-    replayed = await get_stays(conn, principal, [e.id for e in entries if e.id is not None])
+    client_ids = [e.id for e in entries if e.id is not None]
+    await store.lock_admissions(conn, client_ids)  # before the lookup: a replay racing the first attempt waits for it
+    replayed = await get_stays(conn, principal, client_ids)
+    pending = [e for e in entries if e.id not in replayed]
+    if pending:
+        await sites.lock_rooms_for_admission(
+            conn, principal, site.id, [e.room_id for e in pending if e.room_id], allocate=any(e.room_id is None for e in pending)
+        )
     # Households first and together, so that each is placed while its room still has the beds.
     sizes = Counter(e.resident.household_key for e in entries if e.resident and e.resident.household_key)
     order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]), 0), _household(entries[i]) or "", i))

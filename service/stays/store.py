@@ -132,6 +132,10 @@ async def get_stays(conn: asyncpg.Connection, ids: Iterable[UUID], site_ids: lis
     return [stay_of(r) async for r in Q.get_stays(conn, ids=list(ids), site_ids=site_ids)]
 
 
+async def lock_admissions(conn: asyncpg.Connection, ids: list[UUID]) -> None:
+    await Q.lock_admissions(conn, ids=sorted(ids))
+
+
 async def lock_stay(conn: asyncpg.Connection, stay_id: UUID, site_ids: list[UUID] | None) -> bool:
     return await Q.lock_stay(conn, id=stay_id, site_ids=site_ids) is not None
 

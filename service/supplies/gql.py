@@ -247,7 +247,7 @@ class Mutation:
         if errors:
             return StockMovementPayload(user_errors=errors)
         moved, errors = await mutate(
-            info, lambda conn: service.record_movement(conn, principal, ctx.settings, data), result_type=MovementModel, fingerprint=data
+            info, lambda conn: service.record_movement(conn, principal, ctx.settings, data), result_type=MovementModel
         )
         return StockMovementPayload(movement=_movement(moved) if moved else None, user_errors=errors)
 
@@ -259,7 +259,7 @@ class Mutation:
         if errors:
             return StockTransferPayload(user_errors=errors)
         done, errors = await mutate(
-            info, lambda conn: service.transfer(conn, principal, ctx.settings, data), result_type=TransferModel, fingerprint=data
+            info, lambda conn: service.transfer(conn, principal, ctx.settings, data), result_type=TransferModel
         )
         if done is None:
             return StockTransferPayload(user_errors=errors)
@@ -272,7 +272,7 @@ class Mutation:
         if errors:
             return ReplenishmentPayload(user_errors=errors)
         rep, errors = await mutate(
-            info, lambda conn: service.raise_replenishment(conn, principal, data), result_type=ReplenishmentModel, fingerprint=data
+            info, lambda conn: service.raise_replenishment(conn, principal, data), result_type=ReplenishmentModel
         )
         return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)
 
@@ -289,6 +289,5 @@ class Mutation:
             info,
             lambda conn: service.receive_replenishment(conn, principal, ctx.settings, rep_id, data),
             result_type=ReplenishmentModel,
-            fingerprint=[rep_id, data],
         )
         return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)

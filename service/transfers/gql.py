@@ -285,7 +285,7 @@ class Mutation:
         if errors:
             return TransferPayload(user_errors=errors)
         transfer, errors = await mutate(
-            info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer, fingerprint=data
+            info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer
         )
         return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
 
@@ -301,7 +301,6 @@ class Mutation:
             info,
             lambda conn: service.move_transfer(conn, principal, transfer_id, data),
             result_type=m.Transfer,
-            fingerprint=[transfer_id, data],
         )
         return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
 
@@ -312,7 +311,7 @@ class Mutation:
         if errors:
             return FacilityPayload(user_errors=errors)
         facility, errors = await mutate(
-            info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility, fingerprint=data
+            info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility
         )
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
 
@@ -324,6 +323,6 @@ class Mutation:
         if errors:
             return FacilityPayload(user_errors=errors)
         facility, errors = await mutate(
-            info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility, fingerprint=[input.id, data]
+            info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility
         )
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)

@@ -22,9 +22,10 @@ graphql_schema = schemathesis.pytest.from_fixture("gql_schema")
 
 
 @pytest.fixture
-def gql_schema(settings):
+def gql_schema(settings, auth):
     production = msgspec.structs.replace(settings, env="production")
-    return schemathesis.graphql.from_asgi("/graphql", create_app(production))
+    # Production answers introspection to authenticated callers only.
+    return schemathesis.graphql.from_asgi("/graphql", create_app(production), headers=auth(make_principal(Role.COMMAND)))
 
 
 @graphql_schema.parametrize()

@@ -109,3 +109,14 @@ async def test_early_exits_are_logged_and_counted_with_the_status_and_id_the_cli
     assert ids_seen[-1] == "probe-early-exit"
     after = _counted((await client.get("/metrics")).text, path, status)
     assert after == before + 1
+
+
+async def test_if_none_match_uses_the_weak_comparison(client, auth):
+    command = auth(make_principal(Role.COMMAND))
+    first = await client.get("/api/v1/sites", headers=command)
+    etag = first.headers["etag"]
+    for header in (etag, f"W/{etag}", f'W/"other", W/{etag}', "*"):
+        again = await client.get("/api/v1/sites", headers={**command, "If-None-Match": header})
+        assert again.status_code == 304 and again.headers["etag"] == etag, header
+    changed = await client.get("/api/v1/sites", headers={**command, "If-None-Match": 'W/"other"'})
+    assert changed.status_code == 200

@@ -73,7 +73,7 @@ async def test_another_callers_key_does_not_replay(db):
     assert mine != theirs and len(runs) == 2
 
 
-async def test_failed_work_is_not_stored(db):
+async def test_failed_work_stores_no_answer_but_binds_the_key(db):
     fp = request_fingerprint("same")
 
     async def failing(conn):
@@ -83,8 +83,24 @@ async def test_failed_work_is_not_stored(db):
     with pytest.raises(Conflict):
         await run_once(db, caller="staff:a", key="k", fingerprint=fp, work=failing)
     async with db.connection() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+        assert await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE status_code <> 0") == 0
         assert await conn.fetchval("SELECT count(*) FROM events WHERE type = 'test.failed'") == 0
+    with pytest.raises(InvalidInput) as caught:  # the key names the refused request, not any other
+        await run_once(db, caller="staff:a", key="k", fingerprint=request_fingerprint("other"), work=counting_work([]))
+    assert caught.value.code == "idempotency_key_reused"
     runs: list[int] = []
-    await run_once(db, caller="staff:a", key="k", fingerprint=fp, work=counting_work(runs))
-    assert runs == [1]
+    first = await run_once(db, caller="staff:a", key="k", fingerprint=fp, work=counting_work(runs))
+    assert await run_once(db, caller="staff:a", key="k", fingerprint=fp, work=counting_work(runs)) == first
+    assert runs == [1]  # the retry that succeeded is stored and replayed
+
+
+async def test_unkept_answer_is_bound_but_runs_again(db):
+    runs: list[int] = []
+    fp = request_fingerprint("reveal")
+    await run_once(db, caller="staff:a", key="k", fingerprint=fp, work=counting_work(runs), replay=False)
+    await run_once(db, caller="staff:a", key="k", fingerprint=fp, work=counting_work(runs), replay=False)
+    assert runs == [1, 1]
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT response FROM idempotency_keys") == b""
+    with pytest.raises(InvalidInput):
+        await run_once(db, caller="staff:a", key="k", fingerprint=request_fingerprint("other"), work=counting_work(runs), replay=False)

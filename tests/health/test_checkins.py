@@ -81,7 +81,7 @@ async def test_idempotency_key_header(client, auth, db, settings):
 
 
 async def test_batch_stores_good_items_and_names_the_bad_ones(client, auth, db, settings):
-    site_id, (stay, other) = await ward(db, settings)
+    site_id, (stay, other) = await ward(db, settings, days_ago=1)
     worker = staff(site_id)
     items = [checkin(stay.id if i % 2 else other.id, recorded_at=(datetime.now(UTC) - timedelta(hours=i)).isoformat()) for i in range(10)]
     items[2]["temperature_c"] = 51
@@ -176,3 +176,20 @@ async def test_checkin_events_reach_redis_subscribers(client, auth, db, settings
     finally:
         await pubsub.aclose()
         await subscriber.aclose()
+
+
+async def test_checkin_before_admission_is_refused_on_both_paths(client, auth, db, settings):
+    site_id, (stay, _) = await ward(db, settings)
+    worker = auth(staff(site_id))
+    body = checkin(stay.id, recorded_at="1970-01-01T08:00:00+08:00")
+    refused = await client.post("/api/v1/checkins", json=body, headers=worker)
+    assert refused.status_code == 422 and refused.json()["code"] == "recorded_before_admission"
+    assert refused.json()["field"] == "recorded_at"
+    batch = await client.post("/api/v1/checkins/batch", json={"checkins": [body]}, headers=worker)
+    assert batch.json()["items"][0]["error"]["code"] == "recorded_before_admission"
+    mutation = "mutation($input: RecordCheckinInput!) { recordCheckin(input: $input) { userErrors { code field } } }"
+    variables = {"input": {"stayId": str(stay.id), "recordedAt": body["recorded_at"], "symptoms": [], "note": ""}}
+    answer = (await client.post("/graphql", json={"query": mutation, "variables": variables}, headers=worker)).json()
+    assert [e["code"] for e in answer["data"]["recordCheckin"]["userErrors"]] == ["recorded_before_admission"]
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM checkins") == 0
