@@ -42,7 +42,7 @@ import msgspec
 from litestar import Request, Response
 
 from service.db import Database, purge_in_batches
-from service.errors import DATABASE_ERRORS, Conflict, DomainError, InvalidInput
+from service.errors import DATABASE_ERRORS, Conflict, DomainError, InvalidInput, Unavailable
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -152,8 +152,8 @@ async def run_once(
                 return status_code, body
         except _StoredMeanwhile:
             continue
-        except (DomainError, *DATABASE_ERRORS):
-            if work_failed:
+        except (DomainError, *DATABASE_ERRORS) as exc:
+            if work_failed and not isinstance(exc, Unavailable):  # in an outage binding would fail too
                 await _bind(db, caller, key, fingerprint)
             raise
     raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.", code="idempotency_in_progress")
@@ -162,7 +162,7 @@ async def run_once(
 async def _bind(db: Database, caller: str, key: str, fingerprint: bytes) -> None:
     """After a refused attempt: keep the key bound to its request (nothing to replay), so that
     reusing it for another request answers idempotency_key_reused whether or not the first succeeded."""
-    with contextlib.suppress(*DATABASE_ERRORS, OSError):
+    with contextlib.suppress(*DATABASE_ERRORS, OSError, Unavailable):
         async with db.transaction() as conn:
             await conn.execute(_BIND, caller, key, fingerprint, _NOT_KEPT)
 
