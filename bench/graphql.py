@@ -39,7 +39,7 @@ from bench.harness import Result, free_port, serve, wrk
 from bench.health import _fresh_uuids
 from service.access.model import Role
 from service.api.demo import seed_demo
-from service.api.persisted import OPERATIONS_DIR
+from service.api.persisted import OPERATIONS_DIR, operation_document
 from service.health import service as health
 from service.stays import service as stays
 from service.stays.model import BatchAdmission, BatchMember
@@ -53,7 +53,7 @@ CHECKIN_DAYS = 10
 COLD_READS = 40
 PEERS = Path(__file__).resolve().parent / ".peers"
 POSTGRAPHILE = "postgraphile@4.14.1"  # v5 needs node 22
-BOARD = (OPERATIONS_DIR / "RoomBoard.graphql").read_text()
+BOARD = operation_document(OPERATIONS_DIR / "RoomBoard.graphql")
 BOARD_HASH = hashlib.sha256(BOARD.encode()).hexdigest()
 
 # The RoomBoard's fields as views over the same tables; smart comments give PostGraphile the relations.

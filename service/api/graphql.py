@@ -34,6 +34,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
+from service.api.graphql_errors import document_errors
 from service.api.persisted import Documents, Prepared
 from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage
 from service.gql import Context
@@ -174,6 +175,7 @@ def build_schema(settings: Settings) -> Schema:
     mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
     schema = Schema(query=query, mutation=mutation, subscription=subscription, extensions=[PreparedDocument])
+    document_errors(schema)
     schema.production = settings.is_production
     schema.documents = Documents(schema._schema, settings)
     return schema

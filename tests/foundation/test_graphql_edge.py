@@ -14,18 +14,18 @@ from litestar.testing import AsyncTestClient
 from service.access.model import Role
 from service.api import persisted
 from service.api.graphql import build_schema
-from service.api.persisted import OPERATIONS_DIR
+from service.api.persisted import OPERATIONS_DIR, operation_document
 from service.app import create_app
 from service.observability import JsonFormatter
 from tests.conftest import make_principal
 
 DOCUMENT_NUMBER = "500101199001010672"
 PHONE = "13787650007"
-ADMIT = (OPERATIONS_DIR / "AdmitResident.graphql").read_text()
+ADMIT = operation_document(OPERATIONS_DIR / "AdmitResident.graphql")
 
 
 def _hash(name: str) -> str:
-    return hashlib.sha256((OPERATIONS_DIR / f"{name}.graphql").read_bytes()).hexdigest()
+    return hashlib.sha256(operation_document(OPERATIONS_DIR / f"{name}.graphql").encode()).hexdigest()
 
 
 def _resident(**extra: object) -> dict[str, object]:
@@ -112,12 +112,12 @@ async def test_introspection_needs_a_caller_in_production(settings, auth, query)
 
 
 async def test_documents_are_parsed_and_validated_once(settings, auth, client, monkeypatch):
+    headers = auth(make_principal(Role.COMMAND))
+    by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash("Sites")}}, "variables": {"first": 5}}
+    by_text = {"query": operation_document(OPERATIONS_DIR / "Sites.graphql"), "variables": {"first": 5}}
     parsed: list[str] = []
     real_parse = persisted.parse
     monkeypatch.setattr(persisted, "parse", lambda text, **kw: parsed.append(text) or real_parse(text, **kw))
-    headers = auth(make_principal(Role.COMMAND))
-    by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash("Sites")}}, "variables": {"first": 5}}
-    by_text = {"query": (OPERATIONS_DIR / "Sites.graphql").read_text(), "variables": {"first": 5}}
     for _ in range(3):
         for body in (by_hash, by_text):
             assert "errors" not in (await client.post("/graphql", json=body, headers=headers)).json()
