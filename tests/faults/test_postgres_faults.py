@@ -10,19 +10,20 @@ past its deadline, no acknowledged check-in lost, service back within 10 s of th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import httpx
 import msgspec
 import pytest
 
+from service.api.persisted import OPERATIONS_DIR, operation_document
 from service.app import create_app
 from service.cache import Cache
 from service.db import Database, create_pool, migrate
@@ -34,8 +35,8 @@ from tests.stays.helpers import staff
 DOWN_S = float(os.environ.get("QSITE_FAULT_DOWN_S", "4"))  # 20 reproduces the run
 HANG_S = float(os.environ.get("QSITE_FAULT_HANG_S", "10"))
 SLACK_S = 2.0  # the event loop of a loaded 2-core machine, on top of the database deadline
-# What the staff app sends (graphql/operations/): the compiled read path answers it.
-BOARD = (Path(__file__).resolve().parents[2] / "graphql" / "operations" / "RoomBoard.graphql").read_text()
+# What the staff app sends: the persisted RoomBoard operation by its hash (the compiled read path answers it).
+BOARD_HASH = hashlib.sha256(operation_document(OPERATIONS_DIR / "RoomBoard.graphql").encode()).hexdigest()
 
 
 @dataclass
@@ -88,7 +89,7 @@ async def _traffic(client: httpx.AsyncClient, headers, site_id, stay_ids, calls:
 
     async def board() -> None:
         while not stop.is_set():
-            await call("board", lambda: client.post("/graphql", json={"query": BOARD, "variables": {"siteId": str(site_id)}}, headers=headers))
+            await call("board", lambda: client.post("/graphql", json={"extensions": {"persistedQuery": {"version": 1, "sha256Hash": BOARD_HASH}}, "variables": {"siteId": str(site_id)}}, headers=headers))
             await asyncio.sleep(0.05)
 
     async def checkins(n: int) -> None:
