@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from typing import Any
 import aiosql
 import asyncpg
 import msgspec
+import sqlparse
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from service import bus
@@ -323,8 +325,136 @@ async def purge_in_batches(db: Database, batch: int, delete: Callable[[asyncpg.C
             return total
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations; returns the versions applied. Safe to run from several processes at once."""
+# --- migrations ----------------------------------------------------------------
+#
+# Each applied file is recorded with a checksum: an applied migration edited afterwards
+# stops `migrate` and `serve` (its change would never reach databases that already ran
+# it). A file whose first line is NO_TRANSACTION runs statement by statement outside a
+# transaction (CREATE INDEX CONCURRENTLY); write such files so that a rerun after a
+# failure is harmless (IF NOT EXISTS), since the statements before the failure stay done.
+
+NO_TRANSACTION = "-- qsite: no-transaction"
+# Tables the application role may read and append to, never change: an owner could
+# disable the trigger that guards them, the app role is not their owner and lacks the grant.
+APPEND_ONLY_TABLES = ("audit_log",)
+
+
+class MigrationError(Exception):
+    """The database and db/migrations/ disagree; the message says what to do."""
+
+
+class Migration(msgspec.Struct, frozen=True):
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.version}_{self.name}.sql"
+
+    @property
+    def checksum(self) -> str:
+        # Line endings normalised: a checkout with CRLF is not an edit.
+        return hashlib.sha256(self.sql.replace("\r\n", "\n").encode()).hexdigest()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.sql.lstrip().partition("\n")[0].strip().lower() != NO_TRANSACTION
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found = []
+    for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        version, name = path.stem.split("_", 1)
+        found.append(Migration(version=version, name=name, sql=path.read_text()))
+    return found
+
+
+class MigrationStatus(msgspec.Struct, frozen=True):
+    applied: dict[str, str | None]  # version -> recorded checksum (None: recorded before checksums)
+    pending: list[Migration]
+    unknown: list[str]  # applied versions with no file here: a newer release migrated this database
+
+    def check_unchanged(self, files: list[Migration]) -> None:
+        for migration in files:
+            recorded = self.applied.get(migration.version)
+            if recorded is not None and recorded != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.filename} was edited after it was applied (recorded checksum "
+                    f"{recorded[:12]}, file now {migration.checksum[:12]}). Restore the file as it was "
+                    "applied and put the change in a new migration."
+                )
+
+
+async def migration_status(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> MigrationStatus:
+    files = migration_files(directory)
+    applied: dict[str, str | None] = {}
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        # to_jsonb: also reads a table made before the checksum column existed.
+        rows = await conn.fetch("SELECT version, to_jsonb(m) ->> 'checksum' AS checksum FROM schema_migrations m")
+        applied = {r["version"]: r["checksum"] for r in rows}
+    known = {m.version for m in files}
+    status = MigrationStatus(
+        applied=applied,
+        pending=[m for m in files if m.version not in applied],
+        unknown=sorted(v for v in applied if v not in known),
+    )
+    status.check_unchanged(files)
+    return status
+
+
+async def check_database(dsn: str, settings: Settings, directory: Path = MIGRATIONS_DIR) -> None:
+    """What production ``serve`` checks instead of migrating: no pending or edited migration, and
+    not a superuser (a warning, or a refusal with ``QSITE_REFUSE_SUPERUSER``)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        status = await migration_status(conn, directory)
+        superuser = await conn.fetchval("SELECT current_setting('is_superuser') = 'on'")
+        user = await conn.fetchval("SELECT current_user")
+    finally:
+        await conn.close()
+    if status.pending:
+        raise MigrationError(
+            f"{len(status.pending)} migration(s) pending ({', '.join(m.filename for m in status.pending)}): "
+            "run `qsite migrate` (as the migration role) before starting qsite"
+        )
+    if status.unknown:
+        log.warning(
+            "database has migrations this release does not know (a newer release ran them)",
+            extra={"event": "migrations_unknown", "subject": ",".join(status.unknown)},
+        )
+    if superuser and (settings.is_production or settings.refuse_superuser):
+        message = f"connected to PostgreSQL as superuser {user!r}: use an application role (README: Deploy)"
+        if settings.refuse_superuser:
+            raise MigrationError(message + "; refused because QSITE_REFUSE_SUPERUSER is on")
+        log.warning(message, extra={"event": "database_superuser"})
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def grant_app_role(conn: asyncpg.Connection, role: str) -> None:
+    """Give the application role data access and nothing more: no DDL (it owns nothing), only
+    SELECT/INSERT on append-only tables, only SELECT on schema_migrations."""
+    schema = _ident(await conn.fetchval("SELECT current_schema()"))
+    role = _ident(role)
+    await conn.execute(
+        f"""GRANT USAGE ON SCHEMA {schema} TO {role};
+            GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+            GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+            REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA {schema} FROM {role};
+            REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM {role};"""
+        + "".join(f"REVOKE UPDATE, DELETE ON {_ident(t)} FROM {role};" for t in APPEND_ONLY_TABLES)
+    )
+
+
+async def migrate(dsn: str, *, directory: Path = MIGRATIONS_DIR, app_role: str | None = None) -> list[str]:
+    """Apply pending migrations; returns the versions applied. Safe to run from several processes at once.
+
+    ``app_role``: the role the application connects as (when it is not this one), granted
+    access to the tables afterwards, new ones included.
+    """
     conn = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
@@ -333,21 +463,40 @@ async def migrate(dsn: str) -> list[str]:
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version text PRIMARY KEY,
                    name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
+                   applied_at timestamptz NOT NULL DEFAULT now());
+               ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text"""
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for path in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
-            version, name = path.stem.split("_", 1)
-            if version in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
-            applied_now.append(version)
-            log.info("migration applied", extra={"event": "migration", "subject": path.name})
+        files = migration_files(directory)
+        status = await migration_status(conn, directory)
+        # Recorded before checksums existed: take the files as they are now (trust on first sight).
+        for migration in files:
+            if migration.version in status.applied and status.applied[migration.version] is None:
+                await conn.execute(
+                    "UPDATE schema_migrations SET checksum = $2 WHERE version = $1", migration.version, migration.checksum
+                )
+        for migration in status.pending:
+            await _apply(conn, migration)
+            applied_now.append(migration.version)
+            log.info("migration applied", extra={"event": "migration", "subject": migration.filename})
+        if app_role and app_role != await conn.fetchval("SELECT current_user"):
+            await grant_app_role(conn, app_role)
     finally:
         try:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
         finally:
             await conn.close()
     return applied_now
+
+
+async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
+    record = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+    if migration.in_transaction:
+        async with conn.transaction():
+            await conn.execute(migration.sql)
+            await conn.execute(record, migration.version, migration.name, migration.checksum)
+        return
+    # One statement at a time: several in one message would form an implicit transaction.
+    for statement in sqlparse.split(migration.sql):
+        if sqlparse.format(statement, strip_comments=True).strip():
+            await conn.execute(statement)
+    await conn.execute(record, migration.version, migration.name, migration.checksum)

@@ -39,7 +39,8 @@ from graphql import FragmentDefinitionNode, FragmentSpreadNode, OperationDefinit
 from graphql.error import GraphQLSyntaxError
 from graphql.language import InlineFragmentNode, SelectionSetNode
 
-from service.access.model import Principal, Role
+from service import policy
+from service.access.model import Principal
 from service.api.persisted import documents
 from service.versions import CATALOG, NIL_SITE, read_versions
 
@@ -130,7 +131,9 @@ class Compiled:
     # (quarantine day is the site's local date, which turns on a quarter hour in every time zone);
     # None: it moves with the clock (never cached, ETag of the body).
     bucket_s: int | None = 0
-    roles: frozenset[Role] | None = None  # None: any authenticated caller
+    # The policy operation of the root field it answers (service/policy.py): a caller the policy
+    # refuses falls back to the generic path, which answers the refusal exactly as always.
+    operation: str = ""
 
     def bind(self, variables: dict[str, Any]) -> dict[str, Any]:
         if set(variables) - {p.name for p in self.params}:
@@ -152,6 +155,7 @@ COMPILED: list[Compiled] = []
 
 def compiled(op: Compiled) -> Compiled:
     """Register a compiled operation (called by the domains' compiled.py at import)."""
+    policy.rule(op.operation)  # every compiled read names the operation the policy checks
     COMPILED.append(op)
     return op
 
@@ -276,7 +280,8 @@ def cache_key(*parts: object) -> str:
 
 
 def scope_of(principal: Principal) -> str:
-    return f"{principal.role}:" + ("*" if principal.site_ids is None else ",".join(sorted(map(str, principal.site_ids))))
+    scope = principal.site_scope  # what the caller's queries bind: a key without sites has none, not all
+    return f"{principal.role}:" + ("*" if scope is None else ",".join(sorted(map(str, scope))))
 
 
 async def versions_of(db: Database, sites: Iterable[UUID] | None, topics: Iterable[str]) -> str:
@@ -310,7 +315,7 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
     if operation_name not in (None, op.name):
         return None
     principal: Principal | None = context.principal
-    if principal is None or (op.roles is not None and principal.role not in op.roles):
+    if principal is None or not policy.allows(principal, op.operation):
         return None
     try:
         args = op.bind(variables or {})

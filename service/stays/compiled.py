@@ -26,6 +26,7 @@ async def _room_board(conn: asyncpg.Connection, principal: Principal, args: dict
 ROOM_BOARD = compiled(
     Compiled(
         name="RoomBoard",
+        operation="stays.read",
         document="""
 query RoomBoard($siteId: UUID!, $floor: Int) {
   roomBoard(siteId: $siteId, floor: $floor) {
@@ -58,6 +59,7 @@ async def _occupancy(conn: asyncpg.Connection, principal: Principal, args: dict[
 OCCUPANCY = compiled(
     Compiled(
         name="Occupancy",
+        operation="occupancy.read",
         document="""
 query Occupancy($siteIds: [UUID!]) {
   occupancy(siteIds: $siteIds) {

@@ -38,14 +38,16 @@ import asyncpg
 import httpx
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access.model import Principal
 from service.db import Database, purge_in_batches, queries
 from service.errors import InvalidInput, NotFound
 from service.settings import Settings
 from service.supplies import store
 from service.supplies.model import Delivery, Webhook, WebhookCreate, WebhookCreated, WebhookEvent
-from service.supplies.service import LOGISTICS_ROLES, REPLENISHMENT_EVENTS, _require
+from service.supplies.service import REPLENISHMENT_EVENTS, _require
+
+WEBHOOK_ROLES = policy.roles("webhooks.manage")
 
 log = logging.getLogger("qsite.webhooks")
 Q = queries("supplies")
@@ -166,7 +168,7 @@ async def resolve_target(url: str, settings: Settings) -> Target:
 
 
 async def register(conn: asyncpg.Connection, principal: Principal, settings: Settings, data: WebhookCreate) -> WebhookCreated:
-    _require(principal, LOGISTICS_ROLES, "register webhooks")
+    _require(principal, WEBHOOK_ROLES, "register webhooks")
     await resolve_target(data.url, settings)
     webhook_id = uuid.uuid4()
     webhook = await store.insert_webhook(
@@ -186,19 +188,19 @@ async def register(conn: asyncpg.Connection, principal: Principal, settings: Set
 
 
 async def list_webhooks(conn: asyncpg.Connection, principal: Principal) -> list[Webhook]:
-    _require(principal, LOGISTICS_ROLES, "read webhooks")
+    _require(principal, WEBHOOK_ROLES, "read webhooks")
     return await store.list_webhooks(conn, principal.ref)
 
 
 async def delete(conn: asyncpg.Connection, principal: Principal, webhook_id: UUID) -> None:
-    _require(principal, LOGISTICS_ROLES, "remove webhooks")
+    _require(principal, WEBHOOK_ROLES, "remove webhooks")
     if not await store.deactivate_webhook(conn, webhook_id, principal.ref):
         raise NotFound("No such webhook.", code="webhook_not_found")
     await bus.emit(conn, "supplies.webhook_removed", site_id=None, subject_id=webhook_id, actor=principal.ref)
 
 
 async def deliveries(conn: asyncpg.Connection, principal: Principal, webhook_id: UUID, limit: int) -> list[Delivery]:
-    _require(principal, LOGISTICS_ROLES, "read webhooks")
+    _require(principal, WEBHOOK_ROLES, "read webhooks")
     rows = [msgspec.convert(dict(r), Delivery) async for r in Q.list_deliveries(conn, webhook_id=webhook_id, owner=principal.ref, limit=limit)]
     if not rows and not any(w.id == webhook_id for w in await store.list_webhooks(conn, principal.ref)):
         raise NotFound("No such webhook.", code="webhook_not_found")

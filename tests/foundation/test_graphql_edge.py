@@ -171,3 +171,16 @@ async def test_malformed_requests_are_400_not_500(client, body, reason):
 async def test_mutations_refused_over_get(client):
     response = await client.get("/graphql", params={"query": 'mutation { logout(refreshToken: "x") { userErrors { code } } }'})
     assert response.status_code == 400 and response.text == "mutations are not allowed when using GET"
+
+
+async def test_strawberrys_own_execution_uses_the_same_documents_and_limits(settings):
+    """Subscriptions run through Strawberry's execution: persisted-only, the limits and hidden
+    suggestions hold there too (one preparation serves both paths)."""
+    strict = build_schema(msgspec.structs.replace(settings, env="production", graphql_persisted_only=True, graphql_max_depth=2))
+    refused = await strict.execute("{ apiVersion }")
+    assert refused.errors[0].extensions == {"code": "persisted_only"}
+    deep = await strict.execute(operation_document(OPERATIONS_DIR / "RoomBoard.graphql"), variable_values={"siteId": str(uuid.uuid4())})
+    assert any("exceeds maximum operation depth" in e.message for e in deep.errors)
+    loose = build_schema(msgspec.structs.replace(settings, env="production"))
+    unknown = await loose.execute("{ apiVersio }")
+    assert unknown.errors and not any("Did you mean" in e.message for e in unknown.errors)
