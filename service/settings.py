@@ -103,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_attempts_per_address_per_minute: int = 60
     # How long a verified API key is trusted without asking PostgreSQL again.
     api_key_cache_seconds: int = 30
+    # In-process cache of compiled read answers (service/readpath.py), per worker; 0 turns the
+    # cache off (in process and in Redis): every compiled read runs its statement.
+    read_cache_mb: int = 32
 
     # Background work.
     run_background_jobs: bool = True

@@ -14,7 +14,13 @@ from service.access.model import Principal
 from service.access.rest import provide_principal
 from service.cache import Cache
 from service.db import Database
-from service.http import ETAG_HEADER, CursorParam, LimitParam, if_none_match, json_with_etag
+from service.http import (
+    ETAG_HEADER,
+    CursorParam,
+    LimitParam,
+    if_none_match,
+    json_with_etag,
+)
 from service.pagination import Page
 from service.settings import Settings
 from service.supplies import service, versions, webhooks
@@ -56,7 +62,7 @@ async def poll_stock(request: Request[Any, Any, Any], db: Database, cache: Cache
     etag = await versions.etag_for(db, covered, query=query, bucket=bucket.isoformat())
     if if_none_match(request, etag):
         return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
-    store = versions.bodies(db)
+    store = versions.bodies(db, settings)
     body = await store.get(etag)
     if body is None:
         async with db.connection() as conn:
