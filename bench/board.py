@@ -19,6 +19,8 @@ from urllib.parse import urlencode
 import httpx
 
 from bench.context import BenchContext
+from bench import harness
+from bench.graphql import _rss_mb
 from bench.harness import serve, wrk
 from service import readpath
 from service.access.model import Role
@@ -82,3 +84,5 @@ def run(ctx: BenchContext) -> None:
         print(median["generic"].line(), flush=True)
         for k in ("cold", "warm", "304"):
             print(median[k].line(median["generic"].rps), flush=True)
+        print(f"RSS after the load: {_rss_mb(harness.server_pid(base)):.0f} MB (cache on), "
+              f"{_rss_mb(harness.server_pid(cold_base)):.0f} MB (cache off)", flush=True)
