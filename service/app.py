@@ -22,7 +22,7 @@ from service.api.jobs import JOBS
 from service.api.openapi import document_contract, fix_options_allow, openapi_config
 from service.api.rest import api_v1
 from service.cache import Cache
-from service.db import Database, create_pool
+from service.db import Database, DeadlineMiddleware, create_pool
 from service.errors import EXCEPTION_HANDLERS
 from service.http import BodyLimits
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
@@ -68,7 +68,7 @@ def create_app(settings: Settings) -> Litestar:
         versions.start()
         app.state.settings = settings
         app.state.cache = cache
-        app.state.db = Database(pool, cache, versions)
+        app.state.db = Database.for_settings(pool, cache, settings, versions)
         background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
         if settings.gc_freeze:
             tune_collector()
@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[
             DefineMiddleware(TrustedProxiesMiddleware, settings=settings),
             RequestIdMiddleware,
+            DeadlineMiddleware,  # the database deadline starts before anything (auth included) may touch PostgreSQL
             prometheus.middleware,
             early_exit_problems,
             auth_middleware,

@@ -26,7 +26,7 @@ from service import idempotency
 from service.access.model import Principal
 from service.cache import Cache
 from service.db import Database
-from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, Unavailable, from_database
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -120,11 +120,13 @@ async def mutate(
             replay=replay,
         )
         return msgspec.json.decode(body, type=result_type), []
+    except Unavailable:
+        raise  # an outage is no userError: a top-level error with its code tells the app to retry later
     except DomainError as exc:
         return None, user_errors(exc)
     except DATABASE_ERRORS as exc:
         mapped = from_database(exc)
-        if mapped is None:
+        if mapped is None or isinstance(mapped, Unavailable):
             raise
         return None, user_errors(mapped)
 

@@ -69,6 +69,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_max_size: int = 10
     statement_timeout_ms: int = 5000
     command_timeout_s: float = 10.0
+    # Waiting for a pooled connection (the FIFO gate, the pool, a new connection's handshake)
+    # answers 503 past this; and no HTTP request spends longer than db_deadline_s on
+    # PostgreSQL in all, whatever the server does (a hung one included).
+    db_acquire_timeout_s: float = 2.0
+    db_deadline_s: float = 8.0
     # Redis is an accelerator: a dead one must cost milliseconds.
     redis_timeout_ms: int = 250
     redis_prefix: str = "qsite:"
@@ -104,6 +109,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Background work.
     run_background_jobs: bool = True
+    # Retention (a job deletes in batches of retention_batch_size): events older than this
+    # that every webhook has fanned out; refresh tokens this long after they expired; webhook
+    # deliveries delivered or failed this long ago. Idempotency keys: idempotency_ttl_days.
+    event_retention_days: int = 30
+    refresh_token_retention_days: int = 7
+    webhook_delivery_retention_days: int = 30
+    retention_batch_size: int = 1000
     # After start-up, freeze what start-up allocated (schema, documents, code) out of the garbage
     # collector's sight and collect the young generation less often (measured: bench/graphql.py).
     gc_freeze: bool = True
@@ -134,6 +146,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.pool_min_size < 0 or self.pool_max_size < max(1, self.pool_min_size):
             raise SettingsError("QSITE_POOL_MAX_SIZE must be >= 1 and >= QSITE_POOL_MIN_SIZE")
+        if not 0 < self.db_acquire_timeout_s <= self.db_deadline_s:
+            raise SettingsError("QSITE_DB_ACQUIRE_TIMEOUT_S must be > 0 and <= QSITE_DB_DEADLINE_S")
+        if min(self.event_retention_days, self.refresh_token_retention_days, self.webhook_delivery_retention_days) < 1:
+            raise SettingsError("retention periods (QSITE_*_RETENTION_DAYS) must be at least 1 day")
         if not 1 <= self.max_page_size <= 1000:
             raise SettingsError("QSITE_MAX_PAGE_SIZE must be between 1 and 1000")
         for cidr in self.trusted_proxies:

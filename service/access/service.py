@@ -50,6 +50,7 @@ from service.access.model import (
     TokenPair,
 )
 from service.cache import Cache
+from service.db import Database, purge_in_batches
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
@@ -415,6 +416,12 @@ class ApiKeyCache:
 
 
 _key_caches: weakref.WeakKeyDictionary[Any, ApiKeyCache] = weakref.WeakKeyDictionary()
+
+
+async def purge_refresh_tokens(db: Database, settings: Settings) -> int:
+    """Retention: refresh tokens that expired more than ``refresh_token_retention_days`` ago."""
+    days = settings.refresh_token_retention_days
+    return await purge_in_batches(db, settings.retention_batch_size, lambda conn, n: store.purge_refresh_tokens(conn, days, n))
 
 
 def api_key_cache(db: Any) -> ApiKeyCache:
