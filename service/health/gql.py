@@ -387,21 +387,28 @@ class Mutation:
     @strawberry.mutation(permission_classes=[roles(*service.ALERT_ROLES)])
     async def acknowledge_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
-        action = m.AlertAction(version=input.version, note=input.note[:1000])
+        # Validated like REST (a note over 1,000 characters is refused, not cut).
+        action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
+        if action is None:
+            return AlertPayload(user_errors=errors)
         found, errors = await mutate(info, lambda conn: service.acknowledge_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.RESOLVE_ROLES)], description="A medic resolves an alert, with a note.")
     async def resolve_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
-        action = m.AlertAction(version=input.version, note=input.note[:1000])
+        action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
+        if action is None:
+            return AlertPayload(user_errors=errors)
         found, errors = await mutate(info, lambda conn: service.resolve_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[roles(*service.REVIEW_ROLES)], description="Confirm (extends the stay) or dismiss an exposure review.")
     async def decide_exposure_review(self, info: Ctx, input: DecideExposureReviewInput) -> ExposureReviewPayload:
         principal = info.context.require_principal()
-        decision = m.ReviewDecision(version=input.version, confirm=input.confirm, note=input.note[:1000])
+        decision, errors = input_struct(m.ReviewDecision, {"version": input.version, "confirm": input.confirm, "note": input.note})
+        if decision is None:
+            return ExposureReviewPayload(user_errors=errors)
         found, errors = await mutate(
             info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview
         )
