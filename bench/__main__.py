@@ -19,6 +19,7 @@ SCENARIOS = {
     "health": "bench.health",
     "scale": "bench.scale",
     "graphql": "bench.graphql",
+    "redis": "bench.redis_fanout",
 }
 
 

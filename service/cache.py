@@ -49,7 +49,7 @@ PROBE_MAX_S = 2.0
 FLAP_WINDOW_S = 10.0
 # Messages waiting to be published (a slow Redis must not grow memory without bound), and per round trip.
 MAX_OUTBOX = 50_000
-MAX_BATCH = 2_000
+MAX_BATCH = 500
 
 
 class Cache:
@@ -169,7 +169,8 @@ class Cache:
         return await self._guarded(lambda: getattr(self.client, method)(*args, **kwargs), default)
 
     async def pipeline(
-        self, commands: Iterable[tuple[str, tuple[Any, ...]]], default: Any = None, *, transaction: bool = True
+        self, commands: Iterable[tuple[str, tuple[Any, ...]]], default: Any = None, *, transaction: bool = True,
+        timeout: float | None = None,
     ) -> list[Any] | Any:
         """Run several commands in one round trip (MULTI/EXEC unless ``transaction=False``); ``default`` on failure."""
 
@@ -179,7 +180,7 @@ class Cache:
                 getattr(pipe, method)(*args)
             return await pipe.execute()
 
-        return await self._guarded(run, default)
+        return await self._guarded(run, default, timeout=timeout)
 
     def publish_soon(self, messages: list[tuple[str, bytes]]) -> None:
         """Queue ``(channel, message)`` pairs for PUBLISH, in order, without waiting for Redis.
@@ -199,7 +200,9 @@ class Cache:
         while self._outbox:
             batch, self._outbox = self._outbox[:MAX_BATCH], self._outbox[MAX_BATCH:]
             commands = [("publish", message) for message in batch]
-            if await self.pipeline(commands, default=None, transaction=False) is None:
+            # No request waits on this: a longer deadline than the hot path's, so that a busy event
+            # loop (a CPU-bound batch beside it) is not taken for a hung Redis.
+            if await self.pipeline(commands, default=None, transaction=False, timeout=self.timeout * 4) is None:
                 # Subscribers everywhere missed these (when the breaker opened it counted a gap too).
                 self.gap("publish failed")
 
