@@ -22,6 +22,7 @@ from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, value_fro
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
 from strawberry.permission import BasePermission
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from service import idempotency
@@ -73,6 +74,14 @@ class UserError:
     field: strawberry.Private[str | None]
     code: str
     message: str
+    # Why a JSON object: what unblocks an action differs by code (airing_not_finished: airing_until;
+    # release_blocked: reasons) and must be data a client can act on, not message text. It is the
+    # same object as the REST problem's ``extra``, so both paths say the same thing.
+    extra: JSON | None = strawberry.field(
+        default=None,
+        description="What would unblock the action, as data: the REST problem's `extra` "
+        "(airing_not_finished: airing_until; release_blocked: reasons), or null.",
+    )
 
     @strawberry.field(
         name="field",
@@ -143,7 +152,7 @@ Authenticated = roles()
 
 
 def user_errors(exc: DomainError) -> list[UserError]:
-    return [UserError(field=exc.field, code=exc.code, message=exc.message)]
+    return [UserError(field=exc.field, code=exc.code, message=exc.message, extra=exc.extra or None)]
 
 
 def call_fingerprint(info: Ctx) -> bytes:

@@ -270,8 +270,9 @@ class ExposureReviewPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-def _error(e: m.ItemError | None) -> UserError | None:
-    return UserError(field=e.field, code=e.code, message=e.message) if e else None
+def _error(index: int, e: m.ItemError | None) -> UserError | None:
+    """An item's error; its field is under the item (``input.1.spo2``)."""
+    return UserError(field=f"[{index}].{e.field}" if e.field else None, code=e.code, message=e.message) if e else None
 
 
 def _batch(items: list[Any]) -> HealthBatchPayload:
@@ -281,7 +282,7 @@ def _batch(items: list[Any]) -> HealthBatchPayload:
             status=i.status,
             checkin=to_gql(Checkin, i.checkin) if getattr(i, "checkin", None) else None,
             sample=to_gql(Sample, i.sample) if getattr(i, "sample", None) else None,
-            error=_error(i.error),
+            error=_error(i.index, i.error),
         )
         for i in items
     ]

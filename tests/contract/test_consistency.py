@@ -39,3 +39,28 @@ async def test_a_missing_field_is_named_not_data(client, auth):
     command = auth(make_principal(Role.COMMAND))
     missing = await client.post("/api/v1/sites", json={"name": "礼嘉"}, headers=command)
     assert missing.status_code == 400 and missing.json()["field"] == "code"
+
+
+TURN = "mutation($input: TurnOverRoomInput!) { turnOverRoom(input: $input) { userErrors { code field message extra } } }"
+RELEASE = "mutation($id: UUID!) { releaseStay(stayId: $id) { userErrors { code field message extra } } }"
+
+
+async def test_blocked_actions_say_what_unblocks_them_as_data(client, auth, db, settings):
+    from datetime import datetime
+
+    from service.stays import service as stays
+    from tests.stays.helpers import admission, make_site, staff
+
+    site_id = await make_site(db, floors={3: (2, 1)})
+    manager = auth(make_principal(Role.SITE_MANAGER, [site_id]))
+    rooms = (await client.get(f"/api/v1/sites/{site_id}/rooms", headers=manager)).json()["items"]
+    for action in ("TAKE_OUT_OF_SERVICE", "RETURN_TO_SERVICE", "START_DISINFECTION", "FINISH_DISINFECTION"):
+        assert await graphql(client, manager, TURN, {"input": {"roomId": rooms[0]["id"], "action": action, "reason": ""}}) == []
+    (airing,) = await graphql(client, manager, TURN, {"input": {"roomId": rooms[0]["id"], "action": "PASS_INSPECTION", "reason": ""}})
+    until = datetime.fromisoformat(airing["extra"]["airing_until"])
+    assert airing["code"] == "airing_not_finished" and until > datetime.now(until.tzinfo) and airing["extra"]["airing_until"] in airing["message"]
+
+    async with db.transaction() as conn:
+        stay = await stays.admit(conn, staff(site_id), settings, admission(site_id))
+    (blocked,) = await graphql(client, manager, RELEASE, {"id": str(stay.id)})
+    assert blocked["code"] == "release_blocked" and "centralized_period_not_served" in blocked["extra"]["reasons"]

@@ -34,7 +34,7 @@ async def test_app_records_checkins_and_reads_worklists_timeline_and_alerts(clie
     ]
     result = (await gql(client, auth, worker, RECORD, input=items))["recordCheckins"]
     assert (result["created"], result["failed"]) == (1, 1)
-    assert result["items"][0]["checkin"]["temperatureC"] == 38.1 and result["items"][1]["error"] == {"field": "spo2", "code": "implausible_value"}
+    assert result["items"][0]["checkin"]["temperatureC"] == 38.1 and result["items"][1]["error"] == {"field": "input.1.spo2", "code": "implausible_value"}
     bad = (await gql(client, auth, worker, ONE, input={"stayId": str(b.id), "recordedAt": now, "temperatureC": 50}))["recordCheckin"]
     assert bad["userErrors"] == [{"field": "input.temperatureC", "code": "implausible_value"}]
 
