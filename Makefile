@@ -2,17 +2,18 @@
 # Both work with no PostgreSQL/Redis configured (embedded servers under .data/)
 # and use real servers when DATABASE_URL / REDIS_URL are set.
 
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install schemas check-schemas bench clean
+.PHONY: run test install schemas check-schemas bench fuzz clean vendor-docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,embedded]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,12 +24,33 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The contract fuzz tests, longer and with a random seed (printed with any failure;
+# rerun one with QSITE_FUZZ_SEED=<seed>). The suite runs them with a fixed seed.
+FUZZ_SEED     ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+FUZZ_EXAMPLES ?= 100
+FUZZ_MAX_TIME ?= 600
+
+fuzz: $(STAMP)
+	QSITE_FUZZ_SEED=$(FUZZ_SEED) QSITE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) QSITE_FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) \
+		$(BIN)/python -m pytest -q tests/contract/test_openapi.py tests/contract/test_graphql.py $(PYTEST_ARGS)
+
 schemas: $(STAMP)
 	$(BIN)/python -m service export-schemas
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench $(SCENARIOS)
+
+# Swagger UI and GraphiQL assets served offline (service/api/static/VENDORED.md has the versions).
+STATIC := service/api/static
+vendor-docs:
+	rm -rf .vendor && mkdir -p .vendor && cd .vendor && npm pack --silent swagger-ui-dist@5.35.0 graphiql@3.8.3 react@18.3.1 react-dom@18.3.1
+	cd .vendor && for f in *.tgz; do mkdir -p "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done
+	cp .vendor/swagger-ui-dist-5.35.0/package/{swagger-ui-bundle.js,swagger-ui-standalone-preset.js,swagger-ui.css,favicon-32x32.png,LICENSE,NOTICE} $(STATIC)/swagger-ui/
+	cp .vendor/graphiql-3.8.3/package/{graphiql.min.js,graphiql.min.css,LICENSE} $(STATIC)/graphiql/
+	cp .vendor/react-18.3.1/package/umd/react.production.min.js .vendor/react-dom-18.3.1/package/umd/react-dom.production.min.js $(STATIC)/react/
+	cp .vendor/react-18.3.1/package/LICENSE $(STATIC)/react/
+	rm -rf .vendor
 
 clean:
 	rm -rf $(VENV) .data

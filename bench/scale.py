@@ -39,6 +39,7 @@ from bench.context import BenchContext, recreate_database
 from bench.harness import serve
 from service.access.model import Role
 from service.api.demo import seed_demo
+from service.api.persisted import operation_document
 from service.app import create_app
 from service.db import migrate
 from service.settings import Settings
@@ -79,7 +80,7 @@ class Path_:
 
 
 def _gql(name: str, variables: Callable[[Fixture], dict[str, Any]]) -> Callable[[Fixture], tuple[str, str, dict[str, Any]]]:
-    text = (OPERATIONS / f"{name}.graphql").read_text()
+    text = operation_document(OPERATIONS / f"{name}.graphql")
     return lambda f: ("POST", "/graphql", {"query": text, "operationName": name, "variables": variables(f)})
 
 

@@ -127,7 +127,7 @@ class SiteVersions:
                 if listener is None:
                     raise ConnectionError("no listener")
                 await listener.fetchval("SELECT 1", timeout=PING_S)
-            except (asyncpg.PostgresError, OSError, asyncio.TimeoutError, ConnectionError, asyncpg.InterfaceError) as exc:
+            except (TimeoutError, asyncpg.PostgresError, OSError, ConnectionError, asyncpg.InterfaceError) as exc:
                 self._drop(type(exc).__name__)
         # Notifications were handed to the loop before the answer; let them run.
         await asyncio.sleep(0)
@@ -142,7 +142,7 @@ class SiteVersions:
             self._gap.clear()
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=5, server_settings={"application_name": "qsite-versions"})
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 self._drop(type(exc).__name__)
                 await asyncio.sleep(RECONNECT_S)
                 continue
@@ -162,8 +162,9 @@ class SiteVersions:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._gap.wait(), PING_S)
                     if not self._gap.is_set():
-                        await conn.fetchval("SELECT 1", timeout=PING_S)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
+                        async with self._sync_lock:  # one statement at a time on this connection
+                            await conn.fetchval("SELECT 1", timeout=PING_S)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._drop(type(exc).__name__)
             finally:
                 self._listener = None
@@ -173,6 +174,7 @@ class SiteVersions:
             await asyncio.sleep(RECONNECT_S)
 
     async def close(self) -> None:
+        self.trusted = False  # shutting down is no gap to report
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -27,7 +27,10 @@ DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 # In order: sites/rooms, access, stays, health, transfers, supplies.
 STEPS: list[DemoStep] = [stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo]
 
-DEMO_LOGIN_HINT = access_demo.HINT
+DEMO_LOGIN_HINT = (
+    f"{access_demo.HINT}; API keys {', '.join(access_demo.DEMO_KEYS.values())}, "
+    f"{transfers_demo.HOSPITAL_KEY} (hospital CQ-PHMTC)"
+)
 
 
 async def seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:

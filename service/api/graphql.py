@@ -34,8 +34,9 @@ from strawberry.types.unset import UNSET, UnsetType
 from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
+from service.api.graphql_errors import document_errors
 from service.api.persisted import Documents, Prepared
-from service.errors import DATABASE_ERRORS, DomainError, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage
 from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
@@ -174,6 +175,7 @@ def build_schema(settings: Settings) -> Schema:
     mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
     subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
     schema = Schema(query=query, mutation=mutation, subscription=subscription, extensions=[PreparedDocument])
+    document_errors(schema)
     schema.production = settings.is_production
     schema.documents = Documents(schema._schema, settings)
     return schema
@@ -313,7 +315,10 @@ class GraphQLEdge:
         cacheable = prepared.sha256 is not None and operation.operation is OperationType.QUERY
         if cacheable:
             # The compiled read path answers first when it can (same authorisation and scoping).
-            found = await readpath.answer(context, prepared.sha256, variables, operation_name=name)
+            try:
+                found = await readpath.answer(context, prepared.sha256, variables, operation_name=name)
+            except Unavailable as outage:  # PostgreSQL down or hung: no second attempt, the same 503
+                return self._respond(request, [GraphQLError(outage.message, original_error=outage)])
             if found is not None:
                 return self._body(request, found.body, cacheable=True, etag=found.etag)
         result = execute(
@@ -338,7 +343,11 @@ class GraphQLEdge:
             return self._body(request, msgspec.json.encode({"data": data}), cacheable=cacheable)
         log_errors(errors)
         shown = public_errors(errors, production=self.production)
-        return self._body(request, msgspec.json.encode({"data": data, "errors": [e.formatted for e in shown]}), cacheable=False)
+        body = msgspec.json.encode({"data": data, "errors": [e.formatted for e in shown]})
+        outage = graphql_outage(data, shown)
+        if outage is not None:  # nothing served and only outages: 503 with Retry-After, as REST answers
+            return Response(body, status_code=outage.status, media_type=MediaType.JSON, headers=outage.headers)
+        return self._body(request, body, cacheable=False)
 
     @staticmethod
     def _body(request: Request[Any, Any, Any], body: bytes, *, cacheable: bool, etag: str | None = None) -> Response[Any]:

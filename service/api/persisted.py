@@ -7,6 +7,13 @@ document, prepared when the app starts. An app sends
 networks, and with ``QSITE_GRAPHQL_PERSISTED_ONLY`` production accepts nothing
 else, so a stolen token cannot run arbitrary queries.
 
+Selections the apps use in several places are fragments, one per file in
+``graphql/operations/fragments/`` (``fragment StayFields on Stay`` in
+``StayFields.graphql``). An operation file spreads them without defining
+them; the document sent (and hashed) is the operation file's text followed by
+each fragment it uses, directly or through another fragment, in name order,
+each preceded by a newline: ``operation_document(path)``.
+
 Any other document is prepared on first sight and kept in a bounded cache, so
 a client repeating a document pays for parsing and validation once. Limits
 (depth, aliases, tokens, operations per document) are checked with the rest of
@@ -25,6 +32,8 @@ from typing import Any
 from graphql import (
     DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
@@ -41,16 +50,48 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from service.settings import Settings
 
 OPERATIONS_DIR = Path(__file__).resolve().parents[2] / "graphql" / "operations"
+FRAGMENTS_DIR = OPERATIONS_DIR / "fragments"
 AD_HOC_CACHE_SIZE = 256
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 
 
+def _spreads_and_definitions(text: str) -> tuple[set[str], set[str]]:
+    spread: set[str] = set()
+
+    class Spreads(Visitor):
+        def enter_fragment_spread(self, node: FragmentSpreadNode, *_: object) -> None:
+            spread.add(node.name.value)
+
+    document = parse(text)
+    visit(document, Spreads())
+    return spread, {d.name.value for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def operation_document(path: Path) -> str:
+    """The full document of an operation file: its text, then the shared fragments it uses."""
+    text = path.read_text()
+    wanted, defined = _spreads_and_definitions(text)
+    fragments: dict[str, str] = {}
+    pending = sorted(wanted - defined)
+    while pending:
+        name = pending.pop()
+        if name in fragments:
+            continue
+        fragments[name] = (FRAGMENTS_DIR / f"{name}.graphql").read_text()
+        pending.extend(sorted(_spreads_and_definitions(fragments[name])[0] - fragments.keys()))
+    return text + "".join("\n" + fragments[name] for name in sorted(fragments))
+
+
+def operation_files() -> list[Path]:
+    return sorted(OPERATIONS_DIR.glob("*.graphql"))
+
+
 @cache
 def documents() -> dict[str, str]:
-    """sha256 hex of each operation file's text -> the text."""
+    """sha256 hex of each operation's full document -> the document."""
     found = {}
-    for path in sorted(OPERATIONS_DIR.glob("*.graphql")):
-        text = path.read_text()
+    for path in operation_files():
+        text = operation_document(path)
         found[hashlib.sha256(text.encode()).hexdigest()] = text
     return found
 

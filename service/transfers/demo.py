@@ -32,8 +32,7 @@ FACILITIES = msgspec.convert(
     ],
     list[FacilityCreate],
 )
-HOSPITAL_KEY = "qsk_demo-hospital-phmtc-key"
-HINT = f"hospital API key for CQ-PHMTC: {HOSPITAL_KEY}"
+HOSPITAL_KEY = "qsk_demo-hospital-key"  # linked to CQ-PHMTC: a hospital key needs its facility
 VEHICLE = {"plate": "渝A·J0120", "kind": "negative_pressure_ambulance", "driver": "王建国", "escort": "李医生、护士张"}
 
 # Per site: (final state, reason, urgency, requested minutes ago, minutes to dispatch, minutes dispatch -> arrival).

@@ -14,18 +14,18 @@ from litestar.testing import AsyncTestClient
 from service.access.model import Role
 from service.api import persisted
 from service.api.graphql import build_schema
-from service.api.persisted import OPERATIONS_DIR
+from service.api.persisted import OPERATIONS_DIR, operation_document
 from service.app import create_app
 from service.observability import JsonFormatter
 from tests.conftest import make_principal
 
 DOCUMENT_NUMBER = "500101199001010672"
 PHONE = "13787650007"
-ADMIT = (OPERATIONS_DIR / "AdmitResident.graphql").read_text()
+ADMIT = operation_document(OPERATIONS_DIR / "AdmitResident.graphql")
 
 
 def _hash(name: str) -> str:
-    return hashlib.sha256((OPERATIONS_DIR / f"{name}.graphql").read_bytes()).hexdigest()
+    return hashlib.sha256(operation_document(OPERATIONS_DIR / f"{name}.graphql").encode()).hexdigest()
 
 
 def _resident(**extra: object) -> dict[str, object]:
@@ -112,12 +112,12 @@ async def test_introspection_needs_a_caller_in_production(settings, auth, query)
 
 
 async def test_documents_are_parsed_and_validated_once(settings, auth, client, monkeypatch):
+    headers = auth(make_principal(Role.COMMAND))
+    by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash("Sites")}}, "variables": {"first": 5}}
+    by_text = {"query": operation_document(OPERATIONS_DIR / "Sites.graphql"), "variables": {"first": 5}}
     parsed: list[str] = []
     real_parse = persisted.parse
     monkeypatch.setattr(persisted, "parse", lambda text, **kw: parsed.append(text) or real_parse(text, **kw))
-    headers = auth(make_principal(Role.COMMAND))
-    by_hash = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash("Sites")}}, "variables": {"first": 5}}
-    by_text = {"query": (OPERATIONS_DIR / "Sites.graphql").read_text(), "variables": {"first": 5}}
     for _ in range(3):
         for body in (by_hash, by_text):
             assert "errors" not in (await client.post("/graphql", json=body, headers=headers)).json()
@@ -171,3 +171,16 @@ async def test_malformed_requests_are_400_not_500(client, body, reason):
 async def test_mutations_refused_over_get(client):
     response = await client.get("/graphql", params={"query": 'mutation { logout(refreshToken: "x") { userErrors { code } } }'})
     assert response.status_code == 400 and response.text == "mutations are not allowed when using GET"
+
+
+async def test_strawberrys_own_execution_uses_the_same_documents_and_limits(settings):
+    """Subscriptions run through Strawberry's execution: persisted-only, the limits and hidden
+    suggestions hold there too (one preparation serves both paths)."""
+    strict = build_schema(msgspec.structs.replace(settings, env="production", graphql_persisted_only=True, graphql_max_depth=2))
+    refused = await strict.execute("{ apiVersion }")
+    assert refused.errors[0].extensions == {"code": "persisted_only"}
+    deep = await strict.execute(operation_document(OPERATIONS_DIR / "RoomBoard.graphql"), variable_values={"siteId": str(uuid.uuid4())})
+    assert any("exceeds maximum operation depth" in e.message for e in deep.errors)
+    loose = build_schema(msgspec.structs.replace(settings, env="production"))
+    unknown = await loose.execute("{ apiVersio }")
+    assert unknown.errors and not any("Did you mean" in e.message for e in unknown.errors)

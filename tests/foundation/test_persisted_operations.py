@@ -15,7 +15,6 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     parse,
-    specified_rules,
     type_from_ast,
     validate,
 )
@@ -23,17 +22,17 @@ from litestar.testing import AsyncTestClient
 
 from service.access.model import Role
 from service.api.graphql import build_schema
-from service.api.persisted import OPERATIONS_DIR, documents
+from service.api.persisted import FRAGMENTS_DIR, OPERATIONS_DIR, documents, operation_document, operation_files
 from service.app import create_app
 from tests.conftest import make_principal
 
-OPERATION_FILES = sorted(OPERATIONS_DIR.glob("*.graphql"))
+OPERATION_FILES = operation_files()
 
 
 @pytest.mark.parametrize("path", OPERATION_FILES, ids=lambda p: p.stem)
 def test_operation_is_valid_against_schema(settings, path):
     schema = build_schema(settings)._schema
-    assert validate(schema, parse(path.read_text())) == []
+    assert validate(schema, parse(operation_document(path))) == []
 
 
 def test_operation_is_within_server_limits(settings):
@@ -74,9 +73,18 @@ def test_every_root_field_has_an_operation(settings):
         OperationType.SUBSCRIPTION: schema.subscription_type,
     }
     wanted = {(op, name) for op, root in roots.items() if root is not None for name in root.fields}
-    covered = set().union(*(_root_fields(parse(path.read_text())) for path in OPERATION_FILES))
+    covered = set().union(*(_root_fields(parse(operation_document(path))) for path in OPERATION_FILES))
     missing = sorted(f"{op.value} {name}" for op, name in wanted - covered)
     assert not missing, f"root fields without a file in graphql/operations/: {missing}"
+
+
+def test_shared_fragments_are_one_per_file_and_used():
+    """graphql/operations/fragments/<Name>.graphql holds fragment <Name>, and some operation spreads it."""
+    documents_text = [operation_document(path) for path in OPERATION_FILES]
+    for path in sorted(FRAGMENTS_DIR.glob("*.graphql")):
+        (definition,) = parse(path.read_text()).definitions
+        assert definition.name.value == path.stem
+        assert any(f"...{path.stem}\n" in text for text in documents_text), f"{path.name} is not used"
 
 
 def test_root_field_collection_follows_fragments():
@@ -119,11 +127,11 @@ async def test_every_query_operation_runs_by_hash(settings, client, auth):
     schema = build_schema(settings)._schema
     headers = auth(make_principal(Role.COMMAND))
     site = {"input": {"code": "OPS-1", "name": "Ops"}}
-    created = await _send(client, headers, (OPERATIONS_DIR / "CreateSite.graphql").read_text(), site)
+    created = await _send(client, headers, operation_document(OPERATIONS_DIR / "CreateSite.graphql"), site)
     assert created["data"]["createSite"]["userErrors"] == []
     given = {"siteId": created["data"]["createSite"]["site"]["id"]}
     for path in OPERATION_FILES:
-        text = path.read_text()
+        text = operation_document(path)
         operation = next(d for d in parse(text).definitions if isinstance(d, OperationDefinitionNode))
         if operation.operation is OperationType.QUERY:
             answer = await _send(client, headers, text, _required_variables(schema, operation, given))
@@ -135,7 +143,7 @@ def _hash(text: str) -> str:
 
 
 async def test_persisted_operation_runs_by_hash(client, auth):
-    text = (OPERATIONS_DIR / "Sites.graphql").read_text()
+    text = operation_document(OPERATIONS_DIR / "Sites.graphql")
     assert _hash(text) in documents()
     body = {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": _hash(text)}}, "variables": {"first": 5}}
     response = await client.post("/graphql", json=body, headers=auth(make_principal(Role.COMMAND)))
@@ -155,6 +163,6 @@ async def test_persisted_only_refuses_ad_hoc_documents(settings, auth):
     async with AsyncTestClient(app=create_app(strict)) as client:
         ad_hoc = await client.post("/graphql", json={"query": "{ sites { edges { cursor } } }"}, headers=headers)
         assert ad_hoc.status_code < 500 and ad_hoc.json()["errors"][0]["message"] == "Only persisted operations are accepted."
-        text = (OPERATIONS_DIR / "Sites.graphql").read_text()
+        text = operation_document(OPERATIONS_DIR / "Sites.graphql")
         by_text = await client.post("/graphql", json={"query": text}, headers=headers)
         assert "errors" not in by_text.json()
