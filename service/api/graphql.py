@@ -36,7 +36,7 @@ from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
 from service.api.persisted import Documents, Prepared
-from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage
+from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, problem_response
 from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
@@ -283,7 +283,11 @@ class GraphQLEdge:
             query, variables, name, extensions = self._request_data(await self._params(request))
             return await self._run(request, context, query, variables, name, extensions)
         except BadRequest as refused:
-            return Response(str(refused), status_code=400, media_type=MediaType.TEXT)
+            # A request that never reached execution: problem+json like every other 400, its
+            # reason also as a coded GraphQL error for clients that only read `errors`.
+            code = "invalid_request"
+            errors = [{"message": str(refused), "extensions": {"code": code}}]
+            return problem_response(400, code, "Invalid request", str(refused), errors=errors)
 
     async def _run(
         self,

@@ -166,11 +166,17 @@ async def test_persisted_get_answers_a_strong_etag_and_304(client, auth):
 async def test_malformed_requests_are_400_not_500(client, body, reason):
     response = await client.post("/graphql", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and reason in response.text
+    # problem+json with a stable code, and the reason as a coded GraphQL error too (never bare text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["code"] in ("invalid_request", "invalid_json", "json_too_deep")
+    assert all(e["extensions"]["code"] for e in problem.get("errors", []))
 
 
 async def test_mutations_refused_over_get(client):
     response = await client.get("/graphql", params={"query": 'mutation { logout(refreshToken: "x") { userErrors { code } } }'})
-    assert response.status_code == 400 and response.text == "mutations are not allowed when using GET"
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"message": "mutations are not allowed when using GET", "extensions": {"code": "invalid_request"}}]
 
 
 async def test_strawberrys_own_execution_uses_the_same_documents_and_limits(settings):
