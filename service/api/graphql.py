@@ -74,7 +74,17 @@ def _with_code(error: GraphQLError) -> GraphQLError:
     if isinstance(original, DATABASE_ERRORS):
         original = from_database(original) or original
     if not isinstance(original, DomainError):
-        return error
+        if (error.extensions or {}).get("code"):
+            return error
+        return GraphQLError(
+            error.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=error.original_error,
+            extensions={**(error.extensions or {}), "code": _request_error_code(error)},
+        )
     return GraphQLError(
         original.message,
         nodes=error.nodes,
@@ -84,6 +94,19 @@ def _with_code(error: GraphQLError) -> GraphQLError:
         original_error=original,
         extensions={**(error.extensions or {}), "code": original.code, **({"field": original.field} if original.field else {})},
     )
+
+
+def _request_error_code(error: GraphQLError) -> str:
+    """A code for graphql-core's own errors, which carry none: the document did not parse or
+    validate, a variable did not coerce (e.g. an Int beyond 32 bits, a malformed UUID), or a
+    resolver failed unexpectedly (an error with a path)."""
+    if error.message.startswith("Syntax Error"):
+        return "graphql_parse_failed"
+    if error.message.startswith("Variable '$"):
+        return "invalid_variables"
+    if error.path is not None or error.original_error is not None:
+        return "internal_error"
+    return "graphql_validation_failed"
 
 
 def _should_mask(error: GraphQLError) -> bool:

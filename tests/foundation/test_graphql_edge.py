@@ -190,3 +190,21 @@ async def test_strawberrys_own_execution_uses_the_same_documents_and_limits(sett
     loose = build_schema(msgspec.structs.replace(settings, env="production"))
     unknown = await loose.execute("{ apiVersio }")
     assert unknown.errors and not any("Did you mean" in e.message for e in unknown.errors)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "code"),
+    [
+        ("{ apiVersion ", None, "graphql_parse_failed"),
+        ("{ apiVersio }", None, "graphql_validation_failed"),
+        ("query($first: Int!) { sites(first: $first) { edges { node { id } } } }", {"first": 2147483648}, "invalid_variables"),
+        ("query($id: UUID!) { site(id: $id) { id } }", {"id": "not-a-uuid"}, "invalid_variables"),
+        ("query($since: DateTime!) { apiVersion }", {"since": "x"}, "invalid_variables"),
+    ],
+)
+async def test_graphql_core_errors_carry_a_code(client, auth, query, variables, code):
+    """Found probing over HTTP: parse, validation and variable errors came without extensions.code."""
+    headers = auth(make_principal(Role.COMMAND))
+    response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+    assert response.status_code == 200
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == [code]
