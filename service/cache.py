@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import aiosql
 import asyncpg
@@ -30,6 +30,7 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "db"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 # Arbitrary constant: the advisory lock every migrating process takes first.
 MIGRATION_LOCK_ID = 7_140_001
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
 
 Connection = asyncpg.Connection
 
@@ -92,10 +93,11 @@ class Database:
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         async with self._gate, self.pool.acquire() as conn:
-            yield conn
+            # The pool hands out a proxy that forwards every Connection method.
+            yield cast(asyncpg.Connection, conn)
 
     @asynccontextmanager
-    async def transaction(self, *, isolation: str = "read_committed") -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self, *, isolation: Isolation = "read_committed") -> AsyncIterator[asyncpg.Connection]:
         """One unit of work: commit on success, roll back on error, then publish its events.
 
         Events emitted with ``bus.emit`` inside are published to Redis only after

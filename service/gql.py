@@ -17,12 +17,12 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import msgspec
 import strawberry
-from graphql import value_from_ast
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
+from graphql import value_from_ast
 from service import idempotency
 from service.access.model import Principal, Role
 from service.cache import Cache

@@ -26,8 +26,8 @@ from uuid import UUID
 
 import msgspec
 import strawberry
-from graphql import GraphQLError
 
+from graphql import GraphQLError
 from service import bus
 from service.access.model import STAFF_ROLES, Principal
 from service.cache import Cache

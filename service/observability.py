@@ -58,7 +58,7 @@ class RequestIdMiddleware:
             # The route template, never the raw path or query: those can carry ids and document numbers.
             access_log.info(
                 "%s %s",
-                scope["method"],
+                scope.get("method"),
                 scope.get("path_template", "?"),
                 extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
             )
@@ -142,7 +142,7 @@ async def readyz(state: State) -> Response[Readiness]:
     try:
         async with state.db.pool.acquire(timeout=2) as conn:
             postgres = await conn.fetchval("SELECT true", timeout=2)
-    except Exception:  # any failure means "not ready"; the probe must not raise
+    except Exception:  # noqa: BLE001 - any failure means "not ready"; the probe must not raise
         postgres = False
     redis_ok = await state.cache.ping()  # no I/O while the breaker is open
     status = "ok" if postgres and redis_ok else "degraded" if postgres else "unavailable"

@@ -35,10 +35,10 @@ from uuid import UUID
 
 import asyncpg
 import msgspec
-from graphql import FragmentDefinitionNode, FragmentSpreadNode, OperationDefinitionNode, parse, print_ast
 from graphql.error import GraphQLSyntaxError
 from graphql.language import InlineFragmentNode, SelectionSetNode
 
+from graphql import FragmentDefinitionNode, FragmentSpreadNode, OperationDefinitionNode, parse, print_ast
 from service.access.model import Principal, Role
 from service.api.persisted import documents
 from service.versions import CATALOG, NIL_SITE, read_versions

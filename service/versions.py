@@ -81,9 +81,9 @@ class SiteVersions:
             self.memory[(site, topic)] = version
             self.serial += 1
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
-            site, topic, version = payload.split(":")
+            site, topic, version = str(payload).split(":")
             self._merge(UUID(site), topic, int(version))
         except ValueError:
             log.warning("unreadable version notification", extra={"event": "versions_bad_payload"})
@@ -127,7 +127,7 @@ class SiteVersions:
                 if listener is None:
                     raise ConnectionError("no listener")
                 await listener.fetchval("SELECT 1", timeout=PING_S)
-            except (asyncpg.PostgresError, OSError, asyncio.TimeoutError, ConnectionError, asyncpg.InterfaceError) as exc:
+            except (TimeoutError, asyncpg.PostgresError, OSError, ConnectionError, asyncpg.InterfaceError) as exc:
                 self._drop(type(exc).__name__)
         # Notifications were handed to the loop before the answer; let them run.
         await asyncio.sleep(0)
@@ -142,7 +142,7 @@ class SiteVersions:
             self._gap.clear()
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=5, server_settings={"application_name": "qsite-versions"})
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 self._drop(type(exc).__name__)
                 await asyncio.sleep(RECONNECT_S)
                 continue
@@ -163,7 +163,7 @@ class SiteVersions:
                         await asyncio.wait_for(self._gap.wait(), PING_S)
                     if not self._gap.is_set():
                         await conn.fetchval("SELECT 1", timeout=PING_S)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._drop(type(exc).__name__)
             finally:
                 self._listener = None

@@ -15,8 +15,10 @@ from service.access.model import Staff as StaffModel
 from service.errors import DomainError, NotFound, RateLimited
 from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql, user_errors
 
-StaffRoleGQL = strawberry.enum(StaffRole, name="StaffRole")
-ApiClientRoleGQL = strawberry.enum(ClientRole, name="ApiClientRole")
+strawberry.enum(StaffRole, name="StaffRole")  # registers StaffRole itself
+StaffRoleGQL = StaffRole
+strawberry.enum(ClientRole, name="ApiClientRole")  # registers ClientRole itself
+ApiClientRoleGQL = ClientRole
 ADMIN = roles(Role.COMMAND, Role.SITE_MANAGER)
 
 
@@ -259,7 +261,7 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         data, errors = input_struct(StaffCreate, input)
-        if errors:
+        if data is None:
             return StaffPayload(user_errors=errors)
         staff, errors = await mutate(
             info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel
@@ -272,7 +274,7 @@ class Mutation:
         principal = ctx.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         data, errors = input_struct(StaffPatch, fields)
-        if errors:
+        if data is None:
             return StaffPayload(user_errors=errors)
         staff, errors = await mutate(
             info,
@@ -285,7 +287,7 @@ class Mutation:
     async def create_api_client(self, info: Ctx, input: CreateApiClientInput) -> ApiClientPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(ApiClientCreate, input)
-        if errors:
+        if data is None:
             return ApiClientPayload(user_errors=errors)
         work, with_key = service.client_creation(principal, data)
         stored, errors = await mutate(info, work, result_type=ApiClientCreated)

@@ -19,23 +19,23 @@ from typing import Any
 
 import msgspec
 import strawberry
-from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from litestar import MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.types import Scope
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.litestar import make_graphql_controller
-from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
+from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
-from service.api.persisted import Documents, Prepared
+from service.api.persisted import Documents
 from service.errors import DATABASE_ERRORS, DomainError, from_database
 from service.gql import Context
 from service.health import gql as health

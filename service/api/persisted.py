@@ -29,6 +29,11 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+from graphql.language import Visitor, visit
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -42,11 +47,6 @@ from graphql import (
     specified_rules,
     validate,
 )
-from graphql.language import Visitor, visit
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
-
 from service.settings import Settings
 
 OPERATIONS_DIR = Path(__file__).resolve().parents[2] / "graphql" / "operations"

@@ -45,7 +45,9 @@ from service.supplies.model import (
 SiteFilter = Parameter(query="site_id", default=None, description="Sites to include (repeatable); default: all of the caller's.")
 
 
-async def poll_stock(request: Request[Any, Any, Any], db: Database, cache: Cache, settings: Settings, principal: Principal, site_ids: list[UUID] | None) -> Response[bytes]:
+async def poll_stock(
+    request: Request[Any, Any, Any], db: Database, cache: Cache, settings: Settings, principal: Principal, site_ids: list[UUID] | None
+) -> Response[bytes]:
     """The logistics poll: 304 from the cached generations, 200 from the cached body, else PostgreSQL."""
     service._require(principal, service.READ_ROLES, "read stock")
     wanted = None if not site_ids else sorted({s for s in site_ids if principal.can_access_site(s)}, key=str)
@@ -72,9 +74,7 @@ class StockController(Controller):
     opt = requires(*service.READ_ROLES)
 
     @get("/stock")
-    async def stock_levels(
-        self, request: Request, site_id: Annotated[list[UUID] | None, SiteFilter] = None
-    ) -> Response[StockLevels]:
+    async def stock_levels(self, request: Request, site_id: Annotated[list[UUID] | None, SiteFilter] = None) -> Response[StockLevels]:
         """Stock levels of one or many sites with days of cover and low-stock flags.
 
         Days of cover: quantity divided by the faster of the last 7 days' issues and the forecast
@@ -113,9 +113,7 @@ class StockController(Controller):
 
         Issuing more than is on hand answers 409 ``insufficient_stock`` with ``extra.available``.
         """
-        return await idempotency.respond(
-            request, db, principal.ref, lambda conn: service.record_movement(conn, principal, settings, data)
-        )
+        return await idempotency.respond(request, db, principal.ref, lambda conn: service.record_movement(conn, principal, settings, data))
 
     @post("/transfers", opt=requires(*service.STOCK_ROLES), status_code=201)
     async def transfer(
@@ -141,9 +139,7 @@ class StockController(Controller):
         return json_with_etag(request, page)
 
     @patch("/sites/{site_id:uuid}/stock/{item_id:uuid}", opt=requires(*service.LEVEL_ROLES))
-    async def set_levels(
-        self, db: Database, settings: Settings, principal: Principal, site_id: UUID, item_id: UUID, data: LevelsUpdate
-    ) -> StockRef:
+    async def set_levels(self, db: Database, settings: Settings, principal: Principal, site_id: UUID, item_id: UUID, data: LevelsUpdate) -> StockRef:
         """Set reorder and target levels; ``version`` is the stock version read (409 ``stale_version``)."""
         async with db.transaction() as conn:
             return await service.set_levels(conn, principal, settings, site_id, item_id, data)
@@ -233,9 +229,7 @@ class ReplenishmentController(Controller):
     async def cancel(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentCancel, Body()]
     ) -> Response[Replenishment]:
-        return await idempotency.respond(
-            request, db, principal.ref, lambda conn: service.cancel_replenishment(conn, principal, rep_id, data), status_code=200
-        )
+        return await idempotency.respond(request, db, principal.ref, lambda conn: service.cancel_replenishment(conn, principal, rep_id, data), status_code=200)
 
 
 class WebhookController(Controller):
@@ -261,9 +255,7 @@ class WebhookController(Controller):
             return await webhooks.list_webhooks(conn, principal)
 
     @get("/{webhook_id:uuid}/deliveries")
-    async def deliveries(
-        self, db: Database, principal: Principal, webhook_id: UUID, limit: Annotated[int, LimitParam] = 50
-    ) -> list[Delivery]:
+    async def deliveries(self, db: Database, principal: Principal, webhook_id: UUID, limit: Annotated[int, LimitParam] = 50) -> list[Delivery]:
         """The latest deliveries of one of the caller's webhooks, newest first."""
         async with db.connection() as conn:
             return await webhooks.deliveries(conn, principal, webhook_id, limit)

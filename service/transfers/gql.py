@@ -17,12 +17,18 @@ from service.stays.gql import Stay, stay_gql
 from service.transfers import model as m
 from service.transfers import service
 
-FacilityKindGQL = strawberry.enum(m.FacilityKind, name="FacilityKind")
-TransferReasonGQL = strawberry.enum(m.TransferReason, name="TransferReason")
-UrgencyGQL = strawberry.enum(m.Urgency, name="TransferUrgency")
-TransferStateGQL = strawberry.enum(m.TransferState, name="TransferState")
-TransferActionGQL = strawberry.enum(m.TransferAction, name="TransferAction", description="An edge of the transfer state machine.")
-VehicleKindGQL = strawberry.enum(m.VehicleKind, name="TransferVehicleKind")
+strawberry.enum(m.FacilityKind, name="FacilityKind")  # registers m.FacilityKind itself
+FacilityKindGQL = m.FacilityKind
+strawberry.enum(m.TransferReason, name="TransferReason")  # registers m.TransferReason itself
+TransferReasonGQL = m.TransferReason
+strawberry.enum(m.Urgency, name="TransferUrgency")  # registers m.Urgency itself
+UrgencyGQL = m.Urgency
+strawberry.enum(m.TransferState, name="TransferState")  # registers m.TransferState itself
+TransferStateGQL = m.TransferState
+strawberry.enum(m.TransferAction, name="TransferAction", description="An edge of the transfer state machine.")  # registers m.TransferAction itself
+TransferActionGQL = m.TransferAction
+strawberry.enum(m.VehicleKind, name="TransferVehicleKind")  # registers m.VehicleKind itself
+VehicleKindGQL = m.VehicleKind
 
 STAFF = roles(*STAFF_ROLES)
 
@@ -282,7 +288,7 @@ class Mutation:
     async def request_transfer(self, info: Ctx, input: RequestTransferInput) -> TransferPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.TransferRequest, input)
-        if errors:
+        if data is None:
             return TransferPayload(user_errors=errors)
         transfer, errors = await mutate(
             info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer
@@ -295,7 +301,7 @@ class Mutation:
         fields = strawberry.asdict(input)
         transfer_id = fields.pop("id")
         data, errors = input_struct(m.TransferMove, fields)
-        if errors:
+        if data is None:
             return TransferPayload(user_errors=errors)
         transfer, errors = await mutate(
             info,
@@ -308,7 +314,7 @@ class Mutation:
     async def create_destination_facility(self, info: Ctx, input: CreateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.FacilityCreate, input)
-        if errors:
+        if data is None:
             return FacilityPayload(user_errors=errors)
         facility, errors = await mutate(
             info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility
@@ -320,7 +326,7 @@ class Mutation:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         data, errors = input_struct(m.FacilityPatch, fields)
-        if errors:
+        if data is None:
             return FacilityPayload(user_errors=errors)
         facility, errors = await mutate(
             info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility
