@@ -17,12 +17,12 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import msgspec
 import strawberry
+from graphql import value_from_ast
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from graphql import value_from_ast
 from service import idempotency
 from service.access.model import Principal, Role
 from service.cache import Cache
@@ -108,8 +108,10 @@ def call_fingerprint(info: Ctx) -> bytes:
     """
     raw = info._raw_info
     given = {node.name.value: node.value for node in raw.field_nodes[0].arguments or ()}
+    # A plain dict at run time (strawberry executes it so); graphql-core 3.3 annotates its VariableValues tuple.
+    variables: dict[str, Any] = raw.variable_values  # type: ignore[assignment]
     arguments = {
-        name: value_from_ast(given[name], argument.type, raw.variable_values) if name in given else argument.default_value
+        name: value_from_ast(given[name], argument.type, variables) if name in given else argument.default_value
         for name, argument in raw.parent_type.fields[raw.field_name].args.items()
     }
     call = msgspec.json.encode([raw.field_name, arguments], order="sorted", enc_hook=str)

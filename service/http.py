@@ -13,7 +13,7 @@ import hashlib
 import re
 from datetime import datetime
 from itertools import accumulate
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -44,6 +44,12 @@ def instant_param(name: str, description: str, *, required: bool = False) -> Any
     return ParameterMarker(query=name, pattern=RFC3339, max_length=40, description=description, default=None)
 
 
+@overload
+def parse_instant(value: str, field: str) -> datetime: ...
+@overload
+def parse_instant(value: None, field: str) -> None: ...
+@overload
+def parse_instant(value: str | None, field: str) -> datetime | None: ...
 def parse_instant(value: str | None, field: str) -> datetime | None:
     if value is None:
         return None

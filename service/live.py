@@ -26,8 +26,8 @@ from uuid import UUID
 
 import msgspec
 import strawberry
-
 from graphql import GraphQLError
+
 from service import bus
 from service.access.model import STAFF_ROLES, Principal
 from service.cache import Cache
@@ -175,7 +175,7 @@ class SiteEvent:
 
 
 def site_event(event: bus.Event) -> SiteEvent:
-    return SiteEvent(id=event.id, site_id=event.site_id, type=event.type, subject_id=event.subject_id, data=event.data, at=event.at)
+    return SiteEvent(id=event.id, site_id=event.site_id, type=event.type, subject_id=event.subject_id, data=strawberry.scalars.JSON(event.data), at=event.at)
 
 
 @strawberry.type

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from uuid import UUID
 
@@ -147,7 +148,7 @@ def _tokens(pair: TokenPair) -> AuthTokens:
     return to_gql(AuthTokens, pair)
 
 
-async def _auth_payload(work) -> AuthPayload:  # type: ignore[no-untyped-def]
+async def _auth_payload(work: Awaitable[TokenPair]) -> AuthPayload:
     try:
         return AuthPayload(tokens=_tokens(await work))
     except RateLimited as exc:

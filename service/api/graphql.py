@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import strawberry
+from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from litestar import MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -30,7 +31,6 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
-from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
@@ -166,8 +166,9 @@ class PreparedDocument(SchemaExtension):
             ctx.query, ctx.graphql_document, ctx.pre_execution_errors = prepared.text, prepared.document, list(prepared.errors)
         yield
         result = ctx.result
-        if result is not None and getattr(result, "errors", None):
-            result.errors = public_errors(result.errors, production=schema.production)
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = public_errors(errors, production=schema.production)
 
 
 def build_schema(settings: Settings) -> Schema:
@@ -312,10 +313,11 @@ class GraphQLEdge:
         if prepared.introspects and self.production and context.principal is None:
             refused = GraphQLError("Introspection requires authentication.", extensions={"code": "unauthenticated"})
             return self._respond(request, [refused])
-        cacheable = prepared.sha256 is not None and operation.operation is OperationType.QUERY
-        if cacheable:
+        digest = prepared.sha256 if operation.operation is OperationType.QUERY else None
+        cacheable = digest is not None
+        if digest is not None:
             # The compiled read path answers first when it can (same authorisation and scoping).
-            found = await readpath.answer(context, prepared.sha256, variables, operation_name=name)
+            found = await readpath.answer(context, digest, variables, operation_name=name)
             if found is not None:
                 return self._body(request, found.body, cacheable=True, etag=found.etag)
         result = execute(
@@ -325,7 +327,7 @@ class GraphQLEdge:
             variable_values=variables,
             operation_name=name,
             executor_class=self.executor_class,
-            is_awaitable=optimized_is_awaitable,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # strawberry's is a TypeGuard in all but its annotation
             hide_suggestions=self.production,
             operation_extensions=extensions,
         )

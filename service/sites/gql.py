@@ -279,7 +279,8 @@ class RoomMutation:
     async def create_floor(self, info: Ctx, input: CreateFloorInput) -> RoomsPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        site_id = fields.pop("site_id")
+        fields.pop("site_id")
+        site_id = input.site_id
         data, errors = input_struct(FloorCreate, fields)
         if data is None:
             return RoomsPayload(user_errors=errors)

@@ -425,7 +425,8 @@ class Mutation:
     async def move_stay(self, info: Ctx, input: MoveStayInput) -> StayPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        stay_id = fields.pop("stay_id")
+        fields.pop("stay_id")
+        stay_id = input.stay_id
         data, errors = input_struct(m.Move, fields)
         if data is None:
             return StayPayload(user_errors=errors)
@@ -444,7 +445,8 @@ class Mutation:
     async def extend_stay(self, info: Ctx, input: ExtendStayInput) -> StayPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        stay_id = fields.pop("stay_id")
+        fields.pop("stay_id")
+        stay_id = input.stay_id
         data, errors = input_struct(m.Extension, fields)
         if data is None:
             return StayPayload(user_errors=errors)

@@ -293,7 +293,8 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         fields = strawberry.asdict(input)
-        rep_id = fields.pop("id")
+        fields.pop("id")
+        rep_id = input.id
         data, errors = input_struct(ReplenishmentReceive, fields)
         if data is None:
             return ReplenishmentPayload(user_errors=errors)

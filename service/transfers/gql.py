@@ -299,7 +299,8 @@ class Mutation:
     async def move_transfer(self, info: Ctx, input: MoveTransferInput) -> TransferPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        transfer_id = fields.pop("id")
+        fields.pop("id")
+        transfer_id = input.id
         data, errors = input_struct(m.TransferMove, fields)
         if data is None:
             return TransferPayload(user_errors=errors)
