@@ -18,6 +18,7 @@ SCENARIOS = {
     "supplies": "bench.supplies_poll",
     "health": "bench.health",
     "scale": "bench.scale",
+    "logging": "bench.access_log",
     "graphql": "bench.graphql",
     "redis": "bench.redis_fanout",
 }

@@ -49,7 +49,9 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
                "--port", str(port), "--host", "127.0.0.1", "--loop", "uvloop", "--no-ws", "--log-level", "warning"]
     else:
         raise ValueError(server)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+    log_path = Path(tempfile.gettempdir()) / f"qsite-bench-{port}.log"
+    log_file = log_path.open("w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
     _PIDS[base] = proc.pid
     try:
@@ -61,7 +63,7 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{server} did not start")
+                raise RuntimeError(f"{server} did not start; its log: {log_path}")
             time.sleep(0.2)
         yield base
     finally:
@@ -71,6 +73,7 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
             proc.wait(timeout=20)
         if proc.poll() is None:
             proc.kill()
+        log_file.close()
 
 
 @dataclass

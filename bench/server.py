@@ -12,6 +12,7 @@ import os
 from litestar import Litestar, get
 
 from service.app import create_app
+from service.observability import setup_logging
 from service.settings import load_settings
 
 
@@ -21,8 +22,13 @@ def bare() -> dict[str, str]:
 
 
 def create() -> Litestar:
-    """App factory for uvicorn/granian (``--factory``); URLs come from the environment."""
-    settings = load_settings(os.environ, run_background_jobs=False, log_level="WARNING")
+    """App factory for uvicorn/granian (``--factory``); URLs come from the environment.
+
+    Logging as ``qsite serve`` sets it up (INFO by default: an access line per request), so that
+    figures are those of the default server; the harness sends its stderr to a file.
+    """
+    settings = load_settings(os.environ, run_background_jobs=False)
+    setup_logging(settings.log_level)
     app = create_app(settings)
     app.register(bare)
     return app

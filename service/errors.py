@@ -22,7 +22,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from service.observability import current_request_id
+from service.observability import CLIENT_DISCONNECTED, STATUS_CLIENT_CLOSED, current_request_id
 
 log = logging.getLogger("qsite.errors")
 
@@ -207,7 +207,11 @@ def _http_to_response(_: Request, exc: HTTPException) -> Response[bytes]:
     return problem_response(status, code, code.replace("_", " ").capitalize(), exc.detail, headers=exc.headers)
 
 
-def _unexpected_to_response(_: Request, exc: Exception) -> Response[bytes]:
+def _unexpected_to_response(request: Request, exc: Exception) -> Response[bytes]:
+    if request.scope.get(CLIENT_DISCONNECTED):
+        # A body read cut short by a client that went away: its doing, and nobody reads this answer.
+        log.info("client disconnected before the response", extra={"event": "client_disconnected"})
+        return problem_response(STATUS_CLIENT_CLOSED, "client_disconnected", "Client disconnected", "The client closed the connection.")
     log.exception("unhandled error", exc_info=exc)
     return problem_response(500, "internal_error", "Internal error", "An unexpected error occurred; quote the request id.")
 

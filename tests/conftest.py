@@ -57,8 +57,13 @@ async def template_db(server_dsn: str) -> AsyncIterator[str]:
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrate(with_database(server_dsn, name))
-        yield name
+    finally:
+        await admin.close()
+    await migrate(with_database(server_dsn, name))
+    yield name
+    # A fresh connection: one held for the whole session may have been ended meanwhile.
+    admin = await asyncpg.connect(server_dsn)
+    try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
