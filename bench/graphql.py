@@ -202,6 +202,12 @@ def _sql(dsn: str) -> Iterator[Callable[[str], Any]]:
             runner.run(conn.close())
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
@@ -223,7 +229,7 @@ def run(ctx: BenchContext) -> None:
 
     staff = make_principal(Role.COMMAND)
     token = ctx.token(staff)
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     json_auth = {**auth, "Content-Type": "application/json"}
     board = {"floor": {"siteId": site, "floor": 3}, "site": {"siteId": site}}
 
@@ -245,6 +251,7 @@ def run(ctx: BenchContext) -> None:
 
     results: dict[str, list[Result]] = defaultdict(list)
     rss: list[float] = []
+    cpu_ms: dict[str, list[float]] = defaultdict(list)  # server CPU per request
     writes = iter(range(10**9))
 
     with serve(ctx.server_env) as qsite, _serve_postgraphile(ctx.settings.database_url or "") as peer, \
@@ -253,6 +260,15 @@ def run(ctx: BenchContext) -> None:
         def touch_rooms() -> None:
             # A write to what the board shows (a note on a room of the floor): versions move.
             write_sql(f"UPDATE rooms SET notes = 'bench {next(writes)}', version = version + 1 WHERE id = '{floor_rooms[0]}'")
+
+        pid = harness.server_pid(qsite)
+
+        def measure(label: str, url: str, **options: Any) -> None:
+            """wrk against qsite, noting the worker's CPU per request (steadier than req/s on a shared machine)."""
+            before = _cpu_s(pid)
+            result = wrk(label, url, seconds=SECONDS, **options)
+            results[label].append(result)
+            cpu_ms[label].append((_cpu_s(pid) - before) * 1000 / max(result.rps * SECONDS, 1))
 
         wrk("warm-up", f"{qsite}/bench/bare", seconds=1)
         for scope in ("floor", "site"):
@@ -268,23 +284,20 @@ def run(ctx: BenchContext) -> None:
                     f"PostGraphile board {scope}, cold",
                     lambda: pg_client.post(f"{peer}/graphql", content=pg_body[scope], headers={"Content-Type": "application/json"}),
                     touch_rooms))
-                results[f"qsite board {scope}, warm"].append(wrk(f"qsite board {scope}, warm", url, seconds=SECONDS, headers=auth))
+                measure(f"qsite board {scope}, warm", url, headers=auth)
                 if scope == "site":
                     rss.append(_rss_mb(harness.server_pid(qsite)))
                 etag = q_client.get(url).headers.get("etag", "")
-                results[f"qsite board {scope}, 304"].append(wrk(f"qsite board {scope}, 304", url, seconds=SECONDS, headers={**auth, "If-None-Match": etag}))
+                measure(f"qsite board {scope}, 304", url, headers={**auth, "If-None-Match": etag})
                 results[f"PostGraphile board {scope}"].append(wrk(
                     f"PostGraphile board {scope}", f"{peer}/graphql", seconds=SECONDS, method="POST",
                     headers={"Content-Type": "application/json"}, body=pg_body[scope]))
-            results["/healthz"].append(wrk("/healthz", f"{qsite}/healthz", seconds=SECONDS))
-            results["{ apiVersion } anonymous"].append(wrk("{ apiVersion } anonymous", f"{qsite}/graphql", seconds=SECONDS, method="POST",
-                                                           headers={"Content-Type": "application/json"}, body=trivial))
-            results["{ apiVersion } with a token"].append(wrk("{ apiVersion } with a token", f"{qsite}/graphql", seconds=SECONDS,
-                                                              method="POST", headers=json_auth, body=trivial))
-            results["bare route"].append(wrk("bare route", f"{qsite}/bench/bare", seconds=SECONDS))
+            measure("/healthz", f"{qsite}/healthz")
+            measure("{ apiVersion } anonymous", f"{qsite}/graphql", method="POST", headers={"Content-Type": "application/json"}, body=trivial)
+            measure("{ apiVersion } with a token", f"{qsite}/graphql", method="POST", headers=json_auth, body=trivial)
+            measure("bare route", f"{qsite}/bench/bare")
             with _fresh_uuids():
-                results["POST /api/v1/checkins"].append(wrk("POST /api/v1/checkins", f"{qsite}/api/v1/checkins", seconds=SECONDS,
-                                                            method="POST", headers=json_auth, body=single, unique_body=True))
+                measure("POST /api/v1/checkins", f"{qsite}/api/v1/checkins", method="POST", headers=json_auth, body=single, unique_body=True)
 
     def median(label: str) -> Result:
         runs = results[label]
@@ -307,4 +320,11 @@ def run(ctx: BenchContext) -> None:
     bare = median("bare route")
     print(bare.line(), flush=True)
     print(median("POST /api/v1/checkins").line(bare.rps), flush=True)
+    print("\nqsite worker CPU per request (median; ratio: the reference's CPU over this line's)", flush=True)
+    references = {"{ apiVersion } anonymous": "/healthz", "{ apiVersion } with a token": "/healthz", "POST /api/v1/checkins": "bare route"}
+    for label, values in cpu_ms.items():
+        cost = statistics.median(values)
+        reference = references.get(label)
+        ratio = f"  ratio {statistics.median(cpu_ms[reference]) / cost:.2f}" if reference else ""
+        print(f"{label:<38} {cost:>9.3f} ms{ratio}", flush=True)
     print(f"{'qsite worker RSS after board load':<38} {max(rss):>9.0f} MB", flush=True)

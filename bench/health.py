@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -54,6 +57,35 @@ def _fresh_uuids() -> Iterator[None]:
         harness._LUA_UNIQUE = saved
 
 
+# What PostgreSQL takes for the same writes as a batch check-in (each row with its audit row and
+# outbox event, set-based, 4 clients like the wrk run): the ceiling qsite's ingest is compared to.
+_PGBENCH_BATCH = """
+WITH c AS (
+    INSERT INTO checkins (id, stay_id, site_id, recorded_at, temperature_c, spo2, pulse, recorded_by)
+    SELECT gen_random_uuid(), '{stay}', '{site}', now(), 36.6, 98, 72, 'staff:bench' FROM generate_series(1, {n})
+    RETURNING id, site_id
+), a AS (
+    INSERT INTO audit_log (actor, actor_role, action, site_id, subject_id, fields)
+    SELECT 'staff:bench', 'site_staff', 'checkin.record', site_id, id, '{{}}' FROM c
+)
+INSERT INTO events (site_id, type, subject_id, data, actor)
+SELECT site_id, 'health.checkin_recorded', id, '{{}}', 'staff:bench' FROM c;
+"""
+
+
+def _pgbench(ctx: BenchContext, site_id: uuid.UUID, stay_id: uuid.UUID) -> float:
+    """Rows per second pgbench writes with the batch check-in's statements' shape (5 s, 4 clients)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+        script.write(" ".join(_PGBENCH_BATCH.format(stay=stay_id, site=site_id, n=BATCH).split()) + "\n")
+        script.flush()
+        out = subprocess.run(
+            ["pgbench", "-n", "-c", "4", "-T", "5", "-f", script.name, ctx.settings.database_url or ""],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return tps * BATCH
+
+
 def run(ctx: BenchContext) -> None:
     command = make_principal(Role.COMMAND)
 
@@ -95,6 +127,8 @@ def run(ctx: BenchContext) -> None:
         print(one.line(bare.rps), flush=True)
         print(many.line(), flush=True)
         print(f"{'batch: check-ins per second':<38} {many.rps * BATCH:>9.0f}", flush=True)
+        floor = _pgbench(ctx, site_id, stay_ids[0])
+        print(f"{'pgbench, same rows (+audit +event)/s':<38} {floor:>9.0f}  qsite at {many.rps * BATCH / floor:.2f} of it", flush=True)
 
     async def count(db):  # noqa: ANN001
         async with db.connection() as conn:

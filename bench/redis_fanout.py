@@ -48,7 +48,7 @@ def _server_pid(port: int) -> int:
 def run(ctx: BenchContext) -> None:
     command = make_principal(Role.COMMAND)
 
-    async def setup(db):  # noqa: ANN001
+    async def setup(db):
         made = []
         async with db.transaction() as conn:
             for code, residents in (("busy", RESIDENTS), ("idle", 1)):

@@ -8,10 +8,15 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
 from service.settings import Settings, SettingsError, generate_secrets, load_settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("qsite.cli")
 
@@ -24,11 +29,17 @@ def resolve_services(settings: Settings) -> Settings:
     """Fill DATABASE_URL / REDIS_URL with embedded servers when they are not configured."""
     from service import embedded
 
+    missing = [name for name, value in (("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url)) if not value]
+    if missing and settings.is_production:
+        raise SettingsError(f"{missing[0]} must be set in production (embedded servers are for development)")
     changes: dict[str, str] = {}
-    if not settings.database_url:
-        changes["database_url"] = embedded.start_postgres(settings.data_path)
-    if not settings.redis_url:
-        changes["redis_url"] = embedded.start_redis(settings.data_path)
+    try:
+        if not settings.database_url:
+            changes["database_url"] = embedded.start_postgres(settings.data_path)
+        if not settings.redis_url:
+            changes["redis_url"] = embedded.start_redis(settings.data_path)
+    except ImportError:
+        raise SettingsError(f"{missing[0]} is not set and the embedded servers are not installed (pip install 'qsite[embedded]')") from None
     mode = {
         "postgres": "embedded" if "database_url" in changes else "configured",
         "redis": "embedded" if "redis_url" in changes else "configured",
@@ -59,9 +70,22 @@ def export_schemas(out_dir: Path) -> list[Path]:
 
 
 async def _migrate(settings: Settings) -> list[str]:
+    """Migrate as the migration role; the app role (DATABASE_URL's user, if another) gets its grants."""
     from service.db import migrate
 
-    return await migrate(settings.database_url or "")
+    app_user = urlsplit(settings.database_url or "").username
+    app_role = unquote(app_user) if app_user and settings.migration_database_url else None
+    return await migrate(settings.migration_database_url or settings.database_url or "", app_role=app_role)
+
+
+def prepare_database(settings: Settings) -> None:
+    """Before serving: development migrates; production only checks (the migration Job or
+    `qsite migrate` did it) and refuses pending or edited migrations."""
+    from service.db import check_database
+
+    if not settings.is_production:
+        asyncio.run(_migrate(settings))
+    asyncio.run(check_database(settings.database_url or "", settings))
 
 
 async def _seed_demo(settings: Settings, *, only_if_empty: bool) -> bool:
@@ -76,7 +100,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from service.app import create_app
 
     settings = resolve_services(settings)
-    asyncio.run(_migrate(settings))
+    prepare_database(settings)
     if args.seed_demo:
         asyncio.run(_seed_demo(settings, only_if_empty=True))
     base = f"http://{settings.host}:{settings.port}"
@@ -85,13 +109,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         from service.api.demo import DEMO_LOGIN_HINT
 
         print(f"  Demo login: {DEMO_LOGIN_HINT}", flush=True)
-    uvicorn.run(
-        create_app(settings),
+    uvicorn.Server(server_config(settings, create_app(settings))).run()
+
+
+def server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """uvicorn's configuration for ``serve`` (tests start the same server)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=20,
+        # Kubernetes' terminationGracePeriodSeconds (deploy/) is longer than this drain.
+        timeout_graceful_shutdown=settings.shutdown_drain_seconds,
+        # Forwarded headers are read by service.proxies, from QSITE_TRUSTED_PROXIES only.
+        proxy_headers=False,
         loop="uvloop",
         http="httptools",
     )
@@ -118,7 +152,7 @@ def cmd_create_user(settings: Settings, args: argparse.Namespace) -> None:
     from service.access import cli
 
     settings = resolve_services(settings)
-    asyncio.run(_migrate(settings))
+    prepare_database(settings)
     cli.create_user(settings, args)
 
 
@@ -126,14 +160,52 @@ def cmd_create_client(settings: Settings, args: argparse.Namespace) -> None:
     from service.access import cli
 
     settings = resolve_services(settings)
-    asyncio.run(_migrate(settings))
+    prepare_database(settings)
     cli.create_client(settings, args)
+
+
+def cmd_db_roles(settings: Settings, args: argparse.Namespace) -> None:
+    from service import db_roles
+
+    database, statements = db_roles.setup_statements(settings)
+    if not args.apply:
+        print(";\n".join(statements) + ";")
+        return
+    if not settings.admin_database_url:
+        raise SettingsError("QSITE_ADMIN_DATABASE_URL (or its _FILE) must be set for db-roles --apply")
+    asyncio.run(db_roles.apply(settings.admin_database_url, database, statements))
+    print(f"roles ready on database {database!r}; now run `qsite migrate`")
+
+
+def cmd_gen_secrets(_: Settings | None, args: argparse.Namespace) -> None:
+    """The env file on stdout; with --dir, one file per variable (compose secrets, *_FILE)."""
+    from service.settings import env_file_text, production_env
+
+    env = production_env(database_host=args.database_host, redis_url=args.redis_url, admin=bool(args.dir))
+    if not args.dir:
+        print(env_file_text(env), end="")
+        return
+    folder = Path(args.dir)
+    existing = [folder / name for name in env if (folder / name).exists()]
+    if existing:
+        raise SettingsError(f"{existing[0]} exists: secrets are never overwritten (they protect stored data)")
+    folder.mkdir(parents=True, exist_ok=True)
+    # The folder keeps other users out; the files stay readable so that the container's
+    # non-root user can read them through compose's bind mounts.
+    folder.chmod(0o700)
+    for name, value in env.items():
+        path = folder / name
+        path.write_text(value + "\n")
+        path.chmod(0o644)
+    print(f"wrote {len(env)} files to {folder}/")
 
 
 COMMANDS = {
     "serve": (cmd_serve, "migrate, then serve HTTP (REST under /api/v1, GraphQL at /graphql, docs at /docs)"),
     "migrate": (cmd_migrate, "apply pending db/migrations under an advisory lock (safe to run concurrently)"),
     "seed-demo": (cmd_seed_demo, "load the demo sites, staff, residents and history (only into an empty database)"),
+    "db-roles": (cmd_db_roles, "print (or --apply as QSITE_ADMIN_DATABASE_URL) the SQL creating the migration and app roles"),
+    "gen-secrets": (cmd_gen_secrets, "print a complete production env file with fresh secrets and role passwords"),
     "export-schemas": (cmd_export_schemas, "write openapi/openapi.json and graphql/schema.graphql from the code"),
     "create-user": (cmd_create_user, "create a staff account (the first command user); the password is read from the terminal"),
     "create-client": (cmd_create_client, "create an integration client (logistics, lab, hospital) and print its API key once"),
@@ -154,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed-demo", action="store_true", help="seed demo data first if the database is empty")
         if name == "seed-demo":
             p.add_argument("--force", action="store_true", help="seed even if the database already has sites")
+        if name == "db-roles":
+            p.add_argument("--apply", action="store_true", help="run the SQL instead of printing it")
+        if name == "gen-secrets":
+            p.add_argument("--database-host", default="postgres:5432/qsite", help="HOST:PORT/DATABASE of PostgreSQL")
+            p.add_argument("--redis-url", default="redis://redis:6379/0", help="REDIS_URL to write")
+            p.add_argument("--dir", help="write one file per variable into this folder (compose secrets)")
         if name == "export-schemas":
             p.add_argument("--out", default=str(Path.cwd()), help="folder to write openapi/ and graphql/ into")
         if name in ("create-user", "create-client"):
@@ -165,17 +243,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "gen-secrets":  # needs no configuration, and must not write dev secrets
+        try:
+            cmd_gen_secrets(None, args)
+        except SettingsError as exc:
+            print(f"qsite: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"qsite: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from service.db import MigrationError
     from service.observability import setup_logging
 
     setup_logging(settings.log_level)
     try:
         COMMANDS[args.command][0](settings, args)
-    except SettingsError as exc:
+    except (SettingsError, MigrationError) as exc:
         print(f"qsite: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

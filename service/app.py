@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -11,22 +12,27 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 
 from service import jobs
 from service.access.rest import auth_middleware, provide_principal
+from service.api import docs
 from service.api.graphql import graphql_controller
 from service.api.jobs import JOBS
 from service.api.openapi import document_contract, fix_options_allow, openapi_config
 from service.api.rest import api_v1
 from service.cache import Cache
-from service.db import Database, create_pool
+from service.db import Database, DeadlineMiddleware, create_pool
 from service.errors import EXCEPTION_HANDLERS
 from service.http import BodyLimits
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
+from service.proxies import TrustedProxiesMiddleware
 from service.settings import Settings
 from service.versions import SiteVersions
 
 log = logging.getLogger("qsite.app")
+
+GC_YOUNG_THRESHOLD = 10_000  # Python's default is 700 allocations
 
 def _provide_db(state: State) -> Database:
     return state.db
@@ -38,6 +44,15 @@ def _provide_cache(state: State) -> Cache:
 
 def _provide_settings(state: State) -> Settings:
     return state.settings
+
+
+def tune_collector() -> None:
+    """Requests allocate short-lived objects that reference counting frees; what the collector
+    keeps finding is the long-lived graph made at start-up. Freeze that graph, and let the
+    young generation grow before collecting it."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -54,8 +69,10 @@ def create_app(settings: Settings) -> Litestar:
         versions.start()
         app.state.settings = settings
         app.state.cache = cache
-        app.state.db = Database(pool, cache, versions)
+        app.state.db = Database.for_settings(pool, cache, settings, versions)
         background = asyncio.create_task(jobs.run_forever(app.state.db, settings, JOBS)) if settings.run_background_jobs else None
+        if settings.gc_freeze:
+            tune_collector()
         try:
             yield
         finally:
@@ -68,7 +85,7 @@ def create_app(settings: Settings) -> Litestar:
             await cache.close()
 
     app = Litestar(
-        route_handlers=[*PROBES, MetricsController, api_v1, graphql_controller(settings)],
+        route_handlers=[*PROBES, MetricsController, api_v1, docs.mount_graphiql(graphql_controller(settings)), docs.assets_router],
         lifespan=[resources],
         dependencies={
             "db": Provide(_provide_db, sync_to_thread=False),
@@ -76,9 +93,15 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
-        # Outermost first. Early exits (401, 403, 413, json_too_deep) become problem+json inside the
-        # request id and metrics middleware, so the log and /metrics see what the client got.
-        middleware=[RequestIdMiddleware, prometheus.middleware, early_exit_problems, auth_middleware, BodyLimits],
+        middleware=[
+            DefineMiddleware(TrustedProxiesMiddleware, settings=settings),
+            RequestIdMiddleware,
+            DeadlineMiddleware,  # the database deadline starts before anything (auth included) may touch PostgreSQL
+            prometheus.middleware,
+            early_exit_problems,
+            auth_middleware,
+            BodyLimits,
+        ],
         request_max_body_size=settings.max_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),

@@ -27,6 +27,7 @@ from service.observability import current_request_id
 
 if TYPE_CHECKING:
     from service.cache import Cache
+    from service.db import Database
 
 log = logging.getLogger("qsite.bus")
 
@@ -119,15 +120,20 @@ async def publish(cache: Cache, events: list[Event]) -> None:
 #
 # Event ids come from a sequence, so a transaction that began early can commit
 # an id lower than one already read. Ordering by (transaction id, event id) and
-# reading only transactions older than the oldest still running fixes that: any
-# transaction that commits later has a transaction id at or above that horizon,
-# hence after the cursor.
+# reading only transactions below a horizon fixes that: any transaction that
+# commits later has a transaction id at or above the horizon, hence after the
+# cursor. The horizon (feed_horizon(), db/migrations/0009) counts only qsite's
+# own transactions in this database, so a long transaction elsewhere on the
+# server does not stall the feed. It is read in its own statement, BEFORE the
+# feed statement takes its snapshot (read committed: one snapshot per statement).
+
+_HORIZON = "SELECT feed_horizon()"
 
 _FEED = """
 SELECT txid::text AS txid, id, site_id, type, subject_id, data, actor, at
 FROM events
 WHERE (txid, id) > ($1::xid8, $2::bigint)
-  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND txid < $6::xid8
   AND ($3::uuid[] IS NULL OR site_id = ANY($3::uuid[]))
   AND ($4::text[] IS NULL OR type = ANY($4::text[]))
 ORDER BY txid, id
@@ -142,6 +148,11 @@ class EventPage(msgspec.Struct):
 
 def _encode_cursor(txid: str, event_id: int) -> str:
     return base64.urlsafe_b64encode(f"{txid}:{event_id}".encode()).decode().rstrip("=")
+
+
+def cursor_position(cursor: str | None) -> tuple[int, int]:
+    """(transaction id, event id) of a feed cursor: cursors compare by it."""
+    return _decode_cursor(cursor)
 
 
 def _decode_cursor(cursor: str | None) -> tuple[int, int]:
@@ -167,7 +178,39 @@ async def read_events(
 ) -> EventPage:
     """Committed events after ``cursor``, oldest first; ``next_cursor`` resumes where this page ended."""
     txid, after_id = _decode_cursor(cursor)
-    rows = await conn.fetch(_FEED, txid, after_id, site_ids, types, limit)
+    horizon = await conn.fetchval(_HORIZON)
+    rows = await conn.fetch(_FEED, txid, after_id, site_ids, types, limit, horizon)
     events = [Event(**{k: v for k, v in row.items() if k != "txid"}) for row in rows]
     next_cursor = _encode_cursor(rows[-1]["txid"], rows[-1]["id"]) if rows else (cursor or _encode_cursor("0", 0))
     return EventPage(events=events, next_cursor=next_cursor)
+
+
+async def feed_now(conn: asyncpg.Connection) -> str:
+    """A cursor at the feed's current horizon: reading from it yields what commits from now on
+    (and the few events, if any, that committed above a transaction still running)."""
+    horizon = await conn.fetchval("SELECT feed_horizon()::text")
+    return _encode_cursor(str(int(horizon) - 1), 2**63 - 1)
+
+
+# --- retention ----------------------------------------------------------------------------
+
+_PURGE = """
+DELETE FROM events WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM events
+    WHERE at < now() - make_interval(days => $1)
+      AND ($2::xid8 IS NULL OR (txid, id) <= ($2::xid8, $3::bigint))
+    LIMIT $4 FOR UPDATE SKIP LOCKED))
+"""
+
+
+async def purge_events(db: Database, *, days: int, keep_after: str | None, batch: int) -> int:
+    """Retention: events older than ``days`` that no webhook still has to fan out.
+
+    ``keep_after`` is the feed cursor of the webhook furthest behind (None: no webhook):
+    nothing after it goes, whatever its age. Feed clients polling over REST keep their own
+    cursors; they must read at least once every ``days`` days.
+    """
+    from service.db import purge_in_batches  # service.db imports this module
+
+    txid, event_id = _decode_cursor(keep_after) if keep_after else (None, None)
+    return await purge_in_batches(db, batch, lambda conn, n: conn.execute(_PURGE, days, txid, event_id, n))

@@ -5,6 +5,11 @@ machine-readable ``code``. REST turns it into problem+json here; GraphQL turns i
 into a ``userErrors`` entry (see service/api/graphql.py). Anything else is a bug:
 it answers a generic 500 with the request id and no detail.
 
+PostgreSQL being down, restarting, hung or saturated is neither: ``unavailable`` maps
+those errors to ``Unavailable`` / ``Busy`` (503 with Retry-After, logged as a warning
+with an event name, no traceback). ``Database`` raises them at the source; the edges
+map any that arrive raw.
+
 Database constraints are the last line of defence for invariants; a violation
 of a named constraint is translated to a Conflict with the code registered for
 that constraint in ``CONSTRAINT_CODES`` (domains add theirs in their store).
@@ -69,6 +74,35 @@ class RuleViolated(DomainError):
     status, default_code, title = 422, "rule_violated", "Rule violated"
 
 
+class Unavailable(DomainError):
+    """PostgreSQL cannot serve the request now: down, restarting, hung, or every connection busy.
+
+    Not the caller's fault and not a bug: 503 with ``Retry-After``, in GraphQL a top-level
+    error with this code (never a mutation's userError: the app must retry, not give up).
+    """
+
+    status, default_code, title = 503, "database_unavailable", "Database unavailable"
+    retry_after: ClassVar[int] = 2
+
+    def __init__(self, message: str = "The database cannot be reached; retry shortly.", *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.headers["Retry-After"] = str(self.retry_after)
+
+
+class Busy(Unavailable):
+    """A statement ran past ``statement_timeout`` or waited too long for a lock.
+
+    503 rather than 409: nothing about the request or the record is wrong, and the same
+    request succeeds once the contention passes (a 409 asks the caller to change something).
+    """
+
+    default_code, title = "busy", "Database busy"
+    retry_after = 1
+
+    def __init__(self, message: str = "The database is busy with this record; retry shortly.", *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+
+
 class RateLimited(DomainError):
     status, default_code, title = 429, "rate_limited", "Too many requests"
 
@@ -97,11 +131,62 @@ _BAD_VALUE_ERRORS = (
     asyncpg.StringDataRightTruncationError,
     asyncpg.InvalidTextRepresentationError,
 )
-DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.exceptions._base.DataError)
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.exceptions._base.DataError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+# The server is gone, going, not yet back, or out of room: asyncpg reports it either as a
+# SQLSTATE (class 08 connection exceptions, 57P01-57P05 shutdowns, 53 insufficient resources,
+# 25P03 an idle transaction the server ended) or as a client-side error.
+_UNAVAILABLE_ERRORS = (
+    asyncpg.PostgresConnectionError,  # 08xxx, incl. "connection was closed in the middle of operation"
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,  # "the database system is starting up / shutting down"
+    asyncpg.IdleSessionTimeoutError,
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full, out of memory
+    asyncpg.IdleInTransactionSessionTimeoutError,
+    OSError,  # refused, reset, unreachable; TimeoutError (connect, command_timeout) is an OSError too
+)
+_BUSY_ERRORS = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)  # statement_timeout, lock_timeout
+# asyncpg's own words for a connection it can no longer use: the server ended it (and the pool
+# took it back from under its holder), or its protocol is stuck in an earlier operation (a
+# FATAL message from a server going away, a cancelled statement still pending).
+_LOST_CONNECTION_MESSAGES = (
+    "connection is closed",
+    "released back to the pool",
+    "another operation",  # "... is in progress", "cannot switch to state N; another operation (M) ..."
+    "pool is closing",
+)
+
+
+def unavailable(exc: BaseException) -> Unavailable | None:
+    """The outage ``exc`` stands for, if it is one (Busy for timeouts of statements and locks)."""
+    if isinstance(exc, _BUSY_ERRORS):
+        return Busy()
+    if isinstance(exc, _UNAVAILABLE_ERRORS):
+        return Unavailable()
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and any(m in str(exc) for m in _LOST_CONNECTION_MESSAGES):
+        return Unavailable()
+    return None
+
+
+def log_outage(outage: Unavailable, cause: BaseException) -> None:
+    """One warning line per failed request, named by the error class: an outage is expected, not a bug."""
+    event = "database_busy" if isinstance(outage, Busy) else "database_unavailable"
+    log.warning("%s: %s", event, type(cause).__name__, extra={"event": event, "subject": type(cause).__name__})
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when the connection that raised ``exc`` must not be used again."""
+    return isinstance(exc, TimeoutError) or (unavailable(exc) is not None and not isinstance(exc, _BUSY_ERRORS))
 
 
 def from_database(exc: BaseException) -> DomainError | None:
     """Translate an expected database error into a DomainError; None means it is a bug (500)."""
+    if isinstance(exc, Unavailable):
+        return exc
+    outage = unavailable(exc)
+    if outage is not None:
+        return outage
     constraint = getattr(exc, "constraint_name", None)
     if constraint in CONSTRAINT_CODES:
         code, message = CONSTRAINT_CODES[constraint]
@@ -117,7 +202,20 @@ def from_database(exc: BaseException) -> DomainError | None:
     if isinstance(exc, _BAD_VALUE_ERRORS):
         return InvalidInput("A value cannot be stored (invalid characters, or out of range).", code="invalid_value")
     return None
-    return None
+
+
+def graphql_outage(data: dict[str, Any] | None, errors: list[Any]) -> Unavailable | None:
+    """The outage to answer with HTTP 503 when it kept every root field of a GraphQL response from being served.
+
+    A response that served any root field stays 200 (GraphQL over HTTP: partial data is data);
+    one where every error is an outage and nothing was served is the REST 503, Retry-After included.
+    """
+    if data and any(value is not None for value in data.values()):
+        return None
+    outages = [getattr(e, "original_error", None) for e in errors]
+    if not outages or not all(isinstance(o, Unavailable) for o in outages):
+        return None
+    return outages[0]
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -174,6 +272,8 @@ def _database_error_to_response(request: Request, exc: Exception) -> Response[by
     mapped = from_database(exc)
     if mapped is None:
         return _unexpected_to_response(request, exc)
+    if isinstance(mapped, Unavailable):
+        log_outage(mapped, exc)
     return domain_error_to_response(request, mapped)
 
 
@@ -220,6 +320,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: domain_error_to_response,
     asyncpg.PostgresError: _database_error_to_response,
     asyncpg.exceptions._base.DataError: _database_error_to_response,
+    asyncpg.InterfaceError: _database_error_to_response,
+    asyncpg.InternalClientError: _database_error_to_response,
     ValidationException: _validation_to_response,
     NotAuthorizedException: _http_to_response,
     PermissionDeniedException: _http_to_response,
@@ -230,6 +332,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
 __all__ = [
     "CONSTRAINT_CODES",
     "DATABASE_ERRORS",
+    "Busy",
     "Conflict",
     "DomainError",
     "EXCEPTION_HANDLERS",
@@ -239,6 +342,11 @@ __all__ = [
     "RateLimited",
     "RuleViolated",
     "Unauthorized",
+    "Unavailable",
+    "connection_lost",
+    "graphql_outage",
+    "log_outage",
     "from_database",
     "register_constraint",
+    "unavailable",
 ]

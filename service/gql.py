@@ -2,7 +2,7 @@
 
 - ``Context`` is made once per GraphQL request: pool, Redis, settings, the
   caller's Principal (None when anonymous) and a per-request dataloader cache.
-- ``roles(...)`` is the permission class for root fields.
+- Permissions come from ``service.policy.gql(operation)``: the one authorisation policy.
 - ``mutate`` runs a service function in its own transaction, once per
   Idempotency-Key, and turns DomainErrors into ``userErrors``.
 - ``to_gql`` copies a msgspec Struct into a Strawberry type of the same field names.
@@ -20,14 +20,13 @@ import strawberry
 from graphql import value_from_ast
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
-from strawberry.permission import BasePermission
 from strawberry.types import Info
 
 from service import idempotency
-from service.access.model import Principal, Role
+from service.access.model import Principal
 from service.cache import Cache
 from service.db import Database
-from service.errors import DATABASE_ERRORS, DomainError, Forbidden, Unauthorized, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, Unavailable, from_database
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -70,30 +69,6 @@ class UserError:
     field: str | None
     code: str
     message: str
-
-
-def roles(*allowed: Role) -> type[BasePermission]:
-    """Permission class: authenticated, and (if ``allowed`` is given) holding one of those roles.
-
-    Denials raise DomainErrors rather than set ``message``: the permission
-    instance is shared by every request, and the error then carries its code.
-    """
-    allowed_set = frozenset(allowed)
-
-    class HasRole(BasePermission):
-        def has_permission(self, source: Any, info: Ctx, **kwargs: Any) -> bool:
-            principal = info.context.principal
-            if principal is None:
-                raise Unauthorized("Authentication required.", code="unauthenticated")
-            if allowed_set and principal.role not in allowed_set:
-                raise Forbidden(f"Not allowed for the role {principal.role}.", code="role_not_allowed")
-            return True
-
-    HasRole.__name__ = "HasRole_" + "_".join(sorted(allowed_set)) if allowed_set else "Authenticated"
-    return HasRole
-
-
-Authenticated = roles()
 
 
 def user_errors(exc: DomainError) -> list[UserError]:
@@ -147,11 +122,13 @@ async def mutate(
             replay=replay,
         )
         return msgspec.json.decode(body, type=result_type), []
+    except Unavailable:
+        raise  # an outage is no userError: a top-level error with its code tells the app to retry later
     except DomainError as exc:
         return None, user_errors(exc)
     except DATABASE_ERRORS as exc:
         mapped = from_database(exc)
-        if mapped is None:
+        if mapped is None or isinstance(mapped, Unavailable):
             raise
         return None, user_errors(mapped)
 

@@ -41,8 +41,8 @@ import asyncpg
 import msgspec
 from litestar import Request, Response
 
-from service.db import Database
-from service.errors import DATABASE_ERRORS, Conflict, DomainError, InvalidInput
+from service.db import Database, purge_in_batches
+from service.errors import DATABASE_ERRORS, Conflict, DomainError, InvalidInput, Unavailable
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -152,8 +152,8 @@ async def run_once(
                 return status_code, body
         except _StoredMeanwhile:
             continue
-        except (DomainError, *DATABASE_ERRORS):
-            if work_failed:
+        except (DomainError, *DATABASE_ERRORS) as exc:
+            if work_failed and not isinstance(exc, Unavailable):  # in an outage binding would fail too
                 await _bind(db, caller, key, fingerprint)
             raise
     raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.", code="idempotency_in_progress")
@@ -162,7 +162,7 @@ async def run_once(
 async def _bind(db: Database, caller: str, key: str, fingerprint: bytes) -> None:
     """After a refused attempt: keep the key bound to its request (nothing to replay), so that
     reusing it for another request answers idempotency_key_reused whether or not the first succeeded."""
-    with contextlib.suppress(*DATABASE_ERRORS, OSError):
+    with contextlib.suppress(*DATABASE_ERRORS, OSError, Unavailable):
         async with db.transaction() as conn:
             await conn.execute(_BIND, caller, key, fingerprint, _NOT_KEPT)
 
@@ -186,4 +186,13 @@ async def respond(
     return Response(body, status_code=status, media_type="application/json")
 
 
-PURGE_EXPIRED = "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)"
+_PURGE = """
+DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(days => $1)
+    LIMIT $2 FOR UPDATE SKIP LOCKED))
+"""
+
+
+async def purge_expired(db: Database, days: int, batch: int) -> int:
+    """Retention: keys older than ``days`` (``idempotency_ttl_days``), in batches."""
+    return await purge_in_batches(db, batch, lambda conn, n: conn.execute(_PURGE, days, n))

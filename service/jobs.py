@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from service.db import Database
+from service.errors import Unavailable
 from service.settings import Settings
 
 log = logging.getLogger("qsite.jobs")
@@ -31,7 +32,7 @@ class Job:
 
 async def run_exclusive(db: Database, settings: Settings, job: Job) -> bool:
     """Run ``job`` once if no other instance is running it; True when it ran here."""
-    async with db.pool.acquire() as conn:
+    async with db.connection() as conn:  # the lock's session, held (no deadline) for the job's length
         if not await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", f"job:{job.name}"):
             return False
         try:
@@ -46,7 +47,7 @@ async def run_forever(db: Database, settings: Settings, jobs: list[Job]) -> None
         while True:
             try:
                 await run_exclusive(db, settings, job)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (Unavailable, asyncpg.PostgresError, OSError) as exc:  # PostgreSQL down or busy: next tick
                 log.warning("job failed", extra={"event": "job_failed", "subject": f"{job.name}: {type(exc).__name__}"})
             except Exception:
                 log.exception("job crashed", extra={"event": "job_failed", "subject": job.name})

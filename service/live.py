@@ -28,12 +28,12 @@ import msgspec
 import strawberry
 from graphql import GraphQLError
 
-from service import bus
-from service.access.model import STAFF_ROLES, Principal
+from service import bus, policy
+from service.access.model import Principal
 from service.cache import Cache
 from service.db import Database
 from service.errors import DomainError, InvalidInput, NotFound, Unauthorized
-from service.gql import Ctx, roles
+from service.gql import Ctx
 from service.sites import service as sites
 
 log = logging.getLogger("qsite.live")
@@ -59,11 +59,12 @@ def _error(exc: DomainError) -> GraphQLError:
 async def resolve_scope(db: Database, principal: Principal, site_ids: list[UUID] | None) -> list[UUID] | None:
     """The sites to listen to (None = every site, by pattern); any id not visible to the caller is refused."""
     if site_ids is None:
-        if principal.site_ids is None:
+        scope = principal.site_scope
+        if scope is None:
             return None
-        if not principal.site_ids:
+        if not scope:
             raise InvalidInput("The caller is assigned to no site.", code="no_sites", field="siteIds")
-        return sorted(principal.site_ids)
+        return sorted(scope)
     wanted = list(dict.fromkeys(site_ids))
     if not wanted:
         raise InvalidInput("siteIds, when given, names at least one site.", code="invalid_input", field="siteIds")
@@ -181,7 +182,7 @@ def site_event(event: bus.Event) -> SiteEvent:
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
-        permission_classes=[roles(*STAFF_ROLES)],
+        permission_classes=[policy.gql("events.subscribe")],
         description=(
             "Events committed at the given sites (default: all of the caller's sites), on any instance, "
             "as they happen. `types` keeps only those event types. A site the caller may not see is an "

@@ -40,19 +40,23 @@ from graphql import FragmentDefinitionNode, FragmentSpreadNode, OperationDefinit
 from graphql.error import GraphQLSyntaxError
 from graphql.language import FieldNode, InlineFragmentNode, SelectionNode, SelectionSetNode
 
-from service.access.model import Principal, Role
+from service import policy
+from service.access.model import Principal
 from service.api.persisted import documents
+from service.errors import DomainError
+from service.pagination import MAX_LIMIT, decode_cursor
 from service.versions import CATALOG, NIL_SITE, read_versions
 
 if TYPE_CHECKING:
     from service.cache import Cache
     from service.db import Database
+    from service.settings import Settings
 
 log = logging.getLogger("qsite.readpath")
 
 INT32 = 2**31 - 1
 REDIS_TTL_S = 600
-MEMORY_BYTES = 32 * 1024 * 1024
+MB = 1024 * 1024
 
 
 class Answer(NamedTuple):
@@ -91,6 +95,36 @@ def enum_value(enum: type[Enum]) -> Callable[[Any], str]:
     return convert
 
 
+def str_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Fallback
+    return value
+
+
+def limit_value(value: Any) -> int:
+    """A page size the list functions accept (1-100); any other the generic path refuses with its own error."""
+    if type(value) is not int or not 1 <= value <= MAX_LIMIT:
+        raise Fallback
+    return value
+
+
+def cursor_value(types: list[type]) -> Callable[[Any], list[Any]]:
+    def convert(value: Any) -> list[Any]:
+        if not isinstance(value, str):
+            raise Fallback
+        try:
+            return decode_cursor(value, types) or []
+        except DomainError:
+            raise Fallback from None
+
+    return convert
+
+
+def one_site(args: dict[str, Any], principal: Principal) -> list[UUID]:
+    """The versions of the one site asked for; another site's answer is a constant (no version enters the key)."""
+    return [args["siteId"]] if principal.can_access_site(args["siteId"]) else []
+
+
 def list_of(item: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
     def convert(value: Any) -> list[Any]:
         # GraphQL coerces a single value into a one-item list.
@@ -123,7 +157,8 @@ class Compiled:
     name: str
     document: str  # the operation it answers (compared in canonical form)
     params: tuple[Param, ...]
-    run: Callable[[asyncpg.Connection, Principal, dict[str, Any], datetime], Any]  # -> the response JSON text
+    # -> the response JSON text, or None when the generic path must answer (e.g. its error for an unknown site)
+    run: Callable[[asyncpg.Connection, Principal, dict[str, Any], datetime], Any]
     topics: tuple[str, ...]
     # Which sites the answer depends on, from the bound variables and the caller.
     sites: Callable[[dict[str, Any], Principal], list[UUID] | None]
@@ -131,7 +166,9 @@ class Compiled:
     # (quarantine day is the site's local date, which turns on a quarter hour in every time zone);
     # None: it moves with the clock (never cached, ETag of the body).
     bucket_s: int | None = 0
-    roles: frozenset[Role] | None = None  # None: any authenticated caller
+    # The policy operation of the root field it answers (service/policy.py): a caller the policy
+    # refuses falls back to the generic path, which answers the refusal exactly as always.
+    operation: str = ""
 
     def bind(self, variables: dict[str, Any]) -> dict[str, Any]:
         if set(variables) - {p.name for p in self.params}:
@@ -140,7 +177,8 @@ class Compiled:
         for p in self.params:
             value = variables.get(p.name)
             if value is None:
-                if p.name in variables and p.required:
+                # GraphQL: an absent variable takes its default; null or no value for a non-null one is an error.
+                if p.required and (p.name in variables or p.default is None):
                     raise Fallback
                 args[p.name] = p.default
             else:
@@ -153,6 +191,7 @@ COMPILED: list[Compiled] = []
 
 def compiled(op: Compiled) -> Compiled:
     """Register a compiled operation (called by the domains' compiled.py at import)."""
+    policy.rule(op.operation)  # every compiled read names the operation the policy checks
     COMPILED.append(op)
     return op
 
@@ -219,7 +258,10 @@ def registry() -> Registry:
 
 
 def _import_domains() -> None:
+    from service.health import compiled as _health  # noqa: F401
+    from service.sites import compiled as _sites  # noqa: F401
     from service.stays import compiled as _stays  # noqa: F401
+    from service.transfers import compiled as _transfers  # noqa: F401
 
 
 def compiled_operations() -> list[str]:
@@ -233,7 +275,7 @@ def compiled_operations() -> list[str]:
 class ResponseCache:
     """Answers by key: in process (LRU bounded in bytes), then Redis (shared, with a TTL)."""
 
-    def __init__(self, cache: Cache, max_bytes: int = MEMORY_BYTES) -> None:
+    def __init__(self, cache: Cache, max_bytes: int) -> None:
         self.cache = cache
         self.max_bytes = max_bytes
         self.size = 0
@@ -243,6 +285,8 @@ class ResponseCache:
         return self.cache.key("answer", key)
 
     async def get(self, key: str) -> bytes | None:
+        if not self.max_bytes:
+            return None
         body = self.entries.get(key)
         if body is not None:
             self.entries.move_to_end(key)
@@ -253,6 +297,8 @@ class ResponseCache:
         return body
 
     async def put(self, key: str, body: bytes) -> None:
+        if not self.max_bytes:
+            return
         self._keep(key, body)
         await self.cache.call("set", self._redis_key(key), body, ex=REDIS_TTL_S)
 
@@ -278,7 +324,8 @@ def cache_key(*parts: object) -> str:
 
 
 def scope_of(principal: Principal) -> str:
-    return f"{principal.role}:" + ("*" if principal.site_ids is None else ",".join(sorted(map(str, principal.site_ids))))
+    scope = principal.site_scope  # what the caller's queries bind: a key without sites has none, not all
+    return f"{principal.role}:" + ("*" if scope is None else ",".join(sorted(map(str, scope))))
 
 
 async def versions_of(db: Database, sites: Iterable[UUID] | None, topics: Iterable[str]) -> str:
@@ -291,10 +338,11 @@ async def versions_of(db: Database, sites: Iterable[UUID] | None, topics: Iterab
     return ";".join(f"{s}:{t}={v}" for (s, t), v in sorted(found.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])))
 
 
-def responses(db: Database) -> ResponseCache:
+def responses(db: Database, settings: Settings) -> ResponseCache:
+    """The instance's answer cache (one per Database, i.e. per app)."""
     found = getattr(db, "responses", None)
     if found is None:
-        found = db.responses = ResponseCache(db.cache)  # type: ignore[attr-defined]
+        found = db.responses = ResponseCache(db.cache, settings.read_cache_mb * MB)  # type: ignore[attr-defined]
     return found
 
 
@@ -312,7 +360,7 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
     if operation_name not in (None, op.name):
         return None
     principal: Principal | None = context.principal
-    if principal is None or (op.roles is not None and principal.role not in op.roles):
+    if principal is None or not policy.allows(principal, op.operation):
         return None
     try:
         args = op.bind(variables or {})
@@ -322,23 +370,25 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
     now = datetime.now(UTC)
     if op.bucket_s is None:
         body = await _run(db, op, principal, args, now)
-        return Answer(body, strong_etag(body))
+        return None if body is None else Answer(body, strong_etag(body))
     bucket = int(now.timestamp()) // op.bucket_s if op.bucket_s else 0
     versions = await versions_of(db, op.sites(args, principal), op.topics)
     key = cache_key(digest, msgspec.json.encode(args), scope_of(principal), versions, bucket)
-    store = responses(db)
-    cached = await store.get(key)
-    if cached is not None:
-        return Answer(cached, f'"c{key}"')
-    body = await _run(db, op, principal, args, now)
-    await store.put(key, body)
+    store = responses(db, context.settings)
+    body = await store.get(key)
+    if body is None:
+        body = await _run(db, op, principal, args, now)
+        if body is None:
+            return None
+        await store.put(key, body)
     return Answer(body, f'"c{key}"')
 
 
-async def _run(db: Database, op: Compiled, principal: Principal, args: dict[str, Any], now: datetime) -> bytes:
+async def _run(db: Database, op: Compiled, principal: Principal, args: dict[str, Any], now: datetime) -> bytes | None:
     async with db.connection() as conn:
         text = await op.run(conn, principal, args, now)
-    return text.encode()
+    # PostgreSQL writes JSON with spaces after ':' and ','; the compact form is ~10 % smaller.
+    return None if text is None else msgspec.json.format(text.encode(), indent=-1)
 
 
 def strong_etag(body: bytes) -> str:

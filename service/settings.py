@@ -4,11 +4,16 @@ Nothing else in qsite reads ``os.environ``. Each field maps to one variable:
 ``database_url`` <- ``DATABASE_URL``, ``redis_url`` <- ``REDIS_URL``, every other
 field ``name`` <- ``QSITE_NAME``. A bad value stops start-up with one line naming
 the variable.
+
+Any variable may instead be given as ``<NAME>_FILE``, the path of a file holding
+the value (Docker/compose secrets under /run/secrets, Kubernetes Secret volumes):
+secrets then never sit in the process environment or in ``docker inspect``.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import secrets
@@ -21,6 +26,8 @@ Environment = Literal["development", "test", "production"]
 
 # Fields read without the QSITE_ prefix (the conventional names).
 _UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+# Suffix of the variable that names a file holding the value instead.
+FILE_SUFFIX = "_FILE"
 
 # Secrets that production must be given and development generates into .data/.
 SECRET_FIELDS = ("jwt_secret", "pii_keys", "pii_index_key", "webhook_signing_secret")
@@ -33,6 +40,11 @@ class SettingsError(Exception):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Environment = "development"
     database_url: str | None = None
+    # The role `qsite migrate` connects as (owns the schema). Unset: DATABASE_URL's. When its
+    # user differs from DATABASE_URL's, migrate grants that app role what it needs after applying.
+    migration_database_url: str | None = None
+    # An administrator's URL, read only by `qsite db-roles --apply` (creates the two roles).
+    admin_database_url: str | None = None
     redis_url: str | None = None
     data_dir: str = ".data"
     host: str = "127.0.0.1"
@@ -40,12 +52,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cors_origins: list[str] = []
+    # Load balancers / ingress controllers whose forwarded header is believed (CIDRs). The client
+    # address (login limits, logs) comes from that header only when the peer is one of these.
+    trusted_proxies: list[str] = []
+    # The header those proxies write: X-Forwarded-For (most) or RFC 7239 Forwarded. Only one is read,
+    # so a client cannot slip a forged address through the header the proxy does not rewrite.
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    # Seconds `serve` waits for open requests on shutdown (Kubernetes' grace period must exceed it).
+    shutdown_drain_seconds: int = 20
+    # Connecting as a PostgreSQL superuser defeats the app role's limits (it could disable the
+    # audit trigger): production logs a warning, or refuses to start when this is on.
+    refuse_superuser: bool = False
 
     # PostgreSQL pool and timeouts.
     pool_min_size: int = 2
     pool_max_size: int = 10
     statement_timeout_ms: int = 5000
     command_timeout_s: float = 10.0
+    # Waiting for a pooled connection (the FIFO gate, the pool, a new connection's handshake)
+    # answers 503 past this; and no HTTP request spends longer than db_deadline_s on
+    # PostgreSQL in all, whatever the server does (a hung one included).
+    db_acquire_timeout_s: float = 2.0
+    db_deadline_s: float = 8.0
     # Redis is an accelerator: a dead one must cost milliseconds.
     redis_timeout_ms: int = 250
     redis_prefix: str = "qsite:"
@@ -75,9 +103,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_attempts_per_address_per_minute: int = 60
     # How long a verified API key is trusted without asking PostgreSQL again.
     api_key_cache_seconds: int = 30
+    # In-process cache of compiled read answers (service/readpath.py), per worker; 0 turns the
+    # cache off (in process and in Redis): every compiled read runs its statement.
+    read_cache_mb: int = 32
 
     # Background work.
     run_background_jobs: bool = True
+    # Retention (a job deletes in batches of retention_batch_size): events older than this
+    # that every webhook has fanned out; refresh tokens this long after they expired; webhook
+    # deliveries delivered or failed this long ago. Idempotency keys: idempotency_ttl_days.
+    event_retention_days: int = 30
+    refresh_token_retention_days: int = 7
+    webhook_delivery_retention_days: int = 30
+    retention_batch_size: int = 1000
+    # After start-up, freeze what start-up allocated (schema, documents, code) out of the garbage
+    # collector's sight and collect the young generation less often (measured: bench/graphql.py).
+    gc_freeze: bool = True
 
     # Benchmarks (bench/): the database they rebuild on DATABASE_URL's server and their Redis
     # key prefix. Two people benchmarking on one server pick different names.
@@ -105,8 +146,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.pool_min_size < 0 or self.pool_max_size < max(1, self.pool_min_size):
             raise SettingsError("QSITE_POOL_MAX_SIZE must be >= 1 and >= QSITE_POOL_MIN_SIZE")
+        if not 0 < self.db_acquire_timeout_s <= self.db_deadline_s:
+            raise SettingsError("QSITE_DB_ACQUIRE_TIMEOUT_S must be > 0 and <= QSITE_DB_DEADLINE_S")
+        if min(self.event_retention_days, self.refresh_token_retention_days, self.webhook_delivery_retention_days) < 1:
+            raise SettingsError("retention periods (QSITE_*_RETENTION_DAYS) must be at least 1 day")
         if not 1 <= self.max_page_size <= 1000:
             raise SettingsError("QSITE_MAX_PAGE_SIZE must be between 1 and 1000")
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise SettingsError(f"QSITE_TRUSTED_PROXIES: {cidr!r} is not an address or CIDR") from None
         if self.env == "production":
             missing = [env_name(f) for f in SECRET_FIELDS if not getattr(self, f)]
             if missing:
@@ -126,7 +176,7 @@ def env_name(field: str) -> str:
 
 
 def _parse(field: str, raw: str, annotation: object) -> object:
-    if field == "cors_origins":
+    if field in ("cors_origins", "trusted_proxies"):
         return [o.strip() for o in raw.split(",") if o.strip()]
     if annotation in (bool, "bool"):
         lowered = raw.strip().lower()
@@ -138,13 +188,27 @@ def _parse(field: str, raw: str, annotation: object) -> object:
     return raw
 
 
+def _raw_value(environ: dict[str, str], name: str) -> str | None:
+    """``NAME`` or the content of the file ``NAME_FILE`` names (one trailing newline dropped)."""
+    path = environ.get(name + FILE_SUFFIX)
+    if not path:
+        return environ.get(name)
+    if environ.get(name):
+        raise SettingsError(f"{name} and {name}{FILE_SUFFIX} are both set; set one")
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(f"{name}{FILE_SUFFIX}: cannot read {path} ({exc.strerror})") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Build Settings from the environment (or ``environ``), then ``overrides``."""
     environ = dict(os.environ if environ is None else environ)
     hints = {f.name: f.type for f in msgspec.structs.fields(Settings)}
     values: dict[str, object] = {}
     for field, annotation in hints.items():
-        raw = environ.get(env_name(field))
+        raw = _raw_value(environ, env_name(field))
         if raw is not None and raw != "":
             values[field] = _parse(field, raw, annotation)
     values.update(overrides)
@@ -188,3 +252,37 @@ def generate_secrets() -> dict[str, str]:
         "pii_index_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "webhook_signing_secret": secrets.token_urlsafe(32),
     }
+
+
+# Roles `qsite gen-secrets` names (README: Deploy); any names work, these are the defaults.
+MIGRATION_ROLE, APP_ROLE = "qsite_owner", "qsite_app"
+
+
+def production_env(*, database_host: str, redis_url: str, admin: bool = False) -> dict[str, str]:
+    """Every variable production needs, with fresh secrets and role passwords.
+
+    ``admin``: also the PostgreSQL superuser's password and URL, for a deployment that runs
+    its own PostgreSQL (compose): `qsite db-roles --apply` creates the two roles with it.
+    """
+    def url(role: str, password: str) -> str:
+        return f"postgresql://{role}:{password}@{database_host}"
+
+    env = {
+        "QSITE_ENV": "production",
+        "DATABASE_URL": url(APP_ROLE, secrets.token_urlsafe(24)),
+        "QSITE_MIGRATION_DATABASE_URL": url(MIGRATION_ROLE, secrets.token_urlsafe(24)),
+        "REDIS_URL": redis_url,
+        **{env_name(field): value for field, value in generate_secrets().items()},
+    }
+    if admin:
+        env["POSTGRES_PASSWORD"] = secrets.token_urlsafe(24)
+        env["QSITE_ADMIN_DATABASE_URL"] = url("postgres", env["POSTGRES_PASSWORD"])
+    return env
+
+
+def env_file_text(env: dict[str, str]) -> str:
+    header = (
+        "# qsite production environment (`qsite gen-secrets`). Keep it secret: it holds the keys of the\n"
+        "# personal data at rest. Losing QSITE_PII_KEYS or QSITE_PII_INDEX_KEY loses that data: back them up.\n"
+    )
+    return header + "".join(f"{name}={value}\n" for name, value in env.items())

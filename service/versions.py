@@ -42,10 +42,14 @@ CHANNEL = "qsite_versions"
 PING_S = 1.0
 RECONNECT_S = 0.5
 
+# A (site, topic) version is the sum of its stripes (migration 0018): the number of writing
+# statements committed there, whichever connection made them.
 _READ = """
-SELECT site_id, topic, version FROM site_data_versions
+SELECT site_id, topic, sum(version)::bigint AS version FROM site_data_versions
 WHERE ($1::uuid[] IS NULL OR site_id = ANY($1::uuid[])) AND topic = ANY($2::text[])
+GROUP BY site_id, topic
 """
+_LOAD = "SELECT site_id, topic, stripe, version FROM site_data_versions"
 
 
 async def read_versions(db: Database, sites: Iterable[UUID] | None, topics: Iterable[str]) -> dict[tuple[UUID, str], int]:
@@ -65,7 +69,8 @@ class SiteVersions:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.memory: dict[tuple[UUID, str], int] = {}
+        self.memory: dict[tuple[UUID, str], int] = {}  # (site, topic) -> the sum of its stripes
+        self._stripes: dict[tuple[UUID, str, int], int] = {}
         self.trusted = False
         self.serial = 0  # moves whenever the copy changes: lets callers memoise what they derive from it
         self._listener: asyncpg.Connection | None = None
@@ -76,15 +81,19 @@ class SiteVersions:
 
     # -- the copy ----------------------------------------------------------------
 
-    def _merge(self, site: UUID, topic: str, version: int) -> None:
-        if version > self.memory.get((site, topic), 0):
-            self.memory[(site, topic)] = version
+    def _merge(self, site: UUID, topic: str, stripe: int, version: int) -> None:
+        # One connection at a time bumps a stripe (its row lock is held to commit), so a stripe's
+        # values arrive in commit order and max is exact; the sum moves with every commit.
+        seen = self._stripes.get((site, topic, stripe), 0)
+        if version > seen:
+            self._stripes[(site, topic, stripe)] = version
+            self.memory[(site, topic)] = self.memory.get((site, topic), 0) + version - seen
             self.serial += 1
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
-            site, topic, version = str(payload).split(":")
-            self._merge(UUID(site), topic, int(version))
+            site, topic, stripe, version = str(payload).split(":")
+            self._merge(UUID(site), topic, int(stripe), int(version))
         except ValueError:
             log.warning("unreadable version notification", extra={"event": "versions_bad_payload"})
 
@@ -93,6 +102,7 @@ class SiteVersions:
             log.warning("site versions copy dropped; reading them from PostgreSQL", extra={"event": "versions_gap", "subject": reason})
         self.trusted = False
         self.memory = {}
+        self._stripes = {}
         self.serial += 1
         self._gap.set()
 
@@ -150,11 +160,12 @@ class SiteVersions:
                 conn.add_termination_listener(lambda _c: self._drop("listener_closed"))
                 await conn.add_listener(CHANNEL, self._on_notify)
                 # LISTEN first, then load: a commit in between is in both, merged by max.
-                rows = await conn.fetch("SELECT site_id, topic, version FROM site_data_versions", timeout=5)
+                rows = await conn.fetch(_LOAD, timeout=5)
                 if not self._gap.is_set():
-                    self.memory = {}
+                    # Merged into what notifications already brought (max per stripe): one that was
+                    # handled before this line is newer than the snapshot and must not be lost.
                     for r in rows:
-                        self._merge(r["site_id"], r["topic"], r["version"])
+                        self._merge(r["site_id"], r["topic"], r["stripe"], r["version"])
                     self._listener = conn
                     self._sync_needed = False
                     self.trusted = True
@@ -162,7 +173,8 @@ class SiteVersions:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._gap.wait(), PING_S)
                     if not self._gap.is_set():
-                        await conn.fetchval("SELECT 1", timeout=PING_S)
+                        async with self._sync_lock:  # one statement at a time on this connection
+                            await conn.fetchval("SELECT 1", timeout=PING_S)
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._drop(type(exc).__name__)
             finally:
@@ -173,6 +185,7 @@ class SiteVersions:
             await asyncio.sleep(RECONNECT_S)
 
     async def close(self) -> None:
+        self.trusted = False  # shutting down is no gap to report
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

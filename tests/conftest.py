@@ -8,6 +8,8 @@ REDIS_URL unset, embedded servers are started under .data/test.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import uuid
@@ -16,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -92,6 +95,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         redis_prefix=f"test:{uuid.uuid4().hex[:12]}:",
         data_dir=str(tmp_path),
         run_background_jobs=False,
+        gc_freeze=False,  # a test process builds hundreds of apps: freezing each would keep them all
         **generate_secrets(),
     )
 
@@ -113,6 +117,26 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
     """The app in-process, lifespan run, on the test's database."""
     async with AsyncTestClient(app=create_app(settings)) as test_client:
         yield test_client
+
+
+@contextlib.asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[str]:
+    """The app behind the same uvicorn configuration as ``qsite serve``, on a free loopback port; yields its URL."""
+    import uvicorn
+
+    from service.__main__ import server_config
+
+    settings = msgspec.structs.replace(settings, host="127.0.0.1", port=0)
+    server = uvicorn.Server(server_config(settings, create_app(settings)))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "server did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def make_principal(role: Role, site_ids: list[uuid.UUID] | None = None, **fields: object) -> Principal:

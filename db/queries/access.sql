@@ -158,3 +158,12 @@ WHERE (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
   AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
 ORDER BY id DESC
 LIMIT :limit;
+
+-- name: purge_refresh_tokens!
+-- Retention: one batch of tokens that expired more than :days days ago (an expired token is
+-- refused anyway, so its family's reuse detection no longer needs it). Rows a login is
+-- rotating right now are skipped, not waited for.
+DELETE FROM refresh_tokens WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM refresh_tokens
+    WHERE expires_at < now() - make_interval(days => :days)
+    LIMIT :batch FOR UPDATE SKIP LOCKED));

@@ -416,3 +416,101 @@ au AS (
 )
 SELECT (SELECT count(*) FROM c)::int AS checkins, (SELECT count(*) FROM a)::int AS alerts, (SELECT count(*) FROM sm)::int AS samples,
        (SELECT count(*) FROM au)::int AS audited;
+
+-- name: compiled_site_alerts$
+-- The SiteAlerts persisted operation's whole response (service/health/compiled.py): list_alerts' page
+-- (limit + 1 rows say whether there is more) with each alert's stay and resident as the scoped loaders
+-- see them, cursors as encode_cursor([raised_at, id]) writes. NULL when the site is unknown (the
+-- generic path's error answers that).
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), page AS (
+    SELECT a.*, row_number() OVER (ORDER BY a.raised_at DESC, a.id DESC) AS n
+    FROM alerts a JOIN site ON a.site_id = site.id
+    WHERE (:states::text[] IS NULL OR a.state = ANY(:states::text[]))
+      AND (:after_at::timestamptz IS NULL OR (a.raised_at, a.id) < (:after_at::timestamptz, :after_id::uuid))
+    ORDER BY a.raised_at DESC, a.id DESC
+    LIMIT :limit::int + 1
+)
+SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object('data', json_build_object('siteAlerts', json_build_object(
+    'edges', coalesce(json_agg(json_build_object('node', json_build_object(
+        'id', a.id, 'stayId', a.stay_id, 'kind', upper(a.kind), 'detail', a.detail, 'state', upper(a.state),
+        'raisedAt', gql_instant(a.raised_at), 'acknowledgedAt', gql_instant(a.acknowledged_at), 'acknowledgedBy', a.acknowledged_by,
+        'resolvedAt', gql_instant(a.resolved_at), 'resolvedBy', a.resolved_by, 'note', a.note, 'version', a.version,
+        'stay', (
+            SELECT json_build_object('id', s.id, 'roomNumber', s.room_number, 'floor', s.floor, 'bed', s.bed,
+                'quarantineDay', ((:now::timestamptz AT TIME ZONE s.time_zone)::date - s.day_one) + 1,
+                'resident', (SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name))
+                             FROM residents p
+                             WHERE p.id = s.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[]))))
+            FROM stays s
+            WHERE s.id = a.stay_id AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[])))
+    )) ORDER BY a.n) FILTER (WHERE a.n <= :limit::int), '[]'::json),
+    'pageInfo', json_build_object(
+        'hasNextPage', count(*) > :limit::int,
+        'endCursor', CASE WHEN count(*) > :limit::int THEN (array_agg(
+            rtrim(translate(replace(encode(convert_to('["' || gql_instant(a.raised_at) || '","' || a.id || '"]', 'UTF8'), 'base64'),
+                                    E'\n', ''), '+/', '-_'), '=')
+        ) FILTER (WHERE a.n = :limit::int))[1] END))))::text END
+FROM page a;
+
+-- name: compiled_swabs_due$
+-- The SwabsDue persisted operation's whole response (service/health/compiled.py): swabs_due's rows with
+-- each stay and resident as the scoped loaders see them. NULL for an unknown site (the generic error).
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), s AS (
+    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, r.test_days,
+           ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday
+    FROM stays st JOIN site ON st.site_id = site.id JOIN regimes r ON r.id = st.regime_id
+    WHERE st.status = 'active' AND (:floor::int IS NULL OR st.floor = :floor::int)
+), due AS (
+    SELECT s.*, EXISTS (SELECT 1 FROM retests rt WHERE rt.stay_id = s.id AND rt.sample_id IS NULL) AS retest
+    FROM s
+)
+SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object('data', json_build_object('swabsDue', coalesce(json_agg(
+    json_build_object(
+        'stayId', d.id, 'residentId', d.resident_id, 'floor', d.floor, 'roomNumber', d.room_number, 'bed', d.bed,
+        'quarantineDay', d.qday, 'retest', d.retest,
+        'stay', json_build_object('id', d.id, 'resident', (
+            SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name))
+            FROM residents p WHERE p.id = d.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[])))))
+    ORDER BY d.floor, d.room_number, d.bed), '[]'::json)))::text END
+FROM due d
+WHERE d.retest
+   OR (d.qday = ANY(d.test_days)
+       AND NOT EXISTS (SELECT 1 FROM samples sm WHERE sm.stay_id = d.id AND sm.scheduled_day = d.qday AND sm.result <> 'invalid'));
+
+-- name: compiled_checkins_due$
+-- The CheckinsDue persisted operation's whole response (service/health/compiled.py): checkins_due's rows
+-- with each stay and resident as the scoped loaders see them. NULL for an unknown site (the generic error).
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), s AS (
+    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, st.time_zone, st.admitted_at, st.day_one, r.checkins_per_day AS cpd,
+           (:now::timestamptz AT TIME ZONE st.time_zone) AS local_now
+    FROM stays st JOIN site ON st.site_id = site.id JOIN regimes r ON r.id = st.regime_id
+    WHERE st.status = 'active' AND r.checkins_per_day > 0 AND (:floor::int IS NULL OR st.floor = :floor::int)
+), slot AS (
+    SELECT s.*,
+           (date_trunc('day', s.local_now)
+             + (interval '1 day' / s.cpd) * floor(extract(epoch FROM s.local_now - date_trunc('day', s.local_now)) / (86400.0 / s.cpd))
+           ) AT TIME ZONE s.time_zone AS slot_start,
+           (date_trunc('day', s.local_now)
+             + (interval '1 day' / s.cpd) * (floor(extract(epoch FROM s.local_now - date_trunc('day', s.local_now)) / (86400.0 / s.cpd)) + 1)
+           ) AT TIME ZONE s.time_zone AS slot_end,
+           interval '1 day' / s.cpd AS slot_length,
+           (SELECT max(c.recorded_at) FROM checkins c WHERE c.stay_id = s.id) AS last_checkin_at
+    FROM s
+)
+SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object('data', json_build_object('checkinsDue', coalesce(json_agg(
+    json_build_object(
+        'stayId', d.id, 'residentId', d.resident_id, 'floor', d.floor, 'roomNumber', d.room_number, 'bed', d.bed,
+        'slotStart', gql_instant(d.slot_start), 'slotEnd', gql_instant(d.slot_end), 'lastCheckinAt', gql_instant(d.last_checkin_at),
+        'overdue', coalesce(d.last_checkin_at, d.admitted_at) < d.slot_start - d.slot_length,
+        'stay', json_build_object('id', d.id, 'quarantineDay', (d.local_now::date - d.day_one) + 1, 'resident', (
+            SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name))
+            FROM residents p WHERE p.id = d.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[])))))
+    ORDER BY d.floor, d.room_number, d.bed), '[]'::json)))::text END
+FROM slot d
+WHERE d.last_checkin_at IS NULL OR d.last_checkin_at < d.slot_start;

@@ -165,3 +165,39 @@ WITH changed AS (
 )
 INSERT INTO room_status_changes (room_id, site_id, from_status, to_status, action, actor, reason)
 SELECT id, site_id, 'ready', status, 'seed', :actor, 'demo' FROM changed;
+
+-- name: compiled_rooms$
+-- The Rooms persisted operation's whole response (service/sites/compiled.py): list_rooms' page
+-- (limit + 1 rows say whether there is more) with each room's latest disinfection task, and the
+-- cursors encode_cursor([floor, number]) writes (base64url of compact JSON, no padding).
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), page AS (
+    SELECT r.id, r.number, r.floor, r.beds, r.occupied, r.status, r.status_since, r.status_reason, r.version,
+           row_number() OVER (ORDER BY r.floor, r.number) AS n
+    FROM rooms r JOIN site ON r.site_id = site.id
+    WHERE (:floor::int IS NULL OR r.floor = :floor::int)
+      AND (:status::text IS NULL OR r.status = :status::text)
+      AND (:after_floor::int IS NULL OR (r.floor, r.number) > (:after_floor::int, :after_number::text))
+    ORDER BY r.floor, r.number
+    LIMIT :limit::int + 1
+)
+SELECT json_build_object('data', json_build_object('rooms', json_build_object(
+    'edges', coalesce(json_agg(json_build_object('node', json_build_object(
+        'id', p.id, 'number', p.number, 'floor', p.floor, 'beds', p.beds, 'occupied', p.occupied, 'freeBeds', p.beds - p.occupied,
+        'status', upper(p.status), 'statusSince', gql_instant(p.status_since), 'statusReason', p.status_reason, 'version', p.version,
+        'disinfection', (
+            SELECT json_build_object('id', d.id, 'state', upper(d.state), 'startedAt', gql_instant(d.started_at),
+                                     'finishedAt', gql_instant(d.finished_at), 'airingUntil', gql_instant(d.airing_until),
+                                     'failedInspections', d.failed_inspections)
+            FROM disinfection_tasks d
+            WHERE d.room_id = p.id AND (:site_ids::uuid[] IS NULL OR d.site_id = ANY(:site_ids::uuid[]))
+            ORDER BY d.opened_at DESC, d.id
+            LIMIT 1)
+    )) ORDER BY p.n) FILTER (WHERE p.n <= :limit::int), '[]'::json),
+    'pageInfo', json_build_object(
+        'hasNextPage', count(*) > :limit::int,
+        'endCursor', CASE WHEN count(*) > :limit::int THEN (array_agg(
+            rtrim(translate(replace(encode(convert_to('[' || p.floor || ',' || to_json(p.number)::text || ']', 'UTF8'), 'base64'), E'\n', ''), '+/', '-_'), '=')
+        ) FILTER (WHERE p.n = :limit::int))[1] END))))::text
+FROM page p;

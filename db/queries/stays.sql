@@ -269,6 +269,42 @@ SELECT json_build_object('data', json_build_object('occupancy', json_build_objec
         'releasesDueToday', coalesce(sum(today), 0), 'releasesDueTomorrow', coalesce(sum(tomorrow), 0)))))::text
 FROM per_site;
 
+-- name: compiled_stays$
+-- The Stays persisted operation's whole response (service/stays/compiled.py): list_stays' page (limit + 1
+-- rows say whether there is more), each stay's resident as the scoped loader sees it (null when the
+-- resident now belongs to a site outside the caller's), cursors as encode_cursor([admitted_at, id]) writes.
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), page AS (
+    SELECT s.*, g.code AS regime_code, row_number() OVER (ORDER BY s.admitted_at DESC, s.id DESC) AS n
+    FROM stays s JOIN site ON s.site_id = site.id JOIN regimes g ON g.id = s.regime_id
+    WHERE (:status::text IS NULL OR s.status = :status::text)
+      AND (:arrival_batch::text IS NULL OR s.arrival_batch = :arrival_batch::text)
+      AND (:after_at::timestamptz IS NULL OR (s.admitted_at, s.id) < (:after_at::timestamptz, :after_id::uuid))
+    ORDER BY s.admitted_at DESC, s.id DESC
+    LIMIT :limit::int + 1
+)
+SELECT json_build_object('data', json_build_object('stays', json_build_object(
+    'edges', coalesce(json_agg(json_build_object('node', json_build_object(
+        'id', s.id, 'residentId', s.resident_id, 'roomId', s.room_id, 'roomNumber', s.room_number, 'floor', s.floor, 'bed', s.bed,
+        'category', upper(s.category), 'riskLevel', upper(s.risk_level), 'arrivalBatch', s.arrival_batch, 'regimeCode', s.regime_code,
+        'admittedAt', gql_instant(s.admitted_at), 'plannedReleaseAt', gql_instant(s.planned_release_at), 'status', upper(s.status),
+        'endedAt', gql_instant(s.ended_at), 'outcome', upper(s.outcome), 'version', s.version,
+        'quarantineDay', ((:now::timestamptz AT TIME ZONE s.time_zone)::date - s.day_one) + 1,
+        'resident', (
+            SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name), 'sex', upper(p.sex),
+                                     'birthYear', extract(year FROM p.birth_date)::int)
+            FROM residents p
+            WHERE p.id = s.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[])))
+    )) ORDER BY s.n) FILTER (WHERE s.n <= :limit::int), '[]'::json),
+    'pageInfo', json_build_object(
+        'hasNextPage', count(*) > :limit::int,
+        'endCursor', CASE WHEN count(*) > :limit::int THEN (array_agg(
+            rtrim(translate(replace(encode(convert_to('["' || gql_instant(s.admitted_at) || '","' || s.id || '"]', 'UTF8'), 'base64'),
+                                    E'\n', ''), '+/', '-_'), '=')
+        ) FILTER (WHERE s.n = :limit::int))[1] END))))::text
+FROM page s;
+
 -- name: lock_admissions!
 -- Admissions with client-chosen stay ids, one at a time per id (ids sorted by the caller): a
 -- concurrent replay waits for the first attempt, then finds its stay instead of colliding.

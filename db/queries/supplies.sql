@@ -209,3 +209,15 @@ LIMIT :limit;
 
 -- name: generation$
 SELECT generation FROM supply_stock_generations WHERE site_id = :site_id;
+
+-- name: purge_deliveries!
+-- Retention: one batch of deliveries delivered or failed more than :days days ago. Pending
+-- ones stay whatever their age (each carries its own copy of the event it delivers).
+DELETE FROM supply_webhook_deliveries WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM supply_webhook_deliveries
+    WHERE state <> 'pending' AND created_at < now() - make_interval(days => :days)
+    LIMIT :batch FOR UPDATE SKIP LOCKED));
+
+-- name: active_webhook_cursors
+-- Where each active webhook's fan-out stands in the event feed: retention keeps what follows.
+SELECT feed_cursor FROM supply_webhooks WHERE active AND feed_cursor IS NOT NULL;

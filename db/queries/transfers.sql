@@ -189,3 +189,40 @@ WITH moved AS (
     RETURNING id
 )
 SELECT count(*) FROM moved;
+
+-- name: compiled_transfer_board$
+-- The TransferBoard persisted operation's whole response (service/transfers/compiled.py): board's page
+-- (limit + 1 rows say whether there is more) with destination and stay as the loaders see them, ages
+-- at :now, cursors as encode_cursor([rank, requested_at, id]) writes. Another or unknown site: empty.
+WITH site AS (
+    SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
+), page AS (
+    SELECT t.*, row_number() OVER (ORDER BY t.urgency_rank, t.requested_at, t.id) AS n
+    FROM transfer_views t JOIN site ON t.site_id = site.id
+    WHERE t.state IN ('requested', 'approved', 'dispatched', 'departed')
+      AND (:after_rank::int IS NULL OR (t.urgency_rank, t.requested_at, t.id) > (:after_rank::int, :after_at::timestamptz, :after_id::uuid))
+    ORDER BY t.urgency_rank, t.requested_at, t.id
+    LIMIT :limit::int + 1
+)
+SELECT json_build_object('data', json_build_object('transferBoard', json_build_object(
+    'edges', coalesce(json_agg(json_build_object('node', json_build_object(
+        'id', t.id, 'stayId', t.stay_id, 'reason', upper(t.reason), 'infectious', t.infectious, 'urgency', upper(t.urgency),
+        'state', upper(t.state), 'version', t.version, 'requestedAt', gql_instant(t.requested_at), 'approvedAt', gql_instant(t.approved_at),
+        'dispatchedAt', gql_instant(t.dispatched_at), 'departedAt', gql_instant(t.departed_at), 'vehiclePlate', t.vehicle_plate,
+        'ageMinutes', round((extract(epoch FROM :now::timestamptz - t.requested_at) / 60)::numeric, 1)::float8,
+        'destination', (SELECT json_build_object('id', f.id, 'name', f.name) FROM facilities f WHERE f.id = t.destination_id),
+        'stay', (
+            SELECT json_build_object('id', s.id, 'roomNumber', s.room_number, 'floor', s.floor, 'bed', s.bed,
+                'resident', (SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name))
+                             FROM residents p
+                             WHERE p.id = s.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[]))))
+            FROM stays s
+            WHERE s.id = t.stay_id AND (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[])))
+    )) ORDER BY t.n) FILTER (WHERE t.n <= :limit::int), '[]'::json),
+    'pageInfo', json_build_object(
+        'hasNextPage', count(*) > :limit::int,
+        'endCursor', CASE WHEN count(*) > :limit::int THEN (array_agg(
+            rtrim(translate(replace(encode(convert_to('[' || t.urgency_rank || ',"' || gql_instant(t.requested_at) || '","' || t.id || '"]', 'UTF8'),
+                                           'base64'), E'\n', ''), '+/', '-_'), '=')
+        ) FILTER (WHERE t.n = :limit::int))[1] END))))::text
+FROM page t;

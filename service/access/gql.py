@@ -8,20 +8,19 @@ from uuid import UUID
 
 import strawberry
 
+from service import policy
 from service.access import service
 from service.access.model import ApiClient as ApiClientModel
-from service.access.model import ApiClientCreate, ApiClientCreated, ClientRole, Role, StaffCreate, StaffPatch, StaffRole, TokenPair
+from service.access.model import ApiClientCreate, ApiClientCreated, ClientRole, StaffCreate, StaffPatch, StaffRole, TokenPair
 from service.access.model import AuditEntry as AuditEntryModel
 from service.access.model import Staff as StaffModel
 from service.errors import DomainError, NotFound, RateLimited
-from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql, user_errors
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql, user_errors
 
 strawberry.enum(StaffRole, name="StaffRole")  # registers StaffRole itself
 StaffRoleGQL = StaffRole
 strawberry.enum(ClientRole, name="ApiClientRole")  # registers ClientRole itself
 ApiClientRoleGQL = ClientRole
-ADMIN = roles(Role.COMMAND, Role.SITE_MANAGER)
-
 
 @strawberry.type(description="A staff account. `phone` is masked unless read with a purpose (audited).")
 class StaffMember:
@@ -128,8 +127,10 @@ class UpdateStaffInput:
 class CreateApiClientInput:
     name: str
     role: ApiClientRoleGQL
-    site_ids: list[UUID] | None = strawberry.field(description="null: every site (command only)")
-    facility_id: UUID | None = None
+    site_ids: list[UUID] | None = strawberry.field(
+        description="Logistics, lab: the sites served (required). Hospital: null = transfers from every site (command only)"
+    )
+    facility_id: UUID | None = strawberry.field(default=None, description="Hospital clients (required): the facility they speak for")
 
 
 def staff_gql(model: StaffModel) -> StaffMember:
@@ -177,22 +178,20 @@ async def _load_staff(info: Ctx, staff_id: UUID) -> StaffMember | None:
 
 @strawberry.type
 class Query:
-    @strawberry.field(permission_classes=[Authenticated], description="The caller's own staff account (null for API clients).")
+    @strawberry.field(permission_classes=[policy.gql("staff.self")], description="The caller's own staff account (null for API clients).")
     async def me(self, info: Ctx) -> StaffMember | None:
         return await _load_staff(info, info.context.require_principal().id)
 
-    @strawberry.field(permission_classes=[ADMIN], description="Staff of the caller's sites by username; phones masked unless `purpose`.")
+    @strawberry.field(permission_classes=[policy.gql("staff.read")], description="Staff of the caller's sites by username; phones masked unless `purpose`.")
     async def staff_members(
         self, info: Ctx, site_id: UUID | None = None, purpose: str | None = None, first: int = 50, after: str | None = None
     ) -> Connection[StaffMember]:
         ctx = info.context
         async with ctx.db.connection() as conn:
-            page = await service.list_staff(
-                conn, ctx.settings, ctx.require_principal(), site_id=site_id, cursor=after, limit=first, purpose=purpose
-            )
+            page = await service.list_staff(conn, ctx.settings, ctx.require_principal(), site_id=site_id, cursor=after, limit=first, purpose=purpose)
         return connection_of(page, staff_gql, lambda s: [s.username])
 
-    @strawberry.field(permission_classes=[Authenticated], description="One staff account; null when not visible to the caller.")
+    @strawberry.field(permission_classes=[policy.gql("staff.read")], description="One staff account; null when not visible to the caller.")
     async def staff_member(self, info: Ctx, id: UUID, purpose: str | None = None) -> StaffMember | None:
         if purpose is None:
             return await _load_staff(info, id)
@@ -203,14 +202,14 @@ class Query:
             except NotFound:
                 return None
 
-    @strawberry.field(permission_classes=[ADMIN], description="Integration clients whose sites are all the caller's.")
+    @strawberry.field(permission_classes=[policy.gql("clients.manage")], description="Integration clients whose sites are all the caller's.")
     async def api_clients(self, info: Ctx, first: int = 50, after: str | None = None) -> Connection[ApiClient]:
         ctx = info.context
         async with ctx.db.connection() as conn:
             page = await service.list_clients(conn, ctx.require_principal(), cursor=after, limit=first)
         return connection_of(page, client_gql, lambda c: [str(c.id)])
 
-    @strawberry.field(permission_classes=[roles(Role.COMMAND)], description="The audit log, newest first (command only).")
+    @strawberry.field(permission_classes=[policy.gql("audit.read")], description="The audit log, newest first (command only).")
     async def audit_log(
         self,
         info: Ctx,
@@ -257,19 +256,17 @@ class Mutation:
         await service.logout(info.context.db, refresh_token)
         return LogoutPayload(ok=True)
 
-    @strawberry.mutation(permission_classes=[ADMIN])
+    @strawberry.mutation(permission_classes=[policy.gql("staff.manage")])
     async def create_staff(self, info: Ctx, input: CreateStaffInput) -> StaffPayload:
         ctx = info.context
         principal = ctx.require_principal()
         data, errors = input_struct(StaffCreate, input)
         if data is None:
             return StaffPayload(user_errors=errors)
-        staff, errors = await mutate(
-            info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel
-        )
+        staff, errors = await mutate(info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel)
         return StaffPayload(staff=staff_gql(staff) if staff else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[ADMIN])
+    @strawberry.mutation(permission_classes=[policy.gql("staff.manage")])
     async def update_staff(self, info: Ctx, input: UpdateStaffInput) -> StaffPayload:
         ctx = info.context
         principal = ctx.require_principal()
@@ -284,7 +281,7 @@ class Mutation:
         )
         return StaffPayload(staff=staff_gql(staff) if staff else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[ADMIN])
+    @strawberry.mutation(permission_classes=[policy.gql("clients.manage")])
     async def create_api_client(self, info: Ctx, input: CreateApiClientInput) -> ApiClientPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(ApiClientCreate, input)
@@ -297,11 +294,9 @@ class Mutation:
         created = with_key(stored)
         return ApiClientPayload(client=client_gql(created), api_key=created.api_key)
 
-    @strawberry.mutation(permission_classes=[ADMIN])
+    @strawberry.mutation(permission_classes=[policy.gql("clients.manage")])
     async def revoke_api_client(self, info: Ctx, id: UUID) -> ApiClientPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        client, errors = await mutate(
-            info, lambda conn: service.revoke_client(ctx.db, conn, principal, id), result_type=ApiClientModel
-        )
+        client, errors = await mutate(info, lambda conn: service.revoke_client(ctx.db, conn, principal, id), result_type=ApiClientModel)
         return ApiClientPayload(client=client_gql(client) if client else None, user_errors=errors)

@@ -58,11 +58,24 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def site_scope(self) -> list[UUID] | None:
-        """The value to bind to a query's ``:site_ids`` (NULL = all sites)."""
-        return None if self.site_ids is None else list(self.site_ids)
+        """The value to bind to a query's ``:site_ids`` (NULL = all sites, [] = none).
+
+        Only the command role has every site. Any other caller without sites (an
+        integration key created without any) reaches nothing, and a hospital client
+        reaches no site's data at all: its scope is its facility (``service.policy``).
+        """
+        if self.role is Role.HOSPITAL:
+            return []
+        if self.site_ids is None:
+            return None if self.role is Role.COMMAND else []
+        return list(self.site_ids)
 
     def can_access_site(self, site_id: UUID) -> bool:
-        return self.site_ids is None or site_id in self.site_ids
+        if self.role is Role.HOSPITAL:
+            return False
+        if self.site_ids is None:
+            return self.role is Role.COMMAND
+        return site_id in self.site_ids
 
     def has_role(self, *roles: Role) -> bool:
         return self.role in roles
@@ -174,8 +187,10 @@ class ApiClientCreated(ApiClient, kw_only=True):
 class ApiClientCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: DisplayName
     role: ClientRole
-    # None = every site (command centre only).
+    # Logistics and lab: the sites served (required). Hospital: null = transfers from every
+    # site (command centre only), or only those from these sites.
     site_ids: list[UUID] | None
+    # Hospital clients only, and required for them: the facility they speak for.
     facility_id: UUID | None = None
 
 

@@ -11,7 +11,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 from litestar.params import Body, Parameter
 
-from service import idempotency
+from service import idempotency, policy
 from service.access import service
 from service.access.model import (
     ApiClient,
@@ -21,7 +21,6 @@ from service.access.model import (
     LoginRequest,
     Principal,
     RefreshRequest,
-    Role,
     Staff,
     StaffCreate,
     StaffPatch,
@@ -40,11 +39,12 @@ PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/graphql", "/api/v1
 EXCLUDE_FROM_AUTH = "exclude_from_auth"
 
 
-ROLES_OPT = "roles"
-
-
 class AuthMiddleware(AbstractAuthenticationMiddleware):
-    """Authenticates every non-public request, then enforces the route's roles (``opt=requires(...)``)."""
+    """Authenticates every non-public request, then enforces the route's operation (``opt=policy.rest(...)``).
+
+    A route that names no operation is refused to everyone: new routes are closed until
+    the policy says who may call them.
+    """
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         credential = bearer_credential(connection.headers.get("authorization"), connection.headers.get("x-api-key"))
@@ -52,9 +52,10 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             raise Unauthorized("Authentication required.", code="unauthenticated")
         state = connection.app.state
         principal = await authenticate(state.db, state.settings, credential)
-        allowed = connection.scope["route_handler"].opt.get(ROLES_OPT)
-        if allowed is not None and principal.role not in allowed:
+        operation = connection.scope["route_handler"].opt.get(policy.OPERATION_OPT)
+        if operation is None:
             raise Forbidden(f"Not allowed for the role {principal.role}.", code="role_not_allowed")
+        policy.require(principal, operation)
         return AuthenticationResult(user=principal, auth=credential)
 
 
@@ -63,17 +64,6 @@ auth_middleware = DefineMiddleware(
     exclude=[rf"^{p}(/|$)" for p in PUBLIC_PATHS],
     exclude_from_auth_key=EXCLUDE_FROM_AUTH,
 )
-
-
-def requires(*roles: Role) -> dict[str, frozenset[Role]]:
-    """Route option: only callers holding one of ``roles`` get through (403 otherwise).
-
-    Use as ``@get(..., opt=requires(Role.COMMAND))`` or ``opt = requires(...)`` on a
-    Controller; a handler's own ``opt`` replaces its controller's. The check runs in
-    AuthMiddleware rather than as a Litestar guard: guards copy the route handler on
-    every call, which the polling routes feel.
-    """
-    return {ROLES_OPT: frozenset(roles)}
 
 
 def provide_principal(request: Any) -> Principal:
@@ -85,7 +75,6 @@ def provide_principal(request: Any) -> Principal:
 
 # --- controllers ------------------------------------------------------------------
 
-ADMIN = requires(Role.COMMAND, Role.SITE_MANAGER)
 PurposeParam = Parameter(
     query="purpose",
     default=None,
@@ -129,7 +118,7 @@ class AuthController(Controller):
 class StaffController(Controller):
     path = "/staff"
     tags = ["staff"]
-    opt = ADMIN
+    opt = policy.rest("staff.read")
 
     @get("/")
     async def list_staff(
@@ -163,14 +152,14 @@ class StaffController(Controller):
             staff = await service.get_staff(conn, settings, principal, staff_id, purpose=purpose)
         return json_with_etag(request, staff)
 
-    @post("/", status_code=201)
+    @post("/", status_code=201, opt=policy.rest("staff.manage"))
     async def create_staff(
         self, request: Request, db: Database, settings: Settings, principal: Principal, data: Annotated[StaffCreate, Body()]
     ) -> Response[Staff]:
         """Create a staff account. Site managers: only for their sites, never the command role."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_staff(conn, settings, principal, data))
 
-    @patch("/{staff_id:uuid}")
+    @patch("/{staff_id:uuid}", opt=policy.rest("staff.manage"))
     async def update_staff(
         self, db: Database, settings: Settings, principal: Principal, staff_id: UUID, data: Annotated[StaffPatch, Body()]
     ) -> Staff:
@@ -182,7 +171,7 @@ class StaffController(Controller):
 class ClientController(Controller):
     path = "/clients"
     tags = ["clients"]
-    opt = ADMIN
+    opt = policy.rest("clients.manage")
 
     @get("/")
     async def list_clients(
@@ -219,7 +208,7 @@ class ClientController(Controller):
 class AuditController(Controller):
     path = "/audit"
     tags = ["audit"]
-    opt = requires(Role.COMMAND)
+    opt = policy.rest("audit.read")
 
     @get("/")
     async def list_audit(

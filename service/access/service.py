@@ -50,6 +50,7 @@ from service.access.model import (
     TokenPair,
 )
 from service.cache import Cache
+from service.db import Database, purge_in_batches
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
@@ -417,6 +418,12 @@ class ApiKeyCache:
 _key_caches: weakref.WeakKeyDictionary[Any, ApiKeyCache] = weakref.WeakKeyDictionary()
 
 
+async def purge_refresh_tokens(db: Database, settings: Settings) -> int:
+    """Retention: refresh tokens that expired more than ``refresh_token_retention_days`` ago."""
+    days = settings.refresh_token_retention_days
+    return await purge_in_batches(db, settings.retention_batch_size, lambda conn, n: store.purge_refresh_tokens(conn, days, n))
+
+
 def api_key_cache(db: Any) -> ApiKeyCache:
     """The API-key cache of this app instance (one per Database)."""
     cache = _key_caches.get(db)
@@ -677,7 +684,20 @@ def new_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def _check_client_sites(principal: Principal, site_ids: list[UUID] | None) -> None:
+def _check_client_scope(principal: Principal, data: ApiClientCreate, site_ids: list[UUID] | None) -> None:
+    """A client must have a scope: sites for logistics and lab, a facility for a hospital.
+
+    A key without one would see nothing (``Principal.site_scope``), so it is refused
+    rather than handed out. A hospital's scope is its facility; its sites, if given,
+    narrow the transfers it sees to those from these sites (null: from every site).
+    """
+    if data.role == "hospital":
+        if data.facility_id is None:
+            raise InvalidInput("A hospital client speaks for a facility: give facility_id.", code="facility_required", field="facility_id")
+    elif data.facility_id is not None:
+        raise InvalidInput("Only hospital clients speak for a facility.", code="facility_only_for_hospital", field="facility_id")
+    elif site_ids is None:
+        raise InvalidInput("Give the sites this client serves.", code="sites_required", field="site_ids")
     if site_ids is None:
         if principal.role is not Role.COMMAND:
             raise Forbidden("Only the command centre creates clients for every site.", code="all_sites_not_allowed")
@@ -697,9 +717,7 @@ async def create_client(
     """
     _require_admin(principal)
     site_ids = None if data.site_ids is None else sorted(set(data.site_ids))
-    _check_client_sites(principal, site_ids)
-    if data.facility_id is not None and data.role != "hospital":
-        raise InvalidInput("Only hospital clients speak for a facility.", code="facility_only_for_hospital", field="facility_id")
+    _check_client_scope(principal, data, site_ids)
     key = preset_key or new_api_key()
     client_id = await store.insert_client(
         conn,

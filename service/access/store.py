@@ -139,3 +139,7 @@ async def list_audit(
         limit=limit,
     )
     return [AuditEntry(**dict(r)) async for r in rows]
+
+
+async def purge_refresh_tokens(conn: asyncpg.Connection, days: int, batch: int) -> str:
+    return await Q.purge_refresh_tokens(conn, days=days, batch=batch)

@@ -36,7 +36,7 @@ from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
 from service.api.persisted import Documents
-from service.errors import DATABASE_ERRORS, DomainError, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, problem_response
 from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
@@ -284,7 +284,11 @@ class GraphQLEdge:
             query, variables, name, extensions = self._request_data(await self._params(request))
             return await self._run(request, context, query, variables, name, extensions)
         except BadRequest as refused:
-            return Response(str(refused), status_code=400, media_type=MediaType.TEXT)
+            # A request that never reached execution: problem+json like every other 400, its
+            # reason also as a coded GraphQL error for clients that only read `errors`.
+            code = "invalid_request"
+            errors = [{"message": str(refused), "extensions": {"code": code}}]
+            return problem_response(400, code, "Invalid request", str(refused), errors=errors)
 
     async def _run(
         self,
@@ -317,7 +321,10 @@ class GraphQLEdge:
         cacheable = digest is not None
         if digest is not None:
             # The compiled read path answers first when it can (same authorisation and scoping).
-            found = await readpath.answer(context, digest, variables, operation_name=name)
+            try:
+                found = await readpath.answer(context, digest, variables, operation_name=name)
+            except Unavailable as outage:  # PostgreSQL down or hung: no second attempt, the same 503
+                return self._respond(request, [GraphQLError(outage.message, original_error=outage)])
             if found is not None:
                 return self._body(request, found.body, cacheable=True, etag=found.etag)
         result = execute(
@@ -342,7 +349,11 @@ class GraphQLEdge:
             return self._body(request, msgspec.json.encode({"data": data}), cacheable=cacheable)
         log_errors(errors)
         shown = public_errors(errors, production=self.production)
-        return self._body(request, msgspec.json.encode({"data": data, "errors": [e.formatted for e in shown]}), cacheable=False)
+        body = msgspec.json.encode({"data": data, "errors": [e.formatted for e in shown]})
+        outage = graphql_outage(data, shown)
+        if outage is not None:  # nothing served and only outages: 503 with Retry-After, as REST answers
+            return Response(body, status_code=outage.status, media_type=MediaType.JSON, headers=outage.headers)
+        return self._body(request, body, cacheable=False)
 
     @staticmethod
     def _body(request: Request[Any, Any, Any], body: bytes, *, cacheable: bool, etag: str | None = None) -> Response[Any]:

@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
-from service import idempotency
+import logging
+
+from service import bus, idempotency
+from service.access import service as access
 from service.db import Database
 from service.health import service as health
 from service.jobs import Job
 from service.settings import Settings
 from service.supplies import webhooks as supply_webhooks
 
+log = logging.getLogger("qsite.jobs")
 
-async def _purge_idempotency_keys(db: Database, settings: Settings) -> None:
+
+async def retention(db: Database, settings: Settings) -> dict[str, int]:
+    """Delete what has outlived its use, in short batches; returns rows deleted per table.
+
+    Events go last, and only those every active webhook has already fanned out (a delivery
+    carries its own copy of the event, so pending deliveries need no event row).
+    """
+    batch = settings.retention_batch_size
+    deleted = {
+        "idempotency_keys": await idempotency.purge_expired(db, settings.idempotency_ttl_days, batch),
+        "refresh_tokens": await access.purge_refresh_tokens(db, settings),
+        "supply_webhook_deliveries": await supply_webhooks.purge_deliveries(db, settings),
+    }
     async with db.connection() as conn:
-        await conn.execute(idempotency.PURGE_EXPIRED, settings.idempotency_ttl_days)
+        keep_after = await supply_webhooks.oldest_cursor(conn)
+    deleted["events"] = await bus.purge_events(db, days=settings.event_retention_days, keep_after=keep_after, batch=batch)
+    if any(deleted.values()):
+        log.info("retention", extra={"event": "retention", "subject": ", ".join(f"{t}={n}" for t, n in deleted.items())})
+    return deleted
 
 
 JOBS: list[Job] = [
-    Job("purge_idempotency_keys", 3600, _purge_idempotency_keys),
+    Job("retention", 3600, retention),
     Job("supply_webhooks", 2, supply_webhooks.run),
     Job("missed_checkin_sweep", 300, health.sweep_missed_checkins),
 ]

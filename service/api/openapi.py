@@ -15,12 +15,13 @@ import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Reference, Schema, SecurityScheme
 from litestar.routes import HTTPRoute
 
-from service import errorcodes, http
-from service.access.rest import EXCLUDE_FROM_AUTH, PUBLIC_PATHS, ROLES_OPT, AuthMiddleware
+from service import errorcodes, http, policy
+from service.access.model import Role
+from service.access.rest import EXCLUDE_FROM_AUTH, PUBLIC_PATHS, AuthMiddleware
+from service.api import docs
 from service.errors import PROBLEM_JSON, from_database
 
 API_DESCRIPTION = """\
@@ -134,7 +135,7 @@ def openapi_config() -> OpenAPIConfig:
         version="1.0.0",
         description=API_DESCRIPTION,
         path="/docs",
-        render_plugins=[SwaggerRenderPlugin(path="/")],
+        render_plugins=[docs.swagger_plugin()],  # assets served by qsite, not a CDN
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
@@ -188,8 +189,9 @@ def problem_codes(handler: HTTPRouteHandler, method: str, path: str) -> errorcod
     public = handler.opt.get(EXCLUDE_FROM_AUTH) or any(re.match(rf"^{p}(/|$)", path) for p in PUBLIC_PATHS)
     if not public:
         auth = errorcodes.raised_by(AuthMiddleware.authenticate_request, writes=False)
-        if handler.opt.get(ROLES_OPT) is None:
-            auth.pop(403, None)  # the middleware's only refusal after authentication is the route's roles
+        operation = handler.opt.get(policy.OPERATION_OPT)
+        if operation is not None and policy.rule(operation).roles >= frozenset(Role):
+            auth.pop(403, None)  # the middleware's only refusal after authentication: a role the operation does not grant
         parts.append(auth)
     parts.append(DYNAMIC_CODES.get(OPERATION_IDS.get((method, path), ""), {}))
     database = errorcodes.raised_by(from_database)

@@ -8,7 +8,8 @@ from uuid import UUID
 
 import strawberry
 
-from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service import policy
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.health import model as m
 from service.health import service
 from service.pagination import Page
@@ -101,7 +102,7 @@ class Alert:
     note: str
     version: int
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 
@@ -123,7 +124,7 @@ class ExposureReview:
     note: str
     version: int
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 
@@ -140,7 +141,7 @@ class CheckinDue:
     last_checkin_at: datetime | None
     overdue: bool = strawberry.field(description="The previous slot was missed too.")
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 
@@ -155,7 +156,7 @@ class SwabDue:
     quarantine_day: int
     retest: bool
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
         return await _stay(info, self.stay_id)
 
@@ -304,7 +305,10 @@ def _raw(items: list[Any]) -> list[dict[str, Any]]:
 
 @strawberry.type
 class Query:
-    @strawberry.field(permission_classes=[Authenticated], description="Residents whose check-in for the current slot is due; null for another site.")
+    @strawberry.field(
+        permission_classes=[policy.gql("health.read")],
+        description="Residents whose check-in for the current slot is due; null for another site.",
+    )
     async def checkins_due(self, info: Ctx, site_id: UUID, floor: int | None = None) -> list[CheckinDue] | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -314,7 +318,7 @@ class Query:
             rows = await service.checkins_due(conn, principal, site_id, floor=floor)
         return [to_gql(CheckinDue, r) for r in rows]
 
-    @strawberry.field(permission_classes=[Authenticated], description="Residents to swab today, by floor and room; null for another site.")
+    @strawberry.field(permission_classes=[policy.gql("health.read")], description="Residents to swab today, by floor and room; null for another site.")
     async def swabs_due(self, info: Ctx, site_id: UUID, floor: int | None = None) -> list[SwabDue] | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -324,7 +328,7 @@ class Query:
             rows = await service.swabs_due(conn, principal, site_id, floor=floor)
         return [to_gql(SwabDue, r) for r in rows]
 
-    @strawberry.field(permission_classes=[Authenticated], description="A stay's check-ins, samples and alerts; null for another site's stay.")
+    @strawberry.field(permission_classes=[policy.gql("health.read")], description="A stay's check-ins, samples and alerts; null for another site's stay.")
     async def health_timeline(self, info: Ctx, stay_id: UUID) -> HealthTimeline | None:
         ctx = info.context
         async with ctx.db.connection() as conn:
@@ -333,7 +337,9 @@ class Query:
                 return None
             return timeline_gql(await service.timeline(conn, ctx.require_principal(), stay_id))
 
-    @strawberry.field(permission_classes=[Authenticated], description="A site's alerts, newest first (open ones by default); empty for another site.")
+    @strawberry.field(
+        permission_classes=[policy.gql("health.read")], description="A site's alerts, newest first (open ones by default); empty for another site."
+    )
     async def site_alerts(
         self, info: Ctx, site_id: UUID, states: list[AlertStateGQL] | None = None, first: int = 50, after: str | None = None
     ) -> Connection[Alert]:
@@ -346,7 +352,7 @@ class Query:
             page = await service.list_site_alerts(conn, principal, site_id, states=chosen, cursor=after, limit=first)
         return connection_of(page, alert_gql, lambda a: [a.raised_at.isoformat(), str(a.id)])
 
-    @strawberry.field(permission_classes=[Authenticated], description="A site's exposure reviews (open by default); null for another site.")
+    @strawberry.field(permission_classes=[policy.gql("health.read")], description="A site's exposure reviews (open by default); null for another site.")
     async def exposure_reviews(self, info: Ctx, site_id: UUID, state: ReviewStateGQL | None = m.ReviewState.OPEN) -> list[ExposureReview] | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -359,7 +365,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)])
+    @strawberry.mutation(permission_classes=[policy.gql("health.record")])
     async def record_checkin(self, info: Ctx, input: RecordCheckinInput) -> CheckinPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.CheckinCreate, _raw([input])[0])
@@ -368,21 +374,21 @@ class Mutation:
         found, errors = await mutate(info, lambda conn: service.record_checkin_in(conn, principal, data), result_type=m.Checkin)
         return CheckinPayload(checkin=to_gql(Checkin, found) if found else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)], description="Check-ins recorded offline: each item succeeds or fails on its own.")
+    @strawberry.mutation(permission_classes=[policy.gql("health.record")], description="Check-ins recorded offline: each item succeeds or fails on its own.")
     async def record_checkins(self, info: Ctx, input: list[RecordCheckinInput]) -> HealthBatchPayload:
         principal = info.context.require_principal()
         raw = _raw(input)
         batch, errors = await mutate(info, lambda conn: service.record_checkin_batch(conn, principal, raw), result_type=m.CheckinBatch)
         return _batch(batch.items) if batch else HealthBatchPayload(user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)], description="Swabs, each in its own tube; each item succeeds or fails on its own.")
+    @strawberry.mutation(permission_classes=[policy.gql("health.record")], description="Swabs, each in its own tube; each item succeeds or fails on its own.")
     async def record_samples(self, info: Ctx, input: list[RecordSampleInput]) -> HealthBatchPayload:
         principal = info.context.require_principal()
         raw = _raw(input)
         items, errors = await mutate(info, lambda conn: service.record_samples(conn, principal, raw), result_type=list[m.SampleOutcome])
         return _batch(items) if items is not None else HealthBatchPayload(user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.RECORD_ROLES)])
+    @strawberry.mutation(permission_classes=[policy.gql("health.record")])
     async def record_pool(self, info: Ctx, input: RecordPoolInput) -> SamplePayload:
         principal = info.context.require_principal()
         raw = _raw([input])[0]
@@ -393,25 +399,23 @@ class Mutation:
         found, errors = await mutate(info, lambda conn: service.record_pool(conn, principal, data), result_type=m.Sample)
         return SamplePayload(sample=to_gql(Sample, found) if found else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.ALERT_ROLES)])
+    @strawberry.mutation(permission_classes=[policy.gql("alerts.acknowledge")])
     async def acknowledge_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
         action = m.AlertAction(version=input.version, note=input.note[:1000])
         found, errors = await mutate(info, lambda conn: service.acknowledge_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.RESOLVE_ROLES)], description="A medic resolves an alert, with a note.")
+    @strawberry.mutation(permission_classes=[policy.gql("alerts.resolve")], description="A medic resolves an alert, with a note.")
     async def resolve_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
         action = m.AlertAction(version=input.version, note=input.note[:1000])
         found, errors = await mutate(info, lambda conn: service.resolve_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.REVIEW_ROLES)], description="Confirm (extends the stay) or dismiss an exposure review.")
+    @strawberry.mutation(permission_classes=[policy.gql("reviews.decide")], description="Confirm (extends the stay) or dismiss an exposure review.")
     async def decide_exposure_review(self, info: Ctx, input: DecideExposureReviewInput) -> ExposureReviewPayload:
         principal = info.context.require_principal()
         decision = m.ReviewDecision(version=input.version, confirm=input.confirm, note=input.note[:1000])
-        found, errors = await mutate(
-            info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview
-        )
+        found, errors = await mutate(info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview)
         return ExposureReviewPayload(review=to_gql(ExposureReview, found) if found else None, user_errors=errors)

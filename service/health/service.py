@@ -23,7 +23,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access.model import Principal, PrincipalKind, Role
 from service.db import Database
 from service.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -72,11 +72,12 @@ LOW_SPO2 = 94  # < raises "low_spo2"
 ALARM_SYMPTOMS = [Symptom.FEVER, Symptom.COUGH, Symptom.SORE_THROAT, Symptom.LOSS_OF_TASTE_OR_SMELL, Symptom.SHORTNESS_OF_BREATH]
 ALARM_SYMPTOM_COUNT = 2
 
-RECORD_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)
-ALERT_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)
-RESOLVE_ROLES = (Role.MEDIC,)
-REVIEW_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.MEDIC)
-LAB_ROLES = (Role.LAB,)
+RECORD_ROLES = policy.roles("health.record")
+READ_ROLES = policy.roles("health.read")
+ALERT_ROLES = policy.roles("alerts.acknowledge")
+RESOLVE_ROLES = policy.roles("alerts.resolve")
+REVIEW_ROLES = policy.roles("reviews.decide")
+LAB_ROLES = policy.roles("lab.results")
 CHECKIN_FIELDS = ["temperature_c", "spo2", "pulse", "symptoms", "note"]
 
 
@@ -227,6 +228,11 @@ async def record_checkin_batch(conn: asyncpg.Connection, principal: Principal, r
     return CheckinBatch(created=count[ItemStatus.CREATED], replayed=count[ItemStatus.REPLAYED], failed=count[ItemStatus.FAILED], items=items)
 
 
+def without_records(batch: CheckinBatch) -> CheckinBatch:
+    """The batch answer with ids and outcomes only (what a phone needs to clear its queue)."""
+    return msgspec.structs.replace(batch, items=[msgspec.structs.replace(o, checkin=None) for o in batch.items])
+
+
 # --- samples and pools ----------------------------------------------------------------------
 
 
@@ -371,9 +377,13 @@ async def record_pool(conn: asyncpg.Connection, principal: Principal, data: Pool
     inserted = await _insert_samples(conn, principal, rows)
     stored = await store.get_samples(conn, [pool_id], principal.site_scope)
     if pool_id not in inserted and not (stored and stored[0].barcode == data.barcode):
-        if stored:
+        # Whose the id is (another site's, too) shows no more than that it is taken.
+        if stored or await store.get_samples(conn, [pool_id], None):
             raise Conflict("This id belongs to another sample.", code="sample_id_conflict", field="id")
         raise Conflict("This barcode is already on another tube.", code="barcode_taken", field="barcode")
+    if pool_id in inserted and any(r["id"] not in inserted for r in rows[1:]):
+        # A member's swab id already used (here or at another site): refuse the pool rather than drop that swab.
+        raise Conflict("This id belongs to another sample.", code="sample_id_conflict", field="members")
     return stored[0]
 
 
@@ -484,6 +494,11 @@ async def get_alert(conn: asyncpg.Connection, principal: Principal, alert_id: UU
 
 async def get_alerts(conn: asyncpg.Connection, principal: Principal, alert_ids: list[UUID]) -> dict[UUID, Alert]:
     return {a.id: a for a in await store.get_alerts(conn, alert_ids, principal.site_scope)}
+
+
+async def get_samples(conn: asyncpg.Connection, principal: Principal, sample_ids: list[UUID]) -> dict[UUID, Sample]:
+    """Samples among ``sample_ids`` at the caller's sites; others are absent."""
+    return {s.id: s for s in await store.get_samples(conn, sample_ids, principal.site_scope)} if sample_ids else {}
 
 
 async def list_site_alerts(

@@ -8,9 +8,9 @@ from uuid import UUID
 
 import strawberry
 
-from service.access.model import Role
+from service import policy
 from service.errors import NotFound
-from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
 from service.sites import service
 from service.sites.model import DisinfectionState, FloorCreate, RoomAction, RoomPatch, RoomStatus, SiteCreate, SiteKind, SitePatch, SiteStatus
@@ -78,14 +78,14 @@ class SitePayload:
 
 @strawberry.type
 class Query:
-    @strawberry.field(permission_classes=[Authenticated], description="Sites the caller may see, ordered by code.")
+    @strawberry.field(permission_classes=[policy.gql("sites.read")], description="Sites the caller may see, ordered by code.")
     async def sites(self, info: Ctx, first: int = 50, after: str | None = None) -> Connection[Site]:
         ctx = info.context
         async with ctx.db.connection() as conn:
             page = await service.list_sites(conn, ctx.require_principal(), cursor=after, limit=first)
         return connection_of(page, site_gql, lambda s: [s.code])
 
-    @strawberry.field(permission_classes=[Authenticated], description="One site; null when it is not one of the caller's.")
+    @strawberry.field(permission_classes=[policy.gql("sites.read")], description="One site; null when it is not one of the caller's.")
     async def site(self, info: Ctx, id: UUID) -> Site | None:
         ctx = info.context
         async with ctx.db.connection() as conn:
@@ -95,7 +95,7 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND)])
+    @strawberry.mutation(permission_classes=[policy.gql("sites.create")])
     async def create_site(self, info: Ctx, input: CreateSiteInput) -> SitePayload:
         principal = info.context.require_principal()
         data, errors = input_struct(SiteCreate, input)
@@ -104,7 +104,7 @@ class Mutation:
         site, errors = await mutate(info, lambda conn: service.create_site(conn, principal, data), result_type=SiteModel)
         return SitePayload(site=site_gql(site) if site else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER)])
+    @strawberry.mutation(permission_classes=[policy.gql("sites.update")])
     async def update_site(self, info: Ctx, input: UpdateSiteInput) -> SitePayload:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
@@ -250,14 +250,14 @@ class RoomsPayload:
 
 @strawberry.type
 class RoomQuery:
-    @strawberry.field(permission_classes=[Authenticated], description="One room; null when it is not at one of the caller's sites.")
+    @strawberry.field(permission_classes=[policy.gql("rooms.read")], description="One room; null when it is not at one of the caller's sites.")
     async def room(self, info: Ctx, id: UUID) -> Room | None:
         ctx = info.context
         async with ctx.db.connection() as conn:
             found = await service.get_rooms(conn, ctx.require_principal(), [id])
         return room_gql(found[id]) if id in found else None
 
-    @strawberry.field(permission_classes=[Authenticated], description="A site's rooms by floor and number; empty for another site.")
+    @strawberry.field(permission_classes=[policy.gql("rooms.read")], description="A site's rooms by floor and number; empty for another site.")
     async def rooms(
         self, info: Ctx, site_id: UUID, floor: int | None = None, status: RoomStatusGQL | None = None, first: int = 50, after: str | None = None
     ) -> Connection[Room]:
@@ -275,7 +275,7 @@ class RoomQuery:
 
 @strawberry.type
 class RoomMutation:
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER)], description="Create a floor's rooms at once.")
+    @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")], description="Create a floor's rooms at once.")
     async def create_floor(self, info: Ctx, input: CreateFloorInput) -> RoomsPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
@@ -289,7 +289,7 @@ class RoomMutation:
         )
         return RoomsPayload(rooms=[room_gql(r) for r in rooms or []], user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER)])
+    @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")])
     async def update_room(self, info: Ctx, input: UpdateRoomInput) -> RoomPayload:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
@@ -299,7 +299,7 @@ class RoomMutation:
         room, errors = await mutate(info, lambda conn: service.update_room(conn, principal, input.id, data), result_type=RoomModel)
         return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.ROOM_ROLES)])
+    @strawberry.mutation(permission_classes=[policy.gql("rooms.turn_over")])
     async def turn_over_room(self, info: Ctx, input: TurnOverRoomInput) -> RoomPayload:
         ctx = info.context
         principal = ctx.require_principal()

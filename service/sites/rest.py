@@ -8,9 +8,8 @@ from uuid import UUID
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import Body, Parameter
 
-from service import idempotency
-from service.access.model import Principal, Role
-from service.access.rest import requires
+from service import idempotency, policy
+from service.access.model import Principal
 from service.db import Database
 from service.http import CursorParam, LimitParam, json_with_etag
 from service.pagination import Page
@@ -21,6 +20,7 @@ from service.sites.model import Room, RoomStatus, Site, SiteCreate, SitePatch
 class SiteController(Controller):
     path = "/sites"
     tags = ["sites"]
+    opt = policy.rest("sites.read")
 
     @get("/")
     async def list_sites(
@@ -43,14 +43,14 @@ class SiteController(Controller):
             site = await service.get_site(conn, principal, site_id)
         return json_with_etag(request, site)
 
-    @post("/", opt=requires(Role.COMMAND), status_code=201)
+    @post("/", opt=policy.rest("sites.create"), status_code=201)
     async def create_site(
         self, request: Request, db: Database, principal: Principal, data: Annotated[SiteCreate, Body()]
     ) -> Response[Site]:
         """Create a site (command centre only)."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_site(conn, principal, data))
 
-    @patch("/{site_id:uuid}", opt=requires(Role.COMMAND, Role.SITE_MANAGER))
+    @patch("/{site_id:uuid}", opt=policy.rest("sites.update"))
     async def update_site(self, db: Database, principal: Principal, site_id: UUID, data: SitePatch) -> Site:
         """Change a site; ``version`` must match the current one (409 ``stale_version`` otherwise)."""
         async with db.transaction() as conn:
@@ -61,6 +61,7 @@ class RoomController(Controller):
     """Rooms, read-only for integrations (the apps change rooms through GraphQL)."""
 
     tags = ["rooms"]
+    opt = policy.rest("rooms.read")
 
     @get("/sites/{site_id:uuid}/rooms")
     async def list_rooms(

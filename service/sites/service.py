@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access.model import Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
 from service.pagination import Page, check_limit, decode_cursor, page_of
@@ -30,9 +30,9 @@ from service.sites.model import (
     SitePatch,
 )
 
-MANAGE_ROLES = (Role.COMMAND, Role.SITE_MANAGER)
+MANAGE_ROLES = policy.roles("rooms.manage")
 # People who run the rooms day to day (turnover, sealing).
-ROOM_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)
+ROOM_ROLES = policy.roles("rooms.turn_over")
 
 
 async def list_sites(conn: asyncpg.Connection, principal: Principal, *, cursor: str | None, limit: int) -> Page[Site]:

@@ -8,9 +8,9 @@ from uuid import UUID
 
 import strawberry
 
-from service.access.model import Role
+from service import policy
 from service.errors import NotFound
-from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
 from service.sites import service as sites
 from service.sites.gql import Room, room_gql
@@ -112,12 +112,12 @@ class Stay:
         found = self.preloaded_resident or await _loader(info, "stays.residents", service.get_residents).load(self.resident_id)
         return to_gql(Resident, found) if found else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("rooms.read")])
     async def room(self, info: Ctx) -> Room | None:
         found = await _loader(info, "sites.rooms", sites.get_rooms).load(self.room_id)
         return room_gql(found) if found else None
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("regimes.read")])
     async def regime(self, info: Ctx) -> Regime | None:
         async def fetch(conn: Any, _: Any, ids: list[UUID]) -> dict[UUID, m.Regime]:
             return await service.get_regimes(conn, ids)
@@ -288,7 +288,7 @@ class RevealResidentPayload:
 @strawberry.type
 class Query:
     @strawberry.field(
-        permission_classes=[Authenticated],
+        permission_classes=[policy.gql("stays.read")],
         description="A site's rooms (optionally one floor) with status, beds and current residents (masked), in a constant number of statements.",
     )
     async def room_board(self, info: Ctx, site_id: UUID, floor: int | None = None) -> list[BoardRoom] | None:
@@ -307,19 +307,19 @@ class Query:
             BoardRoom(room=room_gql(r), occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])]) for r in rooms
         ]
 
-    @strawberry.field(permission_classes=[Authenticated], description="Occupancy per site (the caller's, or these) and in total.")
+    @strawberry.field(permission_classes=[policy.gql("occupancy.read")], description="Occupancy per site (the caller's, or these) and in total.")
     async def occupancy(self, info: Ctx, site_ids: list[UUID] | None = None) -> Occupancy:
         ctx = info.context
         async with ctx.db.connection() as conn:
             found = await service.occupancy(conn, ctx.require_principal(), site_ids)
         return Occupancy(sites=[to_gql(SiteOccupancy, s) for s in found.sites], total=to_gql(SiteOccupancy, found.total))
 
-    @strawberry.field(permission_classes=[Authenticated], description="One stay; null when not at one of the caller's sites.")
+    @strawberry.field(permission_classes=[policy.gql("stays.read")], description="One stay; null when not at one of the caller's sites.")
     async def stay(self, info: Ctx, id: UUID) -> Stay | None:
         found = await _loader(info, "stays.stays", service.get_stays).load(id)
         return stay_gql(found) if found else None
 
-    @strawberry.field(permission_classes=[Authenticated], description="A site's stays, newest admission first.")
+    @strawberry.field(permission_classes=[policy.gql("stays.read")], description="A site's stays, newest admission first.")
     async def stays(
         self,
         info: Ctx,
@@ -341,12 +341,12 @@ class Query:
             page = Page(items=[], next_cursor=None)
         return connection_of(page, stay_gql, key)
 
-    @strawberry.field(permission_classes=[Authenticated])
+    @strawberry.field(permission_classes=[policy.gql("regimes.read")])
     async def regimes(self, info: Ctx) -> list[Regime]:
         async with info.context.db.connection() as conn:
             return [to_gql(Regime, r) for r in await service.list_regimes(conn)]
 
-    @strawberry.field(permission_classes=[Authenticated], description="Residents with exactly this document number (blind index), masked.")
+    @strawberry.field(permission_classes=[policy.gql("residents.find")], description="Residents with exactly this document number (blind index), masked.")
     async def residents_by_document(self, info: Ctx, document_number: str) -> list[Resident]:
         ctx = info.context
         if not 3 <= len(document_number) <= 40:
@@ -355,7 +355,7 @@ class Query:
             found = await service.find_residents(conn, ctx.require_principal(), ctx.settings, document_number)
         return [to_gql(Resident, r) for r in found]
 
-    @strawberry.field(permission_classes=[Authenticated], description="Rooms qsite would allocate, best first (nothing reserved).")
+    @strawberry.field(permission_classes=[policy.gql("stays.admit")], description="Rooms qsite would allocate, best first (nothing reserved).")
     async def suggest_rooms(
         self,
         info: Ctx,
@@ -379,7 +379,7 @@ class Query:
             )
         return [to_gql(RoomSuggestion, s) for s in found]
 
-    @strawberry.field(permission_classes=[Authenticated], description="Roommates, household and floor neighbours of a stay.")
+    @strawberry.field(permission_classes=[policy.gql("stays.read")], description="Roommates, household and floor neighbours of a stay.")
     async def stay_contacts(self, info: Ctx, stay_id: UUID) -> StayContacts | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -394,12 +394,10 @@ class Query:
         )
 
 
-STAFF = roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF)
-
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[policy.gql("stays.admit")])
     async def admit_resident(self, info: Ctx, input: AdmitInput) -> StayPayload:
         ctx = info.context
         principal = ctx.require_principal()
@@ -409,7 +407,7 @@ class Mutation:
         stay, errors = await mutate(info, lambda conn: service.admit(conn, principal, ctx.settings, data), result_type=m.Stay)
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Admit an arriving batch: every member or none.")
+    @strawberry.mutation(permission_classes=[policy.gql("stays.admit")], description="Admit an arriving batch: every member or none.")
     async def admit_batch(self, info: Ctx, input: AdmitBatchInput) -> StaysPayload:
         ctx = info.context
         principal = ctx.require_principal()
@@ -421,7 +419,7 @@ class Mutation:
         )
         return StaysPayload(stays=[stay_gql(s) for s in stays or []], user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Move to another room (this site or another); returns the new stay.")
+    @strawberry.mutation(permission_classes=[policy.gql("stays.admit")], description="Move to another room (this site or another); returns the new stay.")
     async def move_stay(self, info: Ctx, input: MoveStayInput) -> StayPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
@@ -435,13 +433,13 @@ class Mutation:
         )
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)])
+    @strawberry.mutation(permission_classes=[policy.gql("stays.close")])
     async def release_stay(self, info: Ctx, stay_id: UUID) -> StayPayload:
         principal = info.context.require_principal()
         stay, errors = await mutate(info, lambda conn: service.release(conn, principal, stay_id), result_type=m.Stay)
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)])
+    @strawberry.mutation(permission_classes=[policy.gql("stays.close")])
     async def extend_stay(self, info: Ctx, input: ExtendStayInput) -> StayPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
@@ -455,7 +453,7 @@ class Mutation:
         )
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND)], description="Change a regime; open stays under it are re-planned.")
+    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Change a regime; open stays under it are re-planned.")
     async def update_regime(self, info: Ctx, input: UpdateRegimeInput) -> RegimePayload:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "code"}
@@ -468,7 +466,7 @@ class Mutation:
         return RegimePayload(regime=to_gql(Regime, regime) if regime else None, user_errors=errors)
 
     @strawberry.mutation(
-        permission_classes=[roles(Role.COMMAND, Role.MEDIC, Role.SITE_MANAGER)],
+        permission_classes=[policy.gql("residents.reveal")],
         description="Unmasked name, ID and phone number, for a stated purpose; audited.",
     )
     async def reveal_resident(self, info: Ctx, input: RevealResidentInput) -> RevealResidentPayload:

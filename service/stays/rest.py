@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import Parameter
 
+from service import policy
 from service.access.model import Principal
 from service.db import Database
 from service.http import json_with_etag
@@ -19,6 +20,7 @@ from service.stays.model import Occupancy, SiteOccupancy
 
 class OccupancyController(Controller):
     tags = ["occupancy"]
+    opt = policy.rest("occupancy.read")
 
     @get("/occupancy")
     async def occupancy(

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access import crypto
 from service.access import service as access
 from service.access.model import STAFF_ROLES, Principal, Role
@@ -55,7 +55,7 @@ from service.stays.model import (
     Suggestion,
 )
 
-ADMIT_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF)
+ADMIT_ROLES = policy.roles("stays.admit")
 # An admission time a little ahead of the server clock is a phone's clock skew; more is a mistake.
 CLOCK_SKEW = timedelta(minutes=10)
 

@@ -7,7 +7,8 @@ from uuid import UUID
 
 import strawberry
 
-from service.gql import Authenticated, Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service import policy
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
 from service.supplies import service
 from service.supplies.model import (
@@ -205,7 +206,7 @@ class ReplenishmentPayload:
 
 @strawberry.type
 class Query:
-    @strawberry.field(permission_classes=[Authenticated], description="A site's stock; null when it is not one of the caller's.")
+    @strawberry.field(permission_classes=[policy.gql("supplies.stock.read")], description="A site's stock; null when it is not one of the caller's.")
     async def site_stock(self, info: Ctx, site_id: UUID) -> SupplySiteStock | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -217,14 +218,14 @@ class Query:
             return None
         return SupplySiteStock(site_id=site_id, items=[to_gql(SupplyStockLevel, i) for i in levels.sites[0].items])
 
-    @strawberry.field(permission_classes=[Authenticated], description="The item catalogue, by SKU.")
+    @strawberry.field(permission_classes=[policy.gql("supplies.items.read")], description="The item catalogue, by SKU.")
     async def supply_items(self, info: Ctx, first: int = 50, after: str | None = None) -> Connection[SupplyItem]:
         ctx = info.context
         async with ctx.db.connection() as conn:
             page = await service.list_items(conn, ctx.require_principal(), cursor=after, limit=first)
         return connection_of(page, lambda i: to_gql(SupplyItem, i), lambda i: [i.sku])
 
-    @strawberry.field(permission_classes=[Authenticated], description="Replenishment requests of the caller's sites, newest first.")
+    @strawberry.field(permission_classes=[policy.gql("replenishments.read")], description="Replenishment requests of the caller's sites, newest first.")
     async def replenishments(
         self, info: Ctx, site_id: UUID | None = None, states: list[ReplenishmentStateGQL] | None = None, first: int = 50, after: str | None = None
     ) -> Connection[Replenishment]:
@@ -238,7 +239,7 @@ class Query:
             )
         return connection_of(page, _replenishment, lambda r: [r.created_at.isoformat(), str(r.id)])
 
-    @strawberry.field(permission_classes=[Authenticated], description="One replenishment request; null when not the caller's.")
+    @strawberry.field(permission_classes=[policy.gql("replenishments.read")], description="One replenishment request; null when not the caller's.")
     async def replenishment(self, info: Ctx, id: UUID) -> Replenishment | None:
         ctx = info.context
         async with ctx.db.connection() as conn:
@@ -246,12 +247,10 @@ class Query:
         return _replenishment(found[id]) if id in found else None
 
 
-STOCK_WRITERS = roles(*service.STOCK_ROLES)
-
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Receipt, issue, adjustment or stocktake.")
+    @strawberry.mutation(permission_classes=[policy.gql("supplies.stock.write")], description="Receipt, issue, adjustment or stocktake.")
     async def record_stock_movement(self, info: Ctx, input: RecordStockMovementInput) -> StockMovementPayload:
         ctx = info.context
         principal = ctx.require_principal()
@@ -263,7 +262,7 @@ class Mutation:
         )
         return StockMovementPayload(movement=_movement(moved) if moved else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Move stock between two sites atomically.")
+    @strawberry.mutation(permission_classes=[policy.gql("supplies.stock.write")], description="Move stock between two sites atomically.")
     async def transfer_stock(self, info: Ctx, input: TransferStockInput) -> StockTransferPayload:
         ctx = info.context
         principal = ctx.require_principal()
@@ -277,7 +276,7 @@ class Mutation:
             return StockTransferPayload(user_errors=errors)
         return StockTransferPayload(out=_movement(done.out), incoming=_movement(done.in_))
 
-    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Ask logistics for supplies.")
+    @strawberry.mutation(permission_classes=[policy.gql("replenishments.raise")], description="Ask logistics for supplies.")
     async def raise_replenishment(self, info: Ctx, input: RaiseReplenishmentInput) -> ReplenishmentPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(ReplenishmentCreate, input)
@@ -288,7 +287,10 @@ class Mutation:
         )
         return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[STOCK_WRITERS], description="Confirm the counts of a dispatched delivery; posts the receipts.")
+    @strawberry.mutation(
+        permission_classes=[policy.gql("replenishments.raise")],
+        description="Confirm the counts of a dispatched delivery; posts the receipts.",
+    )
     async def receive_replenishment(self, info: Ctx, input: ReceiveReplenishmentInput) -> ReplenishmentPayload:
         ctx = info.context
         principal = ctx.require_principal()

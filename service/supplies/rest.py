@@ -9,12 +9,18 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Body, Parameter
 
-from service import idempotency
+from service import idempotency, policy
 from service.access.model import Principal
-from service.access.rest import provide_principal, requires
+from service.access.rest import provide_principal
 from service.cache import Cache
 from service.db import Database
-from service.http import ETAG_HEADER, CursorParam, LimitParam, if_none_match, json_with_etag
+from service.http import (
+    ETAG_HEADER,
+    CursorParam,
+    LimitParam,
+    if_none_match,
+    json_with_etag,
+)
 from service.pagination import Page
 from service.settings import Settings
 from service.supplies import service, versions, webhooks
@@ -49,7 +55,7 @@ async def poll_stock(
     request: Request[Any, Any, Any], db: Database, cache: Cache, settings: Settings, principal: Principal, site_ids: list[UUID] | None
 ) -> Response[bytes]:
     """The logistics poll: 304 from the cached generations, 200 from the cached body, else PostgreSQL."""
-    service._require(principal, service.READ_ROLES, "read stock")
+    policy.require(principal, "supplies.stock.read")
     wanted = None if not site_ids else sorted({s for s in site_ids if principal.can_access_site(s)}, key=str)
     covered = principal.site_scope if wanted is None else wanted
     bucket = service.hour_bucket()
@@ -58,7 +64,7 @@ async def poll_stock(
     etag = await versions.etag_for(db, covered, query=query, bucket=bucket.isoformat())
     if if_none_match(request, etag):
         return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
-    store = versions.bodies(db)
+    store = versions.bodies(db, settings)
     body = await store.get(etag)
     if body is None:
         async with db.connection() as conn:
@@ -71,7 +77,7 @@ async def poll_stock(
 class StockController(Controller):
     path = "/supplies"
     tags = ["supplies"]
-    opt = requires(*service.READ_ROLES)
+    opt = policy.rest("supplies.stock.read")
 
     @get("/stock")
     async def stock_levels(self, request: Request, site_id: Annotated[list[UUID] | None, SiteFilter] = None) -> Response[StockLevels]:
@@ -86,7 +92,7 @@ class StockController(Controller):
         principal = provide_principal(request)
         return await poll_stock(request, state.db, state.cache, state.settings, principal, site_id)  # type: ignore[return-value]
 
-    @get("/items")
+    @get("/items", opt=policy.rest("supplies.items.read"))
     async def list_items(
         self,
         request: Request,
@@ -100,12 +106,12 @@ class StockController(Controller):
             page = await service.list_items(conn, principal, cursor=cursor, limit=limit)
         return json_with_etag(request, page)
 
-    @post("/items", opt=requires(*service.CATALOGUE_ROLES), status_code=201)
+    @post("/items", opt=policy.rest("supplies.items.create"), status_code=201)
     async def create_item(self, request: Request, db: Database, principal: Principal, data: Annotated[ItemCreate, Body()]) -> Response[Item]:
         """Add an item to the catalogue (command centre)."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_item(conn, principal, data))
 
-    @post("/movements", opt=requires(*service.STOCK_ROLES), status_code=201)
+    @post("/movements", opt=policy.rest("supplies.stock.write"), status_code=201)
     async def record_movement(
         self, request: Request, db: Database, settings: Settings, principal: Principal, data: Annotated[MovementCreate, Body()]
     ) -> Response[Movement]:
@@ -115,7 +121,7 @@ class StockController(Controller):
         """
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.record_movement(conn, principal, settings, data))
 
-    @post("/transfers", opt=requires(*service.STOCK_ROLES), status_code=201)
+    @post("/transfers", opt=policy.rest("supplies.stock.write"), status_code=201)
     async def transfer(
         self, request: Request, db: Database, settings: Settings, principal: Principal, data: Annotated[TransferCreate, Body()]
     ) -> Response[Transfer]:
@@ -138,8 +144,10 @@ class StockController(Controller):
             page = await service.list_movements(conn, principal, site_id, item_id=item_id, cursor=cursor, limit=limit)
         return json_with_etag(request, page)
 
-    @patch("/sites/{site_id:uuid}/stock/{item_id:uuid}", opt=requires(*service.LEVEL_ROLES))
-    async def set_levels(self, db: Database, settings: Settings, principal: Principal, site_id: UUID, item_id: UUID, data: LevelsUpdate) -> StockRef:
+    @patch("/sites/{site_id:uuid}/stock/{item_id:uuid}", opt=policy.rest("supplies.levels"))
+    async def set_levels(
+        self, db: Database, settings: Settings, principal: Principal, site_id: UUID, item_id: UUID, data: LevelsUpdate
+    ) -> StockRef:
         """Set reorder and target levels; ``version`` is the stock version read (409 ``stale_version``)."""
         async with db.transaction() as conn:
             return await service.set_levels(conn, principal, settings, site_id, item_id, data)
@@ -163,7 +171,7 @@ class StockController(Controller):
 class ReplenishmentController(Controller):
     path = "/supplies/replenishments"
     tags = ["supplies"]
-    opt = requires(*service.READ_ROLES)
+    opt = policy.rest("replenishments.read")
 
     @get("/")
     async def list_replenishments(
@@ -186,14 +194,14 @@ class ReplenishmentController(Controller):
         async with db.connection() as conn:
             return json_with_etag(request, await service.get_replenishment(conn, principal, rep_id))
 
-    @post("/", opt=requires(*service.STOCK_ROLES), status_code=201)
+    @post("/", opt=policy.rest("replenishments.raise"), status_code=201)
     async def raise_replenishment(
         self, request: Request, db: Database, principal: Principal, data: Annotated[ReplenishmentCreate, Body()]
     ) -> Response[Replenishment]:
         """Site staff ask for supplies."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.raise_replenishment(conn, principal, data))
 
-    @post("/{rep_id:uuid}/acknowledge", opt=requires(*service.LOGISTICS_ROLES), status_code=200)
+    @post("/{rep_id:uuid}/acknowledge", opt=policy.rest("replenishments.ship"), status_code=200)
     async def acknowledge(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentAck, Body()]
     ) -> Response[Replenishment]:
@@ -201,7 +209,7 @@ class ReplenishmentController(Controller):
             request, db, principal.ref, lambda conn: service.acknowledge_replenishment(conn, principal, rep_id, data), status_code=200
         )
 
-    @post("/{rep_id:uuid}/dispatch", opt=requires(*service.LOGISTICS_ROLES), status_code=200)
+    @post("/{rep_id:uuid}/dispatch", opt=policy.rest("replenishments.ship"), status_code=200)
     async def dispatch(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentDispatch, Body()]
     ) -> Response[Replenishment]:
@@ -210,7 +218,7 @@ class ReplenishmentController(Controller):
             request, db, principal.ref, lambda conn: service.dispatch_replenishment(conn, principal, rep_id, data), status_code=200
         )
 
-    @post("/{rep_id:uuid}/receive", opt=requires(*service.STOCK_ROLES), status_code=200)
+    @post("/{rep_id:uuid}/receive", opt=policy.rest("replenishments.raise"), status_code=200)
     async def receive(
         self,
         request: Request,
@@ -225,7 +233,7 @@ class ReplenishmentController(Controller):
             request, db, principal.ref, lambda conn: service.receive_replenishment(conn, principal, settings, rep_id, data), status_code=200
         )
 
-    @post("/{rep_id:uuid}/cancel", opt=requires(*service.CANCEL_ROLES), status_code=200)
+    @post("/{rep_id:uuid}/cancel", opt=policy.rest("replenishments.cancel"), status_code=200)
     async def cancel(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentCancel, Body()]
     ) -> Response[Replenishment]:
@@ -235,7 +243,7 @@ class ReplenishmentController(Controller):
 class WebhookController(Controller):
     path = "/supplies/webhooks"
     tags = ["supplies"]
-    opt = requires(*service.LOGISTICS_ROLES)
+    opt = policy.rest("webhooks.manage")
 
     @post("/", status_code=201)
     async def register(

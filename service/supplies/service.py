@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access.model import Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
 from service.pagination import Page, check_limit, decode_cursor, page_of
@@ -48,12 +48,12 @@ from service.supplies.model import (
     UsageRule,
 )
 
-READ_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC, Role.LOGISTICS)
-STOCK_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF)
-LEVEL_ROLES = (Role.COMMAND, Role.SITE_MANAGER)
-CATALOGUE_ROLES = (Role.COMMAND,)
-LOGISTICS_ROLES = (Role.COMMAND, Role.LOGISTICS)
-CANCEL_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.LOGISTICS)
+READ_ROLES = policy.roles("supplies.stock.read")
+STOCK_ROLES = policy.roles("supplies.stock.write")
+LEVEL_ROLES = policy.roles("supplies.levels")
+CATALOGUE_ROLES = policy.roles("supplies.items.create")
+LOGISTICS_ROLES = policy.roles("replenishments.ship")
+CANCEL_ROLES = policy.roles("replenishments.cancel")
 
 SYSTEM_ACTOR = "system:supplies"
 MAX_QUANTITY = 10_000_000
@@ -500,8 +500,10 @@ async def raise_replenishment(conn: asyncpg.Connection, principal: Principal, da
         origin="manual", note=data.note, rep_id=data.id,
     )
     if new_id is None:  # a replay of the client's id: answer what exists, if it is the same request
-        existing = await get_replenishment(conn, principal, data.id)  # type: ignore[arg-type]
-        if existing.site_id != data.site_id:
+        # Another site's replenishment answers like any other taken id: its existence is all that shows.
+        # new_id is None only when the client gave an id (a fresh one is always inserted).
+        existing = (await get_replenishments(conn, principal, [data.id])).get(data.id) if data.id else None
+        if existing is None or existing.site_id != data.site_id:
             raise Conflict("This replenishment id is already used.", code="replenishment_id_taken", field="id")
         return existing
     return await get_replenishment(conn, principal, new_id)

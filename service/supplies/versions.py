@@ -17,6 +17,7 @@ from uuid import UUID
 
 from service.db import Database
 from service.readpath import ResponseCache, cache_key, responses, versions_of
+from service.settings import Settings
 
 # Bump when the poll's JSON shape changes: old ETags must not match new bodies.
 SHAPE_VERSION = "2"
@@ -27,5 +28,5 @@ async def etag_for(db: Database, sites: Iterable[UUID] | None, *, query: str, bu
     return f'"s{cache_key(SHAPE_VERSION, query, bucket, await versions_of(db, sites, ("stock",)))}"'
 
 
-def bodies(db: Database) -> ResponseCache:
-    return responses(db)
+def bodies(db: Database, settings: Settings) -> ResponseCache:
+    return responses(db, settings)

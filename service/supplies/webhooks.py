@@ -38,14 +38,16 @@ import asyncpg
 import httpx
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access.model import Principal
-from service.db import Database, queries
+from service.db import Database, purge_in_batches, queries
 from service.errors import InvalidInput, NotFound
 from service.settings import Settings
 from service.supplies import store
 from service.supplies.model import Delivery, Webhook, WebhookCreate, WebhookCreated, WebhookEvent
-from service.supplies.service import LOGISTICS_ROLES, REPLENISHMENT_EVENTS, _require
+from service.supplies.service import REPLENISHMENT_EVENTS, _require
+
+WEBHOOK_ROLES = policy.roles("webhooks.manage")
 
 log = logging.getLogger("qsite.webhooks")
 Q = queries("supplies")
@@ -165,14 +167,8 @@ async def resolve_target(url: str, settings: Settings) -> Target:
 # --- registration -----------------------------------------------------------------------
 
 
-async def _feed_now(conn: asyncpg.Connection) -> str:
-    """A feed cursor past every transaction already committed: a new webhook hears only what follows."""
-    xmin = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-    return bus._encode_cursor(str(int(xmin) - 1), 2**63 - 1)
-
-
 async def register(conn: asyncpg.Connection, principal: Principal, settings: Settings, data: WebhookCreate) -> WebhookCreated:
-    _require(principal, LOGISTICS_ROLES, "register webhooks")
+    _require(principal, WEBHOOK_ROLES, "register webhooks")
     await resolve_target(data.url, settings)
     webhook_id = uuid.uuid4()
     webhook = await store.insert_webhook(
@@ -182,7 +178,7 @@ async def register(conn: asyncpg.Connection, principal: Principal, settings: Set
         site_ids=principal.site_scope,
         url=data.url,
         events=sorted({e.value for e in data.events}),
-        feed_cursor=await _feed_now(conn),
+        feed_cursor=await bus.feed_now(conn),  # a new webhook hears what follows
     )
     await bus.emit(
         conn, "supplies.webhook_registered", site_id=None, subject_id=webhook.id, actor=principal.ref,
@@ -192,19 +188,19 @@ async def register(conn: asyncpg.Connection, principal: Principal, settings: Set
 
 
 async def list_webhooks(conn: asyncpg.Connection, principal: Principal) -> list[Webhook]:
-    _require(principal, LOGISTICS_ROLES, "read webhooks")
+    _require(principal, WEBHOOK_ROLES, "read webhooks")
     return await store.list_webhooks(conn, principal.ref)
 
 
 async def delete(conn: asyncpg.Connection, principal: Principal, webhook_id: UUID) -> None:
-    _require(principal, LOGISTICS_ROLES, "remove webhooks")
+    _require(principal, WEBHOOK_ROLES, "remove webhooks")
     if not await store.deactivate_webhook(conn, webhook_id, principal.ref):
         raise NotFound("No such webhook.", code="webhook_not_found")
     await bus.emit(conn, "supplies.webhook_removed", site_id=None, subject_id=webhook_id, actor=principal.ref)
 
 
 async def deliveries(conn: asyncpg.Connection, principal: Principal, webhook_id: UUID, limit: int) -> list[Delivery]:
-    _require(principal, LOGISTICS_ROLES, "read webhooks")
+    _require(principal, WEBHOOK_ROLES, "read webhooks")
     rows = [msgspec.convert(dict(r), Delivery) async for r in Q.list_deliveries(conn, webhook_id=webhook_id, owner=principal.ref, limit=limit)]
     if not rows and not any(w.id == webhook_id for w in await store.list_webhooks(conn, principal.ref)):
         raise NotFound("No such webhook.", code="webhook_not_found")
@@ -297,3 +293,18 @@ async def run(db: Database, settings: Settings) -> None:
     """The periodic job: fan out new events, then deliver what is due."""
     await fan_out(db)
     await deliver_due(db, settings)
+
+
+# --- retention --------------------------------------------------------------------------
+
+
+async def purge_deliveries(db: Database, settings: Settings) -> int:
+    """Retention: deliveries delivered or failed more than ``webhook_delivery_retention_days`` ago."""
+    days = settings.webhook_delivery_retention_days
+    return await purge_in_batches(db, settings.retention_batch_size, lambda conn, n: Q.purge_deliveries(conn, days=days, batch=n))
+
+
+async def oldest_cursor(conn: asyncpg.Connection) -> str | None:
+    """The feed cursor of the active webhook furthest behind: events after it are still to fan out."""
+    cursors = [r["feed_cursor"] async for r in Q.active_webhook_cursors(conn)]
+    return min(cursors, key=bus.cursor_position) if cursors else None

@@ -8,9 +8,9 @@ from uuid import UUID
 
 import strawberry
 
-from service.access.model import STAFF_ROLES, Role
+from service import policy
 from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, roles, to_gql
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
 from service.stays import service as stays
 from service.stays.gql import Stay, stay_gql
@@ -29,8 +29,6 @@ strawberry.enum(m.TransferAction, name="TransferAction", description="An edge of
 TransferActionGQL = m.TransferAction
 strawberry.enum(m.VehicleKind, name="TransferVehicleKind")  # registers m.VehicleKind itself
 VehicleKindGQL = m.VehicleKind
-
-STAFF = roles(*STAFF_ROLES)
 
 
 def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
@@ -109,14 +107,14 @@ class Transfer:
     def age_minutes(self) -> float:
         return round((datetime.now(UTC) - self.requested_at).total_seconds() / 60, 1)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[policy.gql("facilities.read")])
     async def destination(self, info: Ctx) -> DestinationFacility | None:
         if self.destination_id is None:
             return None
         found = await _loader(info, "transfers.facilities", service.get_facilities).load(self.destination_id)
         return facility_gql(found) if found else None
 
-    @strawberry.field(description="The stay the resident left (null when not at one of the caller's sites).")
+    @strawberry.field(permission_classes=[policy.gql("stays.read")], description="The stay the resident left (null when not at one of the caller's sites).")
     async def stay(self, info: Ctx) -> Stay | None:
         found = await _loader(info, "transfers.stays", stays.get_stays).load(self.stay_id)
         return stay_gql(found) if found else None
@@ -217,13 +215,13 @@ def _site_key(t: m.Transfer) -> list[object]:
 
 @strawberry.type
 class Query:
-    @strawberry.field(permission_classes=[STAFF], description="One transfer; null when not at one of the caller's sites.")
+    @strawberry.field(permission_classes=[policy.gql("transfers.read")], description="One transfer; null when not at one of the caller's sites.")
     async def transfer(self, info: Ctx, id: UUID) -> Transfer | None:
         found = await _loader(info, "transfers.transfers", service.get_transfers).load(id)
         return transfer_gql(found) if found else None
 
     @strawberry.field(
-        permission_classes=[STAFF], description="A site's open transfers: emergency first, then urgent, routine; oldest request first."
+        permission_classes=[policy.gql("transfers.read")], description="A site's open transfers: emergency first, then urgent, routine; oldest request first."
     )
     async def transfer_board(self, info: Ctx, site_id: UUID, first: int = 50, after: str | None = None) -> Connection[Transfer]:
         ctx = info.context
@@ -237,7 +235,7 @@ class Query:
             return _empty(service.board_key)
         return connection_of(page, lambda rt: transfer_gql(rt[1]), service.board_key)
 
-    @strawberry.field(permission_classes=[STAFF], description="A site's transfers, newest request first; optionally only some states.")
+    @strawberry.field(permission_classes=[policy.gql("transfers.read")], description="A site's transfers, newest request first; optionally only some states.")
     async def site_transfers(
         self, info: Ctx, site_id: UUID, states: list[TransferStateGQL] | None = None, first: int = 50, after: str | None = None
     ) -> Connection[Transfer]:
@@ -254,12 +252,15 @@ class Query:
             return _empty(_site_key)
         return connection_of(page, transfer_gql, _site_key)
 
-    @strawberry.field(permission_classes=[STAFF], description="A resident's transfers at the caller's sites, newest first.")
+    @strawberry.field(permission_classes=[policy.gql("transfers.read")], description="A resident's transfers at the caller's sites, newest first.")
     async def resident_transfers(self, info: Ctx, resident_id: UUID) -> list[Transfer]:
         found = await _loader(info, "transfers.by_resident", service.resident_history, []).load(resident_id)
         return [transfer_gql(t) for t in found]
 
-    @strawberry.field(permission_classes=[STAFF], description="Median request-to-dispatch / request-to-arrival minutes; null for another site.")
+    @strawberry.field(
+        permission_classes=[policy.gql("transfers.read")],
+        description="Median request-to-dispatch / request-to-arrival minutes; null for another site.",
+    )
     async def transfer_times(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> TransferTimes | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -272,7 +273,7 @@ class Query:
             return None
         return to_gql(TransferTimes, times)
 
-    @strawberry.field(permission_classes=[STAFF], description="Destination facilities by code; `region` includes its sub-regions.")
+    @strawberry.field(permission_classes=[policy.gql("facilities.read")], description="Destination facilities by code; `region` includes its sub-regions.")
     async def destination_facilities(
         self, info: Ctx, region: str | None = None, active: bool | None = None, first: int = 50, after: str | None = None
     ) -> Connection[DestinationFacility]:
@@ -284,18 +285,16 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(permission_classes=[roles(*service.REQUEST_ROLES)], description="Request a resident's transfer.")
+    @strawberry.mutation(permission_classes=[policy.gql("transfers.request")], description="Request a resident's transfer.")
     async def request_transfer(self, info: Ctx, input: RequestTransferInput) -> TransferPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.TransferRequest, input)
         if data is None:
             return TransferPayload(user_errors=errors)
-        transfer, errors = await mutate(
-            info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer
-        )
+        transfer, errors = await mutate(info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer)
         return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(*service.MOVE_ROLES)], description="Move a transfer along one edge (medics, command).")
+    @strawberry.mutation(permission_classes=[policy.gql("transfers.move")], description="Move a transfer along one edge (medics, command).")
     async def move_transfer(self, info: Ctx, input: MoveTransferInput) -> TransferPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
@@ -311,25 +310,21 @@ class Mutation:
         )
         return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND)])
+    @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
     async def create_destination_facility(self, info: Ctx, input: CreateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.FacilityCreate, input)
         if data is None:
             return FacilityPayload(user_errors=errors)
-        facility, errors = await mutate(
-            info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility
-        )
+        facility, errors = await mutate(info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility)
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[roles(Role.COMMAND)])
+    @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
     async def update_destination_facility(self, info: Ctx, input: UpdateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         data, errors = input_struct(m.FacilityPatch, fields)
         if data is None:
             return FacilityPayload(user_errors=errors)
-        facility, errors = await mutate(
-            info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility
-        )
+        facility, errors = await mutate(info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility)
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)

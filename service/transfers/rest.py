@@ -8,9 +8,8 @@ from uuid import UUID
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import Body, Parameter
 
-from service import idempotency
-from service.access.model import STAFF_ROLES, Principal, Role
-from service.access.rest import requires
+from service import idempotency, policy
+from service.access.model import Principal
 from service.db import Database
 from service.http import CursorParam, LimitParam, instant_param, json_with_etag, parse_instant
 from service.pagination import Page
@@ -29,7 +28,6 @@ from service.transfers.model import (
     TransferTransition,
 )
 
-STAFF = requires(*STAFF_ROLES)
 StatesParam = Parameter(query="state", default=None, description="Only these states (repeat the parameter for several).")
 
 
@@ -37,7 +35,7 @@ class FacilityController(Controller):
     path = "/facilities"
     tags = ["transfers"]
 
-    @get("/", opt=requires(*STAFF_ROLES, Role.HOSPITAL))
+    @get("/", opt=policy.rest("facilities.read"))
     async def list_facilities(
         self,
         request: Request,
@@ -53,21 +51,21 @@ class FacilityController(Controller):
             page = await service.list_facilities(conn, principal, region=region, active=active, cursor=cursor, limit=limit)
         return json_with_etag(request, page)
 
-    @get("/{facility_id:uuid}", opt=requires(*STAFF_ROLES, Role.HOSPITAL))
+    @get("/{facility_id:uuid}", opt=policy.rest("facilities.read"))
     async def get_facility(self, request: Request, db: Database, principal: Principal, facility_id: UUID) -> Response[Facility]:
         """One facility."""
         async with db.connection() as conn:
             facility = await service.get_facility(conn, principal, facility_id)
         return json_with_etag(request, facility)
 
-    @post("/", opt=requires(Role.COMMAND), status_code=201)
+    @post("/", opt=policy.rest("facilities.manage"), status_code=201)
     async def create_facility(
         self, request: Request, db: Database, principal: Principal, data: Annotated[FacilityCreate, Body()]
     ) -> Response[Facility]:
         """Add a destination facility (command centre)."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.create_facility(conn, principal, data))
 
-    @patch("/{facility_id:uuid}", opt=requires(Role.COMMAND))
+    @patch("/{facility_id:uuid}", opt=policy.rest("facilities.manage"))
     async def update_facility(
         self, db: Database, principal: Principal, facility_id: UUID, data: Annotated[FacilityPatch, Body()]
     ) -> Facility:
@@ -80,7 +78,7 @@ class TransferController(Controller):
     """Transfers for integrations and tools (the apps use GraphQL)."""
 
     tags = ["transfers"]
-    opt = STAFF
+    opt = policy.rest("transfers.read")
 
     @get("/sites/{site_id:uuid}/transfers")
     async def list_site_transfers(
@@ -132,14 +130,14 @@ class TransferController(Controller):
             found = await service.transitions(conn, principal, [transfer_id])
         return json_with_etag(request, found.get(transfer_id, []))
 
-    @post("/transfers", status_code=201)
+    @post("/transfers", status_code=201, opt=policy.rest("transfers.request"))
     async def request_transfer(
         self, request: Request, db: Database, principal: Principal, data: Annotated[TransferRequest, Body()]
     ) -> Response[Transfer]:
         """Request a resident's transfer (site staff, managers, medics, command); ``id`` may be client-generated."""
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.request_transfer(conn, principal, data))
 
-    @post("/transfers/{transfer_id:uuid}/transitions", status_code=200, opt=requires(Role.COMMAND, Role.MEDIC))
+    @post("/transfers/{transfer_id:uuid}/transitions", status_code=200, opt=policy.rest("transfers.move"))
     async def move_transfer(
         self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[TransferMove, Body()]
     ) -> Response[Transfer]:
@@ -154,7 +152,7 @@ class HospitalController(Controller):
 
     path = "/hospital/transfers"
     tags = ["hospital"]
-    opt = requires(Role.HOSPITAL)
+    opt = policy.rest("hospital.transfers")
 
     @get("/")
     async def list_incoming(

@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from service import bus
+from service import bus, policy
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.health import service as health
@@ -25,7 +25,7 @@ from service.health.model import ExposureSource
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.sites import service as sites
 from service.stays import service as stays
-from service.stays.model import StayStatus
+from service.stays.model import Stay, StayStatus
 from service.transfers import store
 from service.transfers.model import (
     TRANSITIONS,
@@ -45,11 +45,13 @@ from service.transfers.model import (
 )
 
 # Site staff may ask; only medics (and the command centre) move a transfer.
-REQUEST_ROLES = (Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC)
-MOVE_ROLES = (Role.COMMAND, Role.MEDIC)
-FACILITY_ADMIN_ROLES = (Role.COMMAND,)
+REQUEST_ROLES = policy.roles("transfers.request")
+MOVE_ROLES = policy.roles("transfers.move")
+FACILITY_ADMIN_ROLES = policy.roles("facilities.manage")
 # Who reads transfers through site-wide lists; hospital clients read only theirs (``hospital_transfers``).
-READ_ROLES = tuple(STAFF_ROLES)
+READ_ROLES = policy.roles("transfers.read")
+HOSPITAL_OP = "hospital.transfers"
+HOSPITAL_ROLES = policy.roles(HOSPITAL_OP)
 # What a hospital sees by default: transfers on their way to it.
 HEADING_STATES = (TransferState.APPROVED, TransferState.DISPATCHED, TransferState.DEPARTED)
 # Actions whose note is the reason and may not be empty.
@@ -74,10 +76,16 @@ def _require(principal: Principal, roles: tuple[Role, ...], what: str) -> None:
 
 def _hospital_facility(principal: Principal) -> UUID:
     """The facility a hospital client speaks for (403 for any other caller or a client without one)."""
-    _require(principal, (Role.HOSPITAL,), "use the hospital interface")
-    if principal.facility_id is None:
+    _require(principal, HOSPITAL_ROLES, "use the hospital interface")
+    facility_id = policy.facility_filter(principal, HOSPITAL_OP)
+    if facility_id is None:
         raise Forbidden("This hospital client is not linked to a facility.", code="facility_required")
-    return principal.facility_id
+    return facility_id
+
+
+def _sites(principal: Principal) -> list[UUID] | None:
+    """The site filter of a transfer read: the caller's sites, or for a hospital the sites its key names."""
+    return policy.site_filter(principal, HOSPITAL_OP if principal.role is Role.HOSPITAL else "transfers.read")
 
 
 # --- facilities -------------------------------------------------------------------
@@ -175,7 +183,7 @@ def _visible(principal: Principal, transfer: Transfer) -> bool:
 
 
 async def get_transfers(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> dict[UUID, Transfer]:
-    rows = await store.get_transfers(conn, ids, principal.site_scope) if ids else []
+    rows = await store.get_transfers(conn, ids, _sites(principal)) if ids else []
     return {t.id: t for t in rows if _visible(principal, t)}
 
 
@@ -190,7 +198,7 @@ async def transitions(conn: asyncpg.Connection, principal: Principal, transfer_i
     """Every transition of each visible transfer, oldest first (one statement)."""
     visible = list(await get_transfers(conn, principal, transfer_ids))
     out: dict[UUID, list[TransferTransition]] = {i: [] for i in visible}
-    for t in await store.transitions_of(conn, visible, principal.site_scope) if visible else []:
+    for t in await store.transitions_of(conn, visible, _sites(principal)) if visible else []:
         out[t.transfer_id].append(t)
     return out
 
@@ -260,7 +268,7 @@ async def hospital_transfers(
     rows = await store.facility_transfers(
         conn,
         facility_id,
-        principal.site_scope,
+        _sites(principal),
         states=[s.value for s in (states or HEADING_STATES)],
         after=(after[0], after[1]) if after else None,
         limit=limit + 1,
@@ -303,6 +311,7 @@ async def request_transfer(conn: asyncpg.Connection, principal: Principal, data:
         raise Conflict(f"The stay is already closed ({stay.outcome}).", code="stay_closed", field="stay_id")
     if data.destination_id is not None:
         await _destination(conn, data.destination_id)
+    await _check_cited(conn, principal, stay, data)
     inserted = await store.insert_transfer(
         conn, transfer_id, data, site_id=stay.site_id, resident_id=stay.resident_id, room_id=stay.room_id, actor=principal.ref
     )
@@ -332,6 +341,22 @@ async def request_transfer(conn: asyncpg.Connection, principal: Principal, data:
     return transfer
 
 
+async def _check_cited(conn: asyncpg.Connection, principal: Principal, stay: Stay, data: TransferRequest) -> None:
+    """The alert and sample a request cites must be this stay's alert and a sample of its site.
+
+    Anything else (another site's, another stay's) answers exactly like an id that does
+    not exist, i.e. as the foreign key would: existence elsewhere is not disclosed.
+    """
+    if data.alert_id is not None:
+        alert = (await health.get_alerts(conn, principal, [data.alert_id])).get(data.alert_id)
+        if alert is None or alert.stay_id != stay.id:
+            raise Conflict("No such alert.", code="alert_not_found")
+    if data.sample_id is not None:
+        sample = (await health.get_samples(conn, principal, [data.sample_id])).get(data.sample_id)
+        if sample is None or sample.site_id != stay.site_id:
+            raise Conflict("No such sample.", code="sample_not_found")
+
+
 async def _replay(conn: asyncpg.Connection, principal: Principal, data: TransferRequest) -> Transfer | None:
     """The stored transfer of a replayed request, None when the id is new; 409 when the id is another's."""
     assert data.id is not None
@@ -357,7 +382,7 @@ def _stale(transfer: Transfer, version: int) -> Conflict:
 
 
 async def _lock(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, facility_id: UUID | None = None) -> Transfer:
-    transfer = await store.lock_transfer(conn, transfer_id, principal.site_scope, facility_id)
+    transfer = await store.lock_transfer(conn, transfer_id, _sites(principal), facility_id)
     if transfer is None:
         raise NotFound("No such transfer.", code="transfer_not_found")
     return transfer

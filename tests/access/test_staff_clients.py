@@ -75,7 +75,7 @@ async def test_api_key_shown_once_hashed_cached_and_revocable(client, auth, db, 
     a, b = await make_site(client, auth), await make_site(client, auth)
     manager = make_principal(Role.SITE_MANAGER, [a])
     headers = {**auth(manager), "Idempotency-Key": "lab-1"}
-    body = {"name": "Lab", "role": "lab", "site_ids": [str(a)]}
+    body = {"name": "Logistics", "role": "logistics", "site_ids": [str(a)]}
     created = await client.post("/api/v1/clients", json=body, headers=headers)
     assert created.status_code == 201, created.text
     key = created.json()["api_key"]
@@ -85,9 +85,10 @@ async def test_api_key_shown_once_hashed_cached_and_revocable(client, auth, db, 
     async with db.connection() as conn:
         stored = await conn.fetch("SELECT key_hash::text AS h FROM api_clients UNION ALL SELECT convert_from(response, 'UTF8') FROM idempotency_keys")
     assert all(key not in r["h"] for r in stored)
-    # a manager may not create clients for every site or for another site
+    # a lab or logistics key always names its sites (a key without any would see nothing);
+    # a manager may not create clients for another site
     everywhere = await client.post("/api/v1/clients", json={**body, "site_ids": None}, headers=auth(manager))
-    assert everywhere.status_code == 403
+    assert everywhere.status_code == 422 and everywhere.json()["code"] == "sites_required"
     elsewhere = await client.post("/api/v1/clients", json={**body, "site_ids": [str(b)]}, headers=auth(manager))
     assert elsewhere.status_code == 404
 

@@ -25,14 +25,13 @@ from typing import Any
 
 import httpx
 import msgspec
-import pytest
 import websockets
 
 from service.access.model import Role
 from service.access.service import issue_access_token
 from service.settings import Settings, env_name
 from tests.conftest import make_principal
-from tests.faults.redis_process import RedisProcess, free_port, redis_process
+from tests.faults.redis_process import free_port, redis_process
 from tests.health.helpers import checkin, ward
 from tests.supplies.helpers import make_item, move
 
@@ -155,10 +154,11 @@ class Live:
         return self
 
     async def until(self, condition: Any, timeout: float) -> bool:
+        """Wait (bounded) until ``condition(self)`` holds or the stream is over."""
         deadline = time.monotonic() + timeout
-        while not condition() and time.monotonic() < deadline and not (self.task and self.task.done()):
+        while not condition(self) and time.monotonic() < deadline and not (self.task and self.task.done()):
             await asyncio.sleep(0.05)
-        return bool(condition())
+        return bool(condition(self))
 
     async def close(self) -> None:
         if self.task is not None:
@@ -176,7 +176,7 @@ async def recovered(clients: list[httpx.AsyncClient], base: str, token: str, sit
         if all(r["status"] == "ok" for r in ready):
             live = Live(base, token, site).start()
             try:
-                if await live.until(lambda: live.events > 0, RECOVERY_S - (time.monotonic() - started)):
+                if await live.until(lambda it: it.events > 0, RECOVERY_S - (time.monotonic() - started)):
                     return time.monotonic() - started
                 last_error = live.error
             finally:
@@ -208,7 +208,7 @@ async def test_redis_killed_stopped_and_paused_under_load(settings, db):
                 await asyncio.sleep(1.5)
                 for fault in ("killed", "stopped", "paused"):
                     live = Live(bases[0], staff_token, site).start()
-                    assert await live.until(lambda: live.events > 0, 5), "subscription never streamed"
+                    assert await live.until(lambda it: it.events > 0, 5), "subscription never streamed"
                     load.phase = fault
                     etag_before = load.etag
                     if fault == "killed":
@@ -217,7 +217,7 @@ async def test_redis_killed_stopped_and_paused_under_load(settings, db):
                         redis_server.stop()
                     else:
                         redis_server.pause(int(FAULT_S * 1000))
-                    ended = await live.until(lambda: live.error is not None, FAULT_S)
+                    ended = await live.until(lambda it: it.error is not None, FAULT_S)
                     error = live.error
                     await live.close()
                     await asyncio.sleep(max(0.0, FAULT_S - 2))

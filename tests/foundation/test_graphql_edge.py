@@ -166,8 +166,27 @@ async def test_persisted_get_answers_a_strong_etag_and_304(client, auth):
 async def test_malformed_requests_are_400_not_500(client, body, reason):
     response = await client.post("/graphql", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and reason in response.text
+    # problem+json with a stable code, and the reason as a coded GraphQL error too (never bare text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["code"] in ("invalid_request", "invalid_json", "json_too_deep")
+    assert all(e["extensions"]["code"] for e in problem.get("errors", []))
 
 
 async def test_mutations_refused_over_get(client):
     response = await client.get("/graphql", params={"query": 'mutation { logout(refreshToken: "x") { userErrors { code } } }'})
-    assert response.status_code == 400 and response.text == "mutations are not allowed when using GET"
+    assert response.status_code == 400
+    assert response.json()["errors"] == [{"message": "mutations are not allowed when using GET", "extensions": {"code": "invalid_request"}}]
+
+
+async def test_strawberrys_own_execution_uses_the_same_documents_and_limits(settings):
+    """Subscriptions run through Strawberry's execution: persisted-only, the limits and hidden
+    suggestions hold there too (one preparation serves both paths)."""
+    strict = build_schema(msgspec.structs.replace(settings, env="production", graphql_persisted_only=True, graphql_max_depth=2))
+    refused = await strict.execute("{ apiVersion }")
+    assert refused.errors[0].extensions == {"code": "persisted_only"}
+    deep = await strict.execute(operation_document(OPERATIONS_DIR / "RoomBoard.graphql"), variable_values={"siteId": str(uuid.uuid4())})
+    assert any("exceeds maximum operation depth" in e.message for e in deep.errors)
+    loose = build_schema(msgspec.structs.replace(settings, env="production"))
+    unknown = await loose.execute("{ apiVersio }")
+    assert unknown.errors and not any("Did you mean" in e.message for e in unknown.errors)

@@ -47,3 +47,28 @@ async def test_demo_seed_is_refused_in_production(settings):
 
     with pytest.raises(SettingsError, match="production"):
         await seed_demo(msgspec.structs.replace(settings, env="production"), only_if_empty=False)
+
+
+def test_values_can_come_from_files(tmp_path):
+    secret = tmp_path / "jwt"
+    secret.write_text("from-a-file\n")
+    settings = load_settings({"QSITE_JWT_SECRET_FILE": str(secret), "QSITE_DATA_DIR": str(tmp_path)})
+    assert settings.jwt_secret == "from-a-file"  # the file's trailing newline is not part of it
+
+
+def test_value_and_file_together_are_refused(tmp_path):
+    (tmp_path / "url").write_text("postgresql://a/b")
+    with pytest.raises(SettingsError, match="DATABASE_URL and DATABASE_URL_FILE"):
+        load_settings({"DATABASE_URL": "postgresql://c/d", "DATABASE_URL_FILE": str(tmp_path / "url")})
+
+
+def test_unreadable_file_names_the_variable(tmp_path):
+    with pytest.raises(SettingsError, match="QSITE_PII_KEYS_FILE: cannot read"):
+        load_settings({"QSITE_PII_KEYS_FILE": str(tmp_path / "missing"), "QSITE_DATA_DIR": str(tmp_path)})
+
+
+def test_trusted_proxies_must_be_networks(tmp_path):
+    settings = load_settings({"QSITE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7", "QSITE_DATA_DIR": str(tmp_path)})
+    assert settings.trusted_proxies == ["10.0.0.0/8", "192.168.1.7"]
+    with pytest.raises(SettingsError, match="QSITE_TRUSTED_PROXIES"):
+        load_settings({"QSITE_TRUSTED_PROXIES": "the-balancer", "QSITE_DATA_DIR": str(tmp_path)})

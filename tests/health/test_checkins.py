@@ -100,6 +100,12 @@ async def test_batch_stores_good_items_and_names_the_bad_ones(client, auth, db, 
     items[7]["stay_id"] = str(stay.id)
     resent = (await client.post("/api/v1/checkins/batch", json={"checkins": items}, headers=auth(worker))).json()
     assert (resent["created"], resent["replayed"], resent["failed"]) == (3, 7, 0)
+    # compact by default: ids and outcomes; the stored records on request
+    assert {i["id"] for i in resent["items"]} == {i["id"] for i in items} and not any("checkin" in i for i in resent["items"])
+    full = (await client.post("/api/v1/checkins/batch?records=true", json={"checkins": items}, headers=auth(worker))).json()
+    assert (full["created"], full["replayed"]) == (0, 10)
+    assert [i["checkin"]["id"] for i in full["items"]] == [i["id"] for i in items]
+    assert full["items"][1]["checkin"]["stay_id"] == str(stay.id)
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM checkins") == 10
         assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'checkin.record'") == 10

@@ -1,12 +1,15 @@
-"""Every REST route and GraphQL root field: bad credentials, each role, another site's ids.
+"""Every REST route and GraphQL root field: bad credentials, and each role against the hand-written table.
 
 Routes and fields are read from the app and the schema (tests/security/walk.py),
-so whatever another domain adds is walked without new test code. One app and
-one database serve the whole module (2 shared cores).
+so whatever another domain adds is walked without new test code; which role may
+call what comes from tests/security/expected.py, written from the README, never
+from the code's own declarations. Another site's ids: tests/security/test_cross_site.py.
+One app and one database serve the whole module (2 shared cores).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -32,6 +35,7 @@ from service.errors import DomainError
 from service.gql import Context
 from service.settings import generate_secrets, load_settings
 from tests.conftest import make_principal, with_database
+from tests.security.expected import EXPECTED, PUBLIC
 from tests.security.walk import ROLES, document, graphql_fields, rest_operations
 
 
@@ -176,7 +180,7 @@ def _bad_credentials(w: SimpleNamespace) -> dict[str, dict[str, str]]:
 async def test_rest_refuses_every_bad_credential(world):
     failures = []
     for op in rest_operations(world.app):
-        if op.allowed is None:
+        if op.public:
             continue
         url = await _url(world, op, world.foreign, real_ids=False)
         for label, headers in _bad_credentials(world).items():
@@ -186,52 +190,33 @@ async def test_rest_refuses_every_bad_credential(world):
     assert not failures, "\n".join(failures)
 
 
+def test_every_route_and_field_is_in_the_hand_written_table(world):
+    """A new route or field fails here until someone writes down who may call it."""
+    walked = {op.label for op in rest_operations(world.app)} | {f.label for f in graphql_fields(world.schema)}
+    assert sorted(walked - EXPECTED.keys()) == [], "add these to tests/security/expected.py"
+    assert sorted(EXPECTED.keys() - walked) == [], "listed in tests/security/expected.py but not served"
+    public = {op.label for op in rest_operations(world.app) if op.public}
+    public |= {f.label for f in graphql_fields(world.schema) if f.policy_operation is None}
+    assert public == {label for label, who in EXPECTED.items() if who == PUBLIC}
+
+
 async def test_rest_role_matrix(world):
     failures = []
     for op in rest_operations(world.app):
-        if op.allowed is None:
+        if op.public:
             continue
+        expected = EXPECTED[op.label]
         url = await _url(world, op, world.own, real_ids=False)
         for role in ROLES:
             response = await _call(world, op.method, url, _bearer(world.settings, make_principal(role, [world.own])))
             status, code = response.status_code, _code(response)
             if status >= 500:
                 failures.append(f"{op.label} as {role}: {status} {response.text[:200]}")
-            elif role not in op.allowed and (status != 403 or code != "role_not_allowed"):
+            elif role not in expected and (status != 403 or code != "role_not_allowed"):
                 failures.append(f"{op.label} as {role}: {status} {code}, expected 403 role_not_allowed")
-            elif role in op.allowed and (status == 401 or code == "role_not_allowed"):
-                failures.append(f"{op.label} as {role}: {status} {code}, the guard should admit it")
+            elif role in expected and (status == 401 or code == "role_not_allowed"):
+                failures.append(f"{op.label} as {role}: {status} {code}, the README admits it")
     assert not failures, "\n".join(failures)
-
-
-async def test_rest_other_sites_ids_are_not_found(world):
-    failures = []
-    for op in rest_operations(world.app):
-        if op.allowed is None:
-            continue
-        site_filter = next((q for q in op.query_params if q.endswith("site_id")), None)
-        if not op.path_params and not (op.method == "GET" and site_filter):
-            continue
-        url = await _url(world, op, world.foreign, real_ids=True)
-        params = {site_filter: str(world.foreign)} if site_filter and op.method == "GET" else {}
-        for role in SITE_SCOPED:
-            if role not in op.allowed:
-                continue
-            response = await _call(world, op.method, url, _bearer(world.settings, make_principal(role, [world.own])), params=params)
-            status = response.status_code
-            if status >= 500:
-                failures.append(f"{op.label} as {role} with the other site's ids: {status}")
-            elif 200 <= status < 300:
-                if op.path_params or not _discloses_nothing(response, world.foreign):
-                    failures.append(f"{op.label} as {role} with the other site's ids: {status} {response.text[:200]}")
-    assert not failures, "\n".join(failures)
-
-
-def _discloses_nothing(response: Any, site: uuid.UUID) -> bool:
-    """A list answered for another site's filter: no list holds anything, the site's id appears nowhere."""
-    body = response.json() if response.content else None
-    lists = [v for v in body.values() if isinstance(v, list)] if isinstance(body, dict) else [body]
-    return str(site) not in response.text and all(v == [] for v in lists)
 
 
 def _code(response: Any) -> str | None:
@@ -279,7 +264,7 @@ async def test_graphql_refuses_every_bad_credential(world):
     failures = []
     ids = await _ids(world, world.foreign)
     for f in graphql_fields(world.schema):
-        if f.allowed is None:
+        if f.policy_operation is None or f.operation == "subscription":
             continue
         query, variables, _ = document(f, ids, fill_optional_ids=False)
         for label, headers in _bad_credentials(world).items():
@@ -296,48 +281,50 @@ async def test_graphql_role_matrix(world):
     failures = []
     ids = await _ids(world, world.own)
     for f in graphql_fields(world.schema):
-        if f.allowed is None:
+        if f.policy_operation is None or f.operation == "subscription":
             continue
+        expected = EXPECTED[f.label]
         for role in ROLES:
             result, _ = await _execute(world, f, make_principal(role, [world.own]), ids, fill_optional_ids=False)
             if unexpected := _unexpected(result.errors):
-                failures.append(f"{f.operation} {f.name} as {role}: {unexpected}")
-            elif role not in f.allowed and not _denied(result):
-                failures.append(f"{f.operation} {f.name} as {role}: not refused")
-            elif role in f.allowed and _denied(result):
-                failures.append(f"{f.operation} {f.name} as {role}: refused, the permission class admits it")
+                failures.append(f"{f.label} as {role}: {unexpected}")
+            elif role not in expected and not _denied(result):
+                failures.append(f"{f.label} as {role}: not refused")
+            elif role in expected and _denied(result):
+                failures.append(f"{f.label} as {role}: refused, the README admits it")
     assert not failures, "\n".join(failures)
 
 
-def _nothing_disclosed(value: Any, ids: str, site: uuid.UUID) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, list):
-        return value == []
-    if isinstance(value, dict):
-        if "edges" in value:
-            return value["edges"] == []
-        if "userErrors" in value:
-            return bool(value["userErrors"])
-        # Only a filter was given another site's id: an empty aggregate is a fine answer.
-        return ids == "filter" and str(site) not in str(value) and all(v in ([], None) for v in value.values() if isinstance(v, list))
-    return False
-
-
-async def test_graphql_other_sites_ids_are_null(world):
+async def test_subscription_roles(world):
+    """Subscriptions: the first answer of the stream for each role (refusal before anything streams)."""
     failures = []
-    ids = await _ids(world, world.foreign)
     for f in graphql_fields(world.schema):
-        if f.allowed is None:
+        if f.operation != "subscription":
             continue
-        for role in SITE_SCOPED:
-            if role not in f.allowed:
-                continue
-            result, filled = await _execute(world, f, make_principal(role, [world.own]), ids, fill_optional_ids=True)
-            if filled == "none":
-                break
-            if unexpected := _unexpected(result.errors):
-                failures.append(f"{f.operation} {f.name} as {role} with the other site's ids: {unexpected}")
-            elif not _nothing_disclosed((result.data or {}).get(f.name), filled, world.foreign):
-                failures.append(f"{f.operation} {f.name} as {role} with the other site's ids: {result.data}")
+        for role in ROLES:
+            context = Context(db=world.db, cache=world.db.cache, settings=world.settings, principal=make_principal(role, [world.own]))
+            stream = await world.schema.subscribe(f"subscription {{ {f.name} {{ __typename }} }}", context_value=context)
+            first = stream if not hasattr(stream, "__anext__") else await _first(stream)
+            denied = bool(getattr(first, "errors", None)) and any("Not allowed" in e.message for e in first.errors)
+            if (role in EXPECTED[f.label]) == denied:
+                failures.append(f"{f.label} as {role}: {'refused' if denied else 'admitted'}")
     assert not failures, "\n".join(failures)
+
+
+async def _first(stream: Any) -> Any:
+    try:
+        return await asyncio.wait_for(stream.__anext__(), timeout=0.5)
+    except (TimeoutError, StopAsyncIteration):
+        return None
+    finally:
+        await stream.aclose()
+
+
+def test_readme_role_matrix_is_generated_from_the_policy(world):
+    """The README's matrix is `python -m tests.security.walk` output: regenerate it when the policy changes."""
+    from pathlib import Path
+
+    from tests.security.walk import role_matrix_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert role_matrix_markdown(world.app, world.schema) in readme

@@ -1,9 +1,10 @@
-"""The generic walk: every REST route and GraphQL root field, with the roles each admits.
+"""The generic walk: every REST route and GraphQL root field, with the operation each declares.
 
 Nothing here names a domain's route or field: they are read from the app and
-the schema, so routes added later are walked without new test code. The
-allowed roles come from the routes' `opt=requires(...)` (REST) and permission classes (GraphQL)
-themselves; ``python -m tests.security.walk`` prints the README role matrix.
+the schema, so routes added later are walked without new test code. What each
+role may do is NOT taken from here: the tests compare behaviour with the hand-written
+table in ``tests/security/expected.py``. ``python -m tests.security.walk`` prints the
+README role matrix, generated from ``service/policy.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from graphql import (
@@ -26,9 +26,9 @@ from graphql import (
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 
-from service.errors import DomainError
+from service import policy
 from service.access.model import Principal, Role
-from service.access.rest import PUBLIC_PATHS, ROLES_OPT
+from service.access.rest import PUBLIC_PATHS
 
 ROLES = list(Role)
 PARAM = re.compile(r"\{(\w+):(\w+)\}")
@@ -47,8 +47,10 @@ def principal_for(role: Role, site_ids: list[uuid.UUID] | None) -> Principal:
 class RestOp:
     method: str
     path: str  # Litestar template, e.g. /api/v1/sites/{site_id:uuid}
-    allowed: frozenset[Role] | None  # None: public (no credential needed)
-    query_params: set[str] = field(default_factory=set)
+    operation: str | None  # the policy operation it declares; None for public routes
+    public: bool
+    query_params: dict[str, Any] = field(default_factory=dict)  # name -> annotation
+    body: Any = None  # the request body type, if any
 
     @property
     def path_params(self) -> list[tuple[str, str]]:
@@ -66,10 +68,7 @@ def _is_public(path: str, handler: Any) -> bool:
     return any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS) or bool(handler.opt.get("exclude_from_auth"))
 
 
-def _roles_allowed(handler: Any) -> frozenset[Role]:
-    """Roles the route admits: its ``opt=requires(...)`` (all roles when it declares none)."""
-    declared = handler.opt.get(ROLES_OPT)
-    return frozenset(ROLES) if declared is None else frozenset(r for r in ROLES if r in declared)
+_INJECTED = ("data", "request", "db", "principal", "settings", "cache")
 
 
 def rest_operations(app: Litestar) -> list[RestOp]:
@@ -78,15 +77,12 @@ def rest_operations(app: Litestar) -> list[RestOp]:
         if not isinstance(route, HTTPRoute) or not route.path.startswith("/api/"):
             continue
         for handler in route.route_handlers:
-            query = {
-                name
-                for name, p in handler.parsed_fn_signature.parameters.items()
-                if name not in route.path_parameters and name not in ("data", "request", "db", "principal", "settings", "cache")
-            }
+            params = handler.parsed_fn_signature.parameters
+            query = {name: p.annotation for name, p in params.items() if name not in route.path_parameters and name not in _INJECTED}
+            body = params["data"].annotation if "data" in params else None
             for method in sorted(handler.http_methods - {"OPTIONS", "HEAD"}):
                 public = _is_public(route.path, handler)
-                allowed = None if public else _roles_allowed(handler)
-                ops.append(RestOp(method, route.path, allowed, query))
+                ops.append(RestOp(method, route.path, handler.opt.get(policy.OPERATION_OPT), public, query, body))
     return sorted(ops, key=lambda o: (o.path, o.method))
 
 
@@ -95,32 +91,28 @@ def rest_operations(app: Litestar) -> list[RestOp]:
 
 @dataclass
 class GqlField:
-    operation: str  # query | mutation
+    operation: str  # query | mutation | subscription
     name: str
     python_name: str
-    allowed: frozenset[Role] | None  # None: no permission class (public)
+    policy_operation: str | None  # the policy operation its permission class enforces; None: public
     definition: Any
 
-
-def _permission_allows(permission_classes: list[type], role: Role) -> bool:
-    info = SimpleNamespace(context=SimpleNamespace(principal=principal_for(role, [])))
-    try:
-        return all(cls().has_permission(None, info) for cls in permission_classes)
-    except DomainError:  # permission classes deny by raising a coded error
-        return False
+    @property
+    def label(self) -> str:
+        return f"{self.operation} {self.name}"
 
 
 def graphql_fields(schema: Any) -> list[GqlField]:
     found = []
-    for operation, root in (("query", schema.query), ("mutation", schema.mutation)):
+    roots = (("query", schema.query, "query_type"), ("mutation", schema.mutation, "mutation_type"),
+             ("subscription", schema.subscription, "subscription_type"))
+    for operation, root, attr in roots:
         if root is None:
             continue
-        gql_type = schema._schema.query_type if operation == "query" else schema._schema.mutation_type
+        gql_type = getattr(schema._schema, attr)
         for f in root.__strawberry_definition__.fields:
             name = schema.config.name_converter.get_graphql_name(f)
-            perms = list(f.permission_classes)
-            allowed = None if not perms else frozenset(r for r in ROLES if _permission_allows(perms, r))
-            found.append(GqlField(operation, name, f.python_name, allowed, gql_type.fields[name]))
+            found.append(GqlField(operation, name, f.python_name, policy.operation_of(f.permission_classes), gql_type.fields[name]))
     return found
 
 
@@ -216,21 +208,27 @@ def document(f: GqlField, id_for: Any, *, fill_optional_ids: bool) -> tuple[str,
 
 # --- the README matrix ----------------------------------------------------------------
 
+SHORT = {Role.COMMAND: "cmd", Role.SITE_MANAGER: "mgr", Role.SITE_STAFF: "staff", Role.MEDIC: "medic",
+         Role.LOGISTICS: "logi", Role.LAB: "lab", Role.HOSPITAL: "hosp"}
+CELL = {policy.Scope.SITES: "✓", policy.Scope.ANY: "all", policy.Scope.FACILITY: "facility"}
+
 
 def role_matrix_markdown(app: Litestar, schema: Any) -> str:
-    short = {Role.COMMAND: "cmd", Role.SITE_MANAGER: "mgr", Role.SITE_STAFF: "staff", Role.MEDIC: "medic",
-             Role.LOGISTICS: "logi", Role.LAB: "lab", Role.HOSPITAL: "hosp"}
-    head = "| operation | " + " | ".join(short[r] for r in ROLES) + " |\n|---|" + "---|" * len(ROLES) + "\n"
-
-    def row(label: str, allowed: frozenset[Role] | None) -> str:
-        cells = ["public" if allowed is None else ("✓" if r in allowed else "") for r in ROLES]
-        if allowed is None:
-            cells = ["(no credential)"] + [""] * (len(ROLES) - 1)
-        return f"| {label} | " + " | ".join(cells) + " |\n"
-
-    rest = "".join(row(f"`{op.label}`", op.allowed) for op in rest_operations(app))
-    gql = "".join(row(f"`{f.operation} {f.name}`", f.allowed) for f in graphql_fields(schema))
-    return head + rest + gql
+    """One row per policy operation: the routes and fields that declare it, and each role's scope."""
+    rest: dict[str | None, list[str]] = {}
+    for op in rest_operations(app):
+        rest.setdefault("auth.session" if op.public else op.operation, []).append(f"`{op.label}`")
+    gql: dict[str | None, list[str]] = {}
+    for f in graphql_fields(schema):
+        key = f.policy_operation or ("api.version" if f.name == "apiVersion" else "auth.session")
+        gql.setdefault(key, []).append(f"`{f.name}`")
+    head = "| operation | REST | GraphQL | " + " | ".join(SHORT[r] for r in ROLES) + " |\n|---|---|---|" + "---|" * len(ROLES) + "\n"
+    rows = []
+    for name, rule in policy.POLICY.items():
+        cells = ["(no credential)"] + [""] * (len(ROLES) - 1) if rule.public else [CELL[rule.grants[r]] if r in rule.grants else "" for r in ROLES]
+        where = f"{name}: {rule.summary}"
+        rows.append(f"| {where} | {'<br>'.join(rest.get(name, [])) or '—'} | {', '.join(gql.get(name, [])) or '—'} | " + " | ".join(cells) + " |\n")
+    return head + "".join(rows)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,216 @@
+"""The one authorisation policy: operation x role x scope, as data.
+
+Every REST route names its operation (``opt=policy.rest("alerts.read")``, enforced in
+``service.access.rest.AuthMiddleware``) and every GraphQL field its permission
+(``permission_classes=[policy.gql("alerts.read")]``); service functions check the same
+roles through ``policy.require`` / ``policy.roles``. A route or field that names no
+operation is refused (REST) or fails the policy test (GraphQL).
+
+Scope says which records a granted role reaches:
+
+- ``sites``: records of the caller's sites (the command role: every site). A caller
+  with no sites (an integration key or account without any) reaches nothing.
+- ``facility``: hospital clients: transfers heading to their own facility (from the
+  sites the key names, or from every site); a key linked to no facility reaches nothing.
+- ``any``: data that belongs to no site (the item catalogue, regimes, facilities).
+
+Compiled reads and anything else that builds its own SQL call ``site_filter`` to get
+the value for a query's ``:site_ids`` parameter (None = every site, [] = none).
+The README's role matrix is generated from ``POLICY`` (``python -m tests.security.walk``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from strawberry.permission import BasePermission
+
+from service.access.model import Principal, Role
+from service.errors import Forbidden, Unauthorized
+
+
+class Scope(StrEnum):
+    SITES = "sites"
+    FACILITY = "facility"
+    ANY = "any"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may perform one operation, each role with its scope; ``public``: no credential at all."""
+
+    summary: str
+    grants: dict[Role, Scope]
+    public: bool = False
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return frozenset(self.grants)
+
+
+CMD, MGR, STAFF, MEDIC = Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC
+LOGISTICS, LAB, HOSPITAL = Role.LOGISTICS, Role.LAB, Role.HOSPITAL
+PEOPLE = (CMD, MGR, STAFF, MEDIC)
+ADMINS = (CMD, MGR)
+FLOOR = (CMD, MGR, STAFF)  # admit, move, stock
+
+
+def _grant(roles: Iterable[Role], scope: Scope = Scope.SITES, **more: Scope) -> dict[Role, Scope]:
+    grants = dict.fromkeys(roles, scope)
+    grants.update({Role(r): s for r, s in more.items()})
+    return grants
+
+
+def _rule(summary: str, roles: Iterable[Role], scope: Scope = Scope.SITES, **more: Scope) -> Rule:
+    return Rule(summary, _grant(roles, scope, **more))
+
+
+POLICY: dict[str, Rule] = {
+    # access
+    "auth.session": Rule("Log in, refresh, log out (no credential)", {}, public=True),
+    "api.version": Rule("API version (no credential)", {}, public=True),
+    "staff.self": _rule("The caller's own account", PEOPLE),
+    "staff.read": _rule("Staff accounts (phones masked unless a purpose is given)", ADMINS),
+    "staff.manage": _rule("Create and change staff accounts", ADMINS),
+    "clients.manage": _rule("Integration clients: list, create, revoke", ADMINS),
+    "audit.read": _rule("The audit log", [CMD]),
+    # sites and rooms
+    "sites.read": _rule("Sites", PEOPLE + (LOGISTICS,)),
+    "sites.create": _rule("Create a site", [CMD], Scope.ANY),
+    "sites.update": _rule("Change a site", ADMINS),
+    "rooms.read": _rule("Rooms, their status and history", PEOPLE),
+    "rooms.manage": _rule("Create floors, change rooms", ADMINS),
+    "rooms.turn_over": _rule("Room turnover (in/out of service: command, site manager)", PEOPLE),
+    # stays and residents
+    "occupancy.read": _rule("Occupancy (beds, releases due)", PEOPLE + (LOGISTICS,)),
+    "stays.read": _rule("Stays, the room board, contacts", PEOPLE),
+    "stays.admit": _rule("Admit, suggest rooms, move stays", FLOOR),
+    "stays.close": _rule("Release or extend stays", PEOPLE),
+    "regimes.read": _rule("Regimes", PEOPLE, Scope.ANY),
+    "regimes.update": _rule("Change a regime", [CMD], Scope.ANY),
+    "residents.find": _rule("Residents by document number (masked)", PEOPLE),
+    "residents.reveal": _rule("Unmask a resident (audited)", [CMD, MGR, MEDIC]),
+    # health
+    "health.record": _rule("Record check-ins and swabs", PEOPLE),
+    "health.read": _rule("Alerts, worklists, health timelines, exposure reviews", PEOPLE),
+    "alerts.acknowledge": _rule("Acknowledge an alert", PEOPLE),
+    "alerts.resolve": _rule("Resolve an alert", [MEDIC]),
+    "reviews.decide": _rule("Decide an exposure review", [CMD, MGR, MEDIC]),
+    "lab.results": _rule("Upload results by tube barcode", [LAB]),
+    # transfers
+    "facilities.read": _rule("Destination facilities (a hospital: its own)", PEOPLE, Scope.ANY, hospital=Scope.FACILITY),
+    "facilities.manage": _rule("Create and change facilities", [CMD], Scope.ANY),
+    "transfers.read": _rule("Transfers, boards, transitions, response times", PEOPLE),
+    "transfers.request": _rule("Request a transfer", PEOPLE),
+    "transfers.move": _rule("Move a transfer along its state machine", [CMD, MEDIC]),
+    "hospital.transfers": _rule("Transfers heading to the hospital: read, confirm arrival, refuse", [HOSPITAL], Scope.FACILITY),
+    # supplies
+    "supplies.items.read": _rule("The item catalogue", PEOPLE + (LOGISTICS,), Scope.ANY),
+    "supplies.items.create": _rule("Add catalogue items", [CMD], Scope.ANY),
+    "supplies.stock.read": _rule("Stock levels, the ledger, the change feed", PEOPLE + (LOGISTICS,)),
+    "supplies.stock.write": _rule("Stock movements and transfers between sites", FLOOR),
+    "supplies.levels": _rule("Reorder and target levels", ADMINS),
+    "replenishments.read": _rule("Replenishment requests", PEOPLE + (LOGISTICS,)),
+    "replenishments.raise": _rule("Raise or receive a replenishment", FLOOR),
+    "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
+    "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
+    "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    # live updates
+    "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
+}
+
+
+def rule(operation: str) -> Rule:
+    try:
+        return POLICY[operation]
+    except KeyError:
+        raise KeyError(f"{operation!r} is not an operation of service/policy.py") from None
+
+
+def roles(operation: str) -> tuple[Role, ...]:
+    """The roles granted ``operation``, in Role order (for service-level checks)."""
+    granted = rule(operation).grants
+    return tuple(r for r in Role if r in granted)
+
+
+def allows(principal: Principal | None, operation: str) -> bool:
+    r = rule(operation)
+    return r.public or (principal is not None and principal.role in r.grants)
+
+
+def require(principal: Principal | None, operation: str) -> Principal | None:
+    """The principal, if it may perform ``operation``: 401 without one, 403 ``role_not_allowed`` otherwise."""
+    r = rule(operation)
+    if r.public:
+        return principal
+    if principal is None:
+        raise Unauthorized("Authentication required.", code="unauthenticated")
+    if principal.role not in r.grants:
+        raise Forbidden(f"Not allowed for the role {principal.role}.", code="role_not_allowed")
+    return principal
+
+
+def site_filter(principal: Principal, operation: str) -> list[UUID] | None:
+    """The ``:site_ids`` value a query for ``operation`` must bind: None = every site, [] = nothing.
+
+    A role not granted the operation reaches no site's data. For a facility scope it is the
+    sites the key names (None: every site), to be applied together with ``facility_filter``.
+    """
+    scope = rule(operation).grants.get(principal.role)
+    if scope is Scope.ANY:
+        return None
+    if scope is Scope.FACILITY:
+        return None if principal.site_ids is None else list(principal.site_ids)
+    if scope is Scope.SITES:
+        return principal.site_scope
+    return []
+
+
+def facility_filter(principal: Principal, operation: str) -> UUID | None:
+    """The facility a facility-scoped caller reaches (None: none; such a caller sees nothing)."""
+    return principal.facility_id if rule(operation).grants.get(principal.role) is Scope.FACILITY else None
+
+
+# --- wiring into REST and GraphQL ---------------------------------------------------
+
+OPERATION_OPT = "operation"
+
+
+def rest(operation: str) -> dict[str, str]:
+    """Route option naming the route's operation; AuthMiddleware enforces it."""
+    rule(operation)
+    return {OPERATION_OPT: operation}
+
+
+_permissions: dict[str, type] = {}
+
+
+def gql(operation: str) -> type:
+    """The Strawberry permission class of ``operation`` (one class per operation).
+
+    Denials raise coded DomainErrors rather than set ``message``: the permission
+    instance is shared by every request, and the error then carries its code.
+    On a nullable nested field a denial answers null plus an error.
+    """
+    if operation in _permissions:
+        return _permissions[operation]
+    rule(operation)
+
+    class Allowed(BasePermission):
+        def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+            require(info.context.principal, operation)
+            return True
+
+    Allowed.operation = operation  # type: ignore[attr-defined]
+    Allowed.__name__ = "Allowed_" + operation.replace(".", "_")
+    _permissions[operation] = Allowed
+    return Allowed
+
+
+def operation_of(permission_classes: Iterable[type]) -> str | None:
+    """The operation a GraphQL field's permission classes enforce (None: none declared)."""
+    return next((getattr(p, "operation", None) for p in permission_classes if getattr(p, "operation", None)), None)
