@@ -24,7 +24,7 @@ from service.api.rest import api_v1
 from service.cache import Cache
 from service.db import Database, DeadlineMiddleware, create_pool
 from service.errors import EXCEPTION_HANDLERS
-from service.http import BodyLimits
+from service.http import BodyLimits, answer_head_as_get
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
 from service.proxies import TrustedProxiesMiddleware
 from service.settings import Settings
@@ -111,4 +111,5 @@ def create_app(settings: Settings) -> Litestar:
     )
     document_contract(app)
     fix_options_allow(app)
+    app.asgi_handler = answer_head_as_get(app.asgi_handler)
     return app

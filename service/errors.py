@@ -18,6 +18,7 @@ that constraint in ``CONSTRAINT_CODES`` (domains add theirs in their store).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any, ClassVar
 
@@ -277,11 +278,30 @@ def _database_error_to_response(request: Request, exc: Exception) -> Response[by
     return domain_error_to_response(request, mapped)
 
 
+_MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
+_AT_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def validation_field(message: str, at: str | None = None) -> str | None:
+    """The input a msgspec validation message is about, as a path such as ``members[0].resident.name``.
+
+    ``at`` is where the error was found when the message does not say (Litestar strips
+    " - at `$...`" into its ``key``, ``data`` meaning the body itself); a missing field is
+    named by its own path, not by the object that lacks it.
+    """
+    found = _AT_PATH.search(message)
+    where = found.group(1) if found else ("" if at in (None, "data") else at)
+    missing = _MISSING_FIELD.match(message)
+    if missing:
+        where = f"{where}.{missing.group(1)}" if where else missing.group(1)
+    return where or None
+
+
 def _validation_to_response(_: Request, exc: ValidationException) -> Response[bytes]:
     errors = exc.extra if isinstance(exc.extra, list) else None
     field = None
     if errors and isinstance(errors[0], dict):
-        field = errors[0].get("key") or None
+        field = validation_field(str(errors[0].get("message", "")), errors[0].get("key"))
     return problem_response(400, "invalid_request", "Invalid request", exc.detail, field=field, errors=errors)
 
 

@@ -11,22 +11,24 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import asyncpg
 import msgspec
 import strawberry
-from graphql import value_from_ast
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, value_from_ast
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from service import idempotency
 from service.access.model import Principal
 from service.cache import Cache
 from service.db import Database
-from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, Unavailable, from_database
+from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, Unavailable, from_database, validation_field
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -66,13 +68,67 @@ Ctx = Info[Context, None]
 
 @strawberry.type(description="An expected failure of a mutation: which input, a stable code, a message.")
 class UserError:
-    field: str | None
+    # The input at fault as the service names it (``members[0].resident.document_number``);
+    # the GraphQL field answers it as the path in this mutation's arguments.
+    field: strawberry.Private[str | None]
     code: str
     message: str
+    # Why a JSON object: what unblocks an action differs by code (airing_not_finished: airing_until;
+    # release_blocked: reasons) and must be data a client can act on, not message text. It is the
+    # same object as the REST problem's ``extra``, so both paths say the same thing.
+    extra: JSON | None = strawberry.field(
+        default=None,
+        description="What would unblock the action, as data: the REST problem's `extra` "
+        "(airing_not_finished: airing_until; release_blocked: reasons), or null.",
+    )
+
+    @strawberry.field(
+        name="field",
+        description="The input at fault as a path in the mutation's arguments (input.members.0.resident.documentNumber), "
+        "a header name (Idempotency-Key), or null.",
+    )
+    def input_path(self, info: Info[Any, Any]) -> str | None:
+        return input_path(self.field, root_arguments(info))
+
+
+def root_arguments(info: Info[Any, Any]) -> set[str]:
+    """Argument names of the root field this value is under (aliases and root fragments allowed)."""
+    raw = info._raw_info
+    path = raw.path
+    while path.prev is not None:
+        path = path.prev
+    root_type = raw.schema.get_type(path.typename or "") or raw.schema.mutation_type
+    pending = list(raw.operation.selection_set.selections)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, FieldNode) and (node.alias or node.name).value == path.key:
+            field = getattr(root_type, "fields", {}).get(node.name.value)
+            return set(field.args) if field else set()
+        if isinstance(node, InlineFragmentNode):
+            pending.extend(node.selection_set.selections)
+        elif isinstance(node, FragmentSpreadNode) and node.name.value in raw.fragments:
+            pending.extend(raw.fragments[node.name.value].selection_set.selections)
+    return set()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def input_path(field: str | None, arguments: set[str]) -> str | None:
+    """``temperature_c`` -> ``input.temperatureC``; ``members[0].resident.name`` -> ``input.members.0.resident.name``."""
+    if not field or "-" in field:  # nothing, or a header
+        return field
+    steps = [step if step.isdigit() else _camel(step) for step in re.findall(r"[^.\[\]]+", field)]
+    if steps and steps[0] not in arguments and "input" in arguments:
+        steps.insert(0, "input")
+    return ".".join(steps)
 
 
 def user_errors(exc: DomainError) -> list[UserError]:
-    return [UserError(field=exc.field, code=exc.code, message=exc.message)]
+    extra = strawberry.scalars.JSON(exc.extra) if exc.extra else None
+    return [UserError(field=exc.field, code=exc.code, message=exc.message, extra=extra)]
 
 
 def call_fingerprint(info: Ctx) -> bytes:
@@ -147,8 +203,7 @@ def input_struct(struct_type: type[T], value: Any) -> tuple[T | None, list[UserE
         return msgspec.convert(raw, struct_type, strict=False), []
     except msgspec.ValidationError as exc:
         message = str(exc)
-        field = message.rsplit("$.", 1)[-1].rstrip("`").split("[")[0] if "$." in message else None
-        return None, [UserError(field=field, code="invalid_input", message=message.split(" - at ")[0])]
+        return None, [UserError(field=validation_field(message), code="invalid_input", message=message.split(" - at ")[0])]
     except DomainError as exc:
         return None, user_errors(exc)
 

@@ -138,3 +138,29 @@ def json_with_etag(request: Request[Any, Any, Any], value: Any) -> Response[Any]
     if if_none_match(request, etag):
         return Response(b"", status_code=304, headers={ETAG_HEADER: etag})
     return Response(body, media_type="application/json", headers={ETAG_HEADER: etag})
+
+
+def answer_head_as_get(handler: ASGIApp) -> ASGIApp:
+    """HEAD is GET without the body (RFC 9110 9.3.2: every server supports it).
+
+    Litestar 2 routes HEAD only to explicit ``@head`` handlers, so a HEAD on any
+    GET route answered 405. It wraps the app's router (after routing would be too
+    late), so the GET route's authentication, policy, ETag and 304 apply as they are;
+    the GET's headers (``Content-Length`` included) are kept and its body dropped.
+    """
+
+    async def head_as_get(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await handler(scope, receive, send)
+            return
+
+        async def headers_only(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body"):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await handler({**scope, "method": "GET"}, receive, headers_only)  # type: ignore[arg-type]
+
+    return head_as_get

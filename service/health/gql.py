@@ -280,8 +280,9 @@ class ExposureReviewPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-def _error(e: m.ItemError | None) -> UserError | None:
-    return UserError(field=e.field, code=e.code, message=e.message) if e else None
+def _error(index: int, e: m.ItemError | None) -> UserError | None:
+    """An item's error; its field is under the item (``input.1.spo2``)."""
+    return UserError(field=f"[{index}].{e.field}" if e.field else None, code=e.code, message=e.message) if e else None
 
 
 def _batch(items: list[Any]) -> HealthBatchPayload:
@@ -291,7 +292,7 @@ def _batch(items: list[Any]) -> HealthBatchPayload:
             status=i.status,
             checkin=to_gql(Checkin, i.checkin) if getattr(i, "checkin", None) else None,
             sample=to_gql(Sample, i.sample) if getattr(i, "sample", None) else None,
-            error=_error(i.error),
+            error=_error(i.index, i.error),
         )
         for i in items
     ]
@@ -402,20 +403,29 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("alerts.acknowledge")])
     async def acknowledge_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
-        action = m.AlertAction(version=input.version, note=input.note[:1000])
+        # Validated like REST (a note over 1,000 characters is refused, not cut).
+        action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
+        if action is None:
+            return AlertPayload(user_errors=errors)
         found, errors = await mutate(info, lambda conn: service.acknowledge_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("alerts.resolve")], description="A medic resolves an alert, with a note.")
     async def resolve_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
         principal = info.context.require_principal()
-        action = m.AlertAction(version=input.version, note=input.note[:1000])
+        action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
+        if action is None:
+            return AlertPayload(user_errors=errors)
         found, errors = await mutate(info, lambda conn: service.resolve_alert(conn, principal, input.id, action), result_type=m.Alert)
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("reviews.decide")], description="Confirm (extends the stay) or dismiss an exposure review.")
     async def decide_exposure_review(self, info: Ctx, input: DecideExposureReviewInput) -> ExposureReviewPayload:
         principal = info.context.require_principal()
-        decision = m.ReviewDecision(version=input.version, confirm=input.confirm, note=input.note[:1000])
-        found, errors = await mutate(info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview)
+        decision, errors = input_struct(m.ReviewDecision, {"version": input.version, "confirm": input.confirm, "note": input.note})
+        if decision is None:
+            return ExposureReviewPayload(user_errors=errors)
+        found, errors = await mutate(
+            info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview
+        )
         return ExposureReviewPayload(review=to_gql(ExposureReview, found) if found else None, user_errors=errors)

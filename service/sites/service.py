@@ -362,7 +362,8 @@ async def turn_over(
         await store.update_task(conn, task.id, state=DisinfectionState.AIRING, actor=actor, airing_minutes=airing_minutes, notes=reason)
     elif action is RoomAction.PASS_INSPECTION and task:
         if not await store.airing_over(conn, task.id):
-            raise RuleViolated(f"Room {room.number} is still airing.", code="airing_not_finished", airing_until=str(task.airing_until))
+            until = task.airing_until.isoformat() if task.airing_until else None
+            raise RuleViolated(f"Room {room.number} is still airing until {until}.", code="airing_not_finished", airing_until=until)
         await store.update_task(conn, task.id, state=DisinfectionState.PASSED, actor=actor, inspected=True, notes=reason)
     elif action is RoomAction.FAIL_INSPECTION and task:
         await store.update_task(conn, task.id, state=DisinfectionState.DISINFECTING, actor=actor, inspected=True, failed=True, notes=reason)

@@ -273,10 +273,11 @@ async def record_movement(conn: asyncpg.Connection, principal: Principal, settin
     """Receipt, issue, adjustment (signed delta + reason) or stocktake (counted quantity)."""
     _require(principal, STOCK_ROLES, "record stock movements")
     kind = MovementKind(data.kind)
-    for name in ("quantity", "delta"):
-        value = getattr(data, name)
-        if value is not None and not -MAX_QUANTITY <= value <= MAX_QUANTITY or name == "quantity" and (value or 0) < 0:
-            raise InvalidInput(f"{name} is out of range.", code=f"invalid_{name}", field=name)
+    # Literal codes, so that the contracts (service/errorcodes.py) list both.
+    if data.quantity is not None and not 0 <= data.quantity <= MAX_QUANTITY:
+        raise InvalidInput("quantity is out of range.", code="invalid_quantity", field="quantity")
+    if data.delta is not None and not -MAX_QUANTITY <= data.delta <= MAX_QUANTITY:
+        raise InvalidInput("delta is out of range.", code="invalid_delta", field="delta")
     if kind is MovementKind.ADJUSTMENT:
         if not data.delta or data.quantity is not None:
             raise InvalidInput("An adjustment takes a non-zero delta (and no quantity).", code="invalid_adjustment", field="delta")

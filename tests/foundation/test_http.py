@@ -98,3 +98,20 @@ async def test_graphql_top_level_errors_carry_the_domain_code(client, auth):
     query = '{ sites(first: 5, after: "!!!") { edges { cursor } } }'
     body = (await client.post("/graphql", json={"query": query}, headers=auth(make_principal(Role.COMMAND)))).json()
     assert body["errors"][0]["extensions"]["code"] == "invalid_cursor"
+
+
+async def test_head_answers_like_get_without_a_body(client, auth):
+    """HEAD on a GET route is that GET's status and headers, no body (it answered 405 before)."""
+    headers = auth(make_principal(Role.COMMAND))
+    for path in ("/healthz", "/api/v1/sites", "/api/v1/supplies/items"):
+        got = await client.get(path, headers=headers)
+        head = await client.head(path, headers=headers)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"" and head.headers["content-length"] == got.headers["content-length"]
+        assert head.headers.get("etag") == got.headers.get("etag")
+    etag = (await client.get("/api/v1/sites", headers=headers)).headers["etag"]
+    assert (await client.head("/api/v1/sites", headers={**headers, "If-None-Match": etag})).status_code == 304
+    # the GET route's authentication and method rules still apply
+    assert (await client.head("/api/v1/sites")).status_code == 401
+    refused = await client.head("/api/v1/checkins", headers=headers)
+    assert refused.status_code == 405 and refused.content == b""

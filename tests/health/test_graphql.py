@@ -34,9 +34,9 @@ async def test_app_records_checkins_and_reads_worklists_timeline_and_alerts(clie
     ]
     result = (await gql(client, auth, worker, RECORD, input=items))["recordCheckins"]
     assert (result["created"], result["failed"]) == (1, 1)
-    assert result["items"][0]["checkin"]["temperatureC"] == 38.1 and result["items"][1]["error"] == {"field": "spo2", "code": "implausible_value"}
+    assert result["items"][0]["checkin"]["temperatureC"] == 38.1 and result["items"][1]["error"] == {"field": "input.1.spo2", "code": "implausible_value"}
     bad = (await gql(client, auth, worker, ONE, input={"stayId": str(b.id), "recordedAt": now, "temperatureC": 50}))["recordCheckin"]
-    assert bad["userErrors"] == [{"field": "temperature_c", "code": "implausible_value"}]
+    assert bad["userErrors"] == [{"field": "input.temperatureC", "code": "implausible_value"}]
 
     due = await gql(client, auth, worker, "query($s: UUID!) { checkinsDue(siteId: $s) { stayId } }", s=str(site_id))
     assert [d["stayId"] for d in due["checkinsDue"]] == [str(b.id)]
@@ -76,4 +76,4 @@ async def test_app_records_samples_and_pools(client, auth, db, settings):
     assert pool["sample"] == {"barcode": "GQP-0001", "members": 1}
     too_many = (await gql(client, auth, worker, """mutation($input: RecordPoolInput!) { recordPool(input: $input) { sample { barcode } userErrors { field code } } }""",
                           input={"siteId": str(site_id), "barcode": "GQP-0002", "collectedAt": now, "members": [{"stayId": str(b.id)}] * 11}))["recordPool"]
-    assert too_many["sample"] is None and too_many["userErrors"][0]["field"] == "members"
+    assert too_many["sample"] is None and too_many["userErrors"][0]["field"] == "input.members"

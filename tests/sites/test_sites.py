@@ -81,7 +81,7 @@ async def test_graphql_site_mutation_and_query(client, auth):
     dup = (await client.post("/graphql", json={"query": mutation, "variables": {"input": {"code": "G-1", "name": "G"}}}, headers=auth(command))).json()
     assert dup["data"]["createSite"]["userErrors"][0]["code"] == "site_code_taken"
     bad = (await client.post("/graphql", json={"query": mutation, "variables": {"input": {"code": "x", "name": "G"}}}, headers=auth(command))).json()
-    assert bad["data"]["createSite"]["userErrors"][0]["field"] == "code"
+    assert bad["data"]["createSite"]["userErrors"][0]["field"] == "input.code"
     query = "query($id: UUID!) { site(id: $id) { code } sites(first: 10) { edges { node { code } } pageInfo { hasNextPage } } }"
     other_staff = make_principal(Role.SITE_STAFF, [])
     hidden = (await client.post("/graphql", json={"query": query, "variables": {"id": site["id"]}}, headers=auth(other_staff))).json()

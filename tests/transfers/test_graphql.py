@@ -37,7 +37,7 @@ async def test_request_and_move_through_graphql(client, db, settings, auth):
     assert stale["data"]["moveTransfer"]["userErrors"][0]["code"] == "stale_version"
     vehicle = {**VEHICLE, "kind": "NEGATIVE_PRESSURE_AMBULANCE"}
     missing = await gql(client, auth, ward.medic, MOVE, input={"id": t["id"], "action": "DISPATCH", "version": 2})
-    assert missing["data"]["moveTransfer"]["userErrors"][0] == {"field": "vehicle", "code": "vehicle_required", "message": "Dispatch needs the vehicle, driver and escort."}
+    assert missing["data"]["moveTransfer"]["userErrors"][0] == {"field": "input.vehicle", "code": "vehicle_required", "message": "Dispatch needs the vehicle, driver and escort."}
     too_long = await gql(client, auth, ward.medic, MOVE, input={"id": t["id"], "action": "DISPATCH", "version": 2, "vehicle": {**vehicle, "plate": "X" * 40}})
     assert too_long["data"]["moveTransfer"]["userErrors"][0]["code"] == "invalid_input"
     dispatched = await gql(client, auth, ward.medic, MOVE, input={"id": t["id"], "action": "DISPATCH", "version": 2, "vehicle": vehicle})
@@ -136,7 +136,7 @@ async def test_facility_mutations(client, auth):
     facility = made["data"]["createDestinationFacility"]["facility"]
     assert facility["kind"] == "MAKESHIFT_HOSPITAL"
     bad = await gql(client, auth, command, create, input={"code": "x", "name": "n", "kind": "MAKESHIFT_HOSPITAL"})
-    assert bad["data"]["createDestinationFacility"]["userErrors"][0]["field"] == "code"
+    assert bad["data"]["createDestinationFacility"]["userErrors"][0]["field"] == "input.code"
     update = """mutation($input: UpdateFacilityInput!) { updateDestinationFacility(input: $input) { facility { active version } userErrors { code } } }"""
     done = await gql(client, auth, command, update, input={"id": facility["id"], "version": 1, "active": False})
     assert done["data"]["updateDestinationFacility"]["facility"] == {"active": False, "version": 2}
