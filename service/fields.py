@@ -7,11 +7,15 @@ documents the bound, instead of asyncpg overflowing into a 500.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import msgspec
 
 INT32_MAX = 2_147_483_647
+# A device clock a little ahead of the server is skew; further ahead is a wrong clock. Every
+# client-given instant (recorded, collected, admitted, exposed) may be this far in the future.
+CLOCK_SKEW = timedelta(minutes=10)
 
 Version = Annotated[
     int, msgspec.Meta(ge=1, le=INT32_MAX, description="The version the caller read; a stale one answers 409")

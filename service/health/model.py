@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 
 from service.errors import InvalidInput
-from service.fields import Int32, Version
+from service.fields import CLOCK_SKEW, Int32, Version
 
 
 class Symptom(StrEnum):
@@ -86,8 +86,6 @@ Note = Annotated[str, msgspec.Meta(max_length=1000)]
 Barcode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{4,40}$", description="Tube barcode")]
 CtValue = Annotated[float, msgspec.Meta(ge=0, le=50)]
 MAX_BATCH = 500
-# A device clock a little ahead of the server is skew; further ahead is a wrong clock.
-CLOCK_SKEW = timedelta(minutes=10)
 
 
 def check_time(value: datetime, field: str) -> None:

@@ -29,6 +29,7 @@ from service.access import crypto
 from service.access import service as access
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
+from service.fields import CLOCK_SKEW
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
 from service.sites import service as sites
@@ -56,8 +57,6 @@ from service.stays.model import (
 )
 
 ADMIT_ROLES = policy.roles("stays.admit")
-# An admission time a little ahead of the server clock is a phone's clock skew; more is a mistake.
-CLOCK_SKEW = timedelta(minutes=10)
 
 
 def _require(principal: Principal, roles: tuple[Role, ...] | frozenset[Role], what: str) -> None:

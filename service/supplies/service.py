@@ -326,6 +326,9 @@ async def transfer(conn: asyncpg.Connection, principal: Principal, settings: Set
     if data.from_site_id == data.to_site_id:
         raise InvalidInput("A transfer goes between two different sites.", code="same_site", field="to_site_id")
     in_id = uuid.uuid5(TRANSFER_IN_NS, str(data.id))
+    # Both sites' scope first: which check answers must not depend on how the two ids sort.
+    for site in (data.from_site_id, data.to_site_id):
+        _require_site(principal, site)
     # Lock both stock rows in one global order so that opposite transfers cannot deadlock.
     rows: dict[UUID, asyncpg.Record | None] = {}
     for site in sorted((data.from_site_id, data.to_site_id), key=str):

@@ -154,3 +154,17 @@ async def test_out_of_range_quantities_are_422(client, auth):
     contract = (await client.get("/docs/openapi.json")).json()
     documented = json.dumps(contract["paths"]["/api/v1/supplies/movements"]["post"]["responses"]["422"])
     assert '"invalid_quantity"' in documented and '"invalid_delta"' in documented
+
+
+async def test_transfer_from_another_site_answers_like_an_unknown_one_whatever_the_id_order(client, auth):
+    """Found by probing transferStock: an unknown item with a random source site answered item_not_found
+    or site_not_found depending on how the site ids sorted, another site's id always site_not_found."""
+    a = await make_site(client, auth)
+    other = await make_site(client, auth)
+    unknown_item = str(uuid.uuid4())
+    answers = set()
+    for source in (other, "00000000-0000-4000-8000-000000000000", "ffffffff-ffff-4fff-bfff-ffffffffffff"):
+        body = {"id": str(uuid.uuid4()), "from_site_id": source, "to_site_id": a, "item_id": unknown_item, "quantity": 1}
+        refused = await client.post("/api/v1/supplies/transfers", json=body, headers=auth(staff([a])))
+        answers.add((refused.status_code, refused.json()["code"]))
+    assert answers == {(404, "site_not_found")}
