@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install schemas check-schemas bench fuzz clean vendor-docs
+.PHONY: run test lint install schemas check-schemas bench fuzz clean vendor-docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m service serve --seed-demo
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff and mypy (with the Strawberry plugin) at zero findings on service/; config in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check service
+	$(BIN)/mypy
 
 # The contract fuzz tests, longer and with a random seed (printed with any failure;
 # rerun one with QSITE_FUZZ_SEED=<seed>). The suite runs them with a fixed seed.

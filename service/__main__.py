@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -112,7 +112,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     uvicorn.Server(server_config(settings, create_app(settings))).run()
 
 
-def server_config(settings: Settings, app: object) -> uvicorn.Config:
+def server_config(settings: Settings, app: Any) -> uvicorn.Config:
     """uvicorn's configuration for ``serve`` (tests start the same server)."""
     import uvicorn
 

@@ -57,14 +57,15 @@ def tune_collector() -> None:
 
 def create_app(settings: Settings) -> Litestar:
     """Build the app. ``settings.database_url`` and ``redis_url`` must be resolved (see service.__main__)."""
-    if not settings.database_url or not settings.redis_url:
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if not database_url or not redis_url:
         raise ValueError("create_app needs resolved DATABASE_URL and REDIS_URL")
 
     @contextlib.asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
-        cache = Cache(settings.redis_url, prefix=settings.redis_prefix, timeout_ms=settings.redis_timeout_ms)
-        pool = await create_pool(settings, settings.database_url)
-        versions = SiteVersions(settings.database_url)
+        cache = Cache(redis_url, prefix=settings.redis_prefix, timeout_ms=settings.redis_timeout_ms)
+        pool = await create_pool(settings, database_url)
+        versions = SiteVersions(database_url)
         versions.start()
         app.state.settings = settings
         app.state.cache = cache

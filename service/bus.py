@@ -62,6 +62,7 @@ async def emit(
 ) -> Event:
     """Record an event in the current transaction. ``type`` is ``<domain>.<what_happened>``."""
     row = await conn.fetchrow(_INSERT, site_id, type, subject_id, data or {}, actor, current_request_id())
+    assert row is not None  # INSERT ... RETURNING answers its row
     event = Event(**dict(row))
     pending = _pending.get()
     if pending is not None:

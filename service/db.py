@@ -16,12 +16,13 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import aiosql
 import asyncpg
 import msgspec
 import sqlparse
+from asyncpg.pool import PoolConnectionProxy
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from service import bus
@@ -36,6 +37,7 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "db"
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 # Arbitrary constant: the advisory lock every migrating process takes first.
 MIGRATION_LOCK_ID = 7_140_001
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
 
 Connection = asyncpg.Connection
 
@@ -60,7 +62,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "json", schema="pg_catalog", encoder=lambda v: msgspec.json.encode(v).decode(), decoder=msgspec.json.decode
     )
-    await conn.execute("SELECT pg_catalog.pg_advisory_lock_shared(%d, %d)" % FEED_WRITER_LOCK)
+    await conn.execute("SELECT pg_catalog.pg_advisory_lock_shared({}, {})".format(*FEED_WRITER_LOCK))
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -129,7 +131,7 @@ def _outage(exc: BaseException) -> Unavailable | None:
     return unavailable(exc)
 
 
-def _discard(conn: asyncpg.Connection) -> None:
+def _discard(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
     """Close a connection at once, no goodbye to the server (which may be dead or hung)."""
     with contextlib.suppress(asyncpg.InterfaceError):  # one the server ended has already left the pool
         conn.terminate()
@@ -138,13 +140,20 @@ def _discard(conn: asyncpg.Connection) -> None:
 class _Lease:
     """One pooled connection held through the gate, replaceable by a fresh one."""
 
-    def __init__(self, db: Database, conn: asyncpg.Connection) -> None:
+    def __init__(self, db: Database, conn: PoolConnectionProxy) -> None:
         self.db = db
-        self.conn = conn
+        self.conn: PoolConnectionProxy | None = conn
+
+    @property
+    def live(self) -> asyncpg.Connection:
+        """The connection (None only inside ``replace``); the pool's proxy forwards every Connection method."""
+        assert self.conn is not None
+        return cast(asyncpg.Connection, self.conn)
 
     async def replace(self) -> None:
         """Drop a connection the server ended (and any idle ones it ended with it); take a fresh one."""
         dead, self.conn = self.conn, None
+        assert dead is not None
         _discard(dead)
         await self.db.pool.release(dead)
         await self.db.pool.expire_connections()
@@ -269,7 +278,7 @@ class Database:
                 self._gate.release()
 
     @asynccontextmanager
-    async def transaction(self, *, isolation: str = "read_committed") -> AsyncIterator[asyncpg.Connection]:
+    async def transaction(self, *, isolation: Isolation = "read_committed") -> AsyncIterator[asyncpg.Connection]:
         """One unit of work: commit on success, roll back on error, then publish its events.
 
         Events emitted with ``bus.emit`` inside are published to Redis only after
@@ -280,17 +289,17 @@ class Database:
         """
         with bus.collect() as pending:
             async with self._lease() as lease:
-                tx = lease.conn.transaction(isolation=isolation)
+                tx = lease.live.transaction(isolation=isolation)
                 try:
                     await tx.start()
                 except Exception as exc:
                     if isinstance(exc, TimeoutError) or not connection_lost(exc):
                         raise
                     await lease.replace()
-                    tx = lease.conn.transaction(isolation=isolation)
+                    tx = lease.live.transaction(isolation=isolation)
                     await tx.start()
                 try:
-                    yield lease.conn
+                    yield lease.live
                 except BaseException as exc:
                     if not (connection_lost(exc) or isinstance(exc, asyncio.CancelledError)):
                         await tx.rollback()

@@ -97,6 +97,7 @@ def _module_constraints(module_name: str) -> frozenset[str]:
             and node.func.id == "register_constraint"
             and len(node.args) >= 2
             and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
         ):
             codes.add(node.args[1].value)
     return frozenset(codes)
@@ -140,9 +141,8 @@ class _Reader:
             if target is not None and _unwrap(target) in self.barriers:
                 return
             if isinstance(target, type) and issubclass(target, DomainError):
-                code = next((k.value for k in node.keywords if k.arg == "code"), target.default_code)
-                if isinstance(code, ast.Constant):
-                    code = code.value
+                given = next((k.value for k in node.keywords if k.arg == "code"), None)
+                code = target.default_code if given is None else given.value if isinstance(given, ast.Constant) else None
                 if isinstance(code, str):
                     found[target.status].add(code)
         elif isinstance(node, ast.Name | ast.Attribute) and isinstance(node.ctx, ast.Load):

@@ -26,6 +26,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from service.observability import CLIENT_DISCONNECTED, STATUS_CLIENT_CLOSED, current_request_id
 
@@ -335,7 +336,7 @@ def _unexpected_to_response(request: Request, exc: Exception) -> Response[bytes]
     return problem_response(500, "internal_error", "Internal error", "An unexpected error occurred; quote the request id.")
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     DomainError: domain_error_to_response,
     asyncpg.PostgresError: _database_error_to_response,
     asyncpg.exceptions._base.DataError: _database_error_to_response,

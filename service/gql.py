@@ -127,7 +127,8 @@ def input_path(field: str | None, arguments: set[str]) -> str | None:
 
 
 def user_errors(exc: DomainError) -> list[UserError]:
-    return [UserError(field=exc.field, code=exc.code, message=exc.message, extra=exc.extra or None)]
+    extra = strawberry.scalars.JSON(exc.extra) if exc.extra else None
+    return [UserError(field=exc.field, code=exc.code, message=exc.message, extra=extra)]
 
 
 def call_fingerprint(info: Ctx) -> bytes:
@@ -138,8 +139,10 @@ def call_fingerprint(info: Ctx) -> bytes:
     """
     raw = info._raw_info
     given = {node.name.value: node.value for node in raw.field_nodes[0].arguments or ()}
+    # A plain dict at run time (strawberry executes it so); graphql-core 3.3 annotates its VariableValues tuple.
+    variables: dict[str, Any] = raw.variable_values  # type: ignore[assignment]
     arguments = {
-        name: value_from_ast(given[name], argument.type, raw.variable_values) if name in given else argument.default_value
+        name: value_from_ast(given[name], argument.type, variables) if name in given else argument.default_value
         for name, argument in raw.parent_type.fields[raw.field_name].args.items()
     }
     call = msgspec.json.encode([raw.field_name, arguments], order="sorted", enc_hook=str)

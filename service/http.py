@@ -13,7 +13,7 @@ import hashlib
 import re
 from datetime import datetime
 from itertools import accumulate
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -39,10 +39,17 @@ RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:
 
 def instant_param(name: str, description: str, *, required: bool = False) -> Any:
     """A query parameter holding an instant; parse it with ``parse_instant``."""
-    extra = {} if required else {"default": None}
-    return ParameterMarker(query=name, pattern=RFC3339, max_length=40, description=description, **extra)
+    if required:
+        return ParameterMarker(query=name, pattern=RFC3339, max_length=40, description=description)
+    return ParameterMarker(query=name, pattern=RFC3339, max_length=40, description=description, default=None)
 
 
+@overload
+def parse_instant(value: str, field: str) -> datetime: ...
+@overload
+def parse_instant(value: None, field: str) -> None: ...
+@overload
+def parse_instant(value: str | None, field: str) -> datetime | None: ...
 def parse_instant(value: str | None, field: str) -> datetime | None:
     if value is None:
         return None
@@ -97,7 +104,7 @@ class BodyLimits:
             max_depth = scope["app"].state.settings.max_json_depth
             if scope.get("query_string"):
                 check_json_depth(unquote_plus(scope["query_string"].decode("latin-1")), max_depth)
-            if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            if scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
                 request: Request[Any, Any, Any] = Request(scope, receive)
                 if not request.headers.get("content-type", "").startswith(_FORM_TYPES):
                     check_json_depth(await request.body(), max_depth)
@@ -143,7 +150,7 @@ def answer_head_as_get(handler: ASGIApp) -> ASGIApp:
     """
 
     async def head_as_get(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
             await handler(scope, receive, send)
             return
 

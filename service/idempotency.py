@@ -177,7 +177,7 @@ async def request_key(request: Request) -> tuple[str | None, bytes | None]:
 
 async def respond(
     request: Request, db: Database, caller: str, work: Work, *, status_code: int = 201, replay: bool = True
-) -> Response[bytes]:
+) -> Response[Any]:  # the JSON of work's result: the route declares its type
     """The REST write path: run ``work`` once per Idempotency-Key and answer its JSON."""
     key, fingerprint = await request_key(request)
     status, body = await run_once(

@@ -28,12 +28,11 @@ import msgspec
 import strawberry
 from graphql import GraphQLError
 
-from service import bus
+from service import bus, policy
 from service.access.model import Principal
 from service.cache import Cache
 from service.db import Database
 from service.errors import DomainError, InvalidInput, NotFound, Unauthorized
-from service import policy
 from service.gql import Ctx
 from service.sites import service as sites
 
@@ -177,7 +176,7 @@ class SiteEvent:
 
 
 def site_event(event: bus.Event) -> SiteEvent:
-    return SiteEvent(id=event.id, site_id=event.site_id, type=event.type, subject_id=event.subject_id, data=event.data, at=event.at)
+    return SiteEvent(id=event.id, site_id=event.site_id, type=event.type, subject_id=event.subject_id, data=strawberry.scalars.JSON(event.data), at=event.at)
 
 
 @strawberry.type

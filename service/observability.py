@@ -21,7 +21,7 @@ from litestar import Response, get
 from litestar._asgi.utils import wrap_in_exception_handler
 from litestar.datastructures import State
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 access_log = logging.getLogger("qsite.access")
@@ -60,7 +60,7 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        async def receive_watching() -> Message:
+        async def receive_watching() -> ReceiveMessage:
             message = await receive()
             if message["type"] == "http.disconnect":
                 scope[CLIENT_DISCONNECTED] = True  # type: ignore[literal-required]
@@ -72,7 +72,7 @@ class RequestIdMiddleware:
             if scope.get(CLIENT_DISCONNECTED) and status >= 500:
                 status = STATUS_CLIENT_CLOSED
             # The route template, never the raw path or query: those can carry ids and document numbers.
-            ACCESS.record(scope["method"], scope.get("path_template", "?"), status, round((time.perf_counter() - started) * 1000, 2))
+            ACCESS.record(str(scope.get("method", "?")), scope.get("path_template", "?"), status, round((time.perf_counter() - started) * 1000, 2))
             _request_id.reset(token)
 
 
@@ -220,7 +220,7 @@ async def readyz(state: State) -> Response[Readiness]:
     try:
         async with state.db.pool.acquire(timeout=2) as conn:
             postgres = await conn.fetchval("SELECT true", timeout=2)
-    except Exception:  # any failure means "not ready"; the probe must not raise
+    except Exception:  # noqa: BLE001 - any failure means "not ready"; the probe must not raise
         postgres = False
     redis_ok = await state.cache.ping()  # no I/O while the breaker is open
     status = "ok" if postgres and redis_ok else "degraded" if postgres else "unavailable"

@@ -86,8 +86,9 @@ class TrustedProxiesMiddleware:
         self.header_bytes = settings.forwarded_header.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.trusted and scope["type"] in ("http", "websocket") and scope.get("client"):
-            peer_host, peer_port = scope["client"]
+        client = scope.get("client") if scope["type"] in ("http", "websocket") else None
+        if self.trusted and client:
+            peer_host, peer_port = client
             values = [v.decode("latin-1") for k, v in scope["headers"] if k == self.header_bytes]
             host = client_address(peer_host, values, self.trusted, self.header) if values else peer_host
             if host != peer_host:

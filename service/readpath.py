@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
@@ -37,7 +38,7 @@ import asyncpg
 import msgspec
 from graphql import FragmentDefinitionNode, FragmentSpreadNode, OperationDefinitionNode, parse, print_ast
 from graphql.error import GraphQLSyntaxError
-from graphql.language import InlineFragmentNode, SelectionSetNode
+from graphql.language import FieldNode, InlineFragmentNode, SelectionNode, SelectionSetNode
 
 from service import policy
 from service.access.model import Principal
@@ -85,7 +86,7 @@ def int_value(value: Any) -> int:
     return value
 
 
-def enum_value(enum: type) -> Callable[[Any], str]:
+def enum_value(enum: type[Enum]) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if not isinstance(value, str) or value not in enum.__members__:
             raise Fallback
@@ -206,20 +207,21 @@ def canonical(document: str) -> str | None:
     if len(operations) != 1:
         return None
 
-    def inline(selection_set: SelectionSetNode | None, depth: int = 0) -> SelectionSetNode | None:
-        if selection_set is None or depth > 20:
+    def inline(selection_set: SelectionSetNode, depth: int = 0) -> SelectionSetNode:
+        if depth > 20:
             return selection_set
-        out = []
+        out: list[SelectionNode] = []
         for sel in selection_set.selections:
             if isinstance(sel, FragmentSpreadNode):
                 fragment = fragments.get(sel.name.value)
                 if fragment is None or sel.directives:
                     raise ValueError(sel.name.value)
-                out.extend(inline(fragment.selection_set, depth + 1).selections)  # type: ignore[union-attr]
+                out.extend(inline(fragment.selection_set, depth + 1).selections)
             elif isinstance(sel, InlineFragmentNode):
                 raise ValueError("inline fragment")  # a type condition the compiler does not model
-            else:
-                out.append(sel.__class__(**{**{k: getattr(sel, k) for k in sel.keys}, "selection_set": inline(sel.selection_set, depth + 1)}))
+            elif isinstance(sel, FieldNode):
+                nested = inline(sel.selection_set, depth + 1) if sel.selection_set is not None else None
+                out.append(sel.__class__(**{**{k: getattr(sel, k) for k in sel.keys}, "selection_set": nested}))
         return SelectionSetNode(selections=tuple(out))
 
     op = operations[0]

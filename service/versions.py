@@ -90,9 +90,9 @@ class SiteVersions:
             self.memory[(site, topic)] = self.memory.get((site, topic), 0) + version - seen
             self.serial += 1
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
-            site, topic, stripe, version = payload.split(":")
+            site, topic, stripe, version = str(payload).split(":")
             self._merge(UUID(site), topic, int(stripe), int(version))
         except ValueError:
             log.warning("unreadable version notification", extra={"event": "versions_bad_payload"})

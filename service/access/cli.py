@@ -34,7 +34,9 @@ def add_user_arguments(parser: argparse.ArgumentParser) -> None:
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the integration's name")
     parser.add_argument("--role", required=True, choices=["logistics", "lab", "hospital"])
-    parser.add_argument("--site", action="append", default=[], help="site id (repeat; required for logistics and lab; a hospital: only transfers from these sites)")
+    parser.add_argument(
+        "--site", action="append", default=[], help="site id (repeat; required for logistics and lab; a hospital: only transfers from these sites)"
+    )
     parser.add_argument("--facility", help="hospital clients (required): the destination facility id")
 
 
@@ -85,9 +87,7 @@ def create_user(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def create_client(settings: Settings, args: argparse.Namespace) -> None:
-    data = _convert(
-        {"name": args.name, "role": args.role, "site_ids": args.site or None, "facility_id": args.facility}, ApiClientCreate
-    )
+    data = _convert({"name": args.name, "role": args.role, "site_ids": args.site or None, "facility_id": args.facility}, ApiClientCreate)
     try:
         client = asyncio.run(_run(settings, lambda conn: service.create_client(conn, service.SYSTEM_PRINCIPAL, data)))
     except DomainError as exc:

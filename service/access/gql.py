@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from uuid import UUID
 
 import strawberry
 
+from service import policy
 from service.access import service
 from service.access.model import ApiClient as ApiClientModel
 from service.access.model import ApiClientCreate, ApiClientCreated, ClientRole, StaffCreate, StaffPatch, StaffRole, TokenPair
 from service.access.model import AuditEntry as AuditEntryModel
 from service.access.model import Staff as StaffModel
 from service.errors import DomainError, NotFound, RateLimited
-from service import policy
 from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql, user_errors
 
-StaffRoleGQL = strawberry.enum(StaffRole, name="StaffRole")
-ApiClientRoleGQL = strawberry.enum(ClientRole, name="ApiClientRole")
+strawberry.enum(StaffRole, name="StaffRole")  # registers StaffRole itself
+StaffRoleGQL = StaffRole
+strawberry.enum(ClientRole, name="ApiClientRole")  # registers ClientRole itself
+ApiClientRoleGQL = ClientRole
 
 @strawberry.type(description="A staff account. `phone` is masked unless read with a purpose (audited).")
 class StaffMember:
@@ -124,7 +127,9 @@ class UpdateStaffInput:
 class CreateApiClientInput:
     name: str
     role: ApiClientRoleGQL
-    site_ids: list[UUID] | None = strawberry.field(description="Logistics, lab: the sites served (required). Hospital: null = transfers from every site (command only)")
+    site_ids: list[UUID] | None = strawberry.field(
+        description="Logistics, lab: the sites served (required). Hospital: null = transfers from every site (command only)"
+    )
     facility_id: UUID | None = strawberry.field(default=None, description="Hospital clients (required): the facility they speak for")
 
 
@@ -144,7 +149,7 @@ def _tokens(pair: TokenPair) -> AuthTokens:
     return to_gql(AuthTokens, pair)
 
 
-async def _auth_payload(work) -> AuthPayload:  # type: ignore[no-untyped-def]
+async def _auth_payload(work: Awaitable[TokenPair]) -> AuthPayload:
     try:
         return AuthPayload(tokens=_tokens(await work))
     except RateLimited as exc:
@@ -183,9 +188,7 @@ class Query:
     ) -> Connection[StaffMember]:
         ctx = info.context
         async with ctx.db.connection() as conn:
-            page = await service.list_staff(
-                conn, ctx.settings, ctx.require_principal(), site_id=site_id, cursor=after, limit=first, purpose=purpose
-            )
+            page = await service.list_staff(conn, ctx.settings, ctx.require_principal(), site_id=site_id, cursor=after, limit=first, purpose=purpose)
         return connection_of(page, staff_gql, lambda s: [s.username])
 
     @strawberry.field(permission_classes=[policy.gql("staff.read")], description="One staff account; null when not visible to the caller.")
@@ -258,11 +261,9 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         data, errors = input_struct(StaffCreate, input)
-        if errors:
+        if data is None:
             return StaffPayload(user_errors=errors)
-        staff, errors = await mutate(
-            info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel
-        )
+        staff, errors = await mutate(info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel)
         return StaffPayload(staff=staff_gql(staff) if staff else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("staff.manage")])
@@ -271,7 +272,7 @@ class Mutation:
         principal = ctx.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         data, errors = input_struct(StaffPatch, fields)
-        if errors:
+        if data is None:
             return StaffPayload(user_errors=errors)
         staff, errors = await mutate(
             info,
@@ -284,7 +285,7 @@ class Mutation:
     async def create_api_client(self, info: Ctx, input: CreateApiClientInput) -> ApiClientPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(ApiClientCreate, input)
-        if errors:
+        if data is None:
             return ApiClientPayload(user_errors=errors)
         work, with_key = service.client_creation(principal, data)
         stored, errors = await mutate(info, work, result_type=ApiClientCreated)
@@ -297,7 +298,5 @@ class Mutation:
     async def revoke_api_client(self, info: Ctx, id: UUID) -> ApiClientPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        client, errors = await mutate(
-            info, lambda conn: service.revoke_client(ctx.db, conn, principal, id), result_type=ApiClientModel
-        )
+        client, errors = await mutate(info, lambda conn: service.revoke_client(ctx.db, conn, principal, id), result_type=ApiClientModel)
         return ApiClientPayload(client=client_gql(client) if client else None, user_errors=errors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -143,7 +143,7 @@ class StaffPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     active: bool | msgspec.UnsetType = msgspec.UNSET
     password: Password | msgspec.UnsetType = msgspec.UNSET
 
-    def changes(self) -> dict[str, object]:
+    def changes(self) -> dict[str, Any]:  # field -> its new value, whatever its type
         return {f: v for f in self.__struct_fields__ if f != "version" and (v := getattr(self, f)) is not msgspec.UNSET}
 
 

@@ -195,7 +195,7 @@ class ClientController(Controller):
         work, with_key = service.client_creation(principal, data)
         stored = await idempotency.respond(request, db, principal.ref, work)
         client = with_key(msgspec.json.decode(stored.content, type=ApiClientCreated))
-        return Response(msgspec.json.encode(client), status_code=stored.status_code, media_type="application/json")
+        return Response(client, status_code=stored.status_code)
 
     @post("/{client_id:uuid}/revoke", status_code=200)
     async def revoke_client(self, request: Request, db: Database, principal: Principal, client_id: UUID) -> Response[ApiClient]:

@@ -25,9 +25,9 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.types import Scope
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
 from strawberry.litestar import make_graphql_controller
-from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -35,7 +35,7 @@ from service import live, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
-from service.api.persisted import Documents, Prepared
+from service.api.persisted import Documents
 from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, problem_response
 from service.gql import Context
 from service.health import gql as health
@@ -189,8 +189,9 @@ class PreparedDocument(SchemaExtension):
             ctx.query, ctx.graphql_document, ctx.pre_execution_errors = prepared.text, prepared.document, list(prepared.errors)
         yield
         result = ctx.result
-        if result is not None and getattr(result, "errors", None):
-            result.errors = public_errors(result.errors, production=schema.production)
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = public_errors(errors, production=schema.production)
 
 
 def build_schema(settings: Settings) -> Schema:
@@ -339,11 +340,12 @@ class GraphQLEdge:
         if prepared.introspects and self.production and context.principal is None:
             refused = GraphQLError("Introspection requires authentication.", extensions={"code": "unauthenticated"})
             return self._respond(request, [refused])
-        cacheable = prepared.sha256 is not None and operation.operation is OperationType.QUERY
-        if cacheable:
+        digest = prepared.sha256 if operation.operation is OperationType.QUERY else None
+        cacheable = digest is not None
+        if digest is not None:
             # The compiled read path answers first when it can (same authorisation and scoping).
             try:
-                found = await readpath.answer(context, prepared.sha256, variables, operation_name=name)
+                found = await readpath.answer(context, digest, variables, operation_name=name)
             except Unavailable as outage:  # PostgreSQL down or hung: no second attempt, the same 503
                 return self._respond(request, [GraphQLError(outage.message, original_error=outage)])
             if found is not None:
@@ -355,7 +357,7 @@ class GraphQLEdge:
             variable_values=variables,
             operation_name=name,
             executor_class=self.executor_class,
-            is_awaitable=optimized_is_awaitable,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]  # strawberry's is a TypeGuard in all but its annotation
             hide_suggestions=self.production,
             operation_extensions=extensions,
         )

@@ -100,8 +100,13 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,
 # code=error.code)`` over a batch outcome; a constraint registered by another domain).
 DYNAMIC_CODES: dict[str, errorcodes.Codes] = {
-    "recordCheckin": {404: {"stay_not_found"}, 409: {"checkin_id_conflict", "failed"}},
+    "recordCheckin": {  # health.service._raise_for over the check-in statement's outcome
+        404: {"stay_not_found"},
+        409: {"stay_closed", "checkin_id_conflict", "failed"},
+        422: {"recorded_before_admission"},
+    },
     "createApiClient": {409: {"facility_not_found"}},
+    "recordStockMovement": {422: {"invalid_quantity", "invalid_delta"}},  # code=f"invalid_{name}"
 }
 
 _STATUS_TITLES = {

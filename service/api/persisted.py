@@ -43,6 +43,7 @@ from graphql import (
     validate,
 )
 from graphql.language import Visitor, visit
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
@@ -129,7 +130,7 @@ class Prepared:
         return None
 
 
-def limit_rules(settings: Settings) -> tuple[type[ValidationRule], ...]:
+def limit_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
     """Depth, alias and operation-count limits as validation rules (tokens are a parse option)."""
     depth = QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules
     aliases = MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules

@@ -16,15 +16,24 @@ from service.pagination import Page
 from service.stays import service as stays
 from service.stays.gql import Stay, stay_gql
 
-SymptomGQL = strawberry.enum(m.Symptom, name="Symptom")
-SampleKindGQL = strawberry.enum(m.SampleKind, name="SampleKind")
-SampleResultGQL = strawberry.enum(m.SampleResult, name="SampleResult")
-AlertKindGQL = strawberry.enum(m.AlertKind, name="HealthAlertKind")
-AlertStateGQL = strawberry.enum(m.AlertState, name="HealthAlertState")
-ReviewStateGQL = strawberry.enum(m.ReviewState, name="ExposureReviewState")
-RelationGQL = strawberry.enum(m.Relation, name="ExposureRelation")
-SourceGQL = strawberry.enum(m.ExposureSource, name="ExposureSource")
-ItemStatusGQL = strawberry.enum(m.ItemStatus, name="HealthItemStatus")
+strawberry.enum(m.Symptom, name="Symptom")  # registers m.Symptom itself
+SymptomGQL = m.Symptom
+strawberry.enum(m.SampleKind, name="SampleKind")  # registers m.SampleKind itself
+SampleKindGQL = m.SampleKind
+strawberry.enum(m.SampleResult, name="SampleResult")  # registers m.SampleResult itself
+SampleResultGQL = m.SampleResult
+strawberry.enum(m.AlertKind, name="HealthAlertKind")  # registers m.AlertKind itself
+AlertKindGQL = m.AlertKind
+strawberry.enum(m.AlertState, name="HealthAlertState")  # registers m.AlertState itself
+AlertStateGQL = m.AlertState
+strawberry.enum(m.ReviewState, name="ExposureReviewState")  # registers m.ReviewState itself
+ReviewStateGQL = m.ReviewState
+strawberry.enum(m.Relation, name="ExposureRelation")  # registers m.Relation itself
+RelationGQL = m.Relation
+strawberry.enum(m.ExposureSource, name="ExposureSource")  # registers m.ExposureSource itself
+SourceGQL = m.ExposureSource
+strawberry.enum(m.ItemStatus, name="HealthItemStatus")  # registers m.ItemStatus itself
+ItemStatusGQL = m.ItemStatus
 
 
 def _stay_loader(info: Ctx) -> Any:
@@ -297,7 +306,10 @@ def _raw(items: list[Any]) -> list[dict[str, Any]]:
 
 @strawberry.type
 class Query:
-    @strawberry.field(permission_classes=[policy.gql("health.read")], description="Residents whose check-in for the current slot is due; null for another site.")
+    @strawberry.field(
+        permission_classes=[policy.gql("health.read")],
+        description="Residents whose check-in for the current slot is due; null for another site.",
+    )
     async def checkins_due(self, info: Ctx, site_id: UUID, floor: int | None = None) -> list[CheckinDue] | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -326,7 +338,9 @@ class Query:
                 return None
             return timeline_gql(await service.timeline(conn, ctx.require_principal(), stay_id))
 
-    @strawberry.field(permission_classes=[policy.gql("health.read")], description="A site's alerts, newest first (open ones by default); empty for another site.")
+    @strawberry.field(
+        permission_classes=[policy.gql("health.read")], description="A site's alerts, newest first (open ones by default); empty for another site."
+    )
     async def site_alerts(
         self, info: Ctx, site_id: UUID, states: list[AlertStateGQL] | None = None, first: int = 50, after: str | None = None
     ) -> Connection[Alert]:
@@ -356,7 +370,7 @@ class Mutation:
     async def record_checkin(self, info: Ctx, input: RecordCheckinInput) -> CheckinPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.CheckinCreate, _raw([input])[0])
-        if errors:
+        if data is None:
             return CheckinPayload(user_errors=errors)
         found, errors = await mutate(info, lambda conn: service.record_checkin_in(conn, principal, data), result_type=m.Checkin)
         return CheckinPayload(checkin=to_gql(Checkin, found) if found else None, user_errors=errors)
@@ -381,7 +395,7 @@ class Mutation:
         raw = _raw([input])[0]
         raw["members"] = [{k: v for k, v in mm.items() if v is not None} for mm in raw["members"]]
         data, errors = input_struct(m.PoolCreate, raw)
-        if errors:
+        if data is None:
             return SamplePayload(user_errors=errors)
         found, errors = await mutate(info, lambda conn: service.record_pool(conn, principal, data), result_type=m.Sample)
         return SamplePayload(sample=to_gql(Sample, found) if found else None, user_errors=errors)

@@ -53,7 +53,7 @@ class CheckinController(Controller):
         if request.headers.get(idempotency.HEADER) is not None:
             return await idempotency.respond(request, db, principal.ref, lambda conn: service.record_checkin_in(conn, principal, data))
         checkin = await service.record_checkin(db, principal, data)
-        return Response(msgspec.json.encode(checkin), status_code=201, media_type="application/json")
+        return Response(checkin, status_code=201)
 
     @post("/batch", opt=RECORDERS, status_code=200)
     async def record_checkins(
@@ -131,7 +131,11 @@ class AlertController(Controller):
 
     @get("/sites/{site_id:uuid}/exposure-reviews")
     async def list_reviews(
-        self, request: Request, db: Database, principal: Principal, site_id: UUID,
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        site_id: UUID,
         review_state: Annotated[ReviewState | None, Parameter(query="state", default=ReviewState.OPEN)] = ReviewState.OPEN,
         limit: Annotated[int, LimitParam] = 50,
     ) -> Response[list[ExposureReview]]:

@@ -244,12 +244,18 @@ async def _insert_samples(conn: asyncpg.Connection, principal: Principal, rows: 
     inserted = await store.insert_samples(conn, principal.ref, rows)
     new = [r for r in rows if r["id"] in inserted]
     await store.fulfil_retests(conn, [(r["stay_id"], r["id"]) for r in new if r["stay_id"] is not None and r["pool_id"] is None])
-    await store.insert_audit(conn, principal.ref, principal.role.value, "sample.record", [(r["site_id"], r["stay_id"] or r["id"]) for r in new], ["barcode", "kind"])
+    subjects = [(r["site_id"], r["stay_id"] or r["id"]) for r in new]
+    await store.insert_audit(conn, principal.ref, principal.role.value, "sample.record", subjects, ["barcode", "kind"])
     events = await store.insert_events(
         conn,
         principal.ref,
         [
-            (r["site_id"], "health.sample_recorded", r["id"], {"stay_id": str(r["stay_id"]) if r["stay_id"] else None, "pool": r["members"] > 0, "kind": r["kind"]})
+            (
+                r["site_id"],
+                "health.sample_recorded",
+                r["id"],
+                {"stay_id": str(r["stay_id"]) if r["stay_id"] else None, "pool": r["members"] > 0, "kind": r["kind"]},
+            )
             for r in new
             if r["pool_id"] is None
         ],
@@ -282,12 +288,22 @@ async def record_samples(conn: asyncpg.Connection, principal: Principal, raw_ite
         day = item.scheduled_day or (_day_of(stay, item.collected_at) if stay else 0)
         if error is None and not 1 <= day <= 90:
             error = ItemError(code="invalid_scheduled_day", message="The swab is outside the stay's quarantine days.", field="collected_at")
-        if error:
+        if error is not None or stay is None:
             outcomes[index] = SampleOutcome(index=index, status=ItemStatus.FAILED, error=error)
             continue
         rows.append(
-            {"index": index, "id": item.id or uuid.uuid4(), "site_id": stay["site_id"], "stay_id": item.stay_id, "pool_id": None,
-             "barcode": item.barcode, "kind": item.kind.value, "scheduled_day": day, "members": 0, "collected_at": item.collected_at}
+            {
+                "index": index,
+                "id": item.id or uuid.uuid4(),
+                "site_id": stay["site_id"],
+                "stay_id": item.stay_id,
+                "pool_id": None,
+                "barcode": item.barcode,
+                "kind": item.kind.value,
+                "scheduled_day": day,
+                "members": 0,
+                "collected_at": item.collected_at,
+            }
         )
     inserted = await _insert_samples(conn, principal, rows)
     stored = {s.id: s for s in await store.get_samples(conn, [r["id"] for r in rows], principal.site_scope)}
@@ -298,9 +314,15 @@ async def record_samples(conn: asyncpg.Connection, principal: Principal, raw_ite
         elif sample and sample.barcode == r["barcode"] and sample.stay_id == r["stay_id"]:
             outcomes[r["index"]] = SampleOutcome(index=r["index"], status=ItemStatus.REPLAYED, sample=sample)
         elif sample or r["id"] in inserted:
-            outcomes[r["index"]] = SampleOutcome(index=r["index"], status=ItemStatus.FAILED, error=ItemError(code="sample_id_conflict", message="This id belongs to another sample.", field="id"))
+            outcomes[r["index"]] = SampleOutcome(
+                index=r["index"], status=ItemStatus.FAILED, error=ItemError(code="sample_id_conflict", message="This id belongs to another sample.", field="id")
+            )
         else:
-            outcomes[r["index"]] = SampleOutcome(index=r["index"], status=ItemStatus.FAILED, error=ItemError(code="barcode_taken", message="This barcode is already on another tube.", field="barcode"))
+            outcomes[r["index"]] = SampleOutcome(
+                index=r["index"],
+                status=ItemStatus.FAILED,
+                error=ItemError(code="barcode_taken", message="This barcode is already on another tube.", field="barcode"),
+            )
     return [outcomes[i] for i in sorted(outcomes)]
 
 
@@ -321,8 +343,17 @@ async def record_pool(conn: asyncpg.Connection, principal: Principal, data: Pool
     pool_id = data.id or uuid.uuid4()
     found = await store.stays_for_samples(conn, [m.stay_id for m in data.members], principal.site_scope)
     rows: list[dict[str, Any]] = [
-        {"id": pool_id, "site_id": data.site_id, "stay_id": None, "pool_id": None, "barcode": data.barcode, "kind": data.kind.value,
-         "scheduled_day": None, "members": len(data.members), "collected_at": data.collected_at}
+        {
+            "id": pool_id,
+            "site_id": data.site_id,
+            "stay_id": None,
+            "pool_id": None,
+            "barcode": data.barcode,
+            "kind": data.kind.value,
+            "scheduled_day": None,
+            "members": len(data.members),
+            "collected_at": data.collected_at,
+        }
     ]
     for i, member in enumerate(data.members):
         stay = found.get(member.stay_id)
@@ -331,9 +362,17 @@ async def record_pool(conn: asyncpg.Connection, principal: Principal, data: Pool
         if stay["status"] != StayStatus.ACTIVE:
             raise Conflict("The stay has ended.", code="stay_closed", field=f"members.{i}.stay_id")
         rows.append(
-            {"id": member.id or uuid.uuid5(pool_id, str(member.stay_id)), "site_id": data.site_id, "stay_id": member.stay_id, "pool_id": pool_id,
-             "barcode": None, "kind": data.kind.value, "scheduled_day": _day_of(stay, data.collected_at), "members": 0,
-             "collected_at": data.collected_at}
+            {
+                "id": member.id or uuid.uuid5(pool_id, str(member.stay_id)),
+                "site_id": data.site_id,
+                "stay_id": member.stay_id,
+                "pool_id": pool_id,
+                "barcode": None,
+                "kind": data.kind.value,
+                "scheduled_day": _day_of(stay, data.collected_at),
+                "members": 0,
+                "collected_at": data.collected_at,
+            }
         )
     inserted = await _insert_samples(conn, principal, rows)
     stored = await store.get_samples(conn, [pool_id], principal.site_scope)
@@ -389,11 +428,20 @@ async def upload_results(conn: asyncpg.Connection, principal: Principal, data: L
     by_id = {t["id"]: t for t in tubes.values()}
     changed = [by_id[u[0]] for u in updates]
     await store.insert_audit(
-        conn, principal.ref, principal.role.value, "sample.result",
-        [(t["site_id"], t["stay_id"] or t["id"]) for t in changed] + [(m["site_id"], m["stay_id"]) for m in members], ["result", "ct_values"],
+        conn,
+        principal.ref,
+        principal.role.value,
+        "sample.result",
+        [(t["site_id"], t["stay_id"] or t["id"]) for t in changed] + [(m["site_id"], m["stay_id"]) for m in members],
+        ["result", "ct_values"],
     )
     events = [
-        (t["site_id"], "health.sample_resulted", t["id"], {"stay_id": str(t["stay_id"]) if t["stay_id"] else None, "result": t["result"], "pool": t["stay_id"] is None})
+        (
+            t["site_id"],
+            "health.sample_resulted",
+            t["id"],
+            {"stay_id": str(t["stay_id"]) if t["stay_id"] else None, "result": t["result"], "pool": t["stay_id"] is None},
+        )
         for t in changed
     ]
     events += [(by_id[p]["site_id"], "health.retests_opened", p, {"count": n}) for p, n in per_pool.items() if p in by_id]
@@ -404,8 +452,11 @@ async def upload_results(conn: asyncpg.Connection, principal: Principal, data: L
             await _positive(conn, actor, tube)
     count = {s: sum(i.status is s for i in items) for s in LabItemStatus}
     return LabUploadResult(
-        recorded=count[LabItemStatus.RECORDED], unchanged=count[LabItemStatus.UNCHANGED], unknown=count[LabItemStatus.UNKNOWN_BARCODE],
-        conflicts=count[LabItemStatus.CONFLICT], items=items,
+        recorded=count[LabItemStatus.RECORDED],
+        unchanged=count[LabItemStatus.UNCHANGED],
+        unknown=count[LabItemStatus.UNKNOWN_BARCODE],
+        conflicts=count[LabItemStatus.CONFLICT],
+        items=items,
     )
 
 
@@ -428,8 +479,9 @@ async def raise_alert(conn: asyncpg.Connection, principal: Principal, stay: Stay
     """Raise one alert (once per dedup_key); the event carries the site so subscribers can route it."""
     alert_id = await store.insert_alert(conn, site_id=stay.site_id, stay_id=stay.id, kind=kind, dedup_key=dedup_key, detail=detail)
     if alert_id is not None:
-        await bus.emit(conn, "health.alert_raised", site_id=stay.site_id, subject_id=alert_id, actor=principal.ref,
-                       data={"stay_id": str(stay.id), "kind": kind})
+        await bus.emit(
+            conn, "health.alert_raised", site_id=stay.site_id, subject_id=alert_id, actor=principal.ref, data={"stay_id": str(stay.id), "kind": kind}
+        )
     return alert_id
 
 
@@ -457,21 +509,33 @@ async def list_site_alerts(
     await sites.get_site(conn, principal, site_id)
     after = decode_cursor(cursor, [datetime, UUID])
     rows = await store.list_alerts(
-        conn, site_id, principal.site_scope, states=[s.value for s in states] if states else None,
-        after=(after[0], after[1]) if after else None, limit=limit + 1,
+        conn,
+        site_id,
+        principal.site_scope,
+        states=[s.value for s in states] if states else None,
+        after=(after[0], after[1]) if after else None,
+        limit=limit + 1,
     )
     return page_of(rows, limit, lambda a: [a.raised_at.isoformat(), str(a.id)])
 
 
 async def _move_alert(conn: asyncpg.Connection, principal: Principal, alert_id: UUID, data: AlertAction, *, to: AlertState, from_: list[AlertState]) -> Alert:
     current = await get_alert(conn, principal, alert_id)
-    if not await store.set_alert_state(conn, alert_id, state=to.value, from_states=[s.value for s in from_], version=data.version, note=data.note, actor=principal.ref):
+    if not await store.set_alert_state(
+        conn, alert_id, state=to.value, from_states=[s.value for s in from_], version=data.version, note=data.note, actor=principal.ref
+    ):
         if current.state not in from_:
             raise Conflict(f"The alert is {current.state}.", code="alert_state_conflict", state=current.state.value)
         raise Conflict(f"The alert changed since version {data.version}.", code="stale_version", current_version=current.version)
     await store.insert_audit(conn, principal.ref, principal.role.value, f"alert.{to.value}", [(current.site_id, current.stay_id)], ["state", "note"])
-    await bus.emit(conn, f"health.alert_{to.value}", site_id=current.site_id, subject_id=alert_id, actor=principal.ref,
-                   data={"stay_id": str(current.stay_id), "kind": current.kind.value})
+    await bus.emit(
+        conn,
+        f"health.alert_{to.value}",
+        site_id=current.site_id,
+        subject_id=alert_id,
+        actor=principal.ref,
+        data={"stay_id": str(current.stay_id), "kind": current.kind.value},
+    )
     return await get_alert(conn, principal, alert_id)
 
 
@@ -499,7 +563,9 @@ async def sweep_missed_checkins(db: Database, settings: Settings, *, now: dateti
 # --- worklists, timeline, forecast ------------------------------------------------------------
 
 
-async def checkins_due(conn: asyncpg.Connection, principal: Principal, site_id: UUID, *, floor: int | None = None, now: datetime | None = None) -> list[CheckinDue]:
+async def checkins_due(
+    conn: asyncpg.Connection, principal: Principal, site_id: UUID, *, floor: int | None = None, now: datetime | None = None
+) -> list[CheckinDue]:
     """Residents whose check-in for the current slot is not in, by floor and room (404 for another site)."""
     await sites.get_site(conn, principal, site_id)
     return await store.checkins_due(conn, site_id, principal.site_scope, floor=floor, now=now or _now())
@@ -564,12 +630,21 @@ async def open_exposure_review(
     source = ExposureSource(source)
     contacts = await stays.contacts(conn, principal, stay_id)
     members: dict[UUID, str] = {}
-    for relation, group in ((Relation.ROOMMATE, contacts.roommates), (Relation.HOUSEHOLD, contacts.household), (Relation.FLOOR_NEIGHBOUR, contacts.floor_neighbours)):
+    for relation, group in (
+        (Relation.ROOMMATE, contacts.roommates),
+        (Relation.HOUSEHOLD, contacts.household),
+        (Relation.FLOOR_NEIGHBOUR, contacts.floor_neighbours),
+    ):
         for contact in group:
             members.setdefault(contact.id, relation.value)
     ids = await store.insert_reviews(
-        conn, source_stay_id=stay_id, members=list(members.items()), source=source.value, reason=reason[:500],
-        exposed_at=exposed_at or _now(), actor=principal.ref,
+        conn,
+        source_stay_id=stay_id,
+        members=list(members.items()),
+        source=source.value,
+        reason=reason[:500],
+        exposed_at=exposed_at or _now(),
+        actor=principal.ref,
     )
     reviews = await store.get_reviews(conn, ids, None)
     await store.insert_audit(conn, principal.ref, principal.role.value, "exposure_review.open", [(r.site_id, r.stay_id) for r in reviews], ["exposure"])
@@ -578,7 +653,8 @@ async def open_exposure_review(
         by_site.setdefault(r.site_id, []).append(str(r.id))
     bus.track(
         await store.insert_events(
-            conn, principal.ref,
+            conn,
+            principal.ref,
             [(site, "health.exposure_review_opened", stay_id, {"source": source.value, "review_ids": rids}) for site, rids in by_site.items()],
         )
     )
@@ -611,6 +687,12 @@ async def decide_exposure_review(conn: asyncpg.Connection, principal: Principal,
             if exc.code != "stay_closed":
                 raise
     await store.insert_audit(conn, principal.ref, principal.role.value, f"exposure_review.{state.value}", [(review.site_id, review.stay_id)], ["exposure"])
-    await bus.emit(conn, f"health.exposure_review_{state.value}", site_id=review.site_id, subject_id=review_id, actor=principal.ref,
-                   data={"stay_id": str(review.stay_id), "source_stay_id": str(review.source_stay_id)})
+    await bus.emit(
+        conn,
+        f"health.exposure_review_{state.value}",
+        site_id=review.site_id,
+        subject_id=review_id,
+        actor=principal.ref,
+        data={"stay_id": str(review.stay_id), "source_stay_id": str(review.source_stay_id)},
+    )
     return (await store.get_reviews(conn, [review_id], None))[0]

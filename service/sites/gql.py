@@ -9,18 +9,20 @@ from uuid import UUID
 import strawberry
 
 from service import policy
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
-from service.sites import service
-from service.sites.model import Site as SiteModel
 from service.errors import NotFound
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
+from service.sites import service
 from service.sites.model import DisinfectionState, FloorCreate, RoomAction, RoomPatch, RoomStatus, SiteCreate, SiteKind, SitePatch, SiteStatus
 from service.sites.model import DisinfectionTask as RoomModelTask
-from service.sites.model import RoomStatusChange as RoomModelChange
 from service.sites.model import Room as RoomModel
+from service.sites.model import RoomStatusChange as RoomModelChange
+from service.sites.model import Site as SiteModel
 
-SiteKindGQL = strawberry.enum(SiteKind, name="SiteKind")
-SiteStatusGQL = strawberry.enum(SiteStatus, name="SiteStatus")
+strawberry.enum(SiteKind, name="SiteKind")  # registers SiteKind itself
+SiteKindGQL = SiteKind
+strawberry.enum(SiteStatus, name="SiteStatus")  # registers SiteStatus itself
+SiteStatusGQL = SiteStatus
 
 
 @strawberry.type(description="An isolation site: the unit of access.")
@@ -97,7 +99,7 @@ class Mutation:
     async def create_site(self, info: Ctx, input: CreateSiteInput) -> SitePayload:
         principal = info.context.require_principal()
         data, errors = input_struct(SiteCreate, input)
-        if errors:
+        if data is None:
             return SitePayload(user_errors=errors)
         site, errors = await mutate(info, lambda conn: service.create_site(conn, principal, data), result_type=SiteModel)
         return SitePayload(site=site_gql(site) if site else None, user_errors=errors)
@@ -107,7 +109,7 @@ class Mutation:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         data, errors = input_struct(SitePatch, fields)
-        if errors:
+        if data is None:
             return SitePayload(user_errors=errors)
         site, errors = await mutate(
             info, lambda conn: service.update_site(conn, principal, input.id, data), result_type=SiteModel
@@ -117,9 +119,12 @@ class Mutation:
 
 # --- rooms and turnover -------------------------------------------------------
 
-RoomStatusGQL = strawberry.enum(RoomStatus, name="RoomStatus")
-RoomActionGQL = strawberry.enum(RoomAction, name="RoomAction", description="An edge of the room turnover graph.")
-DisinfectionStateGQL = strawberry.enum(DisinfectionState, name="DisinfectionState")
+strawberry.enum(RoomStatus, name="RoomStatus")  # registers RoomStatus itself
+RoomStatusGQL = RoomStatus
+strawberry.enum(RoomAction, name="RoomAction", description="An edge of the room turnover graph.")  # registers RoomAction itself
+RoomActionGQL = RoomAction
+strawberry.enum(DisinfectionState, name="DisinfectionState")  # registers DisinfectionState itself
+DisinfectionStateGQL = DisinfectionState
 
 
 @strawberry.type(description="Terminal disinfection of a room: opened when it empties, started, finished, aired, inspected.")
@@ -274,9 +279,10 @@ class RoomMutation:
     async def create_floor(self, info: Ctx, input: CreateFloorInput) -> RoomsPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        site_id = fields.pop("site_id")
+        fields.pop("site_id")
+        site_id = input.site_id
         data, errors = input_struct(FloorCreate, fields)
-        if errors:
+        if data is None:
             return RoomsPayload(user_errors=errors)
         rooms, errors = await mutate(
             info, lambda conn: service.create_floor(conn, principal, site_id, data), result_type=list[RoomModel]
@@ -288,7 +294,7 @@ class RoomMutation:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         data, errors = input_struct(RoomPatch, fields)
-        if errors:
+        if data is None:
             return RoomPayload(user_errors=errors)
         room, errors = await mutate(info, lambda conn: service.update_room(conn, principal, input.id, data), result_type=RoomModel)
         return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)

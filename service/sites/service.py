@@ -385,7 +385,8 @@ async def seed_room_states(conn: asyncpg.Connection, principal: Principal, state
     bypassing the turnover graph. Disinfection tasks are opened for rooms left in turnover."""
     _require(principal, (Role.COMMAND,), "seed rooms")
     await store.bulk_set_rooms(conn, {k: (s.value, n) for k, (s, n) in states.items()}, principal.ref)
-    for room in await store.get_rooms_by_ids(conn, [k for k, (s, _) in states.items() if s in (RoomStatus.VACATED, RoomStatus.DISINFECTING, RoomStatus.AIRING)], None):
+    in_turnover = [k for k, (s, _) in states.items() if s in (RoomStatus.VACATED, RoomStatus.DISINFECTING, RoomStatus.AIRING)]
+    for room in await store.get_rooms_by_ids(conn, in_turnover, None):
         task = await store.open_task(conn, room, principal.ref)
         if room.status is not RoomStatus.VACATED:
             await store.update_task(conn, task.id, state="disinfecting", actor=principal.ref)

@@ -22,6 +22,7 @@ from service.access.service import SYSTEM_PRINCIPAL
 from service.sites import service as sites
 from service.sites.model import FloorCreate, RoomStatus, SiteCreate
 from service.stays import store
+from service.stays.model import Category
 from service.stays.service import local_date, release_at
 
 SITES = [
@@ -41,8 +42,42 @@ FLOOR_PLAN = {
     7: ("key_area_arrival", "G2218", "西安市/雁塔区", "medium"),
     8: ("other", "社区转送", "两江新区/金山街道", "low"),
 }
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
-GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "霞", "平", "刚", "桂英", "建华", "小红", "志强", "文", "俊", "欣怡", "子涵", "浩然"]
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁"
+    "任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "军",
+    "洋",
+    "勇",
+    "艳",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "霞",
+    "平",
+    "刚",
+    "桂英",
+    "建华",
+    "小红",
+    "志强",
+    "文",
+    "俊",
+    "欣怡",
+    "子涵",
+    "浩然",
+]
 REGION_CODES = ["500112", "500105", "500109", "500106", "500103"]
 
 
@@ -89,7 +124,7 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
             days_ago = rng.randrange(0, 9)
             admitted_at = now - timedelta(days=days_ago, hours=rng.randrange(0, 12), minutes=rng.randrange(60))
             household = f"HH-{site.code}-{room.number}" if room.beds > 1 else None
-            regime = regimes["close_contact" if category == "other" else category]
+            regime = regimes[Category.CLOSE_CONTACT if category == "other" else Category(category)]
             day_one = local_date(admitted_at, site.time_zone)
             for bed in range(1, room.beds + 1):
                 resident_id = uuid4()
@@ -97,22 +132,42 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
                 passport = category == "inbound_traveller" and bed == 1
                 number = f"E{rng.randrange(10**8):08d}" if passport else _id_number(rng, birth)
                 phone = f"139{rng.randrange(10**8):08d}"
-                residents.append({
-                    "id": resident_id, "site_id": site.id,
-                    "name": rng.choice(SURNAMES) + rng.choice(GIVEN), "sex": rng.choice(["female", "male"]), "birth_date": birth.date(),
-                    "document_type": "passport" if passport else "mainland_id",
-                    "document_enc": crypto.encrypt(settings, number, record_id=resident_id.bytes),
-                    "document_index": crypto.blind_index(settings, number), "document_tail": number[-4:],
-                    "phone_enc": crypto.encrypt(settings, phone, record_id=resident_id.bytes), "phone_tail": phone[-4:],
-                    "household_key": household,
-                })
-                stays.append({
-                    "id": uuid4(), "resident_id": resident_id, "site_id": site.id, "room_id": room.id, "room_number": room.number,
-                    "floor": room.floor, "bed": bed, "category": category, "origin_area": area, "risk_level": risk,
-                    "arrival_batch": f"{batch}-{day_one:%m%d}", "regime_id": regime.id, "time_zone": site.time_zone,
-                    "admitted_at": admitted_at, "day_one": day_one,
-                    "planned_release_at": release_at(day_one, regime.centralized_days, site.time_zone),
-                })
+                residents.append(
+                    {
+                        "id": resident_id,
+                        "site_id": site.id,
+                        "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+                        "sex": rng.choice(["female", "male"]),
+                        "birth_date": birth.date(),
+                        "document_type": "passport" if passport else "mainland_id",
+                        "document_enc": crypto.encrypt(settings, number, record_id=resident_id.bytes),
+                        "document_index": crypto.blind_index(settings, number),
+                        "document_tail": number[-4:],
+                        "phone_enc": crypto.encrypt(settings, phone, record_id=resident_id.bytes),
+                        "phone_tail": phone[-4:],
+                        "household_key": household,
+                    }
+                )
+                stays.append(
+                    {
+                        "id": uuid4(),
+                        "resident_id": resident_id,
+                        "site_id": site.id,
+                        "room_id": room.id,
+                        "room_number": room.number,
+                        "floor": room.floor,
+                        "bed": bed,
+                        "category": category,
+                        "origin_area": area,
+                        "risk_level": risk,
+                        "arrival_batch": f"{batch}-{day_one:%m%d}",
+                        "regime_id": regime.id,
+                        "time_zone": site.time_zone,
+                        "admitted_at": admitted_at,
+                        "day_one": day_one,
+                        "planned_release_at": release_at(day_one, regime.centralized_days, site.time_zone),
+                    }
+                )
             room_states[room.id] = (RoomStatus.OCCUPIED, room.beds)
     await store.bulk_insert_residents(conn, residents, actor)
     await store.bulk_insert_stays(conn, stays, actor)

@@ -8,21 +8,27 @@ from uuid import UUID
 
 import strawberry
 
-from service.errors import NotFound
 from service import policy
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql, user_errors
+from service.errors import NotFound
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
 from service.sites import service as sites
 from service.sites.gql import Room, room_gql
 from service.stays import model as m
 from service.stays import service
 
-CategoryGQL = strawberry.enum(m.Category, name="StayCategory")
-RiskLevelGQL = strawberry.enum(m.RiskLevel, name="OriginRiskLevel")
-StayStatusGQL = strawberry.enum(m.StayStatus, name="StayStatus")
-OutcomeGQL = strawberry.enum(m.Outcome, name="StayOutcome")
-SexGQL = strawberry.enum(m.Sex, name="ResidentSex")
-DocumentTypeGQL = strawberry.enum(m.DocumentType, name="ResidentDocumentType")
+strawberry.enum(m.Category, name="StayCategory")  # registers m.Category itself
+CategoryGQL = m.Category
+strawberry.enum(m.RiskLevel, name="OriginRiskLevel")  # registers m.RiskLevel itself
+RiskLevelGQL = m.RiskLevel
+strawberry.enum(m.StayStatus, name="StayStatus")  # registers m.StayStatus itself
+StayStatusGQL = m.StayStatus
+strawberry.enum(m.Outcome, name="StayOutcome")  # registers m.Outcome itself
+OutcomeGQL = m.Outcome
+strawberry.enum(m.Sex, name="ResidentSex")  # registers m.Sex itself
+SexGQL = m.Sex
+strawberry.enum(m.DocumentType, name="ResidentDocumentType")  # registers m.DocumentType itself
+DocumentTypeGQL = m.DocumentType
 
 
 @strawberry.type(description="A quarantine regime: policy as data.")
@@ -396,7 +402,7 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         data, errors = input_struct(m.Admission, input)
-        if errors:
+        if data is None:
             return StayPayload(user_errors=errors)
         stay, errors = await mutate(info, lambda conn: service.admit(conn, principal, ctx.settings, data), result_type=m.Stay)
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
@@ -406,7 +412,7 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         data, errors = input_struct(m.BatchAdmission, input)
-        if errors:
+        if data is None:
             return StaysPayload(user_errors=errors)
         stays, errors = await mutate(
             info, lambda conn: service.admit_batch(conn, principal, ctx.settings, data), result_type=list[m.Stay]
@@ -417,9 +423,10 @@ class Mutation:
     async def move_stay(self, info: Ctx, input: MoveStayInput) -> StayPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        stay_id = fields.pop("stay_id")
+        fields.pop("stay_id")
+        stay_id = input.stay_id
         data, errors = input_struct(m.Move, fields)
-        if errors:
+        if data is None:
             return StayPayload(user_errors=errors)
         stay, errors = await mutate(
             info, lambda conn: service.move(conn, principal, stay_id, data), result_type=m.Stay
@@ -436,9 +443,10 @@ class Mutation:
     async def extend_stay(self, info: Ctx, input: ExtendStayInput) -> StayPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        stay_id = fields.pop("stay_id")
+        fields.pop("stay_id")
+        stay_id = input.stay_id
         data, errors = input_struct(m.Extension, fields)
-        if errors:
+        if data is None:
             return StayPayload(user_errors=errors)
         stay, errors = await mutate(
             info, lambda conn: service.extend_stay(conn, principal, stay_id, data), result_type=m.Stay
@@ -450,7 +458,7 @@ class Mutation:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "code"}
         data, errors = input_struct(m.RegimePatch, fields)
-        if errors:
+        if data is None:
             return RegimePayload(user_errors=errors)
         regime, errors = await mutate(
             info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.Regime

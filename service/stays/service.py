@@ -331,7 +331,7 @@ async def _take_bed(
         after = await sites.occupy_bed(conn, principal, room, may_share=household is not None and in_room == {household})
     else:
         allocator = allocator or await _Allocator.load(conn, principal, site_id)
-        after = None
+        found: Room | None = None
         # The rooms were locked (lock_rooms_for_admission) before the allocator read them: it is current.
         for candidate in allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor):
             room = await sites.lock_room(conn, principal, candidate.id)
@@ -341,11 +341,12 @@ async def _take_bed(
             joins = household is not None and in_room == {household}
             if room.status is RoomStatus.OCCUPIED and not joins:
                 continue
-            after = await sites.occupy_bed(conn, principal, room, may_share=joins)
+            found = await sites.occupy_bed(conn, principal, room, may_share=joins)
             break
-        if after is None:
+        if found is None:
             where = f"floor {floor}" if floor is not None else "the site"
             raise Conflict(f"No free bed on {where} fits this admission.", code="no_room_available")
+        after = found
         allocator.took(after, household=household, category=category, batch=batch)
     taken = await store.taken_beds(conn, after.id)
     if bed is None:
@@ -419,7 +420,7 @@ async def _admit_all(
         )
     # Households first and together, so that each is placed while its room still has the beds.
     sizes = Counter(e.resident.household_key for e in entries if e.resident and e.resident.household_key)
-    order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]), 0), _household(entries[i]) or "", i))
+    order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", i))
     remaining = Counter(sizes)
     allocator: _Allocator | None = None
     regimes: dict[tuple[Category, str | None], Regime] = {}
@@ -427,7 +428,7 @@ async def _admit_all(
     for i in order:
         entry = entries[i]
         if entry.id in replayed:
-            results[i] = replayed[entry.id]  # type: ignore[index]
+            results[i] = replayed[entry.id]
             continue
         key = (entry.category, entry.regime_code)
         if key not in regimes:
@@ -559,7 +560,9 @@ async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetim
     return reasons
 
 
-async def _leave(conn: asyncpg.Connection, principal: Principal, stay: Stay, outcome: Outcome, *, seal: bool = False, reason: str = "", moved_to: UUID | None = None) -> Stay:
+async def _leave(
+    conn: asyncpg.Connection, principal: Principal, stay: Stay, outcome: Outcome, *, seal: bool = False, reason: str = "", moved_to: UUID | None = None
+) -> Stay:
     await store.close_stay(conn, stay.id, outcome, moved_to)
     await sites.release_bed(conn, principal, stay.room_id, seal=seal, reason=reason or outcome.value)
     return (await store.get_stays(conn, [stay.id], None))[0]
@@ -646,8 +649,18 @@ async def move(conn: asyncpg.Connection, principal: Principal, stay_id: UUID, da
         regime_code=regime.code,
     )
     new = await _open_stay(
-        conn, principal, site, room, bed, stay.resident_id, entry, regime,
-        admitted_at=now or _now(), day_one=stay.day_one, period_start=stay.period_start, moved_from=stay.id,
+        conn,
+        principal,
+        site,
+        room,
+        bed,
+        stay.resident_id,
+        entry,
+        regime,
+        admitted_at=now or _now(),
+        day_one=stay.day_one,
+        period_start=stay.period_start,
+        moved_from=stay.id,
     )
     await store.close_stay_link(conn, stay.id, new.id)
     await bus.emit(
@@ -750,7 +763,11 @@ async def update_regime(conn: asyncpg.Connection, principal: Principal, code: st
         )
     replanned = await store.replan_regime_stays(conn, regime.id, regime.centralized_days)
     await bus.emit(
-        conn, "stays.regime_updated", site_id=None, subject_id=regime.id, actor=principal.ref,
+        conn,
+        "stays.regime_updated",
+        site_id=None,
+        subject_id=regime.id,
+        actor=principal.ref,
         data={"code": regime.code, "version": regime.version, "fields": sorted(changes), "replanned": len(replanned)},
     )
     by_site: dict[UUID, list[str]] = {}
@@ -758,7 +775,11 @@ async def update_regime(conn: asyncpg.Connection, principal: Principal, code: st
         by_site.setdefault(site_id, []).append(str(stay_id))
     for site_id, stay_ids in by_site.items():
         await bus.emit(
-            conn, "stays.release_replanned", site_id=site_id, subject_id=regime.id, actor=principal.ref,
+            conn,
+            "stays.release_replanned",
+            site_id=site_id,
+            subject_id=regime.id,
+            actor=principal.ref,
             data={"regime": regime.code, "centralized_days": regime.centralized_days, "count": len(stay_ids), "stay_ids": stay_ids},
         )
     return regime

@@ -11,16 +11,28 @@ from service import policy
 from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
 from service.supplies import service
-from service.supplies.model import Category, MovementKind, ReplenishmentState, UsageRule
+from service.supplies.model import (
+    Category,
+    MovementCreate,
+    MovementKind,
+    ReplenishmentCreate,
+    ReplenishmentReceive,
+    ReplenishmentState,
+    TransferCreate,
+    UsageRule,
+)
 from service.supplies.model import Movement as MovementModel
-from service.supplies.model import MovementCreate, ReplenishmentCreate, ReplenishmentReceive, TransferCreate
 from service.supplies.model import Replenishment as ReplenishmentModel
 from service.supplies.model import Transfer as TransferModel
 
-SupplyCategory = strawberry.enum(Category, name="SupplyCategory")
-SupplyUsageRule = strawberry.enum(UsageRule, name="SupplyUsageRule")
-StockMovementKind = strawberry.enum(MovementKind, name="StockMovementKind")
-ReplenishmentStateGQL = strawberry.enum(ReplenishmentState, name="ReplenishmentState")
+strawberry.enum(Category, name="SupplyCategory")  # registers Category itself
+SupplyCategory = Category
+strawberry.enum(UsageRule, name="SupplyUsageRule")  # registers UsageRule itself
+SupplyUsageRule = UsageRule
+strawberry.enum(MovementKind, name="StockMovementKind")  # registers MovementKind itself
+StockMovementKind = MovementKind
+strawberry.enum(ReplenishmentState, name="ReplenishmentState")  # registers ReplenishmentState itself
+ReplenishmentStateGQL = ReplenishmentState
 
 
 @strawberry.type(description="A catalogue item.")
@@ -243,7 +255,7 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         data, errors = input_struct(MovementCreate, input)
-        if errors:
+        if data is None:
             return StockMovementPayload(user_errors=errors)
         moved, errors = await mutate(
             info, lambda conn: service.record_movement(conn, principal, ctx.settings, data), result_type=MovementModel
@@ -255,7 +267,7 @@ class Mutation:
         ctx = info.context
         principal = ctx.require_principal()
         data, errors = input_struct(TransferCreate, input)
-        if errors:
+        if data is None:
             return StockTransferPayload(user_errors=errors)
         done, errors = await mutate(
             info, lambda conn: service.transfer(conn, principal, ctx.settings, data), result_type=TransferModel
@@ -268,21 +280,25 @@ class Mutation:
     async def raise_replenishment(self, info: Ctx, input: RaiseReplenishmentInput) -> ReplenishmentPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(ReplenishmentCreate, input)
-        if errors:
+        if data is None:
             return ReplenishmentPayload(user_errors=errors)
         rep, errors = await mutate(
             info, lambda conn: service.raise_replenishment(conn, principal, data), result_type=ReplenishmentModel
         )
         return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[policy.gql("replenishments.raise")], description="Confirm the counts of a dispatched delivery; posts the receipts.")
+    @strawberry.mutation(
+        permission_classes=[policy.gql("replenishments.raise")],
+        description="Confirm the counts of a dispatched delivery; posts the receipts.",
+    )
     async def receive_replenishment(self, info: Ctx, input: ReceiveReplenishmentInput) -> ReplenishmentPayload:
         ctx = info.context
         principal = ctx.require_principal()
         fields = strawberry.asdict(input)
-        rep_id = fields.pop("id")
+        fields.pop("id")
+        rep_id = input.id
         data, errors = input_struct(ReplenishmentReceive, fields)
-        if errors:
+        if data is None:
             return ReplenishmentPayload(user_errors=errors)
         rep, errors = await mutate(
             info,

@@ -51,7 +51,9 @@ from service.supplies.model import (
 SiteFilter = Parameter(query="site_id", default=None, description="Sites to include (repeatable); default: all of the caller's.")
 
 
-async def poll_stock(request: Request[Any, Any, Any], db: Database, cache: Cache, settings: Settings, principal: Principal, site_ids: list[UUID] | None) -> Response[bytes]:
+async def poll_stock(
+    request: Request[Any, Any, Any], db: Database, cache: Cache, settings: Settings, principal: Principal, site_ids: list[UUID] | None
+) -> Response[bytes]:
     """The logistics poll: 304 from the cached generations, 200 from the cached body, else PostgreSQL."""
     policy.require(principal, "supplies.stock.read")
     wanted = None if not site_ids else sorted({s for s in site_ids if principal.can_access_site(s)}, key=str)
@@ -78,9 +80,7 @@ class StockController(Controller):
     opt = policy.rest("supplies.stock.read")
 
     @get("/stock")
-    async def stock_levels(
-        self, request: Request, site_id: Annotated[list[UUID] | None, SiteFilter] = None
-    ) -> Response[StockLevels]:
+    async def stock_levels(self, request: Request, site_id: Annotated[list[UUID] | None, SiteFilter] = None) -> Response[StockLevels]:
         """Stock levels of one or many sites with days of cover and low-stock flags.
 
         Days of cover: quantity divided by the faster of the last 7 days' issues and the forecast
@@ -119,9 +119,7 @@ class StockController(Controller):
 
         Issuing more than is on hand answers 409 ``insufficient_stock`` with ``extra.available``.
         """
-        return await idempotency.respond(
-            request, db, principal.ref, lambda conn: service.record_movement(conn, principal, settings, data)
-        )
+        return await idempotency.respond(request, db, principal.ref, lambda conn: service.record_movement(conn, principal, settings, data))
 
     @post("/transfers", opt=policy.rest("supplies.stock.write"), status_code=201)
     async def transfer(
@@ -239,9 +237,7 @@ class ReplenishmentController(Controller):
     async def cancel(
         self, request: Request, db: Database, principal: Principal, rep_id: UUID, data: Annotated[ReplenishmentCancel, Body()]
     ) -> Response[Replenishment]:
-        return await idempotency.respond(
-            request, db, principal.ref, lambda conn: service.cancel_replenishment(conn, principal, rep_id, data), status_code=200
-        )
+        return await idempotency.respond(request, db, principal.ref, lambda conn: service.cancel_replenishment(conn, principal, rep_id, data), status_code=200)
 
 
 class WebhookController(Controller):
@@ -267,9 +263,7 @@ class WebhookController(Controller):
             return await webhooks.list_webhooks(conn, principal)
 
     @get("/{webhook_id:uuid}/deliveries")
-    async def deliveries(
-        self, db: Database, principal: Principal, webhook_id: UUID, limit: Annotated[int, LimitParam] = 50
-    ) -> list[Delivery]:
+    async def deliveries(self, db: Database, principal: Principal, webhook_id: UUID, limit: Annotated[int, LimitParam] = 50) -> list[Delivery]:
         """The latest deliveries of one of the caller's webhooks, newest first."""
         async with db.connection() as conn:
             return await webhooks.deliveries(conn, principal, webhook_id, limit)

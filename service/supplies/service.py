@@ -505,7 +505,8 @@ async def raise_replenishment(conn: asyncpg.Connection, principal: Principal, da
     )
     if new_id is None:  # a replay of the client's id: answer what exists, if it is the same request
         # Another site's replenishment answers like any other taken id: its existence is all that shows.
-        existing = (await get_replenishments(conn, principal, [data.id])).get(data.id)  # type: ignore[list-item]
+        # new_id is None only when the client gave an id (a fresh one is always inserted).
+        existing = (await get_replenishments(conn, principal, [data.id])).get(data.id) if data.id else None
         if existing is None or existing.site_id != data.site_id:
             raise Conflict("This replenishment id is already used.", code="replenishment_id_taken", field="id")
         return existing

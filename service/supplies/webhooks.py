@@ -153,7 +153,7 @@ async def resolve_target(url: str, settings: Settings) -> Target:
         )
     except (socket.gaierror, UnicodeError):
         raise _refuse("its host does not resolve") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addresses:
         raise _refuse("its host does not resolve")
     if not settings.webhook_allow_private and not all(routable(a) for a in addresses):

@@ -8,8 +8,8 @@ from uuid import UUID
 
 import strawberry
 
-from service.errors import NotFound
 from service import policy
+from service.errors import NotFound
 from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
 from service.pagination import Page
 from service.stays import service as stays
@@ -17,12 +17,18 @@ from service.stays.gql import Stay, stay_gql
 from service.transfers import model as m
 from service.transfers import service
 
-FacilityKindGQL = strawberry.enum(m.FacilityKind, name="FacilityKind")
-TransferReasonGQL = strawberry.enum(m.TransferReason, name="TransferReason")
-UrgencyGQL = strawberry.enum(m.Urgency, name="TransferUrgency")
-TransferStateGQL = strawberry.enum(m.TransferState, name="TransferState")
-TransferActionGQL = strawberry.enum(m.TransferAction, name="TransferAction", description="An edge of the transfer state machine.")
-VehicleKindGQL = strawberry.enum(m.VehicleKind, name="TransferVehicleKind")
+strawberry.enum(m.FacilityKind, name="FacilityKind")  # registers m.FacilityKind itself
+FacilityKindGQL = m.FacilityKind
+strawberry.enum(m.TransferReason, name="TransferReason")  # registers m.TransferReason itself
+TransferReasonGQL = m.TransferReason
+strawberry.enum(m.Urgency, name="TransferUrgency")  # registers m.Urgency itself
+UrgencyGQL = m.Urgency
+strawberry.enum(m.TransferState, name="TransferState")  # registers m.TransferState itself
+TransferStateGQL = m.TransferState
+strawberry.enum(m.TransferAction, name="TransferAction", description="An edge of the transfer state machine.")  # registers m.TransferAction itself
+TransferActionGQL = m.TransferAction
+strawberry.enum(m.VehicleKind, name="TransferVehicleKind")  # registers m.VehicleKind itself
+VehicleKindGQL = m.VehicleKind
 
 
 def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
@@ -251,7 +257,10 @@ class Query:
         found = await _loader(info, "transfers.by_resident", service.resident_history, []).load(resident_id)
         return [transfer_gql(t) for t in found]
 
-    @strawberry.field(permission_classes=[policy.gql("transfers.read")], description="Median request-to-dispatch / request-to-arrival minutes; null for another site.")
+    @strawberry.field(
+        permission_classes=[policy.gql("transfers.read")],
+        description="Median request-to-dispatch / request-to-arrival minutes; null for another site.",
+    )
     async def transfer_times(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> TransferTimes | None:
         ctx = info.context
         principal = ctx.require_principal()
@@ -280,20 +289,19 @@ class Mutation:
     async def request_transfer(self, info: Ctx, input: RequestTransferInput) -> TransferPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.TransferRequest, input)
-        if errors:
+        if data is None:
             return TransferPayload(user_errors=errors)
-        transfer, errors = await mutate(
-            info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer
-        )
+        transfer, errors = await mutate(info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer)
         return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("transfers.move")], description="Move a transfer along one edge (medics, command).")
     async def move_transfer(self, info: Ctx, input: MoveTransferInput) -> TransferPayload:
         principal = info.context.require_principal()
         fields = strawberry.asdict(input)
-        transfer_id = fields.pop("id")
+        fields.pop("id")
+        transfer_id = input.id
         data, errors = input_struct(m.TransferMove, fields)
-        if errors:
+        if data is None:
             return TransferPayload(user_errors=errors)
         transfer, errors = await mutate(
             info,
@@ -306,11 +314,9 @@ class Mutation:
     async def create_destination_facility(self, info: Ctx, input: CreateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.FacilityCreate, input)
-        if errors:
+        if data is None:
             return FacilityPayload(user_errors=errors)
-        facility, errors = await mutate(
-            info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility
-        )
+        facility, errors = await mutate(info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility)
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
@@ -318,9 +324,7 @@ class Mutation:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         data, errors = input_struct(m.FacilityPatch, fields)
-        if errors:
+        if data is None:
             return FacilityPayload(user_errors=errors)
-        facility, errors = await mutate(
-            info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility
-        )
+        facility, errors = await mutate(info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility)
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)

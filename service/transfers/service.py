@@ -239,7 +239,7 @@ async def board(conn: asyncpg.Connection, principal: Principal, site_id: UUID, *
     check_limit(limit)
     await sites.get_site(conn, principal, site_id)
     after = decode_cursor(cursor, [int, datetime, UUID])
-    rows = await store.board(conn, site_id, principal.site_scope, after=tuple(after) if after else None, limit=limit + 1)  # type: ignore[arg-type]
+    rows = await store.board(conn, site_id, principal.site_scope, after=tuple(after) if after else None, limit=limit + 1)
     return page_of(rows, limit, board_key)
 
 
