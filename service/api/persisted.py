@@ -166,7 +166,8 @@ class Documents:
         # Production tells nobody which names exist ("Did you mean ...?").
         self.hide_suggestions = settings.is_production
         self.persisted_only = settings.graphql_persisted_only
-        self._rules = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule, *limit_rules(settings))
+        self._rules = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        self._limits = limit_rules(settings)
         self.persisted = {sha256: self._prepare(text, sha256) for sha256, text in documents().items()}
         self._persisted_by_text = {prepared.text: prepared for prepared in self.persisted.values()}
         self._ad_hoc = lru_cache(maxsize=AD_HOC_CACHE_SIZE)(self._prepare)
@@ -196,6 +197,8 @@ class Documents:
         except GraphQLError as error:
             return Prepared(text, None, (error,), sha256)
         errors = validate(self._schema, document, self._rules, hide_suggestions=self.hide_suggestions)
+        if not errors:  # the limiters walk fragments and types as if the document were valid
+            errors = validate(self._schema, document, self._limits, hide_suggestions=self.hide_suggestions)
         finder = _Introspection()
         visit(document, finder)
         return Prepared(text, document, tuple(errors), sha256, finder.found)

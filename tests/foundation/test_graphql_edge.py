@@ -197,6 +197,8 @@ async def test_strawberrys_own_execution_uses_the_same_documents_and_limits(sett
     [
         ("{ apiVersion ", None, "graphql_parse_failed"),
         ("{ apiVersio }", None, "graphql_validation_failed"),
+        # The depth limiter followed a fragment nobody defined: a KeyError, 500.
+        ("{ sites { ...Missing } }", None, "graphql_validation_failed"),
         ("query($first: Int!) { sites(first: $first) { edges { node { id } } } }", {"first": 2147483648}, "invalid_variables"),
         ("query($id: UUID!) { site(id: $id) { id } }", {"id": "not-a-uuid"}, "invalid_variables"),
         ("query($since: DateTime!) { apiVersion }", {"since": "x"}, "invalid_variables"),
