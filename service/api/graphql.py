@@ -415,7 +415,7 @@ def graphql_controller(settings: Settings) -> type:
         async def handle_http_get(self, request: Request[Any, Any, Any]) -> Response[Any]:
             if _wants_ide(request):
                 if self.graphql_ide is None:
-                    return Response("Not Found", status_code=404, media_type=MediaType.TEXT)
+                    return problem_response(404, "not_found", "Not found", "GraphiQL is off in production.")
                 return Response(self.graphql_ide_html, media_type=MediaType.HTML)
             return await edge.answer(request)
 

@@ -46,7 +46,10 @@ async def test_graphiql_only_outside_production(settings):
         assert (await client.get("/graphql", headers={"Accept": "text/html"})).status_code == 200
     production = msgspec.structs.replace(settings, env="production")
     async with AsyncTestClient(app=create_app(production)) as client:
-        assert (await client.get("/graphql", headers={"Accept": "text/html"})).status_code != 200
+        refused = await client.get("/graphql", headers={"Accept": "text/html"})
+    # a 404 like any other: problem+json with its code (it was bare text)
+    assert refused.status_code == 404 and refused.json()["code"] == "not_found"
+    assert refused.headers["content-type"].startswith("application/problem+json")
 
 
 @pytest.mark.parametrize("env", ["production"])
