@@ -22,7 +22,7 @@ from service.api.jobs import JOBS
 from service.api.openapi import document_contract, fix_options_allow, openapi_config
 from service.api.rest import api_v1
 from service.cache import Cache
-from service.db import Database, DeadlineMiddleware, create_pool
+from service.db import Database, DeadlineMiddleware, close_pool, create_pool
 from service.errors import EXCEPTION_HANDLERS
 from service.http import BodyLimits, answer_head_as_get
 from service.observability import PROBES, MetricsController, RequestIdMiddleware, early_exit_problems, prometheus
@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await background
             await versions.close()
-            await pool.close()
+            await close_pool(pool)
             await cache.close()
 
     app = Litestar(

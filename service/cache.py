@@ -213,12 +213,15 @@ class Cache:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._publisher), self.timeout * 4)
             self._publisher.cancel()
-        await self.hub.close()
+        # Bounded like every shutdown step: closing must not hang on a connection that does.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.hub.close(), self.timeout * 8)
         if self._probe is not None:
             self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-        await self.client.aclose()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._probe, self.timeout * 8)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.client.aclose(), self.timeout * 8)
 
 
 # --- the shared subscription ------------------------------------------------------

@@ -203,6 +203,21 @@ class _ReadConnection:
         return await self._run("execute", args, kwargs)
 
 
+
+# Shutting down never waits forever: a connection still held (a request cut off by the server's
+# grace period, a test that ended mid-statement) would otherwise keep pool.close() waiting.
+CLOSE_TIMEOUT_S = 10.0
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close the pool gracefully, or terminate its connections when that takes longer than ``timeout_s``."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except TimeoutError:
+        log.warning("pool did not close in time; terminating its connections", extra={"event": "pool_close_timeout"})
+        pool.terminate()
+
+
 class Database:
     """The pool plus what must happen around a unit of work: bounded waits, outages mapped
     to 503s, publishing a transaction's events after its commit."""

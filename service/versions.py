@@ -189,5 +189,5 @@ class SiteVersions:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await asyncio.wait_for(self._task, 5)
         self.trusted = False

@@ -27,7 +27,7 @@ from service.access.model import Principal, PrincipalKind, Role
 from service.access.service import issue_access_token
 from service.app import create_app
 from service.cache import Cache
-from service.db import Database, create_pool, migrate
+from service.db import Database, close_pool, create_pool, migrate
 from service.settings import Settings, generate_secrets, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     try:
         yield Database(pool, cache)
     finally:
-        await pool.close()
+        await close_pool(pool)
         await cache.close()
 
 

@@ -113,7 +113,7 @@ async def test_verified_api_key_needs_no_postgres(db, settings, client, auth):
 
 async def test_revocation_reaches_another_instance_through_redis(db, settings, client, auth):
     from service.cache import Cache
-    from service.db import Database, create_pool
+    from service.db import Database, close_pool, create_pool
 
     a = await make_site(client, auth)
     created = await make_client(db, "lab", [a])
@@ -131,7 +131,7 @@ async def test_revocation_reaches_another_instance_through_redis(db, settings, c
         with pytest.raises(Unauthorized):
             await service.authenticate(other, settings, created.api_key)
     finally:
-        await other_pool.close()
+        await close_pool(other_pool)
         await other.cache.close()
 
 
