@@ -95,6 +95,9 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/hospital/transfers/{transfer_id}"): "getIncomingTransfer",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/arrival"): "confirmArrival",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/refusal"): "refuseAtDoor",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/acceptance"): "acceptIncomingTransfer",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/decline"): "declineIncomingTransfer",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/outcome"): "reportTransferOutcome",
 }
 
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,

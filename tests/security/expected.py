@@ -98,6 +98,9 @@ EXPECTED: dict[str, str | set[str]] = {
     "GET /api/v1/hospital/transfers/{transfer_id}": {HOSP},
     "POST /api/v1/hospital/transfers/{transfer_id}/arrival": {HOSP},
     "POST /api/v1/hospital/transfers/{transfer_id}/refusal": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/acceptance": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/decline": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/outcome": {HOSP},
     # --- Access
     "POST /api/v1/auth/login": PUBLIC,
     "POST /api/v1/auth/refresh": PUBLIC,
