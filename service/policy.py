@@ -119,6 +119,8 @@ POLICY: dict[str, Rule] = {
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    # command centre
+    "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
     # live updates and the change feed (which events each role sees: EVENT_READS below)
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
     "changes.read": _rule("Changes by cursor: what the caller may read, in commit order", PEOPLE + (LOGISTICS,)),
@@ -163,7 +165,7 @@ EVENT_READS: dict[str, str | None] = {
     **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
     **dict.fromkeys(
         ["access.staff_logged_in", "access.staff_logged_out", "access.token_refreshed", "access.refresh_token_reused",
-         "system.demo_seeded", "stays.demo_seeded", "health.demo_seeded"],
+         "command.session_started", "command.session_ended", "system.demo_seeded", "stays.demo_seeded", "health.demo_seeded"],
         None,
     ),
 }
