@@ -64,6 +64,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/exposure-reviews/{review_id}/decision"): "decideExposureReview",
     ("GET", "/api/v1/supplies/stock"): "listStockLevels",
     ("GET", "/api/v1/supplies/changes"): "listStockChanges",
+    ("GET", "/api/v1/changes"): "listChanges",
     ("GET", "/api/v1/supplies/items"): "listSupplyItems",
     ("POST", "/api/v1/supplies/items"): "createSupplyItem",
     ("POST", "/api/v1/supplies/movements"): "recordStockMovement",

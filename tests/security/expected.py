@@ -156,6 +156,9 @@ EXPECTED: dict[str, str | set[str]] = {
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
+    # --- Changes by cursor: staff apps and logistics (each sees only the event types it may read)
+    "GET /api/v1/changes": PEOPLE | {LOGI},
+    "query changes": PEOPLE | {LOGI},
 }
 
 # The command dashboard's pages (/command): a browser session cookie, never a bearer token;
