@@ -95,6 +95,17 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/hospital/transfers/{transfer_id}"): "getIncomingTransfer",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/arrival"): "confirmArrival",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/refusal"): "refuseAtDoor",
+    ("GET", "/api/v1/regions"): "listRegions",
+    ("POST", "/api/v1/regions"): "createRegion",
+    ("GET", "/api/v1/regions/{region_id}"): "getRegion",
+    ("PATCH", "/api/v1/regions/{region_id}"): "updateRegion",
+    ("PUT", "/api/v1/regions/{region_id}/sites/{site_id}"): "placeSite",
+    ("GET", "/api/v1/command/rollup"): "getRollUp",
+    ("GET", "/api/v1/command/daily"): "getDailySeries",
+    ("GET", "/api/v1/command/daily/csv"): "getDailySeriesCsv",
+    ("GET", "/api/v1/command/reports/{day}"): "getDailyReport",
+    ("GET", "/api/v1/command/reports/{day}/csv"): "getDailyReportCsv",
+    ("GET", "/api/v1/command/reports/{day}/html"): "getDailyReportHtml",
 }
 
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,
