@@ -123,6 +123,8 @@ POLICY: dict[str, Rule] = {
     "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
     "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
     "regions.figures": _rule("Roll-ups, daily series and daily reports of the caller's sites", PEOPLE),
+    # command centre
+    "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
     # live updates
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
 }

@@ -175,3 +175,13 @@ EXPECTED: dict[str, str | set[str]] = {
     "query dailySeries": PEOPLE,
     "query dailyReport": PEOPLE,
 }
+
+# The command dashboard's pages (/command): a browser session cookie, never a bearer token;
+# walked by tests/command/test_policy.py. Public: the login form, login and logout themselves.
+PAGES: dict[str, str | set[str]] = {
+    "GET /command": {CMD},
+    "GET /command/panels": {CMD},
+    "GET /command/login": PUBLIC,
+    "POST /command/login": PUBLIC,
+    "POST /command/logout": PUBLIC,
+}
