@@ -64,6 +64,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/exposure-reviews/{review_id}/decision"): "decideExposureReview",
     ("GET", "/api/v1/supplies/stock"): "listStockLevels",
     ("GET", "/api/v1/supplies/changes"): "listStockChanges",
+    ("GET", "/api/v1/changes"): "listChanges",
     ("GET", "/api/v1/supplies/items"): "listSupplyItems",
     ("POST", "/api/v1/supplies/items"): "createSupplyItem",
     ("POST", "/api/v1/supplies/movements"): "recordStockMovement",
@@ -106,6 +107,9 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/command/reports/{day}"): "getDailyReport",
     ("GET", "/api/v1/command/reports/{day}/csv"): "getDailyReportCsv",
     ("GET", "/api/v1/command/reports/{day}/html"): "getDailyReportHtml",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/acceptance"): "acceptIncomingTransfer",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/decline"): "declineIncomingTransfer",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/outcome"): "reportTransferOutcome",
 }
 
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,
