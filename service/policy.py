@@ -154,7 +154,8 @@ EVENT_READS: dict[str, str | None] = {
     ),
     **dict.fromkeys(
         ["transfers.requested", "transfers.approved", "transfers.rejected", "transfers.dispatched", "transfers.departed",
-         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door"],
+         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door", "transfers.destination_accepted",
+         "transfers.destination_declined", "transfers.redirected", "transfers.outcome_reported"],
         "transfers.read",
     ),
     **dict.fromkeys(["transfers.facility_created", "transfers.facility_updated"], "facilities.read"),
