@@ -119,6 +119,10 @@ POLICY: dict[str, Rule] = {
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    # regions and the command centre (service/regions); region-scoped staff reach their subtree's sites
+    "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
+    "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
+    "regions.figures": _rule("Roll-ups, daily series and daily reports of the caller's sites", PEOPLE),
     # site operations: resident care (flags are health data)
     "care.read": _rule("Care requests, their deadlines and stock issued; whether a resident is flagged", PEOPLE),
     "care.request": _rule("Take, start, complete or decline care requests", PEOPLE),
@@ -172,6 +176,7 @@ EVENT_READS: dict[str, str | None] = {
     **dict.fromkeys([f"supplies.replenishment_{s}" for s in ("requested", "acknowledged", "dispatched", "received", "cancelled")], "replenishments.read"),
     "supplies.item_created": "supplies.items.read",
     **dict.fromkeys(["supplies.webhook_registered", "supplies.webhook_removed"], "webhooks.manage"),
+    **dict.fromkeys(["regions.region_created", "regions.region_updated", "regions.site_placed"], "regions.read"),
     **dict.fromkeys(["access.staff_created", "access.staff_updated"], "staff.read"),
     **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
     **dict.fromkeys(
