@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from service.access.model import Role
 from service.app import create_app
 from service.command import service as command
+from service.command import store
 from service.command.rest import CSRF_COOKIE, FORM_EXPIRED, NOT_FOR_ROLE, SESSION_COOKIE
 from tests.access.helpers import PASSWORD, make_staff
 from tests.command.helpers import csrf_token, figure, log_in, login_form, set_cookie_headers
@@ -209,3 +210,20 @@ def _auth(settings):
     from service.access.service import issue_access_token
 
     return lambda principal: {"Authorization": f"Bearer {issue_access_token(settings, principal)}"}
+
+
+async def test_retention_deletes_sessions_a_day_after_they_ended(client, db, settings, chief):
+    async with db.transaction() as conn:
+        for n in range(2):
+            await store.insert_session(conn, f"old-{n}".encode(), chief.id, 12)
+    await log_in(client, "chief", PASSWORD)
+    async with db.connection() as conn:
+        ids = [r["id"] for r in await conn.fetch("SELECT id FROM command_sessions ORDER BY created_at")]
+        await conn.execute("UPDATE command_sessions SET ended_at = now() - interval '25 hours' WHERE id = $1", ids[0])
+        await conn.execute(
+            "UPDATE command_sessions SET created_at = now() - interval '40 hours', expires_at = now() - interval '26 hours' WHERE id = $1", ids[1]
+        )
+    assert await command.purge_sessions(db, settings) == 2
+    async with db.connection() as conn:
+        assert [r["id"] for r in await conn.fetch("SELECT id FROM command_sessions")] == [ids[2]]
+    assert (await client.get("/command/panels")).status_code == 200  # the live one still works
