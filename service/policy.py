@@ -166,6 +166,7 @@ EVENT_READS: dict[str, str | None] = {
     **dict.fromkeys([f"supplies.replenishment_{s}" for s in ("requested", "acknowledged", "dispatched", "received", "cancelled")], "replenishments.read"),
     "supplies.item_created": "supplies.items.read",
     **dict.fromkeys(["supplies.webhook_registered", "supplies.webhook_removed"], "webhooks.manage"),
+    **dict.fromkeys(["regions.region_created", "regions.region_updated", "regions.site_placed"], "regions.read"),
     **dict.fromkeys(["access.staff_created", "access.staff_updated"], "staff.read"),
     **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
     **dict.fromkeys(

@@ -25,10 +25,11 @@ from service.transfers import demo as transfers_demo
 
 DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 
-# In order: sites/rooms, access, stays, health, transfers, supplies, regions (snapshots of all the rest).
+# In order: sites/rooms and stays, access, health, transfers, supplies, history, regions.
 STEPS: list[DemoStep] = [
     stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo,
-    regions_demo.seed_demo,
+    # two weeks of past stays and their ledgers, then the regions (snapshots of all of it)
+    stays_demo.seed_history, health_demo.seed_history, regions_demo.seed_demo,
 ]
 
 DEMO_LOGIN_HINT = (
