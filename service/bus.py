@@ -77,6 +77,15 @@ def track(events: list[Event]) -> None:
         pending.extend(events)
 
 
+def emitted() -> int:
+    """How many events the current transaction has emitted so far (0 outside ``Database.transaction``).
+
+    A write that emitted none changed nothing: ``syncWrites`` reports it as replayed.
+    """
+    pending = _pending.get()
+    return len(pending) if pending is not None else 0
+
+
 @contextmanager
 def collect() -> Iterator[list[Event]]:
     """Collect the events emitted in this context (used by ``Database.transaction``)."""

@@ -121,6 +121,8 @@ POLICY: dict[str, Rule] = {
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
     # live updates
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
+    # offline replay: the batch itself; each item also needs its own write's operation
+    "sync.write": _rule("Replay writes queued offline (each item: its own operation)", PEOPLE),
 }
 
 

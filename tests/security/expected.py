@@ -153,4 +153,6 @@ EXPECTED: dict[str, str | set[str]] = {
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
+    # --- Offline replay: staff roles; each queued write also needs its own mutation's roles
+    "mutation syncWrites": PEOPLE,
 }
