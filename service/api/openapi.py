@@ -64,6 +64,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/exposure-reviews/{review_id}/decision"): "decideExposureReview",
     ("GET", "/api/v1/supplies/stock"): "listStockLevels",
     ("GET", "/api/v1/supplies/changes"): "listStockChanges",
+    ("GET", "/api/v1/changes"): "listChanges",
     ("GET", "/api/v1/supplies/items"): "listSupplyItems",
     ("POST", "/api/v1/supplies/items"): "createSupplyItem",
     ("POST", "/api/v1/supplies/movements"): "recordStockMovement",
@@ -95,6 +96,9 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/hospital/transfers/{transfer_id}"): "getIncomingTransfer",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/arrival"): "confirmArrival",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/refusal"): "refuseAtDoor",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/acceptance"): "acceptIncomingTransfer",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/decline"): "declineIncomingTransfer",
+    ("POST", "/api/v1/hospital/transfers/{transfer_id}/outcome"): "reportTransferOutcome",
 }
 
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,
