@@ -77,13 +77,13 @@ def track(events: list[Event]) -> None:
         pending.extend(events)
 
 
-def emitted() -> int:
-    """How many events the current transaction has emitted so far (0 outside ``Database.transaction``).
+def emitted() -> list[Event]:
+    """The events the current transaction has emitted so far, oldest first (none outside ``Database.transaction``).
 
-    A write that emitted none changed nothing: ``syncWrites`` reports it as replayed.
+    ``syncWrites`` answers each queued write with the ids of the events it committed (the changes
+    feed's ids), and a write that emitted none changed nothing: it is reported as replayed.
     """
-    pending = _pending.get()
-    return len(pending) if pending is not None else 0
+    return list(_pending.get() or ())
 
 
 @contextmanager

@@ -126,6 +126,10 @@ class SyncWriteOutcome:
         "conflict: the record the write acts on as the server has it now (null when the caller cannot see it)."
     )
     version: int | None = strawberry.field(description="`record`'s version (null for append-only records): what the app compares.")
+    change_ids: list[int] = strawberry.field(
+        description="The changes this write committed, by their id in the changes feed (`changes`, `siteEvents`): "
+        "a catching-up app skips them, it made them. The same ids when the key is replayed; empty when nothing was written."
+    )
     error: UserError | None = strawberry.field(description="conflict / failed: the code, the field under `writes`, and `extra`.")
 
 
@@ -153,6 +157,13 @@ def _fingerprint(name: str, value: Any) -> bytes:
     return idempotency.request_fingerprint("sync", name, msgspec.json.encode(strawberry.asdict(value), order="sorted", enc_hook=str))
 
 
+class _Stored(msgspec.Struct):
+    """What an item's key keeps: the write's answer and the ids of the changes (outbox events) it committed."""
+
+    result: msgspec.Raw
+    changes: list[int]
+
+
 class _Item:
     """One queued write being answered: where it is in the input, what it carried."""
 
@@ -162,10 +173,10 @@ class _Item:
         self.kind = KINDS[self.name]
         self.where = f"writes[{index}].write.{self.name}"
 
-    def outcome(self, status: SyncWriteStatus, record: Any = None, error: UserError | None = None) -> SyncWriteOutcome:
+    def outcome(self, status: SyncWriteStatus, record: Any = None, error: UserError | None = None, changes: list[int] | None = None) -> SyncWriteOutcome:
         return SyncWriteOutcome(
             index=self.index, key=self.key, kind=camel(self.name), status=status, record=record,
-            version=getattr(record, "version", None), error=error,
+            version=getattr(record, "version", None), change_ids=changes or [], error=error,
         )
 
     def error(self, code: str, message: str, field: str | None, extra: Any = None) -> UserError:
@@ -186,14 +197,13 @@ async def _run(ctx: Context, principal: Principal, item: _Item) -> SyncWriteOutc
     if isinstance(prepared, list):
         first = prepared[0]
         return item.outcome(SyncWriteStatus.FAILED, error=item.error(first.code, first.message, first.field, first.extra))
-    wrote: list[bool] = []
     write: Write[Any] = prepared
 
-    async def work(conn: Any) -> Any:
-        before = bus.emitted()
+    async def work(conn: Any) -> _Stored:
+        before = len(bus.emitted())
         result = await write.work(conn)
-        wrote.append(bus.emitted() > before)  # no event: the domain answered a record it had already
-        return result
+        changes = [event.id for event in bus.emitted()[before:]]
+        return _Stored(result=msgspec.Raw(msgspec.json.encode(result)), changes=changes)
 
     try:
         answer = await idempotency.answer_once(
@@ -210,9 +220,11 @@ async def _run(ctx: Context, principal: Principal, item: _Item) -> SyncWriteOutc
         if mapped is None or (isinstance(mapped, Unavailable) and not isinstance(mapped, Busy)):
             raise
         return await _refused(ctx, principal, item, mapped)
-    record = item.kind.record(msgspec.json.decode(answer.body, type=write.result_type))
-    replayed = answer.replayed or not (wrote and wrote[-1])
-    return item.outcome(SyncWriteStatus.REPLAYED if replayed else SyncWriteStatus.CREATED, record)
+    stored = msgspec.json.decode(answer.body, type=_Stored)
+    record = item.kind.record(msgspec.json.decode(stored.result, type=write.result_type))
+    # No event: the domain answered a record it held already (its client id), or nothing changed.
+    replayed = answer.replayed or not stored.changes
+    return item.outcome(SyncWriteStatus.REPLAYED if replayed else SyncWriteStatus.CREATED, record, changes=stored.changes)
 
 
 async def _refused(ctx: Context, principal: Principal, item: _Item, exc: DomainError) -> SyncWriteOutcome:

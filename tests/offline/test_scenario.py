@@ -9,7 +9,10 @@ the same queue in another order through instance B, as a phone that lost the fir
 
 Asserted: every write answered on each pass; none created twice; nothing lost (every created or replayed
 write is in the database, every write that could not apply reported as a conflict with the record and
-its version); the database holds exactly the expected rows and stock.
+its version); the database holds exactly the expected rows and stock. Then the phone catches up with the
+changes feed from the cursor it held before it went offline: every change comes once, its own writes'
+changes are exactly the ids its outcomes answered (``changeIds``), and what remains is exactly what the
+colleagues did.
 """
 
 from __future__ import annotations
@@ -144,8 +147,8 @@ def _queue(w: dict[str, Any], rng: random.Random, start: datetime) -> tuple[list
     return mgr, med, expect
 
 
-async def _meanwhile(db, settings, w: dict[str, Any]) -> int:
-    """Colleagues online while the phone is offline; answers how many events they made."""
+async def _meanwhile(db, settings, w: dict[str, Any]) -> set[int]:
+    """Colleagues online while the phone is offline; answers the changes they made (outbox event ids)."""
     site = w["site"]
     staff_b, medic_c = make_principal(Role.SITE_MANAGER, [site]), make_principal(Role.MEDIC, [site])
     async with db.connection() as conn:
@@ -163,10 +166,26 @@ async def _meanwhile(db, settings, w: dict[str, Any]) -> int:
     for transfer in w["transfers"][3:]:
         await move(db, medic_c, transfer, "approve", destination_id=w["facility"])
     async with db.connection() as conn:
-        return await conn.fetchval("SELECT count(*) FROM events WHERE id > $1", first)
+        return {r[0] for r in await conn.fetch("SELECT id FROM events WHERE id > $1", first)}
 
 
 Queue = list[dict[str, Any]]
+CHANGES = """query Changes($siteIds: [UUID!], $after: String, $first: Int!) {
+  changes(siteIds: $siteIds, after: $after, first: $first) { edges { node { id type entity entityId version } } pageInfo { hasNextPage endCursor } }
+}"""
+
+
+async def _catch_up(client: AsyncTestClient, headers: dict[str, str], site: uuid.UUID, after: str | None) -> tuple[Queue, str | None]:
+    """Every change at the site after the cursor, page by page: (the changes, the cursor to resume from)."""
+    changes: Queue = []
+    while True:
+        variables = {"siteIds": [str(site)], "after": after, "first": 1000}
+        response = await client.post("/graphql", json={"query": CHANGES, "variables": variables}, headers=headers)
+        page = response.json()["data"]["changes"]
+        changes += [edge["node"] for edge in page["edges"]]
+        after = page["pageInfo"]["endCursor"]
+        if not page["pageInfo"]["hasNextPage"]:
+            return changes, after
 
 
 async def _replay(client: AsyncTestClient, tokens: dict[str, dict[str, str]], queues: dict[str, Queue], rng: random.Random) -> Queue:
@@ -195,11 +214,14 @@ async def test_eight_hours_offline_500_writes_replayed_twice_from_two_instances(
         offline_since = datetime.now(UTC) - timedelta(hours=HOURS)
         mgr_writes, med_writes, expect = _queue(w, rng, offline_since)
         assert len(mgr_writes) + len(med_writes) == 500
-        others = await _meanwhile(db, settings, w)
         manager, medic = make_principal(Role.SITE_MANAGER, [w["site"]]), make_principal(Role.MEDIC, [w["site"]])
         tokens = {"mgr": auth(manager), "med": auth(medic)}
+        _, cursor = await _catch_up(a, tokens["mgr"], w["site"], None)  # the phone's last catch-up before the signal went
+        others = await _meanwhile(db, settings, w)
         queues = {"mgr": mgr_writes, "med": med_writes}
         first, second = await asyncio.gather(_replay(a, tokens, queues, random.Random(SEED + 1)), _replay(b, tokens, queues, random.Random(SEED + 2)))
+        # Back online, the phone catches up from its cursor (through the other instance, as it happens).
+        caught, _ = await _catch_up(b, tokens["mgr"], w["site"], cursor)
 
     by_key: dict[str, list[dict[str, Any]]] = {}
     for outcome in first + second:
@@ -255,6 +277,19 @@ async def test_eight_hours_offline_500_writes_replayed_twice_from_two_instances(
         phone_events = await conn.fetchval("SELECT count(*) FROM events WHERE actor = ANY($1::text[])", [manager.ref, medic.ref])
         acknowledged = sum(1 for k in created if by_key[k][0]["kind"] == "acknowledgeAlert")
         assert await conn.fetchval("SELECT count(*) FROM alerts WHERE state <> 'open'") == acknowledged + 6
+    # Catch-up: every change since the cursor, once; skipping the ids its own writes answered leaves
+    # exactly the colleagues' changes.
+    own = {i for o in first + second for i in o["changeIds"]}
+    for v in by_key.values():  # a replayed key answers the changes its first run committed
+        made = [o["changeIds"] for o in v if o["status"] == "CREATED"]
+        assert all(o["changeIds"] == (made[0] if made else []) for o in v if o["status"] == "REPLAYED"), v
+    assert len(own) == phone_events
+    seen = [c["id"] for c in caught]
+    assert len(seen) == len(set(seen)), "a change came twice"
+    assert own <= set(seen), "a change the phone made is missing from the feed"
+    not_mine = set(seen) - own
+    assert not_mine == others, (len(not_mine), len(others))
     applied = {k: by_key[k][0]["kind"] for k in created}
     print(f"created {len(created)} of 500 ({Counter(applied.values())}); conflicts on both passes: "
-          f"{sum(1 for v in by_key.values() if {o['status'] for o in v} == {'CONFLICT'})}; phone events {phone_events}; colleagues' events {others}")
+          f"{sum(1 for v in by_key.values() if {o['status'] for o in v} == {'CONFLICT'})}; catch-up: {len(seen)} changes, "
+          f"{len(own)} the phone's own (skipped by changeIds), {len(not_mine)} made by colleagues")

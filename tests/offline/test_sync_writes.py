@@ -46,6 +46,9 @@ async def test_same_batch_twice_creates_once_then_replays_the_first_answers(clie
     again = await sync(client, auth(manager), list(reversed(writes)))
     assert [i["status"] for i in again["items"]] == ["REPLAYED"] * 5, again
     assert [i["record"] for i in again["items"]] == [i["record"] for i in reversed(first["items"])]
+    # The changes each write committed, answered again with the replay (the app skips them when catching up).
+    assert all(i["changeIds"] for i in first["items"])
+    assert [i["changeIds"] for i in again["items"]] == [i["changeIds"] for i in reversed(first["items"])]
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM events") == before  # nothing written twice
         assert await conn.fetchval("SELECT count(*) FROM checkins") == 1
@@ -150,6 +153,7 @@ async def test_a_record_sent_before_by_its_client_id_answers_replayed(client, db
     assert single.json()["data"]["recordCheckin"]["checkin"]["id"] == checkin["id"]
     out = await sync(client, auth(ward.staff), [queued("recordCheckin", **checkin)])
     assert out["items"][0]["status"] == "REPLAYED" and out["items"][0]["record"]["id"] == checkin["id"]
+    assert out["items"][0]["changeIds"] == []  # nothing new was written
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM checkins") == 1
 
