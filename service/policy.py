@@ -119,6 +119,10 @@ POLICY: dict[str, Rule] = {
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    # regions and the command centre (service/regions); region-scoped staff reach their subtree's sites
+    "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
+    "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
+    "regions.figures": _rule("Roll-ups, daily series and daily reports of the caller's sites", PEOPLE),
     # command centre
     "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
     # live updates and the change feed (which events each role sees: EVENT_READS below)
