@@ -9,21 +9,24 @@ order. ``syncWrites(input: {writes: [{key, write: {<kind>: <that mutation's inpu
   kind is declared by its domain as an ``OfflineWrite`` (service/gql.py) next to the mutation,
   and runs the same preparation and service function: there is no second copy of any write.
 - ``key`` is the write's Idempotency-Key (service/idempotency.py, the one mechanism), scoped to
-  the caller like a header key (a header key on the call itself only binds to its arguments): the
-  same key with the same arguments answers the first answer
+  the caller like a header key: the same key with the same arguments answers the first answer
   (``replayed``); with other arguments ``conflict`` ``idempotency_key_reused``. An item whose key
-  another instance is running waits for it, then answers its result.
+  another instance is running waits for it, then answers its result. (A header key on the call
+  itself only binds to the call's arguments, as on every mutation.)
 - Each item runs in its own transaction, in the order sent: one refused item leaves the others
   alone. Outcomes: ``created`` (written now), ``replayed`` (nothing new written: the stored answer
   of the same key, or the domain's own replay of a client id), ``conflict`` (a 409: the record
   moved on, e.g. ``stale_version``, ``invalid_room_transition``, ``stay_closed``: with ``record``
   and ``version`` as the server has them NOW), ``failed`` (any other refusal: code and field).
+- ``changeIds``: the outbox events the write committed (the changes feed's ids), kept with the
+  key's answer, so that a catching-up app can skip the changes it made itself.
 
 Versions: what a conflict reports is the ``version`` column of the record the write acts on
 (alert, exposure review, room, stay, transfer, replenishment, stock level), bumped by every
 change of it in the same statement. Check-ins, swabs and stock movements are append-only (never
 change), so they have none: their conflicts are about the stay or stock level they belong to,
-which report theirs.
+which report theirs. Disinfection tasks move with their room (its version). No column was added:
+every record a queued write can conflict on already carries one.
 """
 
 from __future__ import annotations
@@ -262,9 +265,11 @@ class Mutation:
     async def sync_writes(self, info: Ctx, input: SyncWritesInput) -> SyncWritesPayload:
         # An Idempotency-Key header, like on every mutation, binds to this call's arguments (another call
         # with it: idempotency_key_reused). Nothing is stored under it: each item replays by its own key.
-        _, errors = await mutate(info, _nothing, result_type=bool, replay=False)
-        if errors:
-            return SyncWritesPayload(user_errors=errors)
+        request = info.context.request
+        if request is not None and request.headers.get(idempotency.HEADER) is not None:
+            _, errors = await mutate(info, _nothing, result_type=bool, replay=False)
+            if errors:
+                return SyncWritesPayload(user_errors=errors)
         return await sync_writes(info.context, input.writes)
 
 

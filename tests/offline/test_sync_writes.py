@@ -171,3 +171,27 @@ async def test_a_closed_stay_is_a_conflict_carrying_the_stay_and_its_version(cli
         assert out["status"] == "CONFLICT", out
         assert out["record"]["__typename"] == "Stay" and out["record"]["stayStatus"] == "CLOSED" and out["record"]["outcome"] == "MOVED"
         assert out["version"] == out["record"]["version"] >= 2
+
+
+async def test_every_kind_refuses_its_key_reused_with_other_arguments(client, db, auth, settings):
+    """Over EVERY kind of SyncWrite (read from the schema): the same item key sent with other arguments
+    answers conflict idempotency_key_reused, whether the first attempt was written or refused by a rule."""
+    from service.api.graphql import build_schema
+    from tests.contract.test_idempotency_keys import Inputs
+
+    kinds = build_schema(settings)._schema.type_map["SyncWrite"].fields
+    assert len(kinds) >= 16
+    ward = await make_ward(db, settings)
+    callers = {role: auth(make_principal(role, [ward.site_id])) for role in (Role.SITE_MANAGER, Role.MEDIC)}
+    answers = {}
+    for name, field in kinds.items():
+        first, other = (Inputs(v).graphql(name, field.type) for v in (0, 1))
+        assert first != other
+        for headers in callers.values():
+            a = await sync(client, headers, [queued(name, key=f"gen-{name}", **first)])
+            if a["items"][0]["error"] and a["items"][0]["error"]["code"] == "role_not_allowed":
+                continue
+            b = await sync(client, headers, [queued(name, key=f"gen-{name}", **other)])
+            answers[name] = (b["items"][0]["status"], b["items"][0]["error"]["code"] if b["items"][0]["error"] else None)
+            break
+    assert answers == dict.fromkeys(kinds, ("CONFLICT", "idempotency_key_reused"))
