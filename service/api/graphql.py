@@ -41,6 +41,7 @@ from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_datab
 from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
+from service.operations.care import gql as care
 from service.regions import gql as regions
 from service.settings import Settings
 from service.sites import gql as sites
@@ -68,6 +69,9 @@ MUTATIONS: tuple[type, ...] = (
     access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation,
     regions.Mutation, offline.Mutation,
 )
+# Site operations (issue 17).
+QUERIES += (care.Query,)
+MUTATIONS += (care.Mutation,)
 
 MASKED_MESSAGE = "Unexpected error."
 

@@ -179,8 +179,11 @@ async def test_snapshots_series_and_report_agree(db, seeded):
     now = datetime.now(UTC)
     async with db.connection() as conn:
         series = await service.daily_series(conn, CMD, seeded["regions"]["CQ-LJ"], 14, now=now)
-        assert len(series.days) >= 9 and series.days[-1].final is False and all(d.final for d in series.days[:-1])
-        assert sum(d.admitted for d in series.days) > 300
+        assert len(series.days) == 14 and series.days[-1].final is False and all(d.final for d in series.days[:-1])
+        # two weeks of demo history: admissions every day, releases once the first week has passed, positives
+        assert all(d.admitted > 0 for d in series.days[:-1]) and sum(d.admitted for d in series.days) > 400
+        assert sum(d.released for d in series.days) > 100 and sum(d.positives for d in series.days) > 0
+        assert sum(d.missed_checkins for d in series.days) > 0 and sum(d.results for d in series.days) > 1000
         yesterday = series.days[-2]
         report = await service.daily_report(conn, CMD, seeded["regions"]["CQ-LJ"], yesterday.day, now=now)
         assert {r.site_id for r in report.sites} == {own, other}

@@ -154,6 +154,15 @@ EXPECTED: dict[str, str | set[str]] = {
     "POST /api/v1/supplies/webhooks": {LOGI, CMD},
     "DELETE /api/v1/supplies/webhooks/{webhook_id}": {LOGI, CMD},
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
+    # --- Resident care: requests for every staff role; flags (health data) for medics, managers, command
+    "query careRequest": PEOPLE,
+    "query careRequests": PEOPLE,
+    "query stayCareRequests": PEOPLE,
+    "mutation createCareRequest": PEOPLE,
+    "mutation moveCareRequest": PEOPLE,
+    "mutation recordCareStockIssue": FLOOR,
+    "query careProfile": {CMD, MGR, MEDIC},
+    "mutation setCareProfile": {CMD, MGR, MEDIC},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
     # --- Regions and the command centre: staff see the tree above their sites and the figures of
