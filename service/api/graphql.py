@@ -31,7 +31,7 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
-from service import live, readpath
+from service import live, offline, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
@@ -73,7 +73,7 @@ QUERIES: tuple[type, ...] = (
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
 MUTATIONS: tuple[type, ...] = (
     access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation,
-    regions.Mutation,
+    regions.Mutation, offline.Mutation,
 )
 # Site operations (issue 17).
 QUERIES += (care.Query, staffing.Query)
