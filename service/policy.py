@@ -119,9 +119,98 @@ POLICY: dict[str, Rule] = {
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
-    # live updates
+    # regions and the command centre (service/regions); region-scoped staff reach their subtree's sites
+    "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
+    "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
+    "regions.figures": _rule("Roll-ups, daily series and daily reports of the caller's sites", PEOPLE),
+    # site operations: resident care (flags are health data)
+    "care.read": _rule("Care requests, their deadlines and stock issued; whether a resident is flagged", PEOPLE),
+    "care.request": _rule("Take, start, complete or decline care requests", PEOPLE),
+    "care.issue": _rule("Issue stock against a care request", FLOOR),
+    "care.flags.read": _rule("Residents' vulnerability flags (health data)", [CMD, MGR, MEDIC]),
+    "care.flags.write": _rule("Set vulnerability flags (health data, audited)", [CMD, MGR, MEDIC]),
+    # command centre
+    "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
+    # live updates and the change feed (which events each role sees: EVENT_READS below)
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
+    "changes.read": _rule("Changes by cursor: what the caller may read, in commit order", PEOPLE + (LOGISTICS,)),
 }
+
+# Which read operation governs the record each outbox event type describes. The change feed and
+# the live subscription show an event only to a caller granted that operation, with its scope: an
+# event of a site when the caller reaches that site, an event of no site (regimes, facilities, the
+# catalogue, webhooks) only when the operation reaches every site for the caller (``site_filter``
+# is None: Scope.ANY, or the command role). None: shown to no one (sessions, demo seeding: not
+# records an app shows). A type missing here is shown to no one either, and fails
+# tests/changes/test_visibility.py until someone classifies it.
+EVENT_READS: dict[str, str | None] = {
+    **dict.fromkeys(["sites.site_created", "sites.site_updated"], "sites.read"),
+    **dict.fromkeys(["sites.rooms_created", "sites.room_updated", "sites.room_status_changed", "sites.disinfection_opened"], "rooms.read"),
+    **dict.fromkeys(
+        ["stays.admitted", "stays.batch_admitted", "stays.released", "stays.transferred", "stays.moved", "stays.extended",
+         "stays.release_replanned"],
+        "stays.read",
+    ),
+    "stays.regime_updated": "regimes.read",
+    **dict.fromkeys(
+        ["health.checkin_recorded", "health.alert_raised", "health.alert_acknowledged", "health.alert_resolved",
+         "health.sample_recorded", "health.sample_resulted", "health.retests_opened", "health.exposure_review_opened",
+         "health.exposure_review_confirmed", "health.exposure_review_dismissed"],
+        "health.read",
+    ),
+    **dict.fromkeys(
+        ["transfers.requested", "transfers.approved", "transfers.rejected", "transfers.dispatched", "transfers.departed",
+         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door", "transfers.destination_accepted",
+         "transfers.destination_declined", "transfers.redirected", "transfers.outcome_reported"],
+        "transfers.read",
+    ),
+    **dict.fromkeys(["transfers.facility_created", "transfers.facility_updated"], "facilities.read"),
+    **dict.fromkeys(
+        ["care.request_opened", "care.request_started", "care.request_done", "care.request_declined", "care.stock_issued"], "care.read"
+    ),
+    "care.profile_updated": "care.flags.read",
+    **dict.fromkeys(
+        ["supplies.stock_moved", "supplies.stock_levels_set", "supplies.low_stock", "supplies.stock_recovered", "supplies.stock_seeded"],
+        "supplies.stock.read",
+    ),
+    **dict.fromkeys([f"supplies.replenishment_{s}" for s in ("requested", "acknowledged", "dispatched", "received", "cancelled")], "replenishments.read"),
+    "supplies.item_created": "supplies.items.read",
+    **dict.fromkeys(["supplies.webhook_registered", "supplies.webhook_removed"], "webhooks.manage"),
+    **dict.fromkeys(["regions.region_created", "regions.region_updated", "regions.site_placed"], "regions.read"),
+    **dict.fromkeys(["access.staff_created", "access.staff_updated"], "staff.read"),
+    **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
+    **dict.fromkeys(
+        ["access.staff_logged_in", "access.staff_logged_out", "access.token_refreshed", "access.refresh_token_reused",
+         "command.session_started", "command.session_ended", "system.demo_seeded", "stays.demo_seeded", "health.demo_seeded"],
+        None,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EventScope:
+    """The event types a caller may see: at its sites, and among the events of no site."""
+
+    site_types: frozenset[str]
+    global_types: frozenset[str]
+
+
+FEED_OPERATIONS = ("changes.read", "events.subscribe")  # the operations that show events
+
+
+def event_scope(principal: Principal) -> EventScope:
+    """What ``principal`` sees of the outbox (nothing for a role granted neither feed nor live updates)."""
+    site_types: set[str] = set()
+    global_types: set[str] = set()
+    if not any(allows(principal, op) for op in FEED_OPERATIONS):
+        return EventScope(frozenset(), frozenset())
+    for event_type, operation in EVENT_READS.items():
+        if operation is None or principal.role not in rule(operation).grants:
+            continue
+        site_types.add(event_type)
+        if site_filter(principal, operation) is None:
+            global_types.add(event_type)
+    return EventScope(frozenset(site_types), frozenset(global_types))
 
 
 def rule(operation: str) -> Rule:

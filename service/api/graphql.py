@@ -36,10 +36,13 @@ from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
 from service.api.persisted import Documents
+from service.changes import gql as changes
 from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, problem_response
 from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
+from service.operations.care import gql as care
+from service.regions import gql as regions
 from service.settings import Settings
 from service.sites import gql as sites
 from service.stays import gql as stays
@@ -57,9 +60,18 @@ class SystemQuery:
 
 
 # Add a domain's Query and Mutation here.
-QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query)
+QUERIES: tuple[type, ...] = (
+    SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query, changes.Query,
+    regions.Query,
+)
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
-MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation)
+MUTATIONS: tuple[type, ...] = (
+    access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation,
+    regions.Mutation,
+)
+# Site operations (issue 17).
+QUERIES += (care.Query,)
+MUTATIONS += (care.Mutation,)
 
 MASKED_MESSAGE = "Unexpected error."
 

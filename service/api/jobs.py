@@ -6,9 +6,11 @@ import logging
 
 from service import bus, idempotency
 from service.access import service as access
+from service.command import service as command
 from service.db import Database
 from service.health import service as health
 from service.jobs import Job
+from service.regions import service as regions
 from service.settings import Settings
 from service.supplies import webhooks as supply_webhooks
 
@@ -25,6 +27,7 @@ async def retention(db: Database, settings: Settings) -> dict[str, int]:
     deleted = {
         "idempotency_keys": await idempotency.purge_expired(db, settings.idempotency_ttl_days, batch),
         "refresh_tokens": await access.purge_refresh_tokens(db, settings),
+        "command_sessions": await command.purge_sessions(db, settings),
         "supply_webhook_deliveries": await supply_webhooks.purge_deliveries(db, settings),
     }
     async with db.connection() as conn:
@@ -39,4 +42,6 @@ JOBS: list[Job] = [
     Job("retention", 3600, retention),
     Job("supply_webhooks", 2, supply_webhooks.run),
     Job("missed_checkin_sweep", 300, health.sweep_missed_checkins),
+    # Cheap when nothing is due (one indexed probe); writes each site's day soon after its local midnight.
+    Job("daily_snapshots", 300, regions.snapshot_due),
 ]

@@ -98,6 +98,9 @@ EXPECTED: dict[str, str | set[str]] = {
     "GET /api/v1/hospital/transfers/{transfer_id}": {HOSP},
     "POST /api/v1/hospital/transfers/{transfer_id}/arrival": {HOSP},
     "POST /api/v1/hospital/transfers/{transfer_id}/refusal": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/acceptance": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/decline": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/outcome": {HOSP},
     # --- Access
     "POST /api/v1/auth/login": PUBLIC,
     "POST /api/v1/auth/refresh": PUBLIC,
@@ -151,6 +154,49 @@ EXPECTED: dict[str, str | set[str]] = {
     "POST /api/v1/supplies/webhooks": {LOGI, CMD},
     "DELETE /api/v1/supplies/webhooks/{webhook_id}": {LOGI, CMD},
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
+    # --- Resident care: requests for every staff role; flags (health data) for medics, managers, command
+    "query careRequest": PEOPLE,
+    "query careRequests": PEOPLE,
+    "query stayCareRequests": PEOPLE,
+    "mutation createCareRequest": PEOPLE,
+    "mutation moveCareRequest": PEOPLE,
+    "mutation recordCareStockIssue": FLOOR,
+    "query careProfile": {CMD, MGR, MEDIC},
+    "mutation setCareProfile": {CMD, MGR, MEDIC},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
+    # --- Regions and the command centre: staff see the tree above their sites and the figures of
+    # their sites (region-scoped staff: their subtree's); the command centre manages the tree
+    "GET /api/v1/regions": PEOPLE,
+    "GET /api/v1/regions/{region_id}": PEOPLE,
+    "query regions": PEOPLE,
+    "query region": PEOPLE,
+    "POST /api/v1/regions": {CMD},
+    "PATCH /api/v1/regions/{region_id}": {CMD},
+    "PUT /api/v1/regions/{region_id}/sites/{site_id}": {CMD},
+    "mutation createRegion": {CMD},
+    "mutation updateRegion": {CMD},
+    "mutation placeSite": {CMD},
+    "GET /api/v1/command/rollup": PEOPLE,
+    "GET /api/v1/command/daily": PEOPLE,
+    "GET /api/v1/command/daily/csv": PEOPLE,
+    "GET /api/v1/command/reports/{day}": PEOPLE,
+    "GET /api/v1/command/reports/{day}/csv": PEOPLE,
+    "GET /api/v1/command/reports/{day}/html": PEOPLE,
+    "query regionRollUp": PEOPLE,
+    "query dailySeries": PEOPLE,
+    "query dailyReport": PEOPLE,
+    # --- Changes by cursor: staff apps and logistics (each sees only the event types it may read)
+    "GET /api/v1/changes": PEOPLE | {LOGI},
+    "query changes": PEOPLE | {LOGI},
+}
+
+# The command dashboard's pages (/command): a browser session cookie, never a bearer token;
+# walked by tests/command/test_policy.py. Public: the login form, login and logout themselves.
+PAGES: dict[str, str | set[str]] = {
+    "GET /command": {CMD},
+    "GET /command/panels": {CMD},
+    "GET /command/login": PUBLIC,
+    "POST /command/login": PUBLIC,
+    "POST /command/logout": PUBLIC,
 }
