@@ -78,6 +78,15 @@ def track(events: list[Event]) -> None:
         pending.extend(events)
 
 
+def emitted() -> list[Event]:
+    """The events the current transaction has emitted so far, oldest first (none outside ``Database.transaction``).
+
+    ``syncWrites`` answers each queued write with the ids of the events it committed (the changes
+    feed's ids), and a write that emitted none changed nothing: it is reported as replayed.
+    """
+    return list(_pending.get() or ())
+
+
 @contextmanager
 def collect() -> Iterator[list[Event]]:
     """Collect the events emitted in this context (used by ``Database.transaction``)."""

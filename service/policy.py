@@ -134,6 +134,8 @@ POLICY: dict[str, Rule] = {
     # live updates and the change feed (which events each role sees: EVENT_READS below)
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
     "changes.read": _rule("Changes by cursor: what the caller may read, in commit order", PEOPLE + (LOGISTICS,)),
+    # offline replay: the batch itself; each item also needs its own write's operation
+    "sync.write": _rule("Replay writes queued offline (each item: its own operation)", PEOPLE),
 }
 
 # Which read operation governs the record each outbox event type describes. The change feed and

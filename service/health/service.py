@@ -698,6 +698,11 @@ async def list_exposure_reviews(
     return await store.list_reviews(conn, site_id, principal.site_scope, state=state.value if state else None, limit=check_limit(limit))
 
 
+async def get_exposure_reviews(conn: asyncpg.Connection, principal: Principal, review_ids: list[UUID]) -> dict[UUID, ExposureReview]:
+    """Reviews by id within the caller's sites (another site's: absent)."""
+    return {r.id: r for r in await store.get_reviews(conn, review_ids, principal.site_scope)}
+
+
 async def decide_exposure_review(conn: asyncpg.Connection, principal: Principal, review_id: UUID, data: ReviewDecision) -> ExposureReview:
     """Confirm (the stay is extended as its regime says) or dismiss an open review."""
     _require(principal, REVIEW_ROLES, "decide exposure reviews")

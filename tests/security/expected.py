@@ -186,6 +186,8 @@ EXPECTED: dict[str, str | set[str]] = {
     "query regionRollUp": PEOPLE,
     "query dailySeries": PEOPLE,
     "query dailyReport": PEOPLE,
+    # --- Offline replay: staff roles; each queued write also needs its own mutation's roles
+    "mutation syncWrites": PEOPLE,
     # --- Changes by cursor: staff apps and logistics (each sees only the event types it may read)
     "GET /api/v1/changes": PEOPLE | {LOGI},
     "query changes": PEOPLE | {LOGI},
