@@ -31,7 +31,7 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
-from service import live, readpath
+from service import live, offline, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
@@ -42,6 +42,7 @@ from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.operations.care import gql as care
+from service.operations.staffing import gql as staffing
 from service.regions import gql as regions
 from service.settings import Settings
 from service.sites import gql as sites
@@ -72,11 +73,11 @@ QUERIES: tuple[type, ...] = (
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
 MUTATIONS: tuple[type, ...] = (
     access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation,
-    regions.Mutation,
+    regions.Mutation, offline.Mutation,
 )
 # Site operations (issue 17).
-QUERIES += (care.Query,)
-MUTATIONS += (care.Mutation,)
+QUERIES += (care.Query, staffing.Query)
+MUTATIONS += (care.Mutation, staffing.Mutation)
 
 MASKED_MESSAGE = "Unexpected error."
 
