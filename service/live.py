@@ -135,9 +135,9 @@ class _Follower:
         self.bell.set()  # bells may have been missed while (re)subscribing: read
 
     def deliver(self, channel: bytes, data: bytes) -> None:
-        event_id = _event_id(data)
-        if event_id is not None:
-            self.awaited.setdefault(event_id, time.monotonic())
+        now = time.monotonic()
+        for event_id in _event_ids(data):
+            self.awaited.setdefault(event_id, now)
         self.bell.set()
 
     def lost(self) -> None:
@@ -208,15 +208,20 @@ class _Follower:
         await self.db.cache.hub.leave(self)
 
 
-def _event_id(data: bytes) -> int | None:
-    try:
-        return msgspec.json.decode(data, type=_Bell).id
-    except msgspec.DecodeError:  # not one of ours: a bell all the same
-        return None
-
-
 class _Bell(msgspec.Struct):
     id: int
+
+
+_decode_bells = msgspec.json.Decoder(list[_Bell] | _Bell).decode  # bus.publish: a commit's events at one site
+
+
+def _event_ids(data: bytes) -> list[int]:
+    """The ids of the events a message announces (only the ids: the events are read from the outbox)."""
+    try:
+        bells = _decode_bells(data)
+    except msgspec.DecodeError:  # not one of ours: a bell all the same
+        return []
+    return [b.id for b in bells] if isinstance(bells, list) else [bells.id]
 
 
 # Followers of each instance (one Database per app), by set of sites.

@@ -119,11 +119,23 @@ POLICY: dict[str, Rule] = {
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    # regions and the command centre (service/regions); region-scoped staff reach their subtree's sites
+    "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
+    "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
+    "regions.figures": _rule("Roll-ups, daily series and daily reports of the caller's sites", PEOPLE),
+    # site operations: resident care (flags are health data)
+    "care.read": _rule("Care requests, their deadlines and stock issued; whether a resident is flagged", PEOPLE),
+    "care.request": _rule("Take, start, complete or decline care requests", PEOPLE),
+    "care.issue": _rule("Issue stock against a care request", FLOOR),
+    "care.flags.read": _rule("Residents' vulnerability flags (health data)", [CMD, MGR, MEDIC]),
+    "care.flags.write": _rule("Set vulnerability flags (health data, audited)", [CMD, MGR, MEDIC]),
     # command centre
     "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
     # live updates and the change feed (which events each role sees: EVENT_READS below)
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
     "changes.read": _rule("Changes by cursor: what the caller may read, in commit order", PEOPLE + (LOGISTICS,)),
+    # offline replay: the batch itself; each item also needs its own write's operation
+    "sync.write": _rule("Replay writes queued offline (each item: its own operation)", PEOPLE),
 }
 
 # Which read operation governs the record each outbox event type describes. The change feed and
@@ -150,10 +162,15 @@ EVENT_READS: dict[str, str | None] = {
     ),
     **dict.fromkeys(
         ["transfers.requested", "transfers.approved", "transfers.rejected", "transfers.dispatched", "transfers.departed",
-         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door"],
+         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door", "transfers.destination_accepted",
+         "transfers.destination_declined", "transfers.redirected", "transfers.outcome_reported"],
         "transfers.read",
     ),
     **dict.fromkeys(["transfers.facility_created", "transfers.facility_updated"], "facilities.read"),
+    **dict.fromkeys(
+        ["care.request_opened", "care.request_started", "care.request_done", "care.request_declined", "care.stock_issued"], "care.read"
+    ),
+    "care.profile_updated": "care.flags.read",
     **dict.fromkeys(
         ["supplies.stock_moved", "supplies.stock_levels_set", "supplies.low_stock", "supplies.stock_recovered", "supplies.stock_seeded"],
         "supplies.stock.read",
@@ -161,6 +178,7 @@ EVENT_READS: dict[str, str | None] = {
     **dict.fromkeys([f"supplies.replenishment_{s}" for s in ("requested", "acknowledged", "dispatched", "received", "cancelled")], "replenishments.read"),
     "supplies.item_created": "supplies.items.read",
     **dict.fromkeys(["supplies.webhook_registered", "supplies.webhook_removed"], "webhooks.manage"),
+    **dict.fromkeys(["regions.region_created", "regions.region_updated", "regions.site_placed"], "regions.read"),
     **dict.fromkeys(["access.staff_created", "access.staff_updated"], "staff.read"),
     **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
     **dict.fromkeys(

@@ -68,8 +68,13 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "supplies.stock_seeded": ("stock", None),
     **{t: ("replenishment", None) for t in policy.EVENT_READS if t.startswith("supplies.replenishment_")},
     "supplies.item_created": ("item", None),
+    "care.profile_updated": ("care_profile", None),  # subject: the stay
+    **{t: ("care_request", None) for t in policy.EVENT_READS if t.startswith("care.") and t != "care.profile_updated"},
     "supplies.webhook_registered": ("webhook", None),
     "supplies.webhook_removed": ("webhook", None),
+    "regions.region_created": ("region", None),
+    "regions.region_updated": ("region", None),
+    "regions.site_placed": ("region", None),  # the region a site (the event's site) was placed in
     "access.staff_created": ("staff", None),
     "access.staff_updated": ("staff", None),
     "access.client_created": ("client", None),
