@@ -146,7 +146,7 @@ def test_write_through_rest_reaches_subscriber_with_header_auth(app, auth, setti
         event = next_event(ws)
         assert event["type"] == "sites.site_updated"
         assert event["siteId"] == site["id"] and event["subjectId"] == site["id"]
-        assert event["data"] == {"fields": ["name"]}
+        assert event["data"] == {"fields": ["name"], "version": 2} and event["version"] == 2
 
 
 def test_write_on_one_instance_reaches_subscriber_on_another(app, auth, settings, redis_client):
