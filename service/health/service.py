@@ -36,6 +36,7 @@ from service.health.model import (
     MAX_BATCH,
     Alert,
     AlertAction,
+    AlertKind,
     AlertState,
     Checkin,
     CheckinBatch,
@@ -75,6 +76,21 @@ LOW_SPO2 = 94  # < raises "low_spo2"
 # Two or more of these in one check-in raise "symptoms".
 ALARM_SYMPTOMS = [Symptom.FEVER, Symptom.COUGH, Symptom.SORE_THROAT, Symptom.LOSS_OF_TASTE_OR_SMELL, Symptom.SHORTNESS_OF_BREATH]
 ALARM_SYMPTOM_COUNT = 2
+
+
+
+def reading_alerts(temperature_c: float | None, spo2: int | None, symptoms: Sequence[str]) -> list[AlertKind]:
+    """The check-in alert rules on one reading: the thresholds above, as record_checkins applies them in
+    SQL to residents. Other readers of these rules (the staff closed loop) call this, never a copy."""
+    found = []
+    if temperature_c is not None and round(temperature_c, 1) >= FEVER_C:
+        found.append(AlertKind.FEVER)
+    if spo2 is not None and spo2 < LOW_SPO2:
+        found.append(AlertKind.LOW_SPO2)
+    if len(set(symptoms) & set(ALARM_SYMPTOMS)) >= ALARM_SYMPTOM_COUNT:
+        found.append(AlertKind.SYMPTOMS)
+    return found
+
 
 RECORD_ROLES = policy.roles("health.record")
 READ_ROLES = policy.roles("health.read")
@@ -491,7 +507,7 @@ async def upload_results(conn: asyncpg.Connection, principal: Principal, data: L
 
 
 async def _positive(conn: asyncpg.Connection, actor: Principal, tube: dict[str, Any]) -> None:
-    """A positive swab: alert, seal the room, exposure review of the contacts."""
+    """A positive swab: alert, seal the room, exposure review of the contacts and of the floor's staff."""
     stay = await stays.get_stay(conn, actor, tube["stay_id"])
     await raise_alert(conn, actor, stay, "positive", dedup_key=str(tube["id"]), detail={"sample_id": str(tube["id"]), "barcode": tube["barcode"]})
     if stay.status is StayStatus.ACTIVE:
@@ -500,6 +516,10 @@ async def _positive(conn: asyncpg.Connection, actor: Principal, tube: dict[str, 
         except Conflict:
             pass  # e.g. the room is being disinfected already: nothing to seal
     await open_exposure_review(conn, actor, stay.id, reason=f"positive sample {tube['barcode']}", source=ExposureSource.POSITIVE)
+    # The staff who worked that floor are exposed too (imported here: staffing reads this module's rules).
+    from service.operations.staffing import service as staffing
+
+    await staffing.open_exposure_reviews(conn, actor, stay, reason=f"positive sample {tube['barcode']}")
 
 
 # --- alerts ---------------------------------------------------------------------------------
