@@ -163,6 +163,19 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation recordCareStockIssue": FLOOR,
     "query careProfile": {CMD, MGR, MEDIC},
     "mutation setCareProfile": {CMD, MGR, MEDIC},
+    # --- Staff closed loop: the roster for every staff role; staff health data for medics and managers of the site
+    "query siteWorker": PEOPLE,
+    "query siteWorkers": PEOPLE,
+    "query roster": PEOPLE,
+    "mutation createSiteWorker": ADMINS,
+    "mutation createStaffShift": ADMINS,
+    "query staffTestsDue": {MGR, MEDIC},
+    "query staffExposures": {MGR, MEDIC},
+    "mutation setWorkerStatus": {MGR, MEDIC},
+    "mutation recordStaffCheckin": {MGR, MEDIC},
+    "mutation recordStaffSample": {MGR, MEDIC},
+    "mutation recordStaffResult": {MGR, MEDIC},
+    "mutation decideStaffExposure": {MGR, MEDIC},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
     # --- Regions and the command centre: staff see the tree above their sites and the figures of

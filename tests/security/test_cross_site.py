@@ -88,6 +88,10 @@ SITE_KINDS: dict[str, str] = {
     "webhook": "SELECT id FROM supply_webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
     "staff": "SELECT staff_id FROM staff_sites WHERE site_id = $1 ORDER BY staff_id LIMIT 1",
     "care_request": "SELECT id FROM care_requests WHERE site_id = $1 AND state IN ('open', 'in_progress') ORDER BY due_at, id LIMIT 1",
+    "worker": "SELECT id FROM site_workers WHERE site_id = $1 ORDER BY post, name, id LIMIT 1",
+    "shift": "SELECT id FROM staff_shifts WHERE site_id = $1 ORDER BY starts_at, id LIMIT 1",
+    "staff_sample": "SELECT id FROM staff_samples WHERE site_id = $1 AND result = 'pending' ORDER BY collected_at, id LIMIT 1",
+    "staff_exposure": "SELECT id FROM staff_exposures WHERE site_id = $1 AND state = 'open' ORDER BY opened_at, id LIMIT 1",
     # The site's street: each demo site has its own, which the other site's staff do not see.
     "region": "SELECT region_id FROM region_sites WHERE site_id = $1",
     "client": "SELECT s.client_id FROM api_client_sites s WHERE s.site_id = $1 AND NOT EXISTS"
@@ -109,7 +113,8 @@ CREATES = {"checkin": "checkin", "checkins": "checkin", "sample": "sample", "sam
            "replenishments": "replenishment", "replenishment": "replenishment", "staff": "staff",
            "resident": "stay", "batch": "stay", "facilities": "facility", "destinationfacility": "facility",
            "stock": "movement", "items": "item", "movement": "movement", "facility": "facility",
-           "regions": "region", "region": "region", "care": "care_request"}
+           "regions": "region", "region": "region", "care": "care_request",
+           "worker": "worker", "shift": "shift"}
 # What a taken client-chosen id may answer (the same whoever holds it): a 409 of this family.
 TAKEN = re.compile(r"^[a-z_]*(_id_taken|_id_conflict|_exists|barcode_taken)$")
 SEEN: list[tuple[str, str, int, str]] = []  # (route or field, variant, status, code) of every call, for the summary
