@@ -22,7 +22,8 @@ order. ``syncWrites(input: {writes: [{key, write: {<kind>: <that mutation's inpu
   key's answer, so that a catching-up app can skip the changes it made itself.
 
 Versions: what a conflict reports is the ``version`` column of the record the write acts on
-(alert, exposure review, room, stay, transfer, replenishment, stock level), bumped by every
+(alert, exposure review, room, stay, transfer, replenishment, stock level, care request or
+profile), bumped by every
 change of it in the same statement. Check-ins, swabs and stock movements are append-only (never
 change), so they have none: their conflicts are about the stay or stock level they belong to,
 which report theirs. Disinfection tasks move with their room (its version). No column was added:
@@ -42,6 +43,7 @@ from service.access.model import Principal
 from service.errors import DATABASE_ERRORS, Busy, DomainError, Forbidden, InvalidInput, Unavailable, from_database
 from service.gql import Context, Ctx, OfflineWrite, UserError, Write, camel, mutate
 from service.health import gql as health
+from service.operations.care import gql as care
 from service.sites import gql as sites
 from service.stays import gql as stays
 from service.supplies import gql as supplies
@@ -56,6 +58,7 @@ KINDS: dict[str, OfflineWrite] = {
     **stays.OFFLINE_WRITES,
     **transfers.OFFLINE_WRITES,
     **supplies.OFFLINE_WRITES,
+    **care.OFFLINE_WRITES,
 }
 
 
@@ -77,6 +80,10 @@ class SyncWrite:
     record_stock_movement: supplies.RecordStockMovementInput | None = strawberry.UNSET
     raise_replenishment: supplies.RaiseReplenishmentInput | None = strawberry.UNSET
     receive_replenishment: supplies.ReceiveReplenishmentInput | None = strawberry.UNSET
+    set_care_profile: care.SetCareProfileInput | None = strawberry.UNSET
+    create_care_request: care.CreateCareRequestInput | None = strawberry.UNSET
+    move_care_request: care.MoveCareRequestInput | None = strawberry.UNSET
+    record_care_stock_issue: care.RecordCareStockIssueInput | None = strawberry.UNSET
 
 
 @strawberry.input(description="A write as the phone queued it.")
@@ -113,7 +120,10 @@ SyncRecord = Annotated[
     | transfers.Transfer
     | supplies.StockMovement
     | supplies.SupplyStockLevel
-    | supplies.Replenishment,
+    | supplies.Replenishment
+    | care.CareProfile
+    | care.CareRequest
+    | care.CareIssue,
     strawberry.union("SyncRecord", description="What a queued write wrote, or what its conflict is about."),
 ]
 

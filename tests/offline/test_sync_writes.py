@@ -195,3 +195,23 @@ async def test_every_kind_refuses_its_key_reused_with_other_arguments(client, db
             answers[name] = (b["items"][0]["status"], b["items"][0]["error"]["code"] if b["items"][0]["error"] else None)
             break
     assert answers == dict.fromkeys(kinds, ("CONFLICT", "idempotency_key_reused"))
+
+
+async def test_care_requests_queued_offline(client, db, settings, auth):
+    """A care request taken offline, started and completed in the queue; a late decline conflicts with the request now."""
+    ward = await make_ward(db, settings)
+    request_id = str(uuid.uuid4())
+    writes = [
+        queued("createCareRequest", id=request_id, stayId=str(ward.patient.id), kind="MEAL", detail="vegetarian"),
+        queued("moveCareRequest", id=request_id, action="START", version=1),
+        queued("moveCareRequest", id=request_id, action="COMPLETE", version=2, resolution="served"),
+    ]
+    out = await sync(client, auth(ward.staff), writes)
+    assert [i["status"] for i in out["items"]] == ["CREATED"] * 3, out
+    again = await sync(client, auth(ward.staff), writes[::-1])
+    assert [i["status"] for i in again["items"]] == ["REPLAYED"] * 3
+    late = await sync(client, auth(ward.staff), [queued("moveCareRequest", id=request_id, action="DECLINE", version=1, resolution="no")])
+    assert late["items"][0]["status"] == "CONFLICT" and late["items"][0]["version"] == 3, late
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT state FROM care_requests WHERE id = $1", uuid.UUID(request_id)) == "done"
+        assert await conn.fetchval("SELECT count(*) FROM care_requests") == 1

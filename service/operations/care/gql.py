@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import strawberry
 
 from service import policy
+from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, perform, to_gql
 from service.operations.care import model as m
 from service.operations.care import service
 from service.pagination import Page
@@ -203,44 +205,75 @@ class Query:
 class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("care.flags.write")], description="Set a stay's vulnerability flags (audited).")
     async def set_care_profile(self, info: Ctx, input: SetCareProfileInput) -> CareProfilePayload:
-        principal = info.context.require_principal()
-        data, errors = input_struct(m.CareProfileSet, input)
-        if data is None:
-            return CareProfilePayload(user_errors=errors)
-        profile, errors = await mutate(info, lambda conn: service.set_profile(conn, principal, data), result_type=m.CareProfile)
+        profile, errors = await perform(info, profile_write(info.context, info.context.require_principal(), input))
         return CareProfilePayload(profile=to_gql(CareProfile, profile) if profile else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("care.request")], description="Take a resident's request (meal, medicine, ...).")
     async def create_care_request(self, info: Ctx, input: CreateCareRequestInput) -> CareRequestPayload:
-        principal = info.context.require_principal()
-        data, errors = input_struct(m.CareRequestCreate, input)
-        if data is None:
-            return CareRequestPayload(user_errors=errors)
-        request, errors = await mutate(info, lambda conn: service.create_request(conn, principal, data), result_type=m.CareRequest)
+        request, errors = await perform(info, create_write(info.context, info.context.require_principal(), input))
         return CareRequestPayload(request=request_gql(request) if request else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("care.request")], description="Start, complete or decline a care request.")
     async def move_care_request(self, info: Ctx, input: MoveCareRequestInput) -> CareRequestPayload:
-        principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("id")
-        request_id = input.id
-        data, errors = input_struct(m.CareRequestMove, fields)
-        if data is None:
-            return CareRequestPayload(user_errors=errors)
-        request, errors = await mutate(
-            info, lambda conn: service.move_request(conn, principal, request_id, data), result_type=m.CareRequest
-        )
+        request, errors = await perform(info, move_write(info.context, info.context.require_principal(), input))
         return CareRequestPayload(request=request_gql(request) if request else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("care.issue")], description="Issue stock against a care request (supplies ledger).")
     async def record_care_stock_issue(self, info: Ctx, input: RecordCareStockIssueInput) -> CareIssuePayload:
-        ctx = info.context
-        principal = ctx.require_principal()
-        data, errors = input_struct(m.CareIssueCreate, input)
-        if data is None:
-            return CareIssuePayload(user_errors=errors)
-        issue, errors = await mutate(
-            info, lambda conn: service.issue_stock(conn, principal, ctx.settings, data), result_type=m.CareIssue
-        )
+        issue, errors = await perform(info, issue_write(info.context, info.context.require_principal(), input))
         return CareIssuePayload(issue=to_gql(CareIssue, issue) if issue else None, user_errors=errors)
+
+
+# --- writes, prepared once for their own mutation and for syncWrites (service/offline.py) ---------
+
+
+def profile_write(ctx: Context, principal: Principal, input: SetCareProfileInput) -> Prepared[m.CareProfile]:
+    data, errors = input_struct(m.CareProfileSet, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.set_profile(conn, principal, data), m.CareProfile)
+
+
+def create_write(ctx: Context, principal: Principal, input: CreateCareRequestInput) -> Prepared[m.CareRequest]:
+    data, errors = input_struct(m.CareRequestCreate, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.create_request(conn, principal, data), m.CareRequest)
+
+
+def move_write(ctx: Context, principal: Principal, input: MoveCareRequestInput) -> Prepared[m.CareRequest]:
+    fields = strawberry.asdict(input)
+    fields.pop("id")
+    data, errors = input_struct(m.CareRequestMove, fields)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.move_request(conn, principal, input.id, data), m.CareRequest)
+
+
+def issue_write(ctx: Context, principal: Principal, input: RecordCareStockIssueInput) -> Prepared[m.CareIssue]:
+    data, errors = input_struct(m.CareIssueCreate, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.issue_stock(conn, principal, ctx.settings, data), m.CareIssue)
+
+
+async def _profile_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: SetCareProfileInput) -> CareProfile | None:
+    found = await service.get_profiles(conn, principal, [input.stay_id])
+    return to_gql(CareProfile, found[input.stay_id]) if input.stay_id in found else None
+
+
+async def _request_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> CareRequest | None:
+    """What a care write conflicts with: the request it names (its id, or the one stock is issued for)."""
+    request_id = getattr(input, "care_request_id", None) or input.id
+    if request_id is None:
+        return None
+    found = await service.get_requests(conn, principal, [request_id])
+    return request_gql(found[request_id]) if request_id in found else None
+
+
+OFFLINE_WRITES = {
+    "set_care_profile": OfflineWrite("care.flags.write", profile_write, lambda p: to_gql(CareProfile, p), _profile_now),
+    "create_care_request": OfflineWrite("care.request", create_write, request_gql, _request_now),
+    "move_care_request": OfflineWrite("care.request", move_write, request_gql, _request_now),
+    "record_care_stock_issue": OfflineWrite("care.issue", issue_write, lambda i: to_gql(CareIssue, i), _request_now),
+}
