@@ -58,7 +58,7 @@ async def create_site(conn: asyncpg.Connection, principal: Principal, data: Site
     if principal.role is not Role.COMMAND:
         raise Forbidden("Only the command centre creates sites.", code="role_not_allowed")
     site = await store.insert_site(conn, data)
-    await bus.emit(conn, "sites.site_created", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"code": site.code})
+    await bus.emit(conn, "sites.site_created", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"code": site.code, "version": site.version})
     return site
 
 
@@ -74,7 +74,9 @@ async def update_site(conn: asyncpg.Connection, principal: Principal, site_id: U
             code="stale_version",
             current_version=current.version,
         )
-    await bus.emit(conn, "sites.site_updated", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"fields": sorted(changes)})
+    await bus.emit(
+        conn, "sites.site_updated", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"fields": sorted(changes), "version": site.version}
+    )
     return site
 
 
@@ -171,7 +173,10 @@ async def update_room(conn: asyncpg.Connection, principal: Principal, room_id: U
             code="stale_version",
             current_version=current.version,
         )
-    await bus.emit(conn, "sites.room_updated", site_id=room.site_id, subject_id=room.id, actor=principal.ref, data={"fields": sorted(changes)})
+    await bus.emit(
+        conn, "sites.room_updated", site_id=room.site_id, subject_id=room.id, actor=principal.ref,
+        data={"fields": sorted(changes), "version": room.version},
+    )
     return room
 
 
@@ -240,7 +245,8 @@ async def _emit_status(conn: asyncpg.Connection, principal: Principal, before: R
         site_id=after.site_id,
         subject_id=after.id,
         actor=principal.ref,
-        data={"number": after.number, "from": before.status.value, "to": after.status.value, "action": action.value, "reason": reason},
+        data={"number": after.number, "from": before.status.value, "to": after.status.value, "action": action.value, "reason": reason,
+              "version": after.version},
     )
 
 
@@ -330,6 +336,7 @@ async def turn_over(
     *,
     reason: str = "",
     airing_minutes: int = 30,
+    version: int | None = None,
 ) -> Room:
     """Staff move a room along the turnover graph (DESIGN.md) and the disinfection task with it.
 
@@ -339,7 +346,9 @@ async def turn_over(
     - ``take_out_of_service`` (empty) -> out_of_service; ``return_to_service`` -> vacated (new task).
 
     Two staff doing the same at once: the room lock orders them, the second gets 409
-    ``invalid_room_transition``.
+    ``invalid_room_transition``. ``version`` (optional) is the room version the caller saw: a
+    phone replaying queued steps gets 409 ``stale_version`` (with the current status and version)
+    instead of applying a step to a room that moved on meanwhile.
     """
     if action not in MANUAL_ACTIONS:
         raise InvalidInput(f"{action} happens through admissions and departures only.", code="not_a_manual_action", field="action")
@@ -348,6 +357,14 @@ async def turn_over(
     else:
         _require(principal, ROOM_ROLES, "turn rooms over")
     room = await lock_room(conn, principal, room_id)
+    if version is not None and version != room.version:
+        raise Conflict(
+            f"The room changed since version {version}; it is now {room.status} at version {room.version}.",
+            code="stale_version",
+            field="version",
+            current_state=room.status.value,
+            current_version=room.version,
+        )
     if action is RoomAction.SEAL:
         return await seal_room(conn, principal, room_id, reason)
     _transition(room, action)
