@@ -100,6 +100,7 @@ _SCALARS = {
     "Float": lambda: 1.0,
     "Boolean": lambda: False,
     "DateTime": lambda: datetime.now(UTC).isoformat(),
+    "Date": lambda: datetime.now(UTC).date().isoformat(),
 }
 
 
