@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import time
 import uuid
@@ -42,11 +43,12 @@ from service.stays.model import BatchAdmission, BatchMember
 from tests.conftest import make_principal
 from tests.stays.helpers import person
 
-SUBSCRIBERS = 1000
+# The figures; QSITE_BENCH_LIVE_SUBSCRIBERS / _WRITES_PER_S / _SECONDS run a lighter variant on a loaded machine.
+SUBSCRIBERS = int(os.environ.get("QSITE_BENCH_LIVE_SUBSCRIBERS", "1000"))
 SITES = 10
 RESIDENTS = 20  # per site
-WRITES_PER_S = 50
-SECONDS = 20.0
+WRITES_PER_S = float(os.environ.get("QSITE_BENCH_LIVE_WRITES_PER_S", "50"))
+SECONDS = float(os.environ.get("QSITE_BENCH_LIVE_SECONDS", "20"))
 CATCH_UP = 10_000
 SUBSCRIPTION = "subscription($s: [UUID!], $a: String) { siteEvents(siteIds: $s, after: $a, types: [\"health\"]) { id subjectId cursor } }"
 CHANGES = "query($s: [UUID!], $a: String) { changes(siteIds: $s, after: $a, first: 1000) { edges { node { id } } pageInfo { endCursor hasNextPage } } }"
@@ -169,8 +171,11 @@ def run(ctx: BenchContext) -> None:
         latencies = [t - sent[cid][0] for cid, times in received.items() if cid in sent for t in times]
         expected = len(sent) * per_site
         errors = sum(len(s.errors) for s in subscribers)
-        print(f"{'writes (single check-ins), per second':<52} {len(sent) / SECONDS:.1f} ({len(sent)} in {SECONDS:.0f} s)", flush=True)
-        print(f"{'deliveries received / expected, errors':<52} {len(latencies)} / {expected}, {errors}", flush=True)
+        codes = sorted({str(((m.get("payload") or {}).get("errors") or [m.get("payload")])[0]) [:120] for s in subscribers for m in s.errors
+                        if m.get("type") != "complete"})
+        print(f"{'subscribers, writes (single check-ins) per second':<52} {SUBSCRIBERS}, {len(sent) / SECONDS:.1f} "
+              f"({len(sent)} in {SECONDS:.0f} s, each to {per_site} subscribers)", flush=True)
+        print(f"{'deliveries received / expected, errors':<52} {len(latencies)} / {expected}, {errors} {codes[:3]}", flush=True)
         answered = [done[cid] - start for cid, (start, _) in sent.items() if cid in done]
         after_commit = [t - done[cid] for cid, times in received.items() if cid in done for t in times]
         print(f"{'write request p50 / p99 (ms)':<52} {_pct(answered, 0.5):.0f} / {_pct(answered, 0.99):.0f}", flush=True)
