@@ -87,9 +87,10 @@ async def test_staff_checkins_go_through_the_residents_rules(db, settings, readi
     """The same reading gives a worker the findings it gives a resident the alerts (one rules engine)."""
     ward = await make_ward(db, settings)
     worker = await add_worker(db, make_principal(Role.SITE_MANAGER, [ward.site_id]), ward.site_id)
+    now = datetime.now(UTC)  # not the module's NOW: a resident's check-in may not precede the admission just made
     checkin = await in_tx(db, lambda c: staffing.record_checkin(c, ward.medic, msgspec.convert(
-        {"worker_id": str(worker.id), "recorded_at": NOW.isoformat(), **reading}, StaffCheckinCreate)))
-    resident = {"id": str(uuid.uuid4()), "stay_id": str(ward.patient.id), "recorded_at": NOW.isoformat(), "pulse": 70, **reading}
+        {"worker_id": str(worker.id), "recorded_at": now.isoformat(), **reading}, StaffCheckinCreate)))
+    resident = {"id": str(uuid.uuid4()), "stay_id": str(ward.patient.id), "recorded_at": now.isoformat(), "pulse": 70, **reading}
     await in_tx(db, lambda c: health.record_checkin_in(c, ward.medic, msgspec.convert(resident, health.CheckinCreate)))
     async with db.connection() as conn:
         alerts = {r["kind"] for r in await conn.fetch("SELECT kind FROM alerts WHERE stay_id = $1", ward.patient.id)}
