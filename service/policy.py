@@ -53,7 +53,7 @@ class Rule:
 
 
 CMD, MGR, STAFF, MEDIC = Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC
-LOGISTICS, LAB, HOSPITAL = Role.LOGISTICS, Role.LAB, Role.HOSPITAL
+LOGISTICS, LAB, HOSPITAL, TRACING = Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING
 PEOPLE = (CMD, MGR, STAFF, MEDIC)
 ADMINS = (CMD, MGR)
 FLOOR = (CMD, MGR, STAFF)  # admit, move, stock
@@ -119,6 +119,13 @@ POLICY: dict[str, Rule] = {
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    # intake: referrals, the admission queue, risk areas
+    "referrals.submit": _rule("Refer people to isolate (tracing teams, command, site manager)", ADMINS + (TRACING,)),
+    "referrals.read": _rule("Referrals, the pending-admission queue, identification -> isolation times", PEOPLE + (TRACING,)),
+    "referrals.assign": _rule("Assign a referral to a site, mark a no-show", ADMINS),
+    "referrals.cancel": _rule("Cancel a referral", ADMINS + (TRACING,)),
+    "risk_areas.read": _rule("Risk areas", PEOPLE + (TRACING,), Scope.ANY),
+    "risk_areas.manage": _rule("Declare risk areas", [CMD], Scope.ANY),
     # live updates
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
 }

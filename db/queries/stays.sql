@@ -17,6 +17,23 @@ FROM regimes WHERE category = :category;
 SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
 FROM regimes WHERE id = ANY(:ids::uuid[]);
 
+-- name: list_regime_rules
+SELECT category, risk_level, regime_code, updated_at, updated_by FROM regime_rules ORDER BY category, risk_level NULLS FIRST;
+
+-- name: regime_by_rule^
+-- The regime a rule names for (category, risk level); a null level matches the rule without a level.
+SELECT g.id, g.code, g.name, g.category, g.centralized_days, g.home_monitoring_days, g.test_days, g.checkins_per_day,
+       g.effective_from, g.version, g.updated_at
+FROM regime_rules r JOIN regimes g ON g.code = r.regime_code
+WHERE r.category = :category AND r.risk_level IS NOT DISTINCT FROM :risk_level::text;
+
+-- name: set_regime_rule!
+INSERT INTO regime_rules (category, risk_level, regime_code, updated_by) VALUES (:category, :risk_level, :regime_code, :actor)
+ON CONFLICT ON CONSTRAINT regime_rules_key DO UPDATE SET regime_code = EXCLUDED.regime_code, updated_at = now(), updated_by = EXCLUDED.updated_by;
+
+-- name: delete_regime_rule^
+DELETE FROM regime_rules WHERE category = :category AND risk_level IS NOT DISTINCT FROM :risk_level::text RETURNING id;
+
 -- name: update_regime^
 UPDATE regimes SET
     name = coalesce(:name, name),
@@ -58,6 +75,10 @@ SELECT id, site_id, name, sex, birth_date, document_type, document_tail, phone_t
 FROM residents
 WHERE document_index = :document_index AND (:document_type::text IS NULL OR document_type = :document_type::text)
 FOR UPDATE;
+
+-- name: has_active_stay$
+SELECT EXISTS (SELECT 1 FROM residents r JOIN stays s ON s.resident_id = r.id AND s.status = 'active'
+               WHERE r.document_type = :document_type AND r.document_index = :document_index);
 
 -- name: search_residents_by_index
 SELECT id, site_id, name, sex, birth_date, document_type, document_tail, phone_tail, household_key, created_at

@@ -17,6 +17,7 @@ from service.access import demo as access_demo
 from service.cache import Cache
 from service.db import Database, create_pool
 from service.health import demo as health_demo
+from service.intake import demo as intake_demo
 from service.settings import Settings, SettingsError
 from service.stays import demo as stays_demo
 from service.supplies import demo as supplies_demo
@@ -24,8 +25,10 @@ from service.transfers import demo as transfers_demo
 
 DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 
-# In order: sites/rooms, access, stays, health, transfers, supplies.
-STEPS: list[DemoStep] = [stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo]
+# In order: sites/rooms, access, stays, health, transfers, supplies, intake.
+STEPS: list[DemoStep] = [
+    stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo, intake_demo.seed_demo
+]
 
 DEMO_LOGIN_HINT = (
     f"{access_demo.HINT}; API keys {', '.join(access_demo.DEMO_KEYS.values())}, "

@@ -40,6 +40,7 @@ from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_datab
 from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
+from service.intake import gql as intake
 from service.settings import Settings
 from service.sites import gql as sites
 from service.stays import gql as stays
@@ -57,9 +58,11 @@ class SystemQuery:
 
 
 # Add a domain's Query and Mutation here.
-QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query)
+QUERIES: tuple[type, ...] = (SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query, intake.Query)
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
-MUTATIONS: tuple[type, ...] = (access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation)
+MUTATIONS: tuple[type, ...] = (
+    access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation, intake.Mutation
+)
 
 MASKED_MESSAGE = "Unexpected error."
 

@@ -95,6 +95,12 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/hospital/transfers/{transfer_id}"): "getIncomingTransfer",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/arrival"): "confirmArrival",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/refusal"): "refuseAtDoor",
+    ("POST", "/api/v1/referrals"): "submitReferral",
+    ("GET", "/api/v1/referrals/{referral_id}"): "getReferral",
+    ("POST", "/api/v1/referrals/{referral_id}/cancel"): "cancelReferral",
+    ("GET", "/api/v1/sites/{site_id}/referrals"): "listReferralQueue",
+    ("GET", "/api/v1/sites/{site_id}/isolation-times"): "getIsolationTimes",
+    ("GET", "/api/v1/risk-areas"): "listRiskAreas",
 }
 
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,

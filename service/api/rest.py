@@ -6,11 +6,12 @@ from litestar import Router
 
 from service.access import rest as access
 from service.health import rest as health
+from service.intake import rest as intake
 from service.sites import rest as sites
 from service.stays import rest as stays
 from service.supplies import rest as supplies
 from service.transfers import rest as transfers
 
-ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES]
+ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *intake.ROUTES]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

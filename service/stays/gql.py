@@ -10,7 +10,7 @@ import strawberry
 
 from service import policy
 from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, scoped_loader, to_gql
 from service.pagination import Page
 from service.sites import service as sites
 from service.sites.gql import Room, room_gql
@@ -45,6 +45,14 @@ class Regime:
     version: int
 
 
+@strawberry.type(description="Category x risk level (null: no risk area known) -> the regime served.")
+class RegimeRule:
+    category: CategoryGQL
+    risk_level: RiskLevelGQL | None
+    regime_code: str
+    updated_at: datetime
+
+
 @strawberry.type(description="A resident; name, ID and phone numbers masked (see revealResident).")
 class Resident:
     id: UUID
@@ -68,17 +76,7 @@ class ResidentRevealed:
     phone: str | None
 
 
-def _loader(info: Ctx, name: str, fetch: Any) -> Any:
-    """A per-request loader of ``name``: ``fetch(conn, principal, ids) -> dict`` in one statement per batch."""
-    ctx = info.context
-    principal = ctx.require_principal()
-
-    async def load(ids: list[UUID]) -> list[Any]:
-        async with ctx.db.connection() as conn:
-            found = await fetch(conn, principal, ids)
-        return [found.get(i) for i in ids]
-
-    return ctx.loader(name, load)
+_loader = scoped_loader
 
 
 @strawberry.type(description="A stay (admission) of a resident at a site.")
@@ -252,6 +250,19 @@ class UpdateRegimeInput:
     effective_from: datetime | None = None
 
 
+@strawberry.input(description="Set the regime of a category at a risk level (null level: no risk area known); a null regimeCode removes the rule.")
+class SetRegimeRuleInput:
+    category: CategoryGQL
+    risk_level: RiskLevelGQL | None = None
+    regime_code: str | None = None
+
+
+@strawberry.type
+class RegimeRulesPayload:
+    rules: list[RegimeRule] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 @strawberry.input
 class RevealResidentInput:
     resident_id: UUID
@@ -345,6 +356,14 @@ class Query:
     async def regimes(self, info: Ctx) -> list[Regime]:
         async with info.context.db.connection() as conn:
             return [to_gql(Regime, r) for r in await service.list_regimes(conn)]
+
+    @strawberry.field(
+        permission_classes=[policy.gql("regimes.read")],
+        description="Regime rules: which regime a category serves at a risk level (else the category's default regime).",
+    )
+    async def regime_rules(self, info: Ctx) -> list[RegimeRule]:
+        async with info.context.db.connection() as conn:
+            return [to_gql(RegimeRule, r) for r in await service.list_regime_rules(conn)]
 
     @strawberry.field(permission_classes=[policy.gql("residents.find")], description="Residents with exactly this document number (blind index), masked.")
     async def residents_by_document(self, info: Ctx, document_number: str) -> list[Resident]:
@@ -464,6 +483,15 @@ class Mutation:
             info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.Regime
         )
         return RegimePayload(regime=to_gql(Regime, regime) if regime else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Set or remove a regime rule; answers every rule.")
+    async def set_regime_rule(self, info: Ctx, input: SetRegimeRuleInput) -> RegimeRulesPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.RegimeRuleSet, input)
+        if data is None:
+            return RegimeRulesPayload(user_errors=errors)
+        rules, errors = await mutate(info, lambda conn: service.set_regime_rule(conn, principal, data), result_type=list[m.RegimeRule])
+        return RegimeRulesPayload(rules=[to_gql(RegimeRule, r) for r in rules or []], user_errors=errors)
 
     @strawberry.mutation(
         permission_classes=[policy.gql("residents.reveal")],

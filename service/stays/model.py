@@ -73,6 +73,24 @@ def check_mainland_id(number: str) -> str:
         ) from None
 
 
+def mask_name(name: str) -> str:
+    """``张三`` -> ``张*``, ``欧阳娜娜`` -> ``欧***``, ``Smith`` -> ``S****``."""
+    return name[:1] + "*" * max(1, len(name) - 1)
+
+
+# Masks: the stored tails only; the full numbers stay encrypted.
+ID_MASK_LENGTH = {DocumentType.MAINLAND_ID: 18}
+
+
+def mask_document(document_type: DocumentType, tail: str) -> str:
+    """``**************1234``: as long as the document type's numbers, from the stored tail only."""
+    return "*" * (ID_MASK_LENGTH.get(document_type, 8) - len(tail)) + tail
+
+
+def mask_phone(tail: str | None) -> str | None:
+    return None if tail is None else "*******" + tail
+
+
 # --- regimes ----------------------------------------------------------------
 
 Days = Annotated[int, msgspec.Meta(ge=0, le=60)]
@@ -91,6 +109,24 @@ class Regime(msgspec.Struct, kw_only=True):
     effective_from: datetime
     version: int
     updated_at: datetime
+
+
+class RegimeRule(msgspec.Struct, kw_only=True):
+    """Category x risk level (null: no risk area known) -> the regime served."""
+
+    category: Category
+    risk_level: RiskLevel | None
+    regime_code: str
+    updated_at: datetime
+    updated_by: str
+
+
+class RegimeRuleSet(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Set (``regime_code``) or remove (null) the rule of a category at a risk level."""
+
+    category: Category
+    risk_level: RiskLevel | None = None
+    regime_code: Annotated[str, msgspec.Meta(min_length=2, max_length=40)] | None = None
 
 
 class RegimePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

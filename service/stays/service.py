@@ -46,9 +46,12 @@ from service.stays.model import (
     Outcome,
     Regime,
     RegimePatch,
+    RegimeRule,
+    RegimeRuleSet,
     Resident,
     ResidentCreate,
     ResidentRevealed,
+    RiskLevel,
     SiteOccupancy,
     Stay,
     StayStatus,
@@ -147,13 +150,52 @@ async def get_regimes(conn: asyncpg.Connection, regime_ids: list[UUID]) -> dict[
     return {r.id: r for r in await store.get_regimes_by_ids(conn, regime_ids)}
 
 
-async def _regime_for(conn: asyncpg.Connection, category: Category, code: str | None) -> Regime:
-    regime = await (store.get_regime_by_code(conn, code) if code else store.get_regime_for_category(conn, category))
-    if regime is None:
-        if code:
+async def regime_for(conn: asyncpg.Connection, category: Category, *, risk_level: RiskLevel | None = None, code: str | None = None) -> Regime:
+    """The regime a person serves: ``code`` if given; else the regime rule for (category, risk level),
+    then the category's rule without a level, then the category's default regime (``regimes.category``).
+
+    Referrals (intake) ask at referral and again at admission: the rules may change in between.
+    """
+    if code:
+        regime = await store.get_regime_by_code(conn, code)
+        if regime is None:
             raise InvalidInput(f"No regime {code!r}.", code="unknown_regime", field="regime_code")
+        return regime
+    regime = await store.regime_by_rule(conn, category, risk_level) if risk_level else None
+    regime = regime or await store.regime_by_rule(conn, category, None) or await store.get_regime_for_category(conn, category)
+    if regime is None:
         raise InvalidInput(f"Category {category} has no default regime; give regime_code.", code="regime_required", field="regime_code")
     return regime
+
+
+async def list_regime_rules(conn: asyncpg.Connection) -> list[RegimeRule]:
+    return await store.list_regime_rules(conn)
+
+
+async def set_regime_rule(conn: asyncpg.Connection, principal: Principal, data: RegimeRuleSet) -> list[RegimeRule]:
+    """Set or remove (``regime_code`` null) the rule of (category, risk level); answers every rule."""
+    _require(principal, policy.roles("regimes.update"), "change regime rules")
+    if data.regime_code is None:
+        changed = await store.delete_regime_rule(conn, data.category, data.risk_level)
+    else:
+        if await store.get_regime_by_code(conn, data.regime_code) is None:
+            raise InvalidInput(f"No regime {data.regime_code!r}.", code="unknown_regime", field="regime_code")
+        await store.set_regime_rule(conn, data.category, data.risk_level, data.regime_code, principal.ref)
+        changed = True
+    if changed:
+        await bus.emit(
+            conn,
+            "stays.regime_rule_set",
+            site_id=None,
+            actor=principal.ref,
+            data={"category": str(data.category), "risk_level": data.risk_level, "regime": data.regime_code},
+        )
+    return await store.list_regime_rules(conn)
+
+
+async def is_isolated(conn: asyncpg.Connection, settings: Settings, document_type: str, document_number: str) -> bool:
+    """Whether the person with this document has an active stay at any site (a yes/no: no ids leave)."""
+    return await store.has_active_stay(conn, crypto.blind_index(settings, document_number), document_type)
 
 
 # --- residents --------------------------------------------------------------
@@ -423,16 +465,16 @@ async def _admit_all(
     order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", i))
     remaining = Counter(sizes)
     allocator: _Allocator | None = None
-    regimes: dict[tuple[Category, str | None], Regime] = {}
+    regimes: dict[tuple[Category, RiskLevel | None, str | None], Regime] = {}
     results: dict[int, Stay] = {}
     for i in order:
         entry = entries[i]
         if entry.id in replayed:
             results[i] = replayed[entry.id]
             continue
-        key = (entry.category, entry.regime_code)
+        key = (entry.category, entry.risk_level, entry.regime_code)
         if key not in regimes:
-            regimes[key] = await _regime_for(conn, entry.category, entry.regime_code)
+            regimes[key] = await regime_for(conn, entry.category, risk_level=entry.risk_level, code=entry.regime_code)
         admitted_at = entry.admitted_at or now
         if admitted_at.tzinfo is None:
             raise InvalidInput("admitted_at needs a time zone offset.", code="naive_datetime", field="admitted_at")

@@ -12,7 +12,7 @@ import msgspec
 
 from service.db import queries
 from service.errors import register_constraint
-from service.stays.model import DocumentType, Regime, Resident, Stay
+from service.stays.model import DocumentType, Regime, RegimeRule, Resident, Stay, mask_document, mask_name, mask_phone
 
 Q = queries("stays")
 
@@ -21,15 +21,6 @@ register_constraint("stays_resident_active_key", "resident_has_active_stay", "Th
 register_constraint("stays_pkey", "stay_exists", "A stay with this id already exists.")
 register_constraint("residents_pkey", "resident_exists", "A resident with this id already exists.")
 register_constraint("residents_document_key", "resident_exists", "A resident with this document is already registered.")
-
-# Masks: the stored tails only; the full numbers stay encrypted.
-ID_MASK_LENGTH = {DocumentType.MAINLAND_ID: 18}
-
-
-def mask_name(name: str) -> str:
-    """``张三`` -> ``张*``, ``欧阳娜娜`` -> ``欧***``, ``Smith`` -> ``S****``."""
-    return name[:1] + "*" * max(1, len(name) - 1)
-
 
 def resident_of(row: Any, prefix: str = "") -> Resident:
     """A masked Resident from a row (``prefix`` for joined columns such as ``r_``)."""
@@ -44,8 +35,8 @@ def resident_of(row: Any, prefix: str = "") -> Resident:
         sex=row[f"{prefix}sex"],
         birth_year=birth.year if birth else None,
         document_type=doc_type,
-        document_number="*" * (ID_MASK_LENGTH.get(doc_type, 8) - len(tail)) + tail,
-        phone=None if phone_tail is None else "*******" + phone_tail,
+        document_number=mask_document(doc_type, tail),
+        phone=mask_phone(phone_tail),
         household_key=row[f"{prefix}household_key"],
         created_at=row[f"{prefix}created_at"],
     ), Resident)
@@ -91,6 +82,22 @@ async def replan_regime_stays(conn: asyncpg.Connection, regime_id: UUID, central
     return [(r["id"], r["site_id"]) async for r in Q.replan_regime_stays(conn, regime_id=regime_id, centralized_days=centralized_days)]
 
 
+async def list_regime_rules(conn: asyncpg.Connection) -> list[RegimeRule]:
+    return [msgspec.convert(dict(r), RegimeRule) async for r in Q.list_regime_rules(conn)]
+
+
+async def regime_by_rule(conn: asyncpg.Connection, category: str, risk_level: str | None) -> Regime | None:
+    return _regime(await Q.regime_by_rule(conn, category=category, risk_level=risk_level))
+
+
+async def set_regime_rule(conn: asyncpg.Connection, category: str, risk_level: str | None, regime_code: str, actor: str) -> None:
+    await Q.set_regime_rule(conn, category=category, risk_level=risk_level, regime_code=regime_code, actor=actor)
+
+
+async def delete_regime_rule(conn: asyncpg.Connection, category: str, risk_level: str | None) -> bool:
+    return await Q.delete_regime_rule(conn, category=category, risk_level=risk_level) is not None
+
+
 # --- residents --------------------------------------------------------------
 
 
@@ -106,6 +113,11 @@ async def find_resident_by_index(conn: asyncpg.Connection, index: bytes, documen
     """Unscoped and row-locked: for admission only (never returned to a caller of another site)."""
     rows = [resident_of(r) async for r in Q.find_resident_by_index(conn, document_index=index, document_type=document_type)]
     return rows[0] if rows else None
+
+
+async def has_active_stay(conn: asyncpg.Connection, index: bytes, document_type: str) -> bool:
+    """Unscoped: whether the person with this document is in isolation anywhere now (a yes/no, no ids)."""
+    return bool(await Q.has_active_stay(conn, document_index=index, document_type=document_type))
 
 
 async def search_residents_by_index(conn: asyncpg.Connection, index: bytes, site_ids: list[UUID] | None) -> list[Resident]:

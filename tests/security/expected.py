@@ -10,7 +10,7 @@ from __future__ import annotations
 PUBLIC = "public"  # no credential needed
 
 CMD, MGR, STAFF, MEDIC = "command", "site_manager", "site_staff", "medic"
-LOGI, LAB, HOSP = "logistics", "lab", "hospital"
+LOGI, LAB, HOSP, TRACE = "logistics", "lab", "hospital", "tracing"
 
 PEOPLE = {CMD, MGR, STAFF, MEDIC}  # "staff roles"
 ADMINS = {CMD, MGR}
@@ -151,6 +151,25 @@ EXPECTED: dict[str, str | set[str]] = {
     "POST /api/v1/supplies/webhooks": {LOGI, CMD},
     "DELETE /api/v1/supplies/webhooks/{webhook_id}": {LOGI, CMD},
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
+    # --- Intake: tracing teams and command / site managers refer; staff read the queue; command declares risk areas
+    "POST /api/v1/referrals": ADMINS | {TRACE},
+    "mutation submitReferral": ADMINS | {TRACE},
+    "GET /api/v1/referrals/{referral_id}": PEOPLE | {TRACE},
+    "GET /api/v1/sites/{site_id}/referrals": PEOPLE | {TRACE},
+    "GET /api/v1/sites/{site_id}/isolation-times": PEOPLE | {TRACE},
+    "query referral": PEOPLE | {TRACE},
+    "query referralQueue": PEOPLE | {TRACE},
+    "query isolationTimes": PEOPLE | {TRACE},
+    "POST /api/v1/referrals/{referral_id}/cancel": ADMINS | {TRACE},
+    "mutation cancelReferral": ADMINS | {TRACE},
+    "mutation assignReferral": ADMINS,
+    "mutation markReferralNoShow": ADMINS,
+    "mutation admitReferral": FLOOR,
+    "GET /api/v1/risk-areas": PEOPLE | {TRACE},
+    "query riskAreas": PEOPLE | {TRACE},
+    "mutation declareRiskArea": {CMD},
+    "query regimeRules": PEOPLE,
+    "mutation setRegimeRule": {CMD},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
 }

@@ -78,6 +78,7 @@ SITE_KINDS: dict[str, str] = {
     "replenishment": "SELECT id FROM supply_replenishments WHERE site_id = $1 ORDER BY created_at DESC, id LIMIT 1",
     "webhook": "SELECT id FROM supply_webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
     "staff": "SELECT staff_id FROM staff_sites WHERE site_id = $1 ORDER BY staff_id LIMIT 1",
+    "referral": "SELECT id FROM referrals WHERE site_id = $1 AND state = 'pending' ORDER BY identified_at, id LIMIT 1",
     "client": "SELECT s.client_id FROM api_client_sites s WHERE s.site_id = $1 AND NOT EXISTS"
     " (SELECT 1 FROM api_client_sites o WHERE o.client_id = s.client_id AND o.site_id <> $1) ORDER BY 1 LIMIT 1",
 }
@@ -95,7 +96,8 @@ CREATES = {"checkin": "checkin", "checkins": "checkin", "sample": "sample", "sam
            "movements": "movement", "stockmovement": "movement", "transfers": "transfer", "transfer": "transfer",
            "replenishments": "replenishment", "replenishment": "replenishment", "staff": "staff",
            "resident": "stay", "batch": "stay", "facilities": "facility", "destinationfacility": "facility",
-           "stock": "movement", "items": "item", "movement": "movement", "facility": "facility"}
+           "stock": "movement", "items": "item", "movement": "movement", "facility": "facility",
+           "referral": "referral", "referrals": "referral"}
 # What a taken client-chosen id may answer (the same whoever holds it): a 409 of this family.
 TAKEN = re.compile(r"^[a-z_]*(_id_taken|_id_conflict|_exists|barcode_taken)$")
 SEEN: list[tuple[str, str, int, str]] = []  # (route or field, variant, status, code) of every call, for the summary
@@ -154,7 +156,7 @@ async def world(server_dsn: str, template_db: str, redis_url: str, tmp_path_fact
             keys = {}
             facility = await conn.fetchval(SHARED_KINDS["facility"])
             for site in (own, foreign):  # what the demo does not make: keys of this site only, a webhook
-                for role in (Role.LOGISTICS, Role.LAB, Role.HOSPITAL):
+                for role in (Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING):
                     body = {"name": f"{role} {site}", "role": role.value, "site_ids": [str(site)]}
                     body |= {"facility_id": str(facility)} if role is Role.HOSPITAL else {}
                     client = await access.create_client(conn, access.SYSTEM_PRINCIPAL, msgspec.convert(body, ApiClientCreate))
@@ -606,7 +608,7 @@ async def _gql_call(w: SimpleNamespace, field: Any, role: Role, fill: Filler, gi
     return "errors" if errors else "data", fill.normalise(text)
 
 
-CREATE_VERBS = ("record", "admit", "request", "raise", "create", "transfer")
+CREATE_VERBS = ("record", "admit", "request", "raise", "create", "transfer", "submit")
 
 
 def _gql_created_kind(name: str) -> str | None:
