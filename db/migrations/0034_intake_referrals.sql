@@ -32,7 +32,8 @@ CREATE TABLE regime_rules (
     category     text NOT NULL
                  CHECK (category IN ('close_contact', 'secondary_contact', 'inbound_traveller', 'key_area_arrival', 'other')),
     risk_level   text CHECK (risk_level IN ('high', 'medium', 'low')),
-    regime_code  text NOT NULL REFERENCES regimes (code) ON UPDATE CASCADE,
+    -- A regime code (every version of it: the one in force at admission applies); checked by the service.
+    regime_code  text NOT NULL CHECK (regime_code ~ '^[a-z0-9_]{2,40}$'),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     updated_by   text NOT NULL,
     CONSTRAINT regime_rules_key UNIQUE NULLS NOT DISTINCT (category, risk_level)

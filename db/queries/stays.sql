@@ -31,9 +31,6 @@ WHERE r.category = :category AND r.risk_level IS NOT DISTINCT FROM :risk_level::
 INSERT INTO regime_rules (category, risk_level, regime_code, updated_by) VALUES (:category, :risk_level, :regime_code, :actor)
 ON CONFLICT ON CONSTRAINT regime_rules_key DO UPDATE SET regime_code = EXCLUDED.regime_code, updated_at = now(), updated_by = EXCLUDED.updated_by;
 
--- name: delete_regime_rule^
-DELETE FROM regime_rules WHERE category = :category AND risk_level IS NOT DISTINCT FROM :risk_level::text RETURNING id;
-
 -- name: update_regime^
 UPDATE regimes SET
     name = coalesce(:name, name),

@@ -10,6 +10,7 @@ from uuid import UUID
 import msgspec
 
 from service.errors import InvalidInput
+from service.fields import Version
 from service.stays.model import Area, Bed, Category, DocumentType, ResidentCreate, RiskLevel, Sex
 
 
@@ -146,12 +147,12 @@ class ReferralSubmitted(msgspec.Struct, kw_only=True):
 class Assignment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Place a pending referral at a site (its own, or another the caller reaches)."""
 
-    version: Annotated[int, msgspec.Meta(ge=1)]
+    version: Version
     site_id: UUID | None = None
 
 
 class Closing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    version: Annotated[int, msgspec.Meta(ge=1)]
+    version: Version
     reason: Note = ""
 
 

@@ -250,11 +250,11 @@ class UpdateRegimeInput:
     effective_from: datetime | None = None
 
 
-@strawberry.input(description="Set the regime of a category at a risk level (null level: no risk area known); a null regimeCode removes the rule.")
+@strawberry.input(description="Set the regime of a category at a risk level (null level: no risk area known).")
 class SetRegimeRuleInput:
     category: CategoryGQL
+    regime_code: str
     risk_level: RiskLevelGQL | None = None
-    regime_code: str | None = None
 
 
 @strawberry.type
@@ -484,7 +484,7 @@ class Mutation:
         )
         return RegimePayload(regime=to_gql(Regime, regime) if regime else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Set or remove a regime rule; answers every rule.")
+    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Set a regime rule; answers every rule.")
     async def set_regime_rule(self, info: Ctx, input: SetRegimeRuleInput) -> RegimeRulesPayload:
         principal = info.context.require_principal()
         data, errors = input_struct(m.RegimeRuleSet, input)

@@ -122,11 +122,11 @@ class RegimeRule(msgspec.Struct, kw_only=True):
 
 
 class RegimeRuleSet(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Set (``regime_code``) or remove (null) the rule of a category at a risk level."""
+    """Set the regime of a category at a risk level (null: no risk area known)."""
 
     category: Category
+    regime_code: Annotated[str, msgspec.Meta(min_length=2, max_length=40)]
     risk_level: RiskLevel | None = None
-    regime_code: Annotated[str, msgspec.Meta(min_length=2, max_length=40)] | None = None
 
 
 class RegimePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

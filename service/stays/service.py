@@ -173,23 +173,18 @@ async def list_regime_rules(conn: asyncpg.Connection) -> list[RegimeRule]:
 
 
 async def set_regime_rule(conn: asyncpg.Connection, principal: Principal, data: RegimeRuleSet) -> list[RegimeRule]:
-    """Set or remove (``regime_code`` null) the rule of (category, risk level); answers every rule."""
+    """Set the rule of (category, risk level); answers every rule."""
     _require(principal, policy.roles("regimes.update"), "change regime rules")
-    if data.regime_code is None:
-        changed = await store.delete_regime_rule(conn, data.category, data.risk_level)
-    else:
-        if await store.get_regime_by_code(conn, data.regime_code) is None:
-            raise InvalidInput(f"No regime {data.regime_code!r}.", code="unknown_regime", field="regime_code")
-        await store.set_regime_rule(conn, data.category, data.risk_level, data.regime_code, principal.ref)
-        changed = True
-    if changed:
-        await bus.emit(
-            conn,
-            "stays.regime_rule_set",
-            site_id=None,
-            actor=principal.ref,
-            data={"category": str(data.category), "risk_level": data.risk_level, "regime": data.regime_code},
-        )
+    if await store.get_regime_by_code(conn, data.regime_code) is None:
+        raise InvalidInput(f"No regime {data.regime_code!r}.", code="unknown_regime", field="regime_code")
+    await store.set_regime_rule(conn, data.category, data.risk_level, data.regime_code, principal.ref)
+    await bus.emit(
+        conn,
+        "stays.regime_rule_set",
+        site_id=None,
+        actor=principal.ref,
+        data={"category": str(data.category), "risk_level": data.risk_level, "regime": data.regime_code},
+    )
     return await store.list_regime_rules(conn)
 
 

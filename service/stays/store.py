@@ -94,10 +94,6 @@ async def set_regime_rule(conn: asyncpg.Connection, category: str, risk_level: s
     await Q.set_regime_rule(conn, category=category, risk_level=risk_level, regime_code=regime_code, actor=actor)
 
 
-async def delete_regime_rule(conn: asyncpg.Connection, category: str, risk_level: str | None) -> bool:
-    return await Q.delete_regime_rule(conn, category=category, risk_level=risk_level) is not None
-
-
 # --- residents --------------------------------------------------------------
 
 
