@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install schemas check-schemas bench fuzz clean vendor-docs
+.PHONY: run test lint install schemas check-schemas bench fuzz clean vendor-docs e2e
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ run: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Browser tests of the command dashboard (tests/e2e, skipped by plain pytest): Debian's Chromium,
+# driven by Playwright for Python through its path. Screenshots land in .artifacts/e2e/.
+E2E_STAMP := $(VENV)/.e2e-installed
+
+$(E2E_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,embedded,e2e]"
+	touch $(E2E_STAMP)
+
+e2e: $(E2E_STAMP)
+	command -v chromium >/dev/null && fc-list :lang=zh | grep -q . || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-zenhei)
+	QSITE_E2E=1 $(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 # ruff and mypy (with the Strawberry plugin) at zero findings on service/; config in pyproject.toml.
 lint: $(STAMP)

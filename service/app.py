@@ -22,6 +22,7 @@ from service.api.jobs import JOBS
 from service.api.openapi import document_contract, fix_options_allow, openapi_config
 from service.api.rest import api_v1
 from service.cache import Cache
+from service.command import rest as command
 from service.db import Database, DeadlineMiddleware, close_pool, create_pool
 from service.errors import EXCEPTION_HANDLERS
 from service.http import BodyLimits, answer_head_as_get
@@ -85,7 +86,15 @@ def create_app(settings: Settings) -> Litestar:
             await cache.close()
 
     app = Litestar(
-        route_handlers=[*PROBES, MetricsController, api_v1, docs.mount_graphiql(graphql_controller(settings)), docs.assets_router],
+        route_handlers=[
+            *PROBES,
+            MetricsController,
+            api_v1,
+            docs.mount_graphiql(graphql_controller(settings)),
+            docs.assets_router,
+            command.router(settings),
+            command.assets_router,
+        ],
         lifespan=[resources],
         dependencies={
             "db": Provide(_provide_db, sync_to_thread=False),
@@ -105,6 +114,7 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
+        template_config=command.template_config(),
         cors_config=CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None,
         debug=False,
         logging_config=None,  # logging is ours (JSON, service/observability.py)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -129,25 +129,70 @@ async def publish(cache: Cache, events: list[Event]) -> None:
 
 _HORIZON = "SELECT feed_horizon()"
 
-_FEED = """
-SELECT txid::text AS txid, id, site_id, type, subject_id, data, actor, at
-FROM events
-WHERE (txid, id) > ($1::xid8, $2::bigint)
-  AND txid < $6::xid8
-  AND ($3::uuid[] IS NULL OR site_id = ANY($3::uuid[]))
-  AND ($4::text[] IS NULL OR type = ANY($4::text[]))
-ORDER BY txid, id
-LIMIT $5
+# One statement, bounded by what it returns. The events after the cursor are read in commit order
+# from "lanes": index ranges that each lead with the filter (the whole feed; one site; one site and
+# type; one type at every site; one type of the events of no site), each stopped by the page's
+# LIMIT; the page is the first ``limit`` of their union. So a filter that matches few events never
+# walks the events it does not match, and a page reads at most (lanes x limit) rows, whatever the
+# history. Unused lanes get empty arrays (or a false flag) and cost nothing.
+#
+# The lanes are written so that only their own index can serve them (db/migrations/0022): the
+# leading key is matched with ``= ANY(ARRAY[x])`` and repeated in ORDER BY. A plain ``= x`` would
+# let the planner drop it from the ordering and walk (txid, id), whose perfect correlation with the
+# table makes it look cheap, filtering out every other site's events on the way: the whole history
+# after the cursor for a quiet site. The broad lanes' residual type filter (``type || ''``) is kept
+# out of index conditions for the same reason.
+_COLUMNS = "e.txid, e.id, e.site_id, e.type, e.subject_id, e.data, e.actor, e.at"
+_AFTER = "(e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < $3::xid8"
+_FEED = f"""
+SELECT txid::text AS txid, id, site_id, type, subject_id, data, actor, at FROM (
+    (SELECT {_COLUMNS} FROM events e
+     WHERE $4::bool AND {_AFTER} AND ($5::text[] IS NULL OR e.type || '' = ANY($5::text[]))
+     ORDER BY e.txid, e.id LIMIT $10)
+    UNION ALL
+    SELECT lane.* FROM unnest($6::uuid[]) AS s(site_id) CROSS JOIN LATERAL (
+        SELECT {_COLUMNS} FROM events e
+        WHERE e.site_id = ANY(ARRAY[s.site_id]) AND {_AFTER} AND ($5::text[] IS NULL OR e.type || '' = ANY($5::text[]))
+        ORDER BY e.site_id, e.txid, e.id LIMIT $10) AS lane
+    UNION ALL
+    SELECT lane.* FROM unnest($7::uuid[]) AS s(site_id) CROSS JOIN unnest($8::text[]) AS t(type) CROSS JOIN LATERAL (
+        SELECT {_COLUMNS} FROM events e
+        WHERE e.site_id = ANY(ARRAY[s.site_id]) AND e.type = t.type AND {_AFTER}
+        ORDER BY e.site_id, e.txid, e.id LIMIT $10) AS lane
+    UNION ALL
+    SELECT lane.* FROM unnest($9::text[]) AS t(type) CROSS JOIN LATERAL (
+        SELECT {_COLUMNS} FROM events e
+        WHERE e.type = ANY(ARRAY[t.type]) AND {_AFTER}
+        ORDER BY e.type, e.txid, e.id LIMIT $10) AS lane
+    UNION ALL
+    SELECT lane.* FROM unnest($11::text[]) AS t(type) CROSS JOIN LATERAL (
+        SELECT {_COLUMNS} FROM events e
+        WHERE e.site_id IS NULL AND e.type = ANY(ARRAY[t.type]) AND {_AFTER}
+        ORDER BY e.type, e.txid, e.id LIMIT $10) AS lane
+) AS page
+ORDER BY page.txid, page.id  -- qualified: the output column txid is text (and would sort as text)
+LIMIT $10
 """
+
+# A short list of types (a filter; the logistics role's, which leaves out the busy health events) is
+# read one (site, type) range per type. A long one (a staff role's every type) is read one range per
+# site with the types as a filter: the few types it leaves out are rare, reading past them is cheap.
+NARROW_TYPES = 20
 
 
 class EventPage(msgspec.Struct):
     events: list[Event]
     next_cursor: str
+    more: bool = False  # more events were committed after this page
 
 
 def _encode_cursor(txid: str, event_id: int) -> str:
     return base64.urlsafe_b64encode(f"{txid}:{event_id}".encode()).decode().rstrip("=")
+
+
+def event_cursor(txid: str | int, event_id: int) -> str:
+    """The feed cursor just after one event (what ``read_events`` hands out for it)."""
+    return _encode_cursor(str(txid), event_id)
 
 
 def cursor_position(cursor: str | None) -> tuple[int, int]:
@@ -168,21 +213,59 @@ def _decode_cursor(cursor: str | None) -> tuple[int, int]:
         raise InvalidInput("The cursor is not one this API issued.", code="invalid_cursor", field="cursor") from None
 
 
+class FeedRow(msgspec.Struct, frozen=True):
+    """An event as the feed read it, with its cursor."""
+
+    event: Event
+    cursor: str
+
+
+async def read_feed(
+    conn: asyncpg.Connection,
+    *,
+    cursor: str | None,
+    limit: int,
+    site_ids: list[UUID] | None,
+    types: Collection[str] | None = None,
+    global_types: Collection[str] = (),
+) -> tuple[list[FeedRow], bool]:
+    """Committed events after ``cursor`` in commit order, each with its cursor, and whether more follow.
+
+    ``site_ids`` None: every site and the events of no site; a list: those sites, plus the events
+    of no site whose type is in ``global_types``. ``types`` None: every type; else only those.
+    """
+    txid, after_id = _decode_cursor(cursor)
+    wanted = None if types is None else sorted(set(types))
+    if wanted is not None and not wanted:
+        return [], False
+    everything = site_ids is None and (wanted is None or len(wanted) > NARROW_TYPES)
+    by_type = wanted if site_ids is None and not everything else []
+    narrow = site_ids is not None and wanted is not None and len(wanted) <= NARROW_TYPES
+    by_site = [] if site_ids is None or narrow else site_ids
+    by_site_type = site_ids if narrow and site_ids is not None else []
+    global_lanes = sorted(set(global_types) & set(wanted if wanted is not None else global_types)) if site_ids is not None else []
+    residual = wanted if not narrow else None
+    horizon = await conn.fetchval(_HORIZON)
+    rows = await conn.fetch(
+        _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes
+    )
+    found = [FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"])) for row in rows[:limit]]
+    return found, len(rows) > limit
+
+
 async def read_events(
     conn: asyncpg.Connection,
     *,
     cursor: str | None,
     limit: int,
     site_ids: list[UUID] | None,
-    types: list[str] | None = None,
+    types: Collection[str] | None = None,
+    global_types: Collection[str] = (),
 ) -> EventPage:
     """Committed events after ``cursor``, oldest first; ``next_cursor`` resumes where this page ended."""
-    txid, after_id = _decode_cursor(cursor)
-    horizon = await conn.fetchval(_HORIZON)
-    rows = await conn.fetch(_FEED, txid, after_id, site_ids, types, limit, horizon)
-    events = [Event(**{k: v for k, v in row.items() if k != "txid"}) for row in rows]
-    next_cursor = _encode_cursor(rows[-1]["txid"], rows[-1]["id"]) if rows else (cursor or _encode_cursor("0", 0))
-    return EventPage(events=events, next_cursor=next_cursor)
+    rows, more = await read_feed(conn, cursor=cursor, limit=limit, site_ids=site_ids, types=types, global_types=global_types)
+    next_cursor = rows[-1].cursor if rows else (cursor or _encode_cursor("0", 0))
+    return EventPage(events=[r.event for r in rows], next_cursor=next_cursor, more=more)
 
 
 async def feed_now(conn: asyncpg.Connection) -> str:

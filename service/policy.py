@@ -126,9 +126,86 @@ POLICY: dict[str, Rule] = {
     "referrals.cancel": _rule("Cancel a referral", ADMINS + (TRACING,)),
     "risk_areas.read": _rule("Risk areas", PEOPLE + (TRACING,), Scope.ANY),
     "risk_areas.manage": _rule("Declare risk areas", [CMD], Scope.ANY),
-    # live updates
+    # command centre
+    "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
+    # live updates and the change feed (which events each role sees: EVENT_READS below)
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
+    "changes.read": _rule("Changes by cursor: what the caller may read, in commit order", PEOPLE + (LOGISTICS,)),
 }
+
+# Which read operation governs the record each outbox event type describes. The change feed and
+# the live subscription show an event only to a caller granted that operation, with its scope: an
+# event of a site when the caller reaches that site, an event of no site (regimes, facilities, the
+# catalogue, webhooks) only when the operation reaches every site for the caller (``site_filter``
+# is None: Scope.ANY, or the command role). None: shown to no one (sessions, demo seeding: not
+# records an app shows). A type missing here is shown to no one either, and fails
+# tests/changes/test_visibility.py until someone classifies it.
+EVENT_READS: dict[str, str | None] = {
+    **dict.fromkeys(["sites.site_created", "sites.site_updated"], "sites.read"),
+    **dict.fromkeys(["sites.rooms_created", "sites.room_updated", "sites.room_status_changed", "sites.disinfection_opened"], "rooms.read"),
+    **dict.fromkeys(
+        ["stays.admitted", "stays.batch_admitted", "stays.released", "stays.transferred", "stays.moved", "stays.extended",
+         "stays.release_replanned"],
+        "stays.read",
+    ),
+    **dict.fromkeys(["stays.regime_updated", "stays.regime_rule_set"], "regimes.read"),
+    **dict.fromkeys(
+        [f"intake.referral_{s}" for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")], "referrals.read"
+    ),
+    "intake.risk_area_declared": "risk_areas.read",
+    **dict.fromkeys(
+        ["health.checkin_recorded", "health.alert_raised", "health.alert_acknowledged", "health.alert_resolved",
+         "health.sample_recorded", "health.sample_resulted", "health.retests_opened", "health.exposure_review_opened",
+         "health.exposure_review_confirmed", "health.exposure_review_dismissed"],
+        "health.read",
+    ),
+    **dict.fromkeys(
+        ["transfers.requested", "transfers.approved", "transfers.rejected", "transfers.dispatched", "transfers.departed",
+         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door"],
+        "transfers.read",
+    ),
+    **dict.fromkeys(["transfers.facility_created", "transfers.facility_updated"], "facilities.read"),
+    **dict.fromkeys(
+        ["supplies.stock_moved", "supplies.stock_levels_set", "supplies.low_stock", "supplies.stock_recovered", "supplies.stock_seeded"],
+        "supplies.stock.read",
+    ),
+    **dict.fromkeys([f"supplies.replenishment_{s}" for s in ("requested", "acknowledged", "dispatched", "received", "cancelled")], "replenishments.read"),
+    "supplies.item_created": "supplies.items.read",
+    **dict.fromkeys(["supplies.webhook_registered", "supplies.webhook_removed"], "webhooks.manage"),
+    **dict.fromkeys(["access.staff_created", "access.staff_updated"], "staff.read"),
+    **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
+    **dict.fromkeys(
+        ["access.staff_logged_in", "access.staff_logged_out", "access.token_refreshed", "access.refresh_token_reused",
+         "command.session_started", "command.session_ended", "system.demo_seeded", "stays.demo_seeded", "health.demo_seeded"],
+        None,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EventScope:
+    """The event types a caller may see: at its sites, and among the events of no site."""
+
+    site_types: frozenset[str]
+    global_types: frozenset[str]
+
+
+FEED_OPERATIONS = ("changes.read", "events.subscribe")  # the operations that show events
+
+
+def event_scope(principal: Principal) -> EventScope:
+    """What ``principal`` sees of the outbox (nothing for a role granted neither feed nor live updates)."""
+    site_types: set[str] = set()
+    global_types: set[str] = set()
+    if not any(allows(principal, op) for op in FEED_OPERATIONS):
+        return EventScope(frozenset(), frozenset())
+    for event_type, operation in EVENT_READS.items():
+        if operation is None or principal.role not in rule(operation).grants:
+            continue
+        site_types.add(event_type)
+        if site_filter(principal, operation) is None:
+            global_types.add(event_type)
+    return EventScope(frozenset(site_types), frozenset(global_types))
 
 
 def rule(operation: str) -> Rule:

@@ -143,6 +143,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # check-in raises a missed_checkin alert (the sweep runs every 5 minutes).
     missed_checkin_grace_minutes: int = 60
 
+    # The command dashboard (/command): a browser session ends after this many hours, or after
+    # this many idle minutes (an open dashboard polls, so a wall screen stays logged in until the
+    # lifetime ends). The cookie is Secure in production unless set here (an intranet served
+    # over plain HTTP needs false); the page polls for new figures every refresh seconds.
+    command_session_hours: int = 12
+    command_session_idle_minutes: int = 60
+    command_cookie_secure: bool | None = None
+    command_refresh_seconds: float = 15.0
+
     def __post_init__(self) -> None:
         if self.pool_min_size < 0 or self.pool_max_size < max(1, self.pool_min_size):
             raise SettingsError("QSITE_POOL_MAX_SIZE must be >= 1 and >= QSITE_POOL_MIN_SIZE")
@@ -150,6 +159,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("QSITE_DB_ACQUIRE_TIMEOUT_S must be > 0 and <= QSITE_DB_DEADLINE_S")
         if min(self.event_retention_days, self.refresh_token_retention_days, self.webhook_delivery_retention_days) < 1:
             raise SettingsError("retention periods (QSITE_*_RETENTION_DAYS) must be at least 1 day")
+        if self.command_session_hours < 1 or self.command_session_idle_minutes < 1 or self.command_refresh_seconds <= 0:
+            raise SettingsError("QSITE_COMMAND_SESSION_HOURS, QSITE_COMMAND_SESSION_IDLE_MINUTES and QSITE_COMMAND_REFRESH_SECONDS must be positive")
         if not 1 <= self.max_page_size <= 1000:
             raise SettingsError("QSITE_MAX_PAGE_SIZE must be between 1 and 1000")
         for cidr in self.trusted_proxies:
@@ -169,6 +180,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
+
+    @property
+    def cookie_secure(self) -> bool:
+        """Whether the command dashboard's cookies carry ``Secure``."""
+        return self.is_production if self.command_cookie_secure is None else self.command_cookie_secure
 
 
 def env_name(field: str) -> str:

@@ -1,7 +1,7 @@
 -- Transfers and destination facilities. Every transfer read takes :site_ids (NULL = all sites).
 
 -- name: list_facilities
-SELECT id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at
+SELECT id, code, name, kind, region_path, contact, capacity_note, active, requires_acceptance, version, created_at, updated_at
 FROM facilities
 WHERE (:only_id::uuid IS NULL OR id = :only_id::uuid)
   AND (:region::text IS NULL OR region_path = :region::text OR region_path LIKE :region::text || '/%')
@@ -11,14 +11,14 @@ ORDER BY code
 LIMIT :limit;
 
 -- name: get_facilities
-SELECT id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at
+SELECT id, code, name, kind, region_path, contact, capacity_note, active, requires_acceptance, version, created_at, updated_at
 FROM facilities
 WHERE id = ANY(:ids::uuid[]);
 
 -- name: insert_facility^
-INSERT INTO facilities (id, code, name, kind, region_path, contact, capacity_note)
-VALUES (coalesce(:id::uuid, gen_random_uuid()), :code, :name, :kind, :region_path, :contact, :capacity_note)
-RETURNING id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at;
+INSERT INTO facilities (id, code, name, kind, region_path, contact, capacity_note, requires_acceptance)
+VALUES (coalesce(:id::uuid, gen_random_uuid()), :code, :name, :kind, :region_path, :contact, :capacity_note, :requires_acceptance)
+RETURNING id, code, name, kind, region_path, contact, capacity_note, active, requires_acceptance, version, created_at, updated_at;
 
 -- name: update_facility^
 -- Optimistic concurrency: only the version the caller read is updated.
@@ -29,10 +29,11 @@ UPDATE facilities SET
     contact = coalesce(:contact, contact),
     capacity_note = coalesce(:capacity_note, capacity_note),
     active = coalesce(:active, active),
+    requires_acceptance = coalesce(:requires_acceptance, requires_acceptance),
     version = version + 1,
     updated_at = now()
 WHERE id = :id AND version = :version
-RETURNING id, code, name, kind, region_path, contact, capacity_note, active, version, created_at, updated_at;
+RETURNING id, code, name, kind, region_path, contact, capacity_note, active, requires_acceptance, version, created_at, updated_at;
 
 -- name: insert_transfer$
 -- A replayed client id inserts nothing (NULL back); the caller then reads the stored one.
@@ -47,7 +48,8 @@ RETURNING id;
 SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
        destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
        closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
-       request_to_dispatch_minutes, request_to_arrival_minutes
+       request_to_dispatch_minutes, request_to_arrival_minutes,
+       destination_approved_at, outcome, outcome_at, return_site_id, return_stay_id
 FROM transfer_views
 WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
 
@@ -57,7 +59,8 @@ WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:si
 SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
        destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
        closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
-       request_to_dispatch_minutes, request_to_arrival_minutes
+       request_to_dispatch_minutes, request_to_arrival_minutes,
+       destination_approved_at, outcome, outcome_at, return_site_id, return_stay_id
 FROM transfer_views
 WHERE id = :id
   AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
@@ -71,6 +74,9 @@ UPDATE transfers SET
     version = version + 1,
     updated_at = now(),
     approved_at = CASE WHEN :to_state = 'approved' THEN coalesce(approved_at, now()) ELSE approved_at END,
+    -- The latest acceptance: a decline or redirect clears it, the next destination's sets it again.
+    destination_approved_at = CASE WHEN :to_state = 'destination_approved' THEN now()
+                                   WHEN :to_state = 'approved' THEN NULL ELSE destination_approved_at END,
     dispatched_at = CASE WHEN :to_state = 'dispatched' THEN coalesce(dispatched_at, now()) ELSE dispatched_at END,
     departed_at = CASE WHEN :to_state = 'departed' THEN coalesce(departed_at, now()) ELSE departed_at END,
     arrived_at = CASE WHEN :to_state = 'arrived' THEN now() ELSE arrived_at END,
@@ -83,6 +89,18 @@ UPDATE transfers SET
     escort = coalesce(:escort, escort),
     handover_note = coalesce(:handover_note, handover_note)
 WHERE id = :id AND version = :version
+RETURNING id;
+
+-- name: report_outcome$
+-- The outcome after arrival (the trigger refuses a final outcome replaced, or any before arrival).
+UPDATE transfers SET
+    outcome = :outcome,
+    outcome_at = now(),
+    return_site_id = :return_site_id,
+    return_stay_id = :return_stay_id,
+    version = version + 1,
+    updated_at = now()
+WHERE id = :id AND version = :version AND state = 'arrived'
 RETURNING id;
 
 -- name: insert_transition!
@@ -102,7 +120,8 @@ ORDER BY x.transfer_id, x.id;
 SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
        destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
        closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
-       request_to_dispatch_minutes, request_to_arrival_minutes
+       request_to_dispatch_minutes, request_to_arrival_minutes,
+       destination_approved_at, outcome, outcome_at, return_site_id, return_stay_id
 FROM transfer_views
 WHERE site_id = :site_id
   AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
@@ -116,11 +135,12 @@ LIMIT :limit;
 SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
        destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
        closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
-       request_to_dispatch_minutes, request_to_arrival_minutes, urgency_rank
+       request_to_dispatch_minutes, request_to_arrival_minutes,
+       destination_approved_at, outcome, outcome_at, return_site_id, return_stay_id, urgency_rank
 FROM transfer_views
 WHERE site_id = :site_id
   AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
-  AND state IN ('requested', 'approved', 'dispatched', 'departed')
+  AND state IN ('requested', 'approved', 'destination_approved', 'dispatched', 'departed')
   AND (:after_rank::int IS NULL
        OR (urgency_rank, requested_at, id) > (:after_rank::int, :after_at::timestamptz, :after_id::uuid))
 ORDER BY urgency_rank, requested_at, id
@@ -130,7 +150,8 @@ LIMIT :limit;
 SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
        destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
        closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
-       request_to_dispatch_minutes, request_to_arrival_minutes
+       request_to_dispatch_minutes, request_to_arrival_minutes,
+       destination_approved_at, outcome, outcome_at, return_site_id, return_stay_id
 FROM transfer_views
 WHERE resident_id = ANY(:resident_ids::uuid[])
   AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
@@ -141,7 +162,8 @@ ORDER BY resident_id, requested_at DESC, id DESC;
 SELECT id, site_id, stay_id, resident_id, room_id, reason, infectious, reason_note, alert_id, sample_id, urgency,
        destination_id, state, version, requested_by, requested_at, approved_at, dispatched_at, departed_at, arrived_at,
        closed_at, vehicle_plate, vehicle_kind, driver, escort, handover_note, consequences_at, updated_at,
-       request_to_dispatch_minutes, request_to_arrival_minutes
+       request_to_dispatch_minutes, request_to_arrival_minutes,
+       destination_approved_at, outcome, outcome_at, return_site_id, return_stay_id
 FROM transfer_views
 WHERE destination_id = :facility_id
   AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
@@ -199,7 +221,7 @@ WITH site AS (
 ), page AS (
     SELECT t.*, row_number() OVER (ORDER BY t.urgency_rank, t.requested_at, t.id) AS n
     FROM transfer_views t JOIN site ON t.site_id = site.id
-    WHERE t.state IN ('requested', 'approved', 'dispatched', 'departed')
+    WHERE t.state IN ('requested', 'approved', 'destination_approved', 'dispatched', 'departed')
       AND (:after_rank::int IS NULL OR (t.urgency_rank, t.requested_at, t.id) > (:after_rank::int, :after_at::timestamptz, :after_id::uuid))
     ORDER BY t.urgency_rank, t.requested_at, t.id
     LIMIT :limit::int + 1

@@ -36,6 +36,9 @@ from service.settings import Settings
 # Routes that answer without a credential: probes, docs, and the GraphQL
 # endpoint (it authenticates per field so that `login` works anonymously).
 PUBLIC_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/graphql", "/api/v1/auth"}
+# Routes that authenticate otherwise: the command dashboard's pages take a browser session
+# (service/command/rest.py, same policy), never a bearer token.
+SESSION_PATHS = {"/command"}
 EXCLUDE_FROM_AUTH = "exclude_from_auth"
 
 
@@ -61,7 +64,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
 
 auth_middleware = DefineMiddleware(
     AuthMiddleware,
-    exclude=[rf"^{p}(/|$)" for p in PUBLIC_PATHS],
+    exclude=[rf"^{p}(/|$)" for p in PUBLIC_PATHS | SESSION_PATHS],
     exclude_from_auth_key=EXCLUDE_FROM_AUTH,
 )
 

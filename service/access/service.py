@@ -279,8 +279,10 @@ async def _issue_pair(conn: asyncpg.Connection, settings: Settings, principal: P
     )
 
 
-async def login(db: Any, settings: Settings, *, username: str, password: str, address: str) -> TokenPair:
-    """Check the password (rate limited) and start a new refresh-token family."""
+async def check_password(db: Any, settings: Settings, *, username: str, password: str, address: str) -> Principal:
+    """The principal of the staff account these credentials open (rate limited; 401 ``invalid_credentials``
+    alike for an unknown username, a wrong password and a disabled account). Token logins and the command
+    dashboard's session logins (service/command) both start here."""
     username = username.strip().lower()
     account_key = await _check_login_rate(db.cache, settings, username, address)
     async with db.connection() as conn:
@@ -289,7 +291,19 @@ async def login(db: Any, settings: Settings, *, username: str, password: str, ad
     if row is None or not ok or not row["active"]:
         raise Unauthorized("Unknown username or wrong password.", code="invalid_credentials")
     await _reset(db.cache, account_key)
-    principal = staff_principal(row)
+    return staff_principal(row)
+
+
+async def current_staff_principal(conn: asyncpg.Connection, staff_id: UUID) -> Principal | None:
+    """The principal of an active staff account as it is now (None: gone or disabled). A long-lived
+    browser session reads it on every request, so a change of role or sites applies at once."""
+    row = await store.get_staff_for_token(conn, staff_id)
+    return staff_principal(row) if row is not None and row["active"] else None
+
+
+async def login(db: Any, settings: Settings, *, username: str, password: str, address: str) -> TokenPair:
+    """Check the password (rate limited) and start a new refresh-token family."""
+    principal = await check_password(db, settings, username=username, password=password, address=address)
     async with db.transaction() as conn:
         family_id = uuid.uuid4()
         pair = await _issue_pair(conn, settings, principal, family_id)

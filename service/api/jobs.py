@@ -6,6 +6,7 @@ import logging
 
 from service import bus, idempotency
 from service.access import service as access
+from service.command import service as command
 from service.db import Database
 from service.health import service as health
 from service.jobs import Job
@@ -25,6 +26,7 @@ async def retention(db: Database, settings: Settings) -> dict[str, int]:
     deleted = {
         "idempotency_keys": await idempotency.purge_expired(db, settings.idempotency_ttl_days, batch),
         "refresh_tokens": await access.purge_refresh_tokens(db, settings),
+        "command_sessions": await command.purge_sessions(db, settings),
         "supply_webhook_deliveries": await supply_webhooks.purge_deliveries(db, settings),
     }
     async with db.connection() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Router
 
 from service.access import rest as access
+from service.changes import rest as changes
 from service.health import rest as health
 from service.intake import rest as intake
 from service.sites import rest as sites
@@ -12,6 +13,8 @@ from service.stays import rest as stays
 from service.supplies import rest as supplies
 from service.transfers import rest as transfers
 
-ROUTE_HANDLERS = [*access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *intake.ROUTES]
+ROUTE_HANDLERS = [
+    *access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *changes.ROUTES, *intake.ROUTES
+]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

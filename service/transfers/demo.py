@@ -1,6 +1,7 @@
-"""Demo seed step of transfers (after stays/access/health): destination facilities, a hospital client
-linked to one of them, and at every site transfers in every state with response times spread over the
-past days. Reads ``demo["sites"]``, ``demo["stays"]`` and ``demo["staff"]``; fills ``demo["facilities"]``
+"""Demo seed step of transfers (after stays/access/health): destination facilities (one accepts each
+transfer before dispatch), a hospital client linked to one of them, and at every site transfers in every
+state with response times spread over the past days, and arrivals with the hospital's outcomes (admitted,
+discharged, returned to the site: a new stay there). Reads ``demo["sites"]``, ``demo["stays"]`` and ``demo["staff"]``; fills ``demo["facilities"]``
 and ``demo["transfers"]``.
 """
 
@@ -16,10 +17,11 @@ import msgspec
 from service.access import service as access
 from service.access.model import ApiClientCreate, Principal, PrincipalKind, Role
 from service.access.service import SYSTEM_PRINCIPAL
+from service.settings import Settings
 from service.stays import service as stays
 from service.stays.model import StayStatus
 from service.transfers import service, store
-from service.transfers.model import FacilityCreate, TransferMove, TransferRequest
+from service.transfers.model import FacilityCreate, OutcomeReport, TransferMove, TransferRequest
 
 FACILITIES = msgspec.convert(
     [
@@ -28,7 +30,8 @@ FACILITIES = msgspec.convert(
         {"code": "LJ-FANGCANG", "name": "两江新区方舱医院", "kind": "makeshift_hospital",
          "region_path": "重庆市/两江新区", "contact": "023-6700 9999", "capacity_note": "轻症及无症状 1200 床"},
         {"code": "CQMU-1", "name": "重庆医科大学附属第一医院", "kind": "designated_hospital",
-         "region_path": "重庆市/渝中区", "contact": "023-8901 1111", "capacity_note": "发热门诊、重症"},
+         "region_path": "重庆市/渝中区", "contact": "023-8901 1111", "capacity_note": "发热门诊、重症",
+         "requires_acceptance": True},
     ],
     list[FacilityCreate],
 )
@@ -40,6 +43,7 @@ PLAN: list[tuple[str, str, str, int, int, int]] = [
     ("requested", "symptoms", "emergency", 12, 0, 0),
     ("requested", "family_request", "routine", 95, 0, 0),
     ("approved", "other_medical", "urgent", 40, 0, 0),
+    ("destination_approved", "symptoms", "urgent", 30, 0, 0),
     ("dispatched", "positive_test", "urgent", 55, 28, 0),
     ("departed", "positive_test", "emergency", 70, 18, 0),
     ("arrived", "positive_test", "urgent", 60 * 26, 35, 50),
@@ -51,13 +55,17 @@ PLAN: list[tuple[str, str, str, int, int, int]] = [
 PATH = {
     "requested": [],
     "approved": ["approve"],
+    "destination_approved": ["approve", "accept"],
     "dispatched": ["approve", "dispatch"],
     "departed": ["approve", "dispatch", "depart"],
     "arrived": ["approve", "dispatch", "depart", "arrive"],
     "rejected": ["reject"],
     "cancelled": ["approve", "cancel"],
 }
-NOTES = {"reject": "经评估无需转运，留观", "cancel": "复测体温正常，取消转运", "arrive": "已交接至感染科隔离病区"}
+NOTES = {"reject": "经评估无需转运，留观", "cancel": "复测体温正常，取消转运", "arrive": "已交接至感染科隔离病区",
+         "accept": "医院电话确认接收"}
+# The hospital's outcomes of the arrivals (PLAN order), sent by the demo hospital key's facility.
+OUTCOMES: list[list[str]] = [["admitted"], ["admitted", "discharged"], ["admitted", "returned"]]
 
 
 def _staff(demo: dict[str, Any], username: str, role: Role, site_id: UUID) -> Principal:
@@ -70,7 +78,7 @@ def _staff(demo: dict[str, Any], username: str, role: Role, site_id: UUID) -> Pr
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     facilities = [await service.create_facility(conn, SYSTEM_PRINCIPAL, f) for f in FACILITIES]
     demo["facilities"] = [f.id for f in facilities]
-    await access.create_client(
+    client = await access.create_client(
         conn,
         SYSTEM_PRINCIPAL,
         msgspec.convert(
@@ -79,6 +87,10 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
         ),
         preset_key=HOSPITAL_KEY,
     )
+    sites = demo.get("sites") or None
+    hospital = Principal(kind=PrincipalKind.CLIENT, id=client.id, role=Role.HOSPITAL,
+                         site_ids=frozenset(sites) if sites else None, facility_id=facilities[0].id)
+    settings: Settings = demo["settings"]
     found = await stays.get_stays(conn, SYSTEM_PRINCIPAL, list(demo.get("stays", [])))
     by_site: dict[UUID, list[UUID]] = {}
     # The most recent admissions: far from release, so nothing else in the demo touches them.
@@ -92,11 +104,14 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
         requester = _staff(demo, f"staff-{n}", Role.SITE_STAFF, site_id)
         medic = _staff(demo, f"medic-{n}", Role.MEDIC, site_id)
         candidates = by_site.get(site_id, [])
+        outcomes = iter(OUTCOMES)
         for (state, reason, urgency, ago, to_dispatch, to_arrival), stay_id in zip(PLAN, candidates, strict=False):
             transfer = await service.request_transfer(
                 conn, requester, msgspec.convert({"stay_id": stay_id, "reason": reason, "urgency": urgency}, TransferRequest)
             )
-            destination = facilities[len(made) % 2].id
+            reports = next(outcomes, []) if state == "arrived" else []
+            # Arrivals with outcomes go to the demo hospital key's facility; the accepted one to the one that accepts.
+            destination = facilities[2 if state == "destination_approved" else 0 if reports else len(made) % 2].id
             for action in PATH[state]:
                 fields: dict[str, Any] = {"action": action, "version": transfer.version, "note": NOTES.get(action, "")}
                 if action == "approve":
@@ -118,5 +133,8 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
                     "closed_at": requested_at + timedelta(minutes=30),
                 },
             )
+            for outcome in reports:
+                report = msgspec.convert({"outcome": outcome}, OutcomeReport)
+                transfer = await service.report_outcome(conn, hospital, settings, transfer.id, report)
             made.append(transfer.id)
     demo["transfers"] = made

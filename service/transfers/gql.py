@@ -29,6 +29,8 @@ strawberry.enum(m.TransferAction, name="TransferAction", description="An edge of
 TransferActionGQL = m.TransferAction
 strawberry.enum(m.VehicleKind, name="TransferVehicleKind")  # registers m.VehicleKind itself
 VehicleKindGQL = m.VehicleKind
+strawberry.enum(m.TransferOutcome, name="TransferOutcome", description="What became of the resident at the hospital.")
+TransferOutcomeGQL = m.TransferOutcome
 
 
 def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
@@ -54,6 +56,7 @@ class DestinationFacility:
     contact: str
     capacity_note: str
     active: bool
+    requires_acceptance: bool = strawberry.field(description="The facility accepts each transfer before it is dispatched.")
     version: int
 
 
@@ -102,6 +105,11 @@ class Transfer:
     handover_note: str
     request_to_dispatch_minutes: float | None
     request_to_arrival_minutes: float | None
+    destination_approved_at: datetime | None = strawberry.field(description="When the destination accepted (cleared by a decline or redirect).")
+    outcome: TransferOutcomeGQL | None = strawberry.field(description="Reported by the hospital after arrival.")
+    outcome_at: datetime | None
+    return_site_id: UUID | None = strawberry.field(description="A return: the receiving site (null if not one of yours).")
+    return_stay_id: UUID | None = strawberry.field(description="A return: the new stay there (null if not one of yours).")
 
     @strawberry.field(description="Minutes since the request (the board's age).")
     def age_minutes(self) -> float:
@@ -166,8 +174,10 @@ class MoveTransferInput:
     id: UUID
     action: TransferActionGQL
     version: int
-    note: str = strawberry.field(default="", description="Reason (reject, cancel, refuse at door: required) or handover note (arrive).")
-    destination_id: UUID | None = strawberry.field(default=None, description="approve / dispatch: the destination.")
+    note: str = strawberry.field(
+        default="", description="Reason (reject, cancel, refuse at door, decline: required) or handover note (arrive)."
+    )
+    destination_id: UUID | None = strawberry.field(default=None, description="approve / dispatch: the destination; redirect: required.")
     vehicle: TransferVehicleInput | None = strawberry.field(default=None, description="dispatch: required.")
 
 
@@ -179,6 +189,7 @@ class CreateFacilityInput:
     region_path: str = ""
     contact: str = ""
     capacity_note: str = ""
+    requires_acceptance: bool = False
 
 
 @strawberry.input
@@ -191,6 +202,7 @@ class UpdateFacilityInput:
     contact: str | None = None
     capacity_note: str | None = None
     active: bool | None = None
+    requires_acceptance: bool | None = None
 
 
 @strawberry.type

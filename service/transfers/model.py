@@ -39,6 +39,8 @@ class Urgency(StrEnum):
 class TransferState(StrEnum):
     REQUESTED = "requested"
     APPROVED = "approved"
+    # The destination accepted (facilities with ``requires_acceptance`` must, before dispatch).
+    DESTINATION_APPROVED = "destination_approved"
     DISPATCHED = "dispatched"
     DEPARTED = "departed"
     ARRIVED = "arrived"
@@ -46,7 +48,13 @@ class TransferState(StrEnum):
     CANCELLED = "cancelled"
 
 
-ACTIVE_STATES = (TransferState.REQUESTED, TransferState.APPROVED, TransferState.DISPATCHED, TransferState.DEPARTED)
+ACTIVE_STATES = (
+    TransferState.REQUESTED,
+    TransferState.APPROVED,
+    TransferState.DESTINATION_APPROVED,
+    TransferState.DISPATCHED,
+    TransferState.DEPARTED,
+)
 
 
 class TransferAction(StrEnum):
@@ -60,6 +68,12 @@ class TransferAction(StrEnum):
     CANCEL = "cancel"
     # The hospital refused the resident at the door: back to approved for a new destination.
     REFUSE_AT_DOOR = "refuse_at_door"
+    # The destination accepts the transfer before dispatch, or declines it (back to approved, no destination).
+    # Hospitals answer over REST; a medic may record an answer given by phone.
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    # Choose another destination before dispatch (the new one accepts again if it must).
+    REDIRECT = "redirect"
 
 
 T, A = TransferState, TransferAction
@@ -68,13 +82,32 @@ T, A = TransferState, TransferAction
 TRANSITIONS: dict[TransferAction, tuple[frozenset[TransferState], TransferState]] = {
     A.APPROVE: (frozenset({T.REQUESTED}), T.APPROVED),
     A.REJECT: (frozenset({T.REQUESTED}), T.REJECTED),
-    A.DISPATCH: (frozenset({T.APPROVED}), T.DISPATCHED),
+    A.DISPATCH: (frozenset({T.APPROVED, T.DESTINATION_APPROVED}), T.DISPATCHED),
     A.DEPART: (frozenset({T.DISPATCHED}), T.DEPARTED),
     A.ARRIVE: (frozenset({T.DEPARTED}), T.ARRIVED),
-    A.CANCEL: (frozenset({T.REQUESTED, T.APPROVED, T.DISPATCHED}), T.CANCELLED),
+    A.CANCEL: (frozenset({T.REQUESTED, T.APPROVED, T.DESTINATION_APPROVED, T.DISPATCHED}), T.CANCELLED),
     A.REFUSE_AT_DOOR: (frozenset({T.DISPATCHED, T.DEPARTED}), T.APPROVED),
+    A.ACCEPT: (frozenset({T.APPROVED}), T.DESTINATION_APPROVED),
+    A.DECLINE: (frozenset({T.APPROVED, T.DESTINATION_APPROVED}), T.APPROVED),
+    A.REDIRECT: (frozenset({T.APPROVED, T.DESTINATION_APPROVED}), T.APPROVED),
 }
 del T, A
+
+
+class TransferOutcome(StrEnum):
+    """What became of the resident at the hospital, reported after arrival."""
+
+    ADMITTED = "admitted"
+    DISCHARGED = "discharged"
+    DECEASED = "deceased"
+    RETURNED = "returned"  # back to a quarantine site: a new stay there
+
+
+# (outcome) -> the outcomes that may follow it; the trigger in 0042 enforces the same.
+OUTCOME_NEXT: dict[TransferOutcome | None, frozenset[TransferOutcome]] = {
+    None: frozenset(TransferOutcome),
+    TransferOutcome.ADMITTED: frozenset({TransferOutcome.DISCHARGED, TransferOutcome.DECEASED, TransferOutcome.RETURNED}),
+}
 
 
 class VehicleKind(StrEnum):
@@ -105,6 +138,7 @@ class Facility(msgspec.Struct, kw_only=True):
     contact: str
     capacity_note: str
     active: bool
+    requires_acceptance: bool
     version: int
     created_at: datetime
     updated_at: datetime
@@ -117,6 +151,7 @@ class FacilityCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     region_path: RegionPath = ""
     contact: Contact = ""
     capacity_note: CapacityNote = ""
+    requires_acceptance: bool = False
     id: UUID | None = None
 
 
@@ -130,6 +165,7 @@ class FacilityPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     contact: Contact | msgspec.UnsetType = msgspec.UNSET
     capacity_note: CapacityNote | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
+    requires_acceptance: bool | msgspec.UnsetType = msgspec.UNSET
 
     def changes(self) -> dict[str, object]:
         return {f: v for f in self.__struct_fields__ if f != "version" and (v := getattr(self, f)) is not msgspec.UNSET}
@@ -167,6 +203,13 @@ class Transfer(msgspec.Struct, kw_only=True):
     # Response times (minutes, one decimal): from the request to the first dispatch / to arrival.
     request_to_dispatch_minutes: float | None
     request_to_arrival_minutes: float | None
+    destination_approved_at: datetime | None
+    outcome: TransferOutcome | None
+    outcome_at: datetime | None
+    # A return: where the resident went back to and the stay opened there (null for a caller
+    # who does not reach that site).
+    return_site_id: UUID | None
+    return_stay_id: UUID | None
 
 
 class TransferTransition(msgspec.Struct, kw_only=True):
@@ -205,9 +248,12 @@ class TransferMove(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Move a transfer along one edge. ``version`` is the version the caller read (409 if stale).
 
     - approve: optional ``destination_id``;
-    - dispatch: ``vehicle`` required; ``destination_id`` unless already set;
+    - redirect: ``destination_id`` required (another destination before dispatch);
+    - accept: the destination's acceptance (recorded for it, e.g. given by phone);
+    - dispatch: ``vehicle`` required; ``destination_id`` unless already set; a destination that
+      requires acceptance must have accepted first;
     - arrive: optional ``note`` = handover note;
-    - reject, cancel, refuse_at_door: ``note`` = the reason (required).
+    - reject, cancel, refuse_at_door, decline: ``note`` = the reason (required).
     """
 
     action: TransferAction
@@ -229,6 +275,84 @@ class DoorRefusal(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     reason: RequiredReason
     version: Version | None = None
+
+
+class Acceptance(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The destination hospital accepts a transfer before dispatch; accepting again changes nothing."""
+
+    note: Note = ""
+    version: Version | None = None
+
+
+class Decline(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The destination hospital declines a transfer before dispatch: back to approved without a destination."""
+
+    reason: RequiredReason
+    version: Version | None = None
+
+
+class OutcomeReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What became of the resident after arrival. ``admitted`` may be followed by a final outcome;
+    reporting the current outcome again changes nothing.
+
+    ``returned``: the resident goes back to quarantine at ``return_site_id`` (default: the sending
+    site; another site must be one the hospital key names) in a new stay, whose id the caller may
+    choose (``return_stay_id``) so that a replay is a no-op.
+    """
+
+    outcome: TransferOutcome
+    note: Note = ""
+    return_site_id: UUID | None = None
+    return_stay_id: UUID | None = None
+    version: Version | None = None
+
+
+class MaskedPatient(msgspec.Struct, kw_only=True):
+    """The resident as the receiving hospital sees them before handover: masked name, sex, birth year."""
+
+    name: str
+    sex: str
+    birth_year: int | None
+
+
+class SendingSite(msgspec.Struct, kw_only=True):
+    """The quarantine site a transfer comes from, with whom to call."""
+
+    id: UUID
+    code: str
+    name: str
+    contact: str
+    address: str
+
+
+class IncomingTransfer(msgspec.Struct, kw_only=True):
+    """A transfer as its destination hospital sees it: clinical facts, a masked identity and the
+    sending site's contact; no site-internal ids (stay, room, alert, sample)."""
+
+    id: UUID
+    state: TransferState
+    version: int
+    reason: TransferReason
+    infectious: bool
+    reason_note: str
+    urgency: Urgency
+    destination_id: UUID | None
+    patient: MaskedPatient | None
+    sending_site: SendingSite | None
+    requested_at: datetime
+    approved_at: datetime | None
+    destination_approved_at: datetime | None
+    dispatched_at: datetime | None
+    departed_at: datetime | None
+    arrived_at: datetime | None
+    vehicle_plate: str | None
+    vehicle_kind: VehicleKind | None
+    escort: str | None
+    handover_note: str
+    outcome: TransferOutcome | None
+    outcome_at: datetime | None
+    return_site_id: UUID | None
+    return_stay_id: UUID | None
 
 
 class TransferTimes(msgspec.Struct, kw_only=True):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from uuid import UUID
 
+import asyncpg
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import Body, Parameter
 
@@ -13,13 +15,18 @@ from service.access.model import Principal
 from service.db import Database
 from service.http import CursorParam, LimitParam, instant_param, json_with_etag, parse_instant
 from service.pagination import Page
+from service.settings import Settings
 from service.transfers import service
 from service.transfers.model import (
+    Acceptance,
     ArrivalConfirmation,
+    Decline,
     DoorRefusal,
     Facility,
     FacilityCreate,
     FacilityPatch,
+    IncomingTransfer,
+    OutcomeReport,
     Transfer,
     TransferMove,
     TransferRequest,
@@ -147,8 +154,21 @@ class TransferController(Controller):
         )
 
 
+Work = Callable[[asyncpg.Connection], Awaitable[Transfer]]
+
+
+def _as_incoming(principal: Principal, work: Work) -> Callable[[asyncpg.Connection], Awaitable[IncomingTransfer]]:
+    """A hospital's write, answered as the hospital sees the transfer (in the same transaction)."""
+
+    async def run(conn: asyncpg.Connection) -> IncomingTransfer:
+        return (await service.incoming(conn, principal, [await work(conn)]))[0]
+
+    return run
+
+
 class HospitalController(Controller):
-    """The hospital integration: a hospital client sees and answers only transfers heading to its facility."""
+    """The hospital integration: a hospital client sees and answers only transfers heading to its facility,
+    with the resident's identity masked and the sending site's contact."""
 
     path = "/hospital/transfers"
     tags = ["hospital"]
@@ -163,36 +183,67 @@ class HospitalController(Controller):
         states: Annotated[list[TransferState] | None, StatesParam] = None,
         limit: Annotated[int, LimitParam] = 50,
         cursor: Annotated[str | None, CursorParam] = None,
-    ) -> Response[Page[Transfer]]:
-        """Transfers heading to the caller's facility (default: approved, dispatched, departed), oldest request first."""
+    ) -> Response[Page[IncomingTransfer]]:
+        """Transfers heading to the caller's facility (default: approved, destination_approved, dispatched, departed),
+        oldest request first; ``state=arrived`` lists those awaiting or carrying an outcome."""
         async with db.connection() as conn:
             page = await service.hospital_transfers(conn, principal, states=states, cursor=cursor, limit=limit)
         return json_with_etag(request, page)
 
     @get("/{transfer_id:uuid}")
-    async def get_incoming(self, request: Request, db: Database, principal: Principal, transfer_id: UUID) -> Response[Transfer]:
+    async def get_incoming(self, request: Request, db: Database, principal: Principal, transfer_id: UUID) -> Response[IncomingTransfer]:
         """One transfer heading to the caller's facility (404 otherwise)."""
         async with db.connection() as conn:
-            transfer = await service.get_transfer(conn, principal, transfer_id)
+            transfer = await service.get_incoming(conn, principal, transfer_id)
         return json_with_etag(request, transfer)
+
+    @post("/{transfer_id:uuid}/acceptance", status_code=200)
+    async def accept_transfer(
+        self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[Acceptance, Body()]
+    ) -> Response[IncomingTransfer]:
+        """Accept the transfer before dispatch (``destination_approved``); accepting again changes nothing.
+        Facilities with ``requires_acceptance`` must accept before the site may dispatch."""
+        work = _as_incoming(principal, lambda conn: service.accept_transfer(conn, principal, transfer_id, data))
+        return await idempotency.respond(request, db, principal.ref, work, status_code=200)
+
+    @post("/{transfer_id:uuid}/decline", status_code=200)
+    async def decline_transfer(
+        self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[Decline, Body()]
+    ) -> Response[IncomingTransfer]:
+        """Decline the transfer before dispatch, with the reason; it goes back to approved for another destination."""
+        work = _as_incoming(principal, lambda conn: service.decline_transfer(conn, principal, transfer_id, data))
+        return await idempotency.respond(request, db, principal.ref, work, status_code=200)
 
     @post("/{transfer_id:uuid}/arrival", status_code=200)
     async def confirm_arrival(
         self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[ArrivalConfirmation, Body()]
-    ) -> Response[Transfer]:
+    ) -> Response[IncomingTransfer]:
         """Confirm the resident arrived (idempotent: confirming again answers the arrived transfer unchanged)."""
-        return await idempotency.respond(
-            request, db, principal.ref, lambda conn: service.confirm_arrival(conn, principal, transfer_id, data), status_code=200
-        )
+        work = _as_incoming(principal, lambda conn: service.confirm_arrival(conn, principal, transfer_id, data))
+        return await idempotency.respond(request, db, principal.ref, work, status_code=200)
 
     @post("/{transfer_id:uuid}/refusal", status_code=200)
     async def refuse_at_door(
         self, request: Request, db: Database, principal: Principal, transfer_id: UUID, data: Annotated[DoorRefusal, Body()]
-    ) -> Response[Transfer]:
+    ) -> Response[IncomingTransfer]:
         """Refuse the resident at the door with a reason; the transfer goes back to approved for a new destination."""
-        return await idempotency.respond(
-            request, db, principal.ref, lambda conn: service.refuse_at_door(conn, principal, transfer_id, data), status_code=200
-        )
+        work = _as_incoming(principal, lambda conn: service.refuse_at_door(conn, principal, transfer_id, data))
+        return await idempotency.respond(request, db, principal.ref, work, status_code=200)
+
+    @post("/{transfer_id:uuid}/outcome", status_code=200)
+    async def report_outcome(
+        self,
+        request: Request,
+        db: Database,
+        principal: Principal,
+        settings: Settings,
+        transfer_id: UUID,
+        data: Annotated[OutcomeReport, Body()],
+    ) -> Response[IncomingTransfer]:
+        """Report the outcome after arrival: admitted, then discharged, deceased or returned (final).
+        ``returned`` opens a new stay at ``return_site_id`` (default: the sending site); the same outcome again changes nothing."""
+        work = _as_incoming(principal, lambda conn: service.report_outcome(conn, principal, settings, transfer_id, data))
+        return await idempotency.respond(request, db, principal.ref, work, status_code=200)
 
 
 ROUTES = [FacilityController, TransferController, HospitalController]

@@ -7,6 +7,11 @@ the caller's Principal; ids of other sites are "not found"):
 - ``resident_history(conn, principal, resident_ids)``  every transfer of these residents
 - ``request_transfer(conn, principal, TransferRequest(...))``  e.g. health on a positive result
 - ``get_facilities(conn, principal, ids)``         destination facilities
+
+The hospital interface (facility-scoped API keys): ``hospital_transfers``, ``get_incoming``,
+``accept_transfer`` / ``decline_transfer`` before dispatch, ``confirm_arrival`` / ``refuse_at_door``
+at the door, ``report_outcome`` after arrival (a return opens a new stay through stays.admit).
+Hospitals see ``IncomingTransfer``: a masked identity and the sending site's contact.
 """
 
 from __future__ import annotations
@@ -23,20 +28,29 @@ from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.health import service as health
 from service.health.model import ExposureSource
 from service.pagination import Page, check_limit, decode_cursor, page_of
+from service.settings import Settings
 from service.sites import service as sites
 from service.stays import service as stays
-from service.stays.model import Stay, StayStatus
+from service.stays.model import Admission, Stay, StayStatus
 from service.transfers import store
 from service.transfers.model import (
+    OUTCOME_NEXT,
     TRANSITIONS,
+    Acceptance,
     ArrivalConfirmation,
+    Decline,
     DoorRefusal,
     Facility,
     FacilityCreate,
     FacilityPatch,
+    IncomingTransfer,
+    MaskedPatient,
+    OutcomeReport,
+    SendingSite,
     Transfer,
     TransferAction,
     TransferMove,
+    TransferOutcome,
     TransferRequest,
     TransferState,
     TransferTimes,
@@ -53,9 +67,13 @@ READ_ROLES = policy.roles("transfers.read")
 HOSPITAL_OP = "hospital.transfers"
 HOSPITAL_ROLES = policy.roles(HOSPITAL_OP)
 # What a hospital sees by default: transfers on their way to it.
-HEADING_STATES = (TransferState.APPROVED, TransferState.DISPATCHED, TransferState.DEPARTED)
+HEADING_STATES = (TransferState.APPROVED, TransferState.DESTINATION_APPROVED, TransferState.DISPATCHED, TransferState.DEPARTED)
 # Actions whose note is the reason and may not be empty.
-NOTE_REQUIRED = frozenset({TransferAction.REJECT, TransferAction.CANCEL, TransferAction.REFUSE_AT_DOOR})
+NOTE_REQUIRED = frozenset({TransferAction.REJECT, TransferAction.CANCEL, TransferAction.REFUSE_AT_DOOR, TransferAction.DECLINE})
+# Actions that name the destination: optional at approve and dispatch, required to redirect.
+SETS_DESTINATION = frozenset({TransferAction.APPROVE, TransferAction.DISPATCH, TransferAction.REDIRECT})
+# Actions after which the transfer heads nowhere: the facility that said no is kept in the transition.
+CLEARS_DESTINATION = frozenset({TransferAction.REFUSE_AT_DOOR, TransferAction.DECLINE})
 MAX_TIMES_PERIOD = timedelta(days=366)
 
 EVENT_OF = {
@@ -66,6 +84,9 @@ EVENT_OF = {
     TransferAction.ARRIVE: "transfers.arrived",
     TransferAction.CANCEL: "transfers.cancelled",
     TransferAction.REFUSE_AT_DOOR: "transfers.refused_at_door",
+    TransferAction.ACCEPT: "transfers.destination_accepted",
+    TransferAction.DECLINE: "transfers.destination_declined",
+    TransferAction.REDIRECT: "transfers.redirected",
 }
 
 
@@ -86,6 +107,14 @@ def _hospital_facility(principal: Principal) -> UUID:
 def _sites(principal: Principal) -> list[UUID] | None:
     """The site filter of a transfer read: the caller's sites, or for a hospital the sites its key names."""
     return policy.site_filter(principal, HOSPITAL_OP if principal.role is Role.HOSPITAL else "transfers.read")
+
+
+def _acting_for_hospital(principal: Principal, site_ids: set[UUID]) -> Principal:
+    """A hospital client reaches no site's records. What its answers need at the sites of its own
+    transfers (the resident's masked identity, the sending site's contact, the stay opened by a
+    return) runs with a site-staff grant limited to those sites, under the client's own id so that
+    audit rows and events name the hospital."""
+    return msgspec.structs.replace(principal, role=Role.SITE_STAFF, site_ids=frozenset(site_ids), facility_id=None)
 
 
 # --- facilities -------------------------------------------------------------------
@@ -182,9 +211,16 @@ def _visible(principal: Principal, transfer: Transfer) -> bool:
     return principal.role in READ_ROLES
 
 
+def _shown(principal: Principal, transfer: Transfer) -> Transfer:
+    """A return names the receiving site and its new stay: only for callers who reach that site."""
+    if transfer.return_site_id is None or principal.role is Role.HOSPITAL or principal.can_access_site(transfer.return_site_id):
+        return transfer
+    return msgspec.structs.replace(transfer, return_site_id=None, return_stay_id=None)
+
+
 async def get_transfers(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> dict[UUID, Transfer]:
     rows = await store.get_transfers(conn, ids, _sites(principal)) if ids else []
-    return {t.id: t for t in rows if _visible(principal, t)}
+    return {t.id: _shown(principal, t) for t in rows if _visible(principal, t)}
 
 
 async def get_transfer(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID) -> Transfer:
@@ -225,7 +261,7 @@ async def list_site_transfers(
         after=(after[0], after[1]) if after else None,
         limit=limit + 1,
     )
-    return page_of(rows, limit, lambda t: [t.requested_at.isoformat(), str(t.id)])
+    return page_of([_shown(principal, t) for t in rows], limit, lambda t: [t.requested_at.isoformat(), str(t.id)])
 
 
 def board_key(rank_and_transfer: tuple[int, Transfer]) -> list[object]:
@@ -249,7 +285,7 @@ async def resident_history(conn: asyncpg.Connection, principal: Principal, resid
         return {r: [] for r in resident_ids}
     out: dict[UUID, list[Transfer]] = {r: [] for r in resident_ids}
     for t in await store.resident_transfers(conn, resident_ids, principal.site_scope):
-        out[t.resident_id].append(t)
+        out[t.resident_id].append(_shown(principal, t))
     return out
 
 
@@ -260,8 +296,9 @@ async def hospital_transfers(
     states: list[TransferState] | None = None,
     cursor: str | None,
     limit: int,
-) -> Page[Transfer]:
-    """Transfers heading to the calling hospital (by default approved, dispatched, departed), oldest first."""
+) -> Page[IncomingTransfer]:
+    """Transfers heading to the calling hospital (by default approved, destination_approved, dispatched,
+    departed), oldest first, as the hospital sees them."""
     facility_id = _hospital_facility(principal)
     check_limit(limit)
     after = decode_cursor(cursor, [datetime, UUID])
@@ -273,7 +310,40 @@ async def hospital_transfers(
         after=(after[0], after[1]) if after else None,
         limit=limit + 1,
     )
-    return page_of(rows, limit, lambda t: [t.requested_at.isoformat(), str(t.id)])
+    return page_of(await incoming(conn, principal, rows), limit, lambda t: [t.requested_at.isoformat(), str(t.id)])
+
+
+async def get_incoming(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID) -> IncomingTransfer:
+    """One transfer heading to the calling hospital (404 otherwise)."""
+    _hospital_facility(principal)
+    return (await incoming(conn, principal, [await get_transfer(conn, principal, transfer_id)]))[0]
+
+
+async def incoming(conn: asyncpg.Connection, principal: Principal, transfers: list[Transfer]) -> list[IncomingTransfer]:
+    """Transfers as their destination hospital sees them: masked identity, sending site's contact (two statements)."""
+    if not transfers:
+        return []
+    reach = {t.site_id for t in transfers} | {t.return_site_id for t in transfers if t.return_site_id}
+    acting = _acting_for_hospital(principal, reach)
+    residents = await stays.get_residents(conn, acting, list({t.resident_id for t in transfers}))
+    senders = await sites.get_sites(conn, acting, list({t.site_id for t in transfers}))
+    out = []
+    for t in transfers:
+        resident, site = residents.get(t.resident_id), senders.get(t.site_id)
+        out.append(
+            IncomingTransfer(
+                id=t.id, state=t.state, version=t.version, reason=t.reason, infectious=t.infectious, reason_note=t.reason_note,
+                urgency=t.urgency, destination_id=t.destination_id,
+                patient=MaskedPatient(name=resident.name, sex=resident.sex.value, birth_year=resident.birth_year) if resident else None,
+                sending_site=SendingSite(id=site.id, code=site.code, name=site.name, contact=site.contact, address=site.address)
+                if site else None,
+                requested_at=t.requested_at, approved_at=t.approved_at, destination_approved_at=t.destination_approved_at,
+                dispatched_at=t.dispatched_at, departed_at=t.departed_at, arrived_at=t.arrived_at,
+                vehicle_plate=t.vehicle_plate, vehicle_kind=t.vehicle_kind, escort=t.escort, handover_note=t.handover_note,
+                outcome=t.outcome, outcome_at=t.outcome_at, return_site_id=t.return_site_id, return_stay_id=t.return_stay_id,
+            )
+        )
+    return out
 
 
 async def site_times(
@@ -423,6 +493,89 @@ async def refuse_at_door(conn: asyncpg.Connection, principal: Principal, transfe
     return await _apply(conn, principal, transfer, TransferAction.REFUSE_AT_DOOR, note=data.reason)
 
 
+async def accept_transfer(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, data: Acceptance) -> Transfer:
+    """The destination hospital accepts a transfer before dispatch. Accepting again changes nothing."""
+    facility_id = _hospital_facility(principal)
+    transfer = await _lock(conn, principal, transfer_id, facility_id)
+    if transfer.state is TransferState.DESTINATION_APPROVED:
+        return transfer
+    if data.version is not None and data.version != transfer.version:
+        raise _stale(transfer, data.version)
+    return await _apply(conn, principal, transfer, TransferAction.ACCEPT, note=data.note)
+
+
+async def decline_transfer(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, data: Decline) -> Transfer:
+    """The destination hospital declines a transfer before dispatch: back to ``approved`` without a destination."""
+    facility_id = _hospital_facility(principal)
+    transfer = await _lock(conn, principal, transfer_id, facility_id)
+    if data.version is not None and data.version != transfer.version:
+        raise _stale(transfer, data.version)
+    return await _apply(conn, principal, transfer, TransferAction.DECLINE, note=data.reason)
+
+
+async def report_outcome(
+    conn: asyncpg.Connection, principal: Principal, settings: Settings, transfer_id: UUID, data: OutcomeReport
+) -> Transfer:
+    """The hospital reports what became of the resident after arrival.
+
+    ``admitted`` may later be followed by ``discharged``, ``deceased`` or ``returned``; those are
+    final (409 ``outcome_final``). The current outcome reported again changes nothing. ``returned``
+    opens a new stay at the receiving site through the stays domain's admission (room allocated
+    there, regime by the old stay's category), in this transaction: no free bed, no outcome.
+    """
+    facility_id = _hospital_facility(principal)
+    transfer = await _lock(conn, principal, transfer_id, facility_id)
+    if transfer.state is not TransferState.ARRIVED:
+        raise Conflict(
+            f"A transfer in state {transfer.state} has no outcome yet; confirm the arrival first.",
+            code="transfer_not_arrived", current_state=transfer.state.value, current_version=transfer.version,
+        )
+    if transfer.outcome == data.outcome:
+        return transfer
+    if data.version is not None and data.version != transfer.version:
+        raise _stale(transfer, data.version)
+    if data.outcome not in OUTCOME_NEXT.get(transfer.outcome, frozenset()):
+        raise Conflict(
+            f"The outcome {transfer.outcome} is final.", code="outcome_final", field="outcome",
+            current_outcome=transfer.outcome.value if transfer.outcome else None, current_version=transfer.version,
+        )
+    if data.outcome is not TransferOutcome.RETURNED and (data.return_site_id or data.return_stay_id):
+        raise InvalidInput("Only a return names a site and a stay.", code="return_fields_unexpected", field="return_site_id")
+    site_id = stay_id = None
+    if data.outcome is TransferOutcome.RETURNED:
+        site_id = data.return_site_id or transfer.site_id
+        named = policy.site_filter(principal, HOSPITAL_OP)  # None: the key names every site
+        if named is not None and site_id not in named:
+            raise NotFound("No such site.", code="site_not_found", field="return_site_id")
+        acting = _acting_for_hospital(principal, {transfer.site_id, site_id})
+        left = await stays.get_stay(conn, acting, transfer.stay_id)
+        returned = await stays.admit(
+            conn, acting, settings,
+            Admission(site_id=site_id, category=left.category, resident_id=transfer.resident_id, id=data.return_stay_id,
+                      origin_area=left.origin_area, risk_level=left.risk_level),
+        )
+        stay_id = returned.id
+    if not await store.report_outcome(conn, transfer, data.outcome.value, return_site_id=site_id, return_stay_id=stay_id):
+        raise _stale((await store.get_transfers(conn, [transfer.id], None))[0], transfer.version)  # not under the row lock
+    await store.insert_transition(
+        conn, transfer, from_state=transfer.state.value, to_state=transfer.state.value, action=f"outcome_{data.outcome.value}",
+        actor=principal.ref, note=data.note, facility_id=facility_id,
+    )
+    after = (await store.get_transfers(conn, [transfer.id], None))[0]
+    await bus.emit(
+        conn, "transfers.outcome_reported", site_id=after.site_id, subject_id=after.id, actor=principal.ref,
+        # The receiving site and its stay are not named: this event is the sending site's.
+        data={
+            "stay_id": str(after.stay_id),
+            "outcome": data.outcome.value,
+            "previous": transfer.outcome.value if transfer.outcome else None,
+            "version": after.version,
+            "returned_to_sending_site": site_id == after.site_id if site_id else None,
+        },
+    )
+    return after
+
+
 async def _apply(
     conn: asyncpg.Connection,
     principal: Principal,
@@ -447,12 +600,17 @@ async def _apply(
                        current_state=transfer.state.value, current_version=transfer.version)
     if action in NOTE_REQUIRED and not note.strip():
         raise InvalidInput("Give the reason.", code="reason_required", field="note")
-    set_destination, new_destination = False, transfer.destination_id
-    if destination_id is not None and action in (TransferAction.APPROVE, TransferAction.DISPATCH):
-        await _destination(conn, destination_id)
+    if action is TransferAction.REDIRECT and destination_id is None:
+        raise InvalidInput("Name the new destination.", code="destination_required", field="destination_id")
+    if action in (TransferAction.ACCEPT, TransferAction.DECLINE) and transfer.destination_id is None:
+        raise Conflict("The transfer heads to no destination that could answer.", code="no_destination",
+                       current_state=transfer.state.value, current_version=transfer.version)
+    set_destination, new_destination, facility = False, transfer.destination_id, None
+    if destination_id is not None and action in SETS_DESTINATION:
+        facility = await _destination(conn, destination_id)
         set_destination, new_destination = True, destination_id
     refused_by = None
-    if action is TransferAction.REFUSE_AT_DOOR:
+    if action in CLEARS_DESTINATION:
         # The refusing facility is kept in the transition; the transfer heads nowhere until re-dispatched.
         refused_by, set_destination, new_destination = transfer.destination_id, True, None
     if action is TransferAction.DISPATCH:
@@ -460,8 +618,14 @@ async def _apply(
             raise InvalidInput("Dispatch needs the vehicle, driver and escort.", code="vehicle_required", field="vehicle")
         if new_destination is None:
             raise InvalidInput("Dispatch needs a destination.", code="destination_required", field="destination_id")
-        if not set_destination:
-            await _destination(conn, new_destination)
+        facility = facility or await _destination(conn, new_destination)
+        accepted = transfer.state is TransferState.DESTINATION_APPROVED and new_destination == transfer.destination_id
+        if facility.requires_acceptance and not accepted:
+            raise Conflict(
+                f"Facility {facility.code} accepts transfers before dispatch; it has not accepted this one.",
+                code="destination_not_accepted", field="destination_id",
+                current_state=transfer.state.value, current_version=transfer.version,
+            )
     departing = action is TransferAction.DEPART and transfer.consequences_at is None
     moved = await store.move_transfer(
         conn,
@@ -482,7 +646,7 @@ async def _apply(
         action=action.value,
         actor=principal.ref,
         note=note,
-        facility_id=refused_by or (new_destination if set_destination else None),
+        facility_id=refused_by or (new_destination if set_destination or action is TransferAction.ACCEPT else None),
     )
     if departing:
         await _departure_consequences(conn, principal, transfer)

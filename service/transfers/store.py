@@ -24,6 +24,8 @@ register_constraint("transfers_vehicle_when_moving", "vehicle_required", "A vehi
 register_constraint("api_clients_facility_fk", "facility_not_found", "No such facility.")
 register_constraint("transfers_alert_fk", "alert_not_found", "No such alert.")
 register_constraint("transfers_sample_fk", "sample_not_found", "No such sample.")
+register_constraint("transfers_outcome_valid", "outcome_final", "A final outcome cannot be replaced.")
+register_constraint("transfers_outcome_after_arrival", "transfer_not_arrived", "An outcome is reported after arrival.")
 
 
 def _as(struct: type[Any], row: asyncpg.Record | None) -> Any:
@@ -53,7 +55,7 @@ async def insert_facility(conn: asyncpg.Connection, data: FacilityCreate) -> Fac
 
 
 async def update_facility(conn: asyncpg.Connection, facility_id: UUID, version: int, changes: dict[str, object]) -> Facility | None:
-    fields = ("name", "kind", "region_path", "contact", "capacity_note", "active")
+    fields = ("name", "kind", "region_path", "contact", "capacity_note", "active", "requires_acceptance")
     return _as(Facility, await Q.update_facility(conn, id=facility_id, version=version, **{f: changes.get(f) for f in fields}))
 
 
@@ -116,6 +118,16 @@ async def move_transfer(
         driver=vehicle.get("driver"),
         escort=vehicle.get("escort"),
         handover_note=handover_note,
+    )
+    return moved is not None
+
+
+async def report_outcome(
+    conn: asyncpg.Connection, transfer: Transfer, outcome: str, *, return_site_id: UUID | None, return_stay_id: UUID | None
+) -> bool:
+    """Record the outcome if the version is still ``transfer.version``; False otherwise."""
+    moved = await Q.report_outcome(
+        conn, id=transfer.id, version=transfer.version, outcome=outcome, return_site_id=return_site_id, return_stay_id=return_stay_id
     )
     return moved is not None
 

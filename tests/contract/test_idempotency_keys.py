@@ -64,8 +64,8 @@ class Inputs:
 
     def scalar(self, field: str, kind: str, values: list | None = None):
         name = snake(field)
-        if values:
-            return values[0]
+        if values:  # an enum: the variants differ too (a body whose one required field is an enum)
+            return values[self.v % len(values)]
         if name in READINGS:
             return READINGS[name][self.v]
         if kind == "uuid":

@@ -98,6 +98,9 @@ EXPECTED: dict[str, str | set[str]] = {
     "GET /api/v1/hospital/transfers/{transfer_id}": {HOSP},
     "POST /api/v1/hospital/transfers/{transfer_id}/arrival": {HOSP},
     "POST /api/v1/hospital/transfers/{transfer_id}/refusal": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/acceptance": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/decline": {HOSP},
+    "POST /api/v1/hospital/transfers/{transfer_id}/outcome": {HOSP},
     # --- Access
     "POST /api/v1/auth/login": PUBLIC,
     "POST /api/v1/auth/refresh": PUBLIC,
@@ -172,4 +175,17 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation setRegimeRule": {CMD},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
+    # --- Changes by cursor: staff apps and logistics (each sees only the event types it may read)
+    "GET /api/v1/changes": PEOPLE | {LOGI},
+    "query changes": PEOPLE | {LOGI},
+}
+
+# The command dashboard's pages (/command): a browser session cookie, never a bearer token;
+# walked by tests/command/test_policy.py. Public: the login form, login and logout themselves.
+PAGES: dict[str, str | set[str]] = {
+    "GET /command": {CMD},
+    "GET /command/panels": {CMD},
+    "GET /command/login": PUBLIC,
+    "POST /command/login": PUBLIC,
+    "POST /command/logout": PUBLIC,
 }

@@ -29,6 +29,8 @@ from litestar.routes import HTTPRoute
 from service import policy
 from service.access.model import Principal, Role
 from service.access.rest import PUBLIC_PATHS
+from service.command.rest import PATH as PAGES_PATH
+from service.command.rest import STATIC_PATH as PAGES_STATIC
 
 ROLES = list(Role)
 PARAM = re.compile(r"\{(\w+):(\w+)\}")
@@ -72,9 +74,18 @@ _INJECTED = ("data", "request", "db", "principal", "settings", "cache")
 
 
 def rest_operations(app: Litestar) -> list[RestOp]:
+    return _operations(app, lambda path: path.startswith("/api/"))
+
+
+def page_operations(app: Litestar) -> list[RestOp]:
+    """The command dashboard's pages: a browser session, not a bearer token (tests/command/test_policy.py walks them)."""
+    return _operations(app, lambda path: (path == PAGES_PATH or path.startswith(PAGES_PATH + "/")) and not path.startswith(PAGES_STATIC))
+
+
+def _operations(app: Litestar, wanted: Any) -> list[RestOp]:
     ops = []
     for route in app.routes:
-        if not isinstance(route, HTTPRoute) or not route.path.startswith("/api/"):
+        if not isinstance(route, HTTPRoute) or not wanted(route.path):
             continue
         for handler in route.route_handlers:
             params = handler.parsed_fn_signature.parameters
@@ -216,7 +227,7 @@ CELL = {policy.Scope.SITES: "✓", policy.Scope.ANY: "all", policy.Scope.FACILIT
 def role_matrix_markdown(app: Litestar, schema: Any) -> str:
     """One row per policy operation: the routes and fields that declare it, and each role's scope."""
     rest: dict[str | None, list[str]] = {}
-    for op in rest_operations(app):
+    for op in rest_operations(app) + page_operations(app):
         rest.setdefault("auth.session" if op.public else op.operation, []).append(f"`{op.label}`")
     gql: dict[str | None, list[str]] = {}
     for f in graphql_fields(schema):

@@ -93,6 +93,7 @@ async def to_state(db: Any, principal: Principal, transfer: Transfer, state: str
         "rejected": [("reject", {"note": "not needed"})],
         "cancelled": [("cancel", {"note": "recovered"})],
     }
+    path["destination_approved"] = path["approved"] + [("accept", {})]
     path["dispatched"] = path["approved"] + [("dispatch", {"vehicle": VEHICLE})]
     path["departed"] = path["dispatched"] + [("depart", {})]
     path["arrived"] = path["departed"] + [("arrive", {"note": "handed over"})]

@@ -127,7 +127,7 @@ async def test_departure_fails_when_the_stay_already_closed(db, settings):
         assert (await transfers.get_transfer(conn, ward.medic, t.id)).state is TransferState.DISPATCHED
 
 
-ALL_STATES = ["requested", "approved", "dispatched", "departed", "arrived", "rejected", "cancelled"]
+ALL_STATES = ["requested", "approved", "destination_approved", "dispatched", "departed", "arrived", "rejected", "cancelled"]
 MEDIC_ACTIONS = [a for a in TransferAction]
 
 
@@ -146,7 +146,7 @@ async def test_every_action_from_every_state(db, settings, state):
         fields = {"note": "because"}
         if action is TransferAction.DISPATCH:
             fields["vehicle"] = VEHICLE
-        if action in (TransferAction.APPROVE, TransferAction.DISPATCH):
+        if action in (TransferAction.APPROVE, TransferAction.DISPATCH, TransferAction.REDIRECT):
             fields["destination_id"] = other
         if TransferState(state) in sources:
             after = await move(db, ward.medic, t, action, **fields)
@@ -170,6 +170,9 @@ SOURCE = {
     TransferAction.DEPART: "dispatched",
     TransferAction.ARRIVE: "departed",
     TransferAction.REFUSE_AT_DOOR: "departed",
+    TransferAction.ACCEPT: "approved",
+    TransferAction.DECLINE: "destination_approved",
+    TransferAction.REDIRECT: "approved",
 }
 
 
@@ -190,6 +193,8 @@ async def test_who_may_request_and_move(db, settings, role):
             stay = await stays.admit(conn, ward.staff, settings, admission(ward.site_id, resident=person()))
         t = await to_state(db, ward.medic, await request(db, ward.staff, stay.id), state, facility)
         fields = {"note": "because", "vehicle": VEHICLE} if action is TransferAction.DISPATCH else {"note": "because"}
+        if action is TransferAction.REDIRECT:
+            fields["destination_id"] = facility
         if role in transfers.MOVE_ROLES:
             assert (await move(db, actor, t, action, **fields)).state is TRANSITIONS[action][1]
         else:

@@ -1,0 +1,1 @@
+"""The command dashboard: the /command page, its browser sessions, charts drawn as SVG."""
