@@ -164,6 +164,14 @@ def cmd_create_client(settings: Settings, args: argparse.Namespace) -> None:
     cli.create_client(settings, args)
 
 
+def cmd_backfill_snapshots(settings: Settings, args: argparse.Namespace) -> None:
+    from service.regions import cli
+
+    settings = resolve_services(settings)
+    prepare_database(settings)
+    print(cli.backfill(settings, args))
+
+
 def cmd_db_roles(settings: Settings, args: argparse.Namespace) -> None:
     from service import db_roles
 
@@ -209,6 +217,7 @@ COMMANDS = {
     "export-schemas": (cmd_export_schemas, "write openapi/openapi.json and graphql/schema.graphql from the code"),
     "create-user": (cmd_create_user, "create a staff account (the first command user); the password is read from the terminal"),
     "create-client": (cmd_create_client, "create an integration client (logistics, lab, hospital, tracing) and print its API key once"),
+    "backfill-snapshots": (cmd_backfill_snapshots, "recompute the per-site daily snapshots of past days from the ledgers"),
 }
 
 
@@ -234,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dir", help="write one file per variable into this folder (compose secrets)")
         if name == "export-schemas":
             p.add_argument("--out", default=str(Path.cwd()), help="folder to write openapi/ and graphql/ into")
+        if name == "backfill-snapshots":
+            p.add_argument("--days", type=int, default=14, help="how many past days, yesterday included (default 14)")
+            p.add_argument("--site", action="append", default=None, help="a site code (repeatable; default every site)")
         if name in ("create-user", "create-client"):
             from service.access import cli
 

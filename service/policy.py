@@ -119,6 +119,10 @@ POLICY: dict[str, Rule] = {
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    # regions and the command centre (service/regions); region-scoped staff reach their subtree's sites
+    "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
+    "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
+    "regions.figures": _rule("Roll-ups, daily series and daily reports of the caller's sites", PEOPLE),
     # intake: referrals, the admission queue, risk areas
     "referrals.submit": _rule("Refer people to isolate (tracing teams, command, site manager)", ADMINS + (TRACING,)),
     "referrals.read": _rule("Referrals, the pending-admission queue, identification -> isolation times", PEOPLE + (TRACING,)),
@@ -161,7 +165,8 @@ EVENT_READS: dict[str, str | None] = {
     ),
     **dict.fromkeys(
         ["transfers.requested", "transfers.approved", "transfers.rejected", "transfers.dispatched", "transfers.departed",
-         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door"],
+         "transfers.arrived", "transfers.cancelled", "transfers.refused_at_door", "transfers.destination_accepted",
+         "transfers.destination_declined", "transfers.redirected", "transfers.outcome_reported"],
         "transfers.read",
     ),
     **dict.fromkeys(["transfers.facility_created", "transfers.facility_updated"], "facilities.read"),
@@ -172,6 +177,7 @@ EVENT_READS: dict[str, str | None] = {
     **dict.fromkeys([f"supplies.replenishment_{s}" for s in ("requested", "acknowledged", "dispatched", "received", "cancelled")], "replenishments.read"),
     "supplies.item_created": "supplies.items.read",
     **dict.fromkeys(["supplies.webhook_registered", "supplies.webhook_removed"], "webhooks.manage"),
+    **dict.fromkeys(["regions.region_created", "regions.region_updated", "regions.site_placed"], "regions.read"),
     **dict.fromkeys(["access.staff_created", "access.staff_updated"], "staff.read"),
     **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
     **dict.fromkeys(

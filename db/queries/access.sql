@@ -5,19 +5,22 @@
 -- name: get_staff_by_username^
 SELECT s.id, s.username, s.display_name, s.phone_enc, s.role, s.password_hash, s.active, s.version,
        s.created_at, s.updated_at,
-       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids
+       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids,
+       coalesce((SELECT array_agg(sr.region_id ORDER BY sr.region_id) FROM staff_regions sr WHERE sr.staff_id = s.id), '{}') AS region_ids
 FROM staff s
 WHERE s.username = :username;
 
 -- name: get_staff_for_token^
 SELECT s.id, s.username, s.display_name, s.role, s.active,
-       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids
+       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids,
+       coalesce((SELECT array_agg(sr.region_id ORDER BY sr.region_id) FROM staff_regions sr WHERE sr.staff_id = s.id), '{}') AS region_ids
 FROM staff s
 WHERE s.id = :id;
 
 -- name: list_staff
 SELECT s.id, s.username, s.display_name, s.phone_enc, s.role, s.active, s.version, s.created_at, s.updated_at,
-       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids
+       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids,
+       coalesce((SELECT array_agg(sr.region_id ORDER BY sr.region_id) FROM staff_regions sr WHERE sr.staff_id = s.id), '{}') AS region_ids
 FROM staff s
 WHERE (:site_ids::uuid[] IS NULL
        OR EXISTS (SELECT 1 FROM staff_sites v WHERE v.staff_id = s.id AND v.site_id = ANY(:site_ids::uuid[])))
@@ -28,7 +31,8 @@ LIMIT :limit;
 
 -- name: get_staff_by_ids
 SELECT s.id, s.username, s.display_name, s.phone_enc, s.role, s.active, s.version, s.created_at, s.updated_at,
-       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids
+       coalesce((SELECT array_agg(ss.site_id ORDER BY ss.site_id) FROM staff_sites ss WHERE ss.staff_id = s.id), '{}') AS site_ids,
+       coalesce((SELECT array_agg(sr.region_id ORDER BY sr.region_id) FROM staff_regions sr WHERE sr.staff_id = s.id), '{}') AS region_ids
 FROM staff s
 WHERE s.id = ANY(:ids::uuid[])
   AND (:site_ids::uuid[] IS NULL
@@ -73,6 +77,19 @@ WITH gone AS (
     SELECT :staff_id, unnest(:site_ids::uuid[])
     ON CONFLICT DO NOTHING
     RETURNING site_id
+)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added);
+
+-- name: set_staff_regions$
+-- The region subtrees an account is scoped to (service/regions); its sites are expanded at token issue.
+WITH gone AS (
+    DELETE FROM staff_regions WHERE staff_id = :staff_id AND NOT (region_id = ANY(:region_ids::uuid[]))
+    RETURNING region_id
+), added AS (
+    INSERT INTO staff_regions (staff_id, region_id)
+    SELECT :staff_id, unnest(:region_ids::uuid[])
+    ON CONFLICT DO NOTHING
+    RETURNING region_id
 )
 SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM added);
 

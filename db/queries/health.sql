@@ -497,3 +497,49 @@ SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object(
     ORDER BY d.floor, d.room_number, d.bed), '[]'::json)))::text END
 FROM slot d
 WHERE d.last_checkin_at IS NULL OR d.last_checkin_at < d.slot_start;
+
+-- name: demo_past_history^
+-- Demo seed of the past stays (closed, service/stays/demo.py seed_history): twice-daily check-ins
+-- while they stayed (about one slot in 25 missed, each raising a missed_checkin alert that was
+-- later resolved), one swab per test day before they left, resulted 6-30 hours after collection:
+-- negative, except the last swab of a transferred resident (positive).
+WITH s AS (
+    SELECT st.id, st.site_id, st.admitted_at, st.ended_at, st.outcome, st.day_one, st.time_zone, r.test_days
+    FROM stays st JOIN regimes r ON r.id = st.regime_id
+    WHERE st.id = ANY(:stay_ids::uuid[]) AND st.status = 'closed'
+),
+slot AS (
+    SELECT s.id, s.site_id, t, abs(hashtext(s.id::text || t::text)) % 25 = 0 AS missed
+    FROM s CROSS JOIN LATERAL generate_series(s.admitted_at + interval '1 hour', s.ended_at - interval '1 hour', interval '12 hours') AS t
+),
+c AS (
+    INSERT INTO checkins (id, stay_id, site_id, recorded_at, received_at, temperature_c, spo2, pulse, symptoms, note, recorded_by)
+    SELECT gen_random_uuid(), slot.id, slot.site_id, slot.t, slot.t + interval '2 minutes', round((36.1 + random() * 0.9)::numeric, 1),
+           95 + floor(random() * 5)::int, 60 + floor(random() * 30)::int, '{}'::text[], '', :actor
+    FROM slot WHERE NOT slot.missed
+    RETURNING id
+),
+a AS (
+    INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail, state, raised_at, resolved_at, resolved_by, note)
+    SELECT slot.site_id, slot.id, 'missed_checkin', to_char(slot.t, 'YYYY-MM-DD"T"HH24:MI'),
+           jsonb_build_object('slot_start', slot.t), 'resolved', slot.t + interval '13 hours', slot.t + interval '14 hours', :actor,
+           'checked by phone'
+    FROM slot WHERE slot.missed
+    RETURNING id
+),
+due AS (
+    SELECT s.id, s.site_id, s.outcome, d, (s.day_one + d - 1 + time '08:30') AT TIME ZONE s.time_zone AS collected_at,
+           max(d) OVER (PARTITION BY s.id) AS last_d
+    FROM s CROSS JOIN LATERAL unnest(s.test_days) AS d
+    WHERE (s.day_one + d - 1 + time '08:30') AT TIME ZONE s.time_zone BETWEEN s.admitted_at AND s.ended_at
+),
+sm AS (
+    INSERT INTO samples (id, site_id, stay_id, barcode, kind, scheduled_day, collected_at, collected_by, result, resulted_at, resulted_by)
+    SELECT gen_random_uuid(), due.site_id, due.id, 'H' || upper(substr(md5(due.id::text || due.d::text), 1, 12)), 'pcr', due.d,
+           due.collected_at, :actor,
+           CASE WHEN due.outcome = 'transferred' AND due.d = due.last_d THEN 'positive' ELSE 'negative' END,
+           due.collected_at + make_interval(hours => 6 + abs(hashtext(due.id::text || due.d::text)) % 24), 'client:demo-lab'
+    FROM due
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM c)::int AS checkins, (SELECT count(*) FROM a)::int AS alerts, (SELECT count(*) FROM sm)::int AS samples;

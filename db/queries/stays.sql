@@ -214,15 +214,19 @@ FROM unnest(:ids::uuid[], :site_ids::uuid[], :names::text[], :sexes::text[], :bi
      AS r(id, site_id, name, sex, birth_date, document_type, document_enc, document_index, document_tail, phone_enc, phone_tail, household_key);
 
 -- name: bulk_insert_stays!
+-- Seeding many stays at once (demo, scale data). Past stays (demo history) come closed: with
+-- :outcomes and :ended_ats (NULL entries, or no arrays at all: active).
 INSERT INTO stays (id, resident_id, site_id, room_id, room_number, floor, bed, category, origin_area, risk_level, arrival_batch,
-                   regime_id, time_zone, admitted_at, day_one, period_start, planned_release_at, created_by)
+                   regime_id, time_zone, admitted_at, day_one, period_start, planned_release_at, created_by, status, outcome, ended_at)
 SELECT s.id, s.resident_id, s.site_id, s.room_id, s.room_number, s.floor, s.bed, s.category, s.origin_area, s.risk_level,
-       s.arrival_batch, s.regime_id, s.time_zone, s.admitted_at, s.day_one, s.day_one, s.planned_release_at, :actor
+       s.arrival_batch, s.regime_id, s.time_zone, s.admitted_at, s.day_one, s.day_one, s.planned_release_at, :actor,
+       CASE WHEN s.ended_at IS NULL THEN 'active' ELSE 'closed' END, s.outcome, s.ended_at
 FROM unnest(:ids::uuid[], :resident_ids::uuid[], :site_ids::uuid[], :room_ids::uuid[], :room_numbers::text[], :floors::int[],
             :beds::int[], :categories::text[], :origin_areas::text[], :risk_levels::text[], :arrival_batches::text[],
-            :regime_ids::uuid[], :time_zones::text[], :admitted_ats::timestamptz[], :day_ones::date[], :planned_release_ats::timestamptz[])
+            :regime_ids::uuid[], :time_zones::text[], :admitted_ats::timestamptz[], :day_ones::date[], :planned_release_ats::timestamptz[],
+            :outcomes::text[], :ended_ats::timestamptz[])
      AS s(id, resident_id, site_id, room_id, room_number, floor, bed, category, origin_area, risk_level, arrival_batch,
-          regime_id, time_zone, admitted_at, day_one, planned_release_at);
+          regime_id, time_zone, admitted_at, day_one, planned_release_at, outcome, ended_at);
 
 -- name: compiled_room_board$
 -- The RoomBoard persisted operation's whole response, as GraphQL would write it (service/stays/compiled.py).

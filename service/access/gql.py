@@ -30,6 +30,7 @@ class StaffMember:
     phone: str | None
     role: StaffRoleGQL
     site_ids: list[UUID]
+    region_ids: list[UUID] = strawberry.field(description="Region subtrees the account reaches every site of")
     active: bool
     version: int
     created_at: datetime
@@ -107,6 +108,7 @@ class CreateStaffInput:
     password: str
     role: StaffRoleGQL
     site_ids: list[UUID] = strawberry.field(default_factory=list)
+    region_ids: list[UUID] = strawberry.field(default_factory=list)
     phone: str | None = None
     id: UUID | None = None
 
@@ -119,6 +121,7 @@ class UpdateStaffInput:
     phone: str | None = None
     role: StaffRoleGQL | None = None
     site_ids: list[UUID] | None = None
+    region_ids: list[UUID] | None = None
     active: bool | None = None
     password: str | None = None
 

@@ -51,6 +51,10 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     # For hospital clients: the destination facility they speak for.
     facility_id: UUID | None = None
+    # Staff scoped to region subtrees (service/regions): the granted regions. Their sites are
+    # already expanded into ``site_ids`` when the token is issued; this says which part of
+    # the tree they may see and manage. None: not region-scoped.
+    region_ids: frozenset[UUID] | None = None
 
     @property
     def ref(self) -> str:
@@ -77,6 +81,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         if self.site_ids is None:
             return self.role is Role.COMMAND
         return site_id in self.site_ids
+
+    @property
+    def all_sites(self) -> bool:
+        """Every site, unscoped: the command role without a region or site limit."""
+        return self.site_scope is None
 
     def has_role(self, *roles: Role) -> bool:
         return self.role in roles
@@ -118,6 +127,8 @@ class Staff(msgspec.Struct, kw_only=True):
     phone: str | None
     role: StaffRole
     site_ids: list[UUID]
+    # Region subtrees the account is scoped to (its sites there are added to site_ids' reach).
+    region_ids: list[UUID] = []
     active: bool
     version: int
     created_at: datetime
@@ -130,6 +141,9 @@ class StaffCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     password: Password
     role: StaffRole
     site_ids: list[UUID] = []
+    # Region subtrees (service/regions): the account reaches every site under them. A command
+    # account given regions is a district's command centre rather than the whole city's.
+    region_ids: list[UUID] = []
     phone: Phone | None = None
     # Offline-safe: a replay with the same id is a no-op conflict rather than a second account.
     id: UUID | None = None
@@ -143,6 +157,7 @@ class StaffPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     phone: Phone | None | msgspec.UnsetType = msgspec.UNSET
     role: StaffRole | msgspec.UnsetType = msgspec.UNSET
     site_ids: list[UUID] | msgspec.UnsetType = msgspec.UNSET
+    region_ids: list[UUID] | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
     password: Password | msgspec.UnsetType = msgspec.UNSET
 

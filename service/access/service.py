@@ -53,6 +53,7 @@ from service.cache import Cache
 from service.db import Database, purge_in_batches
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from service.pagination import Page, check_limit, decode_cursor, page_of
+from service.regions import service as regions
 from service.settings import Settings
 
 log = logging.getLogger("qsite.access")
@@ -70,6 +71,7 @@ def issue_access_token(settings: Settings, principal: Principal, *, now: float |
         "kind": principal.kind.value,
         "role": principal.role.value,
         "sites": None if principal.site_ids is None else sorted(str(s) for s in principal.site_ids),
+        "regions": None if principal.region_ids is None else sorted(str(r) for r in principal.region_ids),
         "name": principal.name,
         "iat": issued,
         "exp": issued + settings.access_token_minutes * 60,
@@ -118,12 +120,14 @@ def _decode_access_token(settings: Settings, token: str) -> tuple[Principal, flo
             options={"require": ["sub", "exp", "iat", "role", "kind"]},
         )
         sites = claims.get("sites")
+        regions = claims.get("regions")
         principal = Principal(
             kind=_token_kind(claims["kind"]),
             id=UUID(claims["sub"]),
             role=Role(claims["role"]),
             site_ids=None if sites is None else frozenset(UUID(s) for s in sites),
             name=claims.get("name", ""),
+            region_ids=None if regions is None else frozenset(UUID(r) for r in regions),
         )
         return principal, float(claims["exp"])
     except jwt.ExpiredSignatureError:
@@ -255,14 +259,29 @@ async def _check_login_rate(cache: Cache, settings: Settings, username: str, add
 
 
 def staff_principal(row: dict[str, Any]) -> Principal:
+    """The principal of a staff row; region grants must already be expanded (``with_region_sites``)."""
     role = Role(row["role"])
+    regions = row.get("region_ids") or []
     return Principal(
         kind=PrincipalKind.STAFF,
         id=row["id"],
         role=role,
-        site_ids=None if role is Role.COMMAND else frozenset(row["site_ids"]),
+        # Only a command account without regions sees every site.
+        site_ids=None if role is Role.COMMAND and not regions else frozenset(row.get("scope_site_ids", row["site_ids"])),
         name=row["display_name"],
+        region_ids=frozenset(regions) if regions else None,
     )
+
+
+async def with_region_sites(conn: asyncpg.Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """The row with ``scope_site_ids``: its own sites plus every site under its regions.
+
+    Expanded when a token is issued, so every domain's site scope honours region grants; a
+    site placed in a region later reaches the region's staff at their next refresh.
+    """
+    if row.get("region_ids"):
+        row["scope_site_ids"] = sorted(set(row["site_ids"]) | set(await regions.sites_under(conn, row["region_ids"])))
+    return row
 
 
 async def _issue_pair(conn: asyncpg.Connection, settings: Settings, principal: Principal, family_id: UUID) -> TokenPair:
@@ -287,6 +306,8 @@ async def check_password(db: Any, settings: Settings, *, username: str, password
     account_key = await _check_login_rate(db.cache, settings, username, address)
     async with db.connection() as conn:
         row = await store.get_staff_by_username(conn, username)
+        if row is not None:
+            row = await with_region_sites(conn, row)
     ok = await _verify_password(row["password_hash"] if row else _DUMMY_HASH, password)
     if row is None or not ok or not row["active"]:
         raise Unauthorized("Unknown username or wrong password.", code="invalid_credentials")
@@ -298,7 +319,7 @@ async def current_staff_principal(conn: asyncpg.Connection, staff_id: UUID) -> P
     """The principal of an active staff account as it is now (None: gone or disabled). A long-lived
     browser session reads it on every request, so a change of role or sites applies at once."""
     row = await store.get_staff_for_token(conn, staff_id)
-    return staff_principal(row) if row is not None and row["active"] else None
+    return staff_principal(await with_region_sites(conn, row)) if row is not None and row["active"] else None
 
 
 async def login(db: Any, settings: Settings, *, username: str, password: str, address: str) -> TokenPair:
@@ -336,7 +357,7 @@ async def refresh(db: Any, settings: Settings, refresh_token: str) -> TokenPair:
         else:
             await store.mark_refresh_token_rotated(conn, token["id"])
             # Role and sites are read afresh: changes reach the caller at the next refresh.
-            pair = await _issue_pair(conn, settings, staff_principal(staff), token["family_id"])
+            pair = await _issue_pair(conn, settings, staff_principal(await with_region_sites(conn, staff)), token["family_id"])
             await bus.emit(conn, "access.token_refreshed", site_id=None, subject_id=staff["id"], actor=actor)
     # Raised after the commit: the revocation must persist although the call fails.
     if refusal is not None:
@@ -513,6 +534,7 @@ def _staff(settings: Settings, row: dict[str, Any], *, unmask: bool) -> Staff:
         phone=phone,
         role=StaffRole(row["role"]),
         site_ids=list(row["site_ids"]),
+        region_ids=list(row.get("region_ids", [])),
         active=row["active"],
         version=row["version"],
         created_at=row["created_at"],
@@ -525,19 +547,30 @@ def _require_admin(principal: Principal) -> None:
         raise Forbidden("Only the command centre and site managers manage staff.", code="role_not_allowed")
 
 
-def _check_grant(principal: Principal, role: StaffRole, site_ids: list[UUID]) -> None:
-    """Whether ``principal`` may give an account ``role`` on ``site_ids``."""
+async def _check_grant(
+    conn: asyncpg.Connection, principal: Principal, role: StaffRole, site_ids: list[UUID], region_ids: list[UUID]
+) -> None:
+    """Whether ``principal`` may give an account ``role`` on ``site_ids`` and ``region_ids``."""
+    await regions.check_grantable(conn, principal, region_ids)
     if role is StaffRole.COMMAND:
-        if principal.role is not Role.COMMAND:
-            raise Forbidden("Only the command centre grants the command role.", code="cannot_grant_command")
+        if principal.role is not Role.COMMAND or (not region_ids and not principal.all_sites):
+            raise Forbidden("Only the command centre grants the command role (over every site: only an unlimited one).", code="cannot_grant_command")
         if site_ids:
-            raise InvalidInput("Command accounts see every site; give no site_ids.", code="command_has_all_sites", field="site_ids")
+            raise InvalidInput("Command accounts see every site or their regions' sites; give no site_ids.", code="command_has_all_sites", field="site_ids")
         return
-    if not site_ids:
-        raise InvalidInput("Give at least one site for this role.", code="sites_required", field="site_ids")
+    if not site_ids and not region_ids:
+        raise InvalidInput("Give at least one site or region for this role.", code="sites_required", field="site_ids")
     if any(not principal.can_access_site(s) for s in site_ids):
         # Same answer as for an unknown site: another site's existence is not disclosed.
         raise NotFound("No such site.", code="site_not_found", field="site_ids")
+
+
+async def _grantable(conn: asyncpg.Connection, principal: Principal, region_ids: list[UUID]) -> bool:
+    try:
+        await regions.check_grantable(conn, principal, region_ids)
+    except (NotFound, Forbidden):
+        return False
+    return True
 
 
 def _phone_columns(settings: Settings, staff_id: UUID, phone: str | None) -> dict[str, Any]:
@@ -616,7 +649,8 @@ async def create_staff(
     """A new staff account. ``password_hash`` (demo seed only) skips hashing ``data.password`` again."""
     _require_admin(principal)
     site_ids = sorted(set(data.site_ids))
-    _check_grant(principal, data.role, site_ids)
+    region_ids = sorted(set(data.region_ids))
+    await _check_grant(conn, principal, data.role, site_ids, region_ids)
     staff_id = data.id or uuid.uuid4()
     await store.insert_staff(
         conn,
@@ -629,6 +663,8 @@ async def create_staff(
     )
     if site_ids:
         await store.set_staff_sites(conn, staff_id, site_ids)
+    if region_ids:
+        await store.set_staff_regions(conn, staff_id, region_ids)
     await bus.emit(
         conn,
         "access.staff_created",
@@ -648,17 +684,20 @@ async def update_staff(
     if staff_id not in rows:
         raise NotFound("No such staff account.", code="staff_not_found")
     current = rows[staff_id]
-    if principal.role is not Role.COMMAND and (
-        current["role"] == Role.COMMAND or any(not principal.can_access_site(s) for s in current["site_ids"])
+    if not principal.all_sites and (
+        (current["role"] == Role.COMMAND and (principal.role is not Role.COMMAND or not current["region_ids"]))
+        or any(not principal.can_access_site(s) for s in current["site_ids"])
+        or not await _grantable(conn, principal, current["region_ids"])
     ):
         raise Forbidden("This account also works at sites that are not yours.", code="staff_outside_scope")
     changes = patch.changes()
     role = StaffRole(changes.get("role", current["role"]))
     site_ids = sorted(set(changes["site_ids"])) if "site_ids" in changes else list(current["site_ids"])
+    region_ids = sorted(set(changes["region_ids"])) if "region_ids" in changes else list(current["region_ids"])
     if role is StaffRole.COMMAND and "site_ids" not in changes:
         site_ids = []
-    if "role" in changes or "site_ids" in changes:
-        _check_grant(principal, role, site_ids)
+    if "role" in changes or "site_ids" in changes or "region_ids" in changes:
+        await _check_grant(conn, principal, role, site_ids, region_ids)
     if await store.lock_staff(conn, staff_id) != patch.version:
         raise Conflict(
             f"The account changed since version {patch.version}.", code="stale_version", current_version=current["version"]
@@ -677,6 +716,8 @@ async def update_staff(
     )
     if "site_ids" in changes or "role" in changes:
         await store.set_staff_sites(conn, staff_id, site_ids)
+    if "region_ids" in changes:
+        await store.set_staff_regions(conn, staff_id, region_ids)
     if changes.get("active") is False or "password" in changes:
         # Existing logins end; access tokens already issued lapse within their lifetime.
         await store.revoke_staff_refresh_tokens(conn, staff_id)
@@ -713,7 +754,7 @@ def _check_client_scope(principal: Principal, data: ApiClientCreate, site_ids: l
     elif site_ids is None:
         raise InvalidInput("Give the sites this client serves.", code="sites_required", field="site_ids")
     if site_ids is None:
-        if principal.role is not Role.COMMAND:
+        if not principal.all_sites:
             raise Forbidden("Only the command centre creates clients for every site.", code="all_sites_not_allowed")
         return
     if not site_ids:

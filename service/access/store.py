@@ -63,6 +63,10 @@ async def set_staff_sites(conn: asyncpg.Connection, staff_id: UUID, site_ids: li
     await Q.set_staff_sites(conn, staff_id=staff_id, site_ids=site_ids)
 
 
+async def set_staff_regions(conn: asyncpg.Connection, staff_id: UUID, region_ids: list[UUID]) -> None:
+    await Q.set_staff_regions(conn, staff_id=staff_id, region_ids=region_ids)
+
+
 async def insert_refresh_token(conn: asyncpg.Connection, family_id: UUID, staff_id: UUID, token_hash: bytes, days: int) -> None:
     await Q.insert_refresh_token(conn, family_id=family_id, staff_id=staff_id, token_hash=token_hash, days=days)
 

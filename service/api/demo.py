@@ -18,6 +18,7 @@ from service.cache import Cache
 from service.db import Database, create_pool
 from service.health import demo as health_demo
 from service.intake import demo as intake_demo
+from service.regions import demo as regions_demo
 from service.settings import Settings, SettingsError
 from service.stays import demo as stays_demo
 from service.supplies import demo as supplies_demo
@@ -25,9 +26,11 @@ from service.transfers import demo as transfers_demo
 
 DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 
-# In order: sites/rooms, access, stays, health, transfers, supplies, intake.
+# In order: sites/rooms and stays, access, health, transfers, supplies, history, regions, intake.
 STEPS: list[DemoStep] = [
-    stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo, intake_demo.seed_demo
+    stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo,
+    # two weeks of past stays and their ledgers, then the regions (snapshots of all of it)
+    stays_demo.seed_history, health_demo.seed_history, regions_demo.seed_demo, intake_demo.seed_demo,
 ]
 
 DEMO_LOGIN_HINT = (

@@ -42,6 +42,7 @@ from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.intake import gql as intake
+from service.regions import gql as regions
 from service.settings import Settings
 from service.sites import gql as sites
 from service.stays import gql as stays
@@ -60,11 +61,13 @@ class SystemQuery:
 
 # Add a domain's Query and Mutation here.
 QUERIES: tuple[type, ...] = (
-    SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query, changes.Query, intake.Query
+    SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query, changes.Query,
+    regions.Query, intake.Query,
 )
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
 MUTATIONS: tuple[type, ...] = (
-    access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation, intake.Mutation
+    access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation,
+    regions.Mutation, intake.Mutation,
 )
 
 MASKED_MESSAGE = "Unexpected error."

@@ -10,6 +10,7 @@ from service.command import service as command
 from service.db import Database
 from service.health import service as health
 from service.jobs import Job
+from service.regions import service as regions
 from service.settings import Settings
 from service.supplies import webhooks as supply_webhooks
 
@@ -41,4 +42,6 @@ JOBS: list[Job] = [
     Job("retention", 3600, retention),
     Job("supply_webhooks", 2, supply_webhooks.run),
     Job("missed_checkin_sweep", 300, health.sweep_missed_checkins),
+    # Cheap when nothing is due (one indexed probe); writes each site's day soon after its local midnight.
+    Job("daily_snapshots", 300, regions.snapshot_due),
 ]

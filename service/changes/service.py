@@ -73,6 +73,9 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "supplies.item_created": ("item", None),
     "supplies.webhook_registered": ("webhook", None),
     "supplies.webhook_removed": ("webhook", None),
+    "regions.region_created": ("region", None),
+    "regions.region_updated": ("region", None),
+    "regions.site_placed": ("region", None),  # the region a site (the event's site) was placed in
     "access.staff_created": ("staff", None),
     "access.staff_updated": ("staff", None),
     "access.client_created": ("client", None),

@@ -20,9 +20,9 @@ from service import bus
 from service.access import crypto
 from service.access.service import SYSTEM_PRINCIPAL
 from service.sites import service as sites
-from service.sites.model import FloorCreate, RoomStatus, SiteCreate
+from service.sites.model import FloorCreate, Room, RoomStatus, Site, SiteCreate
 from service.stays import store
-from service.stays.model import Category
+from service.stays.model import Category, Regime
 from service.stays.service import local_date, release_at
 
 SITES = [
@@ -86,6 +86,52 @@ def _id_number(rng: random.Random, birth: datetime) -> str:
     return body + ric.calc_check_digit(body + "0")  # stdnum expects the check position present
 
 
+def _resident_and_stay(
+    rng: random.Random, settings: Any, site: Site, room: Room, bed: int, admitted_at: datetime, regime: Regime, household: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A made-up resident (encrypted as the service would) and their stay in ``room``'s ``bed``."""
+    category, batch, area, risk = FLOOR_PLAN[room.floor]
+    resident_id = uuid4()
+    birth = datetime(1950, 1, 1) + timedelta(days=rng.randrange(0, 26000))
+    passport = category == "inbound_traveller" and bed == 1
+    number = f"E{rng.randrange(10**8):08d}" if passport else _id_number(rng, birth)
+    phone = f"139{rng.randrange(10**8):08d}"
+    day_one = local_date(admitted_at, site.time_zone)
+    resident = {
+        "id": resident_id,
+        "site_id": site.id,
+        "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+        "sex": rng.choice(["female", "male"]),
+        "birth_date": birth.date(),
+        "document_type": "passport" if passport else "mainland_id",
+        "document_enc": crypto.encrypt(settings, number, record_id=resident_id.bytes),
+        "document_index": crypto.blind_index(settings, number),
+        "document_tail": number[-4:],
+        "phone_enc": crypto.encrypt(settings, phone, record_id=resident_id.bytes),
+        "phone_tail": phone[-4:],
+        "household_key": household,
+    }
+    stay = {
+        "id": uuid4(),
+        "resident_id": resident_id,
+        "site_id": site.id,
+        "room_id": room.id,
+        "room_number": room.number,
+        "floor": room.floor,
+        "bed": bed,
+        "category": category,
+        "origin_area": area,
+        "risk_level": risk,
+        "arrival_batch": f"{batch}-{day_one:%m%d}",
+        "regime_id": regime.id,
+        "time_zone": site.time_zone,
+        "admitted_at": admitted_at,
+        "day_one": day_one,
+        "planned_release_at": release_at(day_one, regime.centralized_days, site.time_zone),
+    }
+    return resident, stay
+
+
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     settings = demo["settings"]
     rng = random.Random(20220501)
@@ -118,56 +164,17 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
                 if n in status:
                     room_states[room.id] = (status[n], 0)
                 continue
-            category, batch, area, risk = FLOOR_PLAN[room.floor]
+            category = FLOOR_PLAN[room.floor][0]
             if rng.random() > 0.7:  # ~70% of rooms on a floor are taken
                 continue
             days_ago = rng.randrange(0, 9)
             admitted_at = now - timedelta(days=days_ago, hours=rng.randrange(0, 12), minutes=rng.randrange(60))
             household = f"HH-{site.code}-{room.number}" if room.beds > 1 else None
             regime = regimes[Category.CLOSE_CONTACT if category == "other" else Category(category)]
-            day_one = local_date(admitted_at, site.time_zone)
             for bed in range(1, room.beds + 1):
-                resident_id = uuid4()
-                birth = datetime(1950, 1, 1) + timedelta(days=rng.randrange(0, 26000))
-                passport = category == "inbound_traveller" and bed == 1
-                number = f"E{rng.randrange(10**8):08d}" if passport else _id_number(rng, birth)
-                phone = f"139{rng.randrange(10**8):08d}"
-                residents.append(
-                    {
-                        "id": resident_id,
-                        "site_id": site.id,
-                        "name": rng.choice(SURNAMES) + rng.choice(GIVEN),
-                        "sex": rng.choice(["female", "male"]),
-                        "birth_date": birth.date(),
-                        "document_type": "passport" if passport else "mainland_id",
-                        "document_enc": crypto.encrypt(settings, number, record_id=resident_id.bytes),
-                        "document_index": crypto.blind_index(settings, number),
-                        "document_tail": number[-4:],
-                        "phone_enc": crypto.encrypt(settings, phone, record_id=resident_id.bytes),
-                        "phone_tail": phone[-4:],
-                        "household_key": household,
-                    }
-                )
-                stays.append(
-                    {
-                        "id": uuid4(),
-                        "resident_id": resident_id,
-                        "site_id": site.id,
-                        "room_id": room.id,
-                        "room_number": room.number,
-                        "floor": room.floor,
-                        "bed": bed,
-                        "category": category,
-                        "origin_area": area,
-                        "risk_level": risk,
-                        "arrival_batch": f"{batch}-{day_one:%m%d}",
-                        "regime_id": regime.id,
-                        "time_zone": site.time_zone,
-                        "admitted_at": admitted_at,
-                        "day_one": day_one,
-                        "planned_release_at": release_at(day_one, regime.centralized_days, site.time_zone),
-                    }
-                )
+                resident, stay = _resident_and_stay(rng, settings, site, room, bed, admitted_at, regime, household)
+                residents.append(resident)
+                stays.append(stay)
             room_states[room.id] = (RoomStatus.OCCUPIED, room.beds)
     await store.bulk_insert_residents(conn, residents, actor)
     await store.bulk_insert_stays(conn, stays, actor)
@@ -178,3 +185,41 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     demo["sites"] = site_ids
     demo["rooms"] = rooms_by_site
     demo["stays"] = [s["id"] for s in sorted(stays, key=lambda s: s["admitted_at"])]
+
+
+HISTORY_DAYS = 14
+
+
+async def seed_history(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
+    """Demo step after ``seed_demo``: two weeks of past stays, so that daily figures have a shape.
+
+    Residents admitted 14 to 8 days ago (10-21 a day and site, in the rooms of floors 2-8) left
+    at the end of their centralized period, a few earlier by transfer. Their beds are free
+    again: only closed stays are added. Fills ``demo["past_stays"]``.
+    """
+    settings = demo["settings"]
+    rng = random.Random(20220415)
+    now = datetime.now(UTC)
+    principal = SYSTEM_PRINCIPAL
+    regimes = {r.category: r for r in await store.list_regimes(conn) if r.category}
+    found = await sites.get_sites(conn, principal, list(demo.get("sites", [])))
+    residents: list[dict[str, Any]] = []
+    stays: list[dict[str, Any]] = []
+    for site_id, site in found.items():
+        rooms = [r for r in (await sites.get_rooms(conn, principal, demo["rooms"][site_id])).values() if r.floor in FLOOR_PLAN]
+        for days_ago in range(HISTORY_DAYS, 7, -1):
+            for _ in range(rng.randrange(10, 22)):
+                room = rng.choice(rooms)
+                category = FLOOR_PLAN[room.floor][0]
+                regime = regimes[Category.CLOSE_CONTACT if category == "other" else Category(category)]
+                admitted_at = now - timedelta(days=days_ago, hours=rng.randrange(0, 12), minutes=rng.randrange(60))
+                resident, stay = _resident_and_stay(rng, settings, site, room, 1, admitted_at, regime, None)
+                residents.append(resident)
+                stays.append(stay)
+                if rng.random() < 0.04:  # a positive test, then off to hospital
+                    stay |= {"outcome": "transferred", "ended_at": admitted_at + timedelta(days=rng.randrange(2, 5), hours=rng.randrange(0, 8))}
+                else:
+                    stay |= {"outcome": "released", "ended_at": stay["planned_release_at"] + timedelta(hours=rng.randrange(1, 6))}
+    await store.bulk_insert_residents(conn, residents, principal.ref)
+    await store.bulk_insert_stays(conn, stays, principal.ref)
+    demo["past_stays"] = [s["id"] for s in stays]

@@ -241,4 +241,6 @@ async def bulk_insert_stays(conn: asyncpg.Connection, rows: list[dict[str, Any]]
         "arrival_batch": "arrival_batches", "regime_id": "regime_ids", "time_zone": "time_zones", "admitted_at": "admitted_ats",
         "day_one": "day_ones", "planned_release_at": "planned_release_ats",
     }
-    await Q.bulk_insert_stays(conn, actor=actor, **_columns(rows, names))
+    # Closed stays (demo history) carry outcome and ended_at; without them a stay is active.
+    past = {"outcomes": [r.get("outcome") for r in rows], "ended_ats": [r.get("ended_at") for r in rows]}
+    await Q.bulk_insert_stays(conn, actor=actor, **_columns(rows, names), **past)

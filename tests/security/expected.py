@@ -175,6 +175,27 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation setRegimeRule": {CMD},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
+    # --- Regions and the command centre: staff see the tree above their sites and the figures of
+    # their sites (region-scoped staff: their subtree's); the command centre manages the tree
+    "GET /api/v1/regions": PEOPLE,
+    "GET /api/v1/regions/{region_id}": PEOPLE,
+    "query regions": PEOPLE,
+    "query region": PEOPLE,
+    "POST /api/v1/regions": {CMD},
+    "PATCH /api/v1/regions/{region_id}": {CMD},
+    "PUT /api/v1/regions/{region_id}/sites/{site_id}": {CMD},
+    "mutation createRegion": {CMD},
+    "mutation updateRegion": {CMD},
+    "mutation placeSite": {CMD},
+    "GET /api/v1/command/rollup": PEOPLE,
+    "GET /api/v1/command/daily": PEOPLE,
+    "GET /api/v1/command/daily/csv": PEOPLE,
+    "GET /api/v1/command/reports/{day}": PEOPLE,
+    "GET /api/v1/command/reports/{day}/csv": PEOPLE,
+    "GET /api/v1/command/reports/{day}/html": PEOPLE,
+    "query regionRollUp": PEOPLE,
+    "query dailySeries": PEOPLE,
+    "query dailyReport": PEOPLE,
     # --- Changes by cursor: staff apps and logistics (each sees only the event types it may read)
     "GET /api/v1/changes": PEOPLE | {LOGI},
     "query changes": PEOPLE | {LOGI},

@@ -79,6 +79,8 @@ SITE_KINDS: dict[str, str] = {
     "webhook": "SELECT id FROM supply_webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
     "staff": "SELECT staff_id FROM staff_sites WHERE site_id = $1 ORDER BY staff_id LIMIT 1",
     "referral": "SELECT id FROM referrals WHERE site_id = $1 AND state = 'pending' ORDER BY identified_at, id LIMIT 1",
+    # The site's street: each demo site has its own, which the other site's staff do not see.
+    "region": "SELECT region_id FROM region_sites WHERE site_id = $1",
     "client": "SELECT s.client_id FROM api_client_sites s WHERE s.site_id = $1 AND NOT EXISTS"
     " (SELECT 1 FROM api_client_sites o WHERE o.client_id = s.client_id AND o.site_id <> $1) ORDER BY 1 LIMIT 1",
 }
@@ -90,13 +92,15 @@ SHARED_KINDS: dict[str, str] = {
 # Names of id slots -> kind, where the noun in the name is not the kind itself.
 ALIASES = {"rep": "replenishment", "destination": "facility", "source_stay": "stay", "counterpart": "movement",
            "staff_member": "staff", "api_client": "client", "exposure_review": "review", "subject": "stay",
-           "from_site": "site", "to_site": "site", "target_room": "room", "to_room": "room", "member": "sample"}
+           "from_site": "site", "to_site": "site", "target_room": "room", "to_room": "room", "member": "sample",
+           "parent": "region"}
 # Client-chosen ids: the record kind a create route or mutation makes.
 CREATES = {"checkin": "checkin", "checkins": "checkin", "sample": "sample", "samples": "sample", "pool": "sample",
            "movements": "movement", "stockmovement": "movement", "transfers": "transfer", "transfer": "transfer",
            "replenishments": "replenishment", "replenishment": "replenishment", "staff": "staff",
            "resident": "stay", "batch": "stay", "facilities": "facility", "destinationfacility": "facility",
            "stock": "movement", "items": "item", "movement": "movement", "facility": "facility",
+           "regions": "region", "region": "region",
            "referral": "referral", "referrals": "referral"}
 # What a taken client-chosen id may answer (the same whoever holds it): a 409 of this family.
 TAKEN = re.compile(r"^[a-z_]*(_id_taken|_id_conflict|_exists|barcode_taken)$")
