@@ -91,7 +91,7 @@ POLICY: dict[str, Rule] = {
     "stays.admit": _rule("Admit, suggest rooms, move stays", FLOOR),
     "stays.close": _rule("Release or extend stays", PEOPLE),
     "regimes.read": _rule("Regimes", PEOPLE, Scope.ANY),
-    "regimes.update": _rule("Change a regime", [CMD], Scope.ANY),
+    "regimes.update": _rule("Create a regime, add a version, set regime rules", [CMD], Scope.ANY),
     "residents.find": _rule("Residents by document number (masked)", PEOPLE),
     "residents.reveal": _rule("Unmask a resident (audited)", [CMD, MGR, MEDIC]),
     # health
@@ -152,7 +152,7 @@ EVENT_READS: dict[str, str | None] = {
          "stays.release_replanned"],
         "stays.read",
     ),
-    **dict.fromkeys(["stays.regime_updated", "stays.regime_rule_set"], "regimes.read"),
+    **dict.fromkeys(["stays.regime_created", "stays.regime_updated", "stays.regime_rule_set"], "regimes.read"),
     **dict.fromkeys(
         [f"intake.referral_{s}" for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")], "referrals.read"
     ),

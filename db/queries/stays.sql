@@ -1,58 +1,70 @@
 -- Regimes, residents and stays (stays domain).
 -- Every read takes :site_ids (NULL = all sites) so that scoping cannot be forgotten.
 
+-- Regimes are versioned (migration 0036): "in force at :at" (NULL: now) is the version with the latest
+-- effective_from not after it, or the first version for an earlier instant.
+
 -- name: list_regimes
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes ORDER BY code;
+-- Every regime code in its version in force at :at.
+SELECT DISTINCT ON (code) id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at
+FROM regimes ORDER BY code, effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN effective_from <= coalesce(:at::timestamptz, now()) THEN effective_from END DESC, effective_from;
+
+-- name: regime_versions
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE code = :code ORDER BY version;
 
 -- name: get_regime_by_code^
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes WHERE code = :code;
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE code = :code ORDER BY effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN effective_from <= coalesce(:at::timestamptz, now()) THEN effective_from END DESC, effective_from LIMIT 1;
+
+-- name: latest_regime_version^
+-- The newest version of a code (by number), whatever its effective_from: the one a change builds on.
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE code = :code ORDER BY version DESC LIMIT 1;
 
 -- name: get_regime_for_category^
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes WHERE category = :category;
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE category = :category ORDER BY effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN effective_from <= coalesce(:at::timestamptz, now()) THEN effective_from END DESC, effective_from LIMIT 1;
+
+-- name: category_codes
+SELECT DISTINCT code FROM regimes WHERE category = :category;
 
 -- name: get_regimes_by_ids
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes WHERE id = ANY(:ids::uuid[]);
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE id = ANY(:ids::uuid[]);
+
+-- name: lock_regime_code!
+-- Serialises creating and changing regimes (versions are numbered, a category has one code).
+SELECT pg_advisory_xact_lock(hashtextextended('regimes', 0));
+
+-- name: insert_regime^
+INSERT INTO regimes (code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases,
+                     checkins_per_day, effective_from, version, created_by)
+VALUES (:code, :name, :category, :centralized_days, :home_isolation_days, :home_monitoring_days, :test_days, :phases,
+        :checkins_per_day, :effective_from, :version, :actor)
+RETURNING id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at;
+
+-- name: replan_regime_stays
+-- Move the open stays of every other version of a regime onto version :regime_id: each gets its planned
+-- release again, the period counted from its own start date in its site's time zone.
+UPDATE stays SET
+    regime_id = :regime_id,
+    planned_release_at = ((period_start + :centralized_days::int)::timestamp AT TIME ZONE time_zone),
+    version = version + 1
+WHERE status = 'active' AND regime_id <> :regime_id
+  AND regime_id IN (SELECT id FROM regimes WHERE code = :code)
+RETURNING id, site_id;
 
 -- name: list_regime_rules
 SELECT category, risk_level, regime_code, updated_at, updated_by FROM regime_rules ORDER BY category, risk_level NULLS FIRST;
 
 -- name: regime_by_rule^
--- The regime a rule names for (category, risk level); a null level matches the rule without a level.
-SELECT g.id, g.code, g.name, g.category, g.centralized_days, g.home_monitoring_days, g.test_days, g.checkins_per_day,
-       g.effective_from, g.version, g.updated_at
+-- The regime a rule names for (category, risk level), in its version in force at :at; a null level
+-- matches the rule without a level.
+SELECT g.id, g.code, g.name, g.category, g.centralized_days, g.home_isolation_days, g.home_monitoring_days, g.test_days, g.phases, g.checkins_per_day, g.effective_from, g.version, g.updated_at
 FROM regime_rules r JOIN regimes g ON g.code = r.regime_code
-WHERE r.category = :category AND r.risk_level IS NOT DISTINCT FROM :risk_level::text;
+WHERE r.category = :category AND r.risk_level IS NOT DISTINCT FROM :risk_level::text
+ORDER BY g.effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN g.effective_from <= coalesce(:at::timestamptz, now()) THEN g.effective_from END DESC, g.effective_from
+LIMIT 1;
 
 -- name: set_regime_rule!
 INSERT INTO regime_rules (category, risk_level, regime_code, updated_by) VALUES (:category, :risk_level, :regime_code, :actor)
 ON CONFLICT ON CONSTRAINT regime_rules_key DO UPDATE SET regime_code = EXCLUDED.regime_code, updated_at = now(), updated_by = EXCLUDED.updated_by;
-
--- name: update_regime^
-UPDATE regimes SET
-    name = coalesce(:name, name),
-    centralized_days = coalesce(:centralized_days, centralized_days),
-    home_monitoring_days = coalesce(:home_monitoring_days, home_monitoring_days),
-    test_days = coalesce(:test_days::int[], test_days),
-    checkins_per_day = coalesce(:checkins_per_day, checkins_per_day),
-    effective_from = coalesce(:effective_from, now()),
-    version = version + 1,
-    updated_at = now()
-WHERE code = :code AND version = :version
-RETURNING id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at;
-
--- name: replan_regime_stays
--- A regime's period changed: every open stay under it gets its planned release again,
--- the period counted from its own start date in its site's time zone.
-UPDATE stays SET
-    planned_release_at = ((period_start + :centralized_days::int)::timestamp AT TIME ZONE time_zone),
-    version = version + 1
-WHERE regime_id = :regime_id AND status = 'active'
-  AND planned_release_at IS DISTINCT FROM ((period_start + :centralized_days::int)::timestamp AT TIME ZONE time_zone)
-RETURNING id, site_id;
 
 -- name: insert_resident^
 INSERT INTO residents (id, site_id, name, sex, birth_date, document_type, document_enc, document_index, document_tail,

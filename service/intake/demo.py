@@ -1,6 +1,6 @@
-"""Demo seed step of intake (runs last): risk areas of the demo's origin areas, one regime rule, and at
-each site a queue of referrals from the tracing teams: waiting, assigned, admitted (the stay linked,
-hours to isolation measured), cancelled, and one person referred twice (merged)."""
+"""Demo seed step of intake (runs last): risk areas of the demo's origin areas, regime rules and a regime of
+three phases, and at each site a queue of referrals from the tracing teams: waiting, assigned, admitted (the
+stay linked, hours to isolation measured), cancelled, and one person referred twice (merged)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 from stdnum.cn import ric
 
 from service.access.service import SYSTEM_PRINCIPAL
@@ -15,9 +16,14 @@ from service.errors import DomainError
 from service.intake import service
 from service.intake.model import Assignment, Closing, ReferralAdmission, ReferralCreate, RiskAreaCreate
 from service.stays import service as stays
-from service.stays.model import RegimeRuleSet, ResidentCreate
+from service.stays.model import RegimeCreate, RegimeRuleSet, ResidentCreate
 
 AREAS = [("渝北区/回兴街道", "high"), ("江北区/观音桥街道", "high"), ("渝北区/龙塔街道", "medium"), ("两江新区/金山街道", "low")]
+DEMO_REGIME = {
+    "code": "other_high_7_7_7", "name": "高风险区其他人员 7天集中隔离+7天居家隔离+7天居家健康监测", "checkins_per_day": 2,
+    "phases": [{"phase": "centralized", "days": 7, "test_days": [1, 2, 3, 5, 7]},
+               {"phase": "home_isolation", "days": 7, "test_days": [1, 4, 7]}, {"phase": "home_monitoring", "days": 7, "test_days": [7]}],
+}
 PEOPLE = ["周晓梅", "吴建国", "郑丽华", "孙浩", "冯雨桐", "陈一鸣", "褚秀英"]
 
 
@@ -38,6 +44,9 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     for code, level in AREAS:
         await service.declare_risk_area(conn, SYSTEM_PRINCIPAL, RiskAreaCreate(code=code, level=level, valid_from=now - timedelta(days=20)))  # type: ignore[arg-type]
     await stays.set_regime_rule(conn, SYSTEM_PRINCIPAL, RegimeRuleSet(category="secondary_contact", risk_level="high", regime_code="close_contact"))  # type: ignore[arg-type]
+    # A regime of three phases for people of no listed category from high-risk areas.
+    await stays.create_regime(conn, SYSTEM_PRINCIPAL, msgspec.convert(DEMO_REGIME, RegimeCreate))
+    await stays.set_regime_rule(conn, SYSTEM_PRINCIPAL, RegimeRuleSet(category="other", risk_level="high", regime_code=DEMO_REGIME["code"]))  # type: ignore[arg-type]
     made: dict[Any, list[Any]] = {}
     for site_no, site_id in enumerate(demo.get("sites", []), start=1):
         ids = []

@@ -31,18 +31,35 @@ strawberry.enum(m.DocumentType, name="ResidentDocumentType")  # registers m.Docu
 DocumentTypeGQL = m.DocumentType
 
 
-@strawberry.type(description="A quarantine regime: policy as data.")
+strawberry.enum(m.PhaseKind, name="RegimePhaseKind")  # registers m.PhaseKind itself
+PhaseKindGQL = m.PhaseKind
+
+
+@strawberry.type(description="A phase of a regime: its days and test days, numbered from the phase's day 1 (centralized: quarantine day 1).")
+class RegimePhase:
+    phase: PhaseKindGQL
+    days: int
+    test_days: list[int]
+
+
+@strawberry.type(description="A quarantine regime, one version of it: policy as data. A stay serves the version in force when it was admitted.")
 class Regime:
     id: UUID
     code: str
     name: str
     category: CategoryGQL | None
     centralized_days: int
+    home_isolation_days: int
     home_monitoring_days: int
-    test_days: list[int]
+    test_days: list[int] = strawberry.field(description="The centralized phase's test days (quarantine days).")
     checkins_per_day: int
     effective_from: datetime
     version: int
+    phases: list[RegimePhase]
+
+
+def regime_gql(regime: m.Regime) -> Regime:
+    return to_gql(Regime, regime, phases=[to_gql(RegimePhase, p) for p in regime.phases])
 
 
 @strawberry.type(description="Category x risk level (null: no risk area known) -> the regime served.")
@@ -121,7 +138,7 @@ class Stay:
             return await service.get_regimes(conn, ids)
 
         found = await _loader(info, "stays.regimes", fetch).load(self.regime_id)
-        return to_gql(Regime, found) if found else None
+        return regime_gql(found) if found else None
 
 
 def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
@@ -239,15 +256,37 @@ class ExtendStayInput:
 
 
 @strawberry.input
+class RegimePhaseInput:
+    phase: PhaseKindGQL
+    days: int
+    test_days: list[int] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="A new regime (version 1); `category` makes it that category's default regime.")
+class CreateRegimeInput:
+    code: str
+    name: str
+    phases: list[RegimePhaseInput]
+    checkins_per_day: int
+    category: CategoryGQL | None = None
+    effective_from: datetime | None = None
+
+
+@strawberry.input(
+    description="A new version of a regime from `effectiveFrom` (default now) for stays admitted from then on; "
+    "`replanOpenStays` moves the open stays onto it too. `phases` replaces every phase; the day fields edit one."
+)
 class UpdateRegimeInput:
     code: str
     version: int
     name: str | None = None
+    phases: list[RegimePhaseInput] | None = None
     centralized_days: int | None = None
     home_monitoring_days: int | None = None
     test_days: list[int] | None = None
     checkins_per_day: int | None = None
     effective_from: datetime | None = None
+    replan_open_stays: bool = False
 
 
 @strawberry.input(description="Set the regime of a category at a risk level (null level: no risk area known).")
@@ -284,6 +323,7 @@ class StaysPayload:
 @strawberry.type
 class RegimePayload:
     regime: Regime | None = None
+    replanned: int = strawberry.field(default=0, description="Open stays moved onto the new version (replanOpenStays).")
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -355,7 +395,12 @@ class Query:
     @strawberry.field(permission_classes=[policy.gql("regimes.read")])
     async def regimes(self, info: Ctx) -> list[Regime]:
         async with info.context.db.connection() as conn:
-            return [to_gql(Regime, r) for r in await service.list_regimes(conn)]
+            return [regime_gql(r) for r in await service.list_regimes(conn)]
+
+    @strawberry.field(permission_classes=[policy.gql("regimes.read")], description="Every version of a regime, oldest first.")
+    async def regime_versions(self, info: Ctx, code: str) -> list[Regime]:
+        async with info.context.db.connection() as conn:
+            return [regime_gql(r) for r in await service.regime_versions(conn, code)]
 
     @strawberry.field(
         permission_classes=[policy.gql("regimes.read")],
@@ -472,17 +517,31 @@ class Mutation:
         )
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Change a regime; open stays under it are re-planned.")
+    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Create a regime (version 1).")
+    async def create_regime(self, info: Ctx, input: CreateRegimeInput) -> RegimePayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.RegimeCreate, input)
+        if data is None:
+            return RegimePayload(user_errors=errors)
+        regime, errors = await mutate(info, lambda conn: service.create_regime(conn, principal, data), result_type=m.Regime)
+        return RegimePayload(regime=regime_gql(regime) if regime else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[policy.gql("regimes.update")],
+        description="A new version of a regime for stays admitted from its effectiveFrom; open stays move onto it only with replanOpenStays.",
+    )
     async def update_regime(self, info: Ctx, input: UpdateRegimeInput) -> RegimePayload:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "code"}
         data, errors = input_struct(m.RegimePatch, fields)
         if data is None:
             return RegimePayload(user_errors=errors)
-        regime, errors = await mutate(
-            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.Regime
+        change, errors = await mutate(
+            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.RegimeChange
         )
-        return RegimePayload(regime=to_gql(Regime, regime) if regime else None, user_errors=errors)
+        if change is None:
+            return RegimePayload(user_errors=errors)
+        return RegimePayload(regime=regime_gql(change.regime), replanned=change.replanned)
 
     @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Set a regime rule; answers every rule.")
     async def set_regime_rule(self, info: Ctx, input: SetRegimeRuleInput) -> RegimeRulesPayload:

@@ -44,7 +44,11 @@ from service.stays.model import (
     Move,
     Occupancy,
     Outcome,
+    Phase,
+    PhaseKind,
     Regime,
+    RegimeChange,
+    RegimeCreate,
     RegimePatch,
     RegimeRule,
     RegimeRuleSet,
@@ -57,6 +61,7 @@ from service.stays.model import (
     StayStatus,
     StayView,
     Suggestion,
+    phase_days,
 )
 
 ADMIT_ROLES = policy.roles("stays.admit")
@@ -150,22 +155,30 @@ async def get_regimes(conn: asyncpg.Connection, regime_ids: list[UUID]) -> dict[
     return {r.id: r for r in await store.get_regimes_by_ids(conn, regime_ids)}
 
 
-async def regime_for(conn: asyncpg.Connection, category: Category, *, risk_level: RiskLevel | None = None, code: str | None = None) -> Regime:
-    """The regime a person serves: ``code`` if given; else the regime rule for (category, risk level),
-    then the category's rule without a level, then the category's default regime (``regimes.category``).
+async def regime_for(
+    conn: asyncpg.Connection, category: Category, *, risk_level: RiskLevel | None = None, code: str | None = None, at: datetime | None = None
+) -> Regime:
+    """The regime a person serves, in its version in force at ``at`` (admission; None: now): ``code`` if
+    given; else the regime rule for (category, risk level), then the category's rule without a level,
+    then the category's default regime (``regimes.category``).
 
     Referrals (intake) ask at referral and again at admission: the rules may change in between.
     """
     if code:
-        regime = await store.get_regime_by_code(conn, code)
+        regime = await store.get_regime_by_code(conn, code, at)
         if regime is None:
             raise InvalidInput(f"No regime {code!r}.", code="unknown_regime", field="regime_code")
         return regime
-    regime = await store.regime_by_rule(conn, category, risk_level) if risk_level else None
-    regime = regime or await store.regime_by_rule(conn, category, None) or await store.get_regime_for_category(conn, category)
+    regime = await store.regime_by_rule(conn, category, risk_level, at) if risk_level else None
+    regime = regime or await store.regime_by_rule(conn, category, None, at) or await store.get_regime_for_category(conn, category, at)
     if regime is None:
         raise InvalidInput(f"Category {category} has no default regime; give regime_code.", code="regime_required", field="regime_code")
     return regime
+
+
+async def regime_versions(conn: asyncpg.Connection, code: str) -> list[Regime]:
+    """Every version of a regime, oldest first (empty for an unknown code)."""
+    return await store.regime_versions(conn, code)
 
 
 async def list_regime_rules(conn: asyncpg.Connection) -> list[RegimeRule]:
@@ -460,21 +473,22 @@ async def _admit_all(
     order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", i))
     remaining = Counter(sizes)
     allocator: _Allocator | None = None
-    regimes: dict[tuple[Category, RiskLevel | None, str | None], Regime] = {}
+    regimes: dict[tuple[Category, RiskLevel | None, str | None, datetime], Regime] = {}
     results: dict[int, Stay] = {}
     for i in order:
         entry = entries[i]
         if entry.id in replayed:
             results[i] = replayed[entry.id]
             continue
-        key = (entry.category, entry.risk_level, entry.regime_code)
-        if key not in regimes:
-            regimes[key] = await regime_for(conn, entry.category, risk_level=entry.risk_level, code=entry.regime_code)
         admitted_at = entry.admitted_at or now
         if admitted_at.tzinfo is None:
             raise InvalidInput("admitted_at needs a time zone offset.", code="naive_datetime", field="admitted_at")
         if admitted_at > now + CLOCK_SKEW:
             raise InvalidInput("admitted_at is in the future.", code="admitted_in_future", field="admitted_at")
+        # The regime's version in force at admission: a newer version applies to stays admitted from its effective_from on.
+        key = (entry.category, entry.risk_level, entry.regime_code, admitted_at)
+        if key not in regimes:
+            regimes[key] = await regime_for(conn, entry.category, risk_level=entry.risk_level, code=entry.regime_code, at=admitted_at)
         resident_id = await _resident_for(conn, principal, settings, entry, site.id)
         household = await _household_of(conn, principal, entry, resident_id)
         room, bed, allocator = await _take_bed(
@@ -784,28 +798,78 @@ async def occupancy(conn: asyncpg.Connection, principal: Principal, site_ids: li
 # --- regimes ------------------------------------------------------------------
 
 
-async def update_regime(conn: asyncpg.Connection, principal: Principal, code: str, patch: RegimePatch) -> Regime:
-    """Change a regime (command only). Open stays under it get their planned release recomputed."""
+def _regime_columns(phases: list[Phase]) -> dict[str, object]:
+    """The columns the SQL readers use, derived from the phases (centralized test days are quarantine days)."""
+    return {
+        "centralized_days": phases[0].days,
+        "test_days": list(phases[0].test_days),
+        "home_isolation_days": phase_days(phases, PhaseKind.HOME_ISOLATION),
+        "home_monitoring_days": phase_days(phases, PhaseKind.HOME_MONITORING),
+        "phases": msgspec.to_builtins(phases),
+    }
+
+
+async def create_regime(conn: asyncpg.Connection, principal: Principal, data: RegimeCreate) -> Regime:
+    """A new regime (version 1, command only): 409 ``regime_exists``; a category already served by another
+    regime's code: 409 ``category_taken`` (a category has one default regime)."""
+    _require(principal, policy.roles("regimes.update"), "create regimes")
+    await store.lock_regimes(conn)
+    if await store.latest_regime_version(conn, data.code) is not None:
+        raise Conflict(f"A regime {data.code!r} exists; change it with a new version.", code="regime_exists")
+    if data.category is not None and await store.category_codes(conn, data.category):
+        raise Conflict(f"Category {data.category} already has a default regime; use a regime rule.", code="category_taken")
+    regime = await store.insert_regime(
+        conn, code=data.code, name=data.name.strip(), category=data.category, checkins_per_day=data.checkins_per_day,
+        effective_from=data.effective_from or _now(), version=1, actor=principal.ref, **_regime_columns(data.phases),
+    )
+    await bus.emit(conn, "stays.regime_created", site_id=None, subject_id=regime.id, actor=principal.ref, data={"code": regime.code, "version": 1})
+    return regime
+
+
+async def update_regime(conn: asyncpg.Connection, principal: Principal, code: str, patch: RegimePatch) -> RegimeChange:
+    """A new version of a regime (command only), in force from ``effective_from`` (default now) for stays
+    admitted from then on. Open stays keep their version unless ``replan_open_stays``: then they move onto
+    the new one and their planned release is recomputed; ``replanned`` says how many.
+    """
     _require(principal, (Role.COMMAND,), "change regimes")
-    current = await store.get_regime_by_code(conn, code)
+    await store.lock_regimes(conn)
+    current = await store.latest_regime_version(conn, code)
     if current is None:
         raise NotFound("No such regime.", code="regime_not_found")
-    changes = patch.changes()
-    regime = await store.update_regime(conn, code, patch.version, changes)
-    if regime is None:
+    if patch.version != current.version:
         raise Conflict(
             f"The regime changed since version {patch.version}; it is now at version {current.version}.",
             code="stale_version",
             current_version=current.version,
         )
-    replanned = await store.replan_regime_stays(conn, regime.id, regime.centralized_days)
+    effective_from = patch.effective_from if patch.effective_from is not msgspec.UNSET else _now()
+    if effective_from <= current.effective_from:
+        raise InvalidInput(
+            "A new version takes effect after the current one.", code="invalid_effective_from", field="effective_from",
+            current_effective_from=current.effective_from.isoformat(),
+        )
+    changes = patch.changes()
+    phases = patch.phases_after(current.phases)
+    regime = await store.insert_regime(
+        conn,
+        code=code,
+        name=patch.name.strip() if patch.name is not msgspec.UNSET else current.name,
+        category=current.category,
+        checkins_per_day=current.checkins_per_day if patch.checkins_per_day is msgspec.UNSET else patch.checkins_per_day,
+        effective_from=effective_from,
+        version=current.version + 1,
+        actor=principal.ref,
+        **_regime_columns(phases),
+    )
+    replanned = await store.replan_regime_stays(conn, code, regime.id, regime.centralized_days) if patch.replan_open_stays else []
     await bus.emit(
         conn,
         "stays.regime_updated",
         site_id=None,
         subject_id=regime.id,
         actor=principal.ref,
-        data={"code": regime.code, "version": regime.version, "fields": sorted(changes), "replanned": len(replanned)},
+        data={"code": regime.code, "version": regime.version, "fields": sorted(changes), "replanned": len(replanned),
+              "effective_from": regime.effective_from.isoformat()},
     )
     by_site: dict[UUID, list[str]] = {}
     for stay_id, site_id in replanned:
@@ -817,6 +881,7 @@ async def update_regime(conn: asyncpg.Connection, principal: Principal, code: st
             site_id=site_id,
             subject_id=regime.id,
             actor=principal.ref,
-            data={"regime": regime.code, "centralized_days": regime.centralized_days, "count": len(stay_ids), "stay_ids": stay_ids},
+            data={"regime": regime.code, "version": regime.version, "centralized_days": regime.centralized_days,
+                  "count": len(stay_ids), "stay_ids": stay_ids},
         )
-    return regime
+    return RegimeChange(regime=regime, replanned=len(replanned))

@@ -49,45 +49,67 @@ def stay_of(row: Any) -> Stay:
     return msgspec.convert({f: row[f] for f in _STAY_FIELDS}, Stay)
 
 
+def _regime_of(row: asyncpg.Record) -> Regime:
+    return msgspec.convert(dict(row), Regime)
+
+
 def _regime(row: asyncpg.Record | None) -> Regime | None:
-    return None if row is None else msgspec.convert(dict(row), Regime)
+    return None if row is None else _regime_of(row)
 
 
 # --- regimes ----------------------------------------------------------------
 
 
-async def list_regimes(conn: asyncpg.Connection) -> list[Regime]:
-    return [msgspec.convert(dict(r), Regime) async for r in Q.list_regimes(conn)]
+async def list_regimes(conn: asyncpg.Connection, at: datetime | None = None) -> list[Regime]:
+    """Every regime code in its version in force at ``at`` (None: now)."""
+    return [_regime_of(r) async for r in Q.list_regimes(conn, at=at)]
 
 
-async def get_regime_by_code(conn: asyncpg.Connection, code: str) -> Regime | None:
-    return _regime(await Q.get_regime_by_code(conn, code=code))
+async def regime_versions(conn: asyncpg.Connection, code: str) -> list[Regime]:
+    return [_regime_of(r) async for r in Q.regime_versions(conn, code=code)]
 
 
-async def get_regime_for_category(conn: asyncpg.Connection, category: str) -> Regime | None:
-    return _regime(await Q.get_regime_for_category(conn, category=category))
+async def get_regime_by_code(conn: asyncpg.Connection, code: str, at: datetime | None = None) -> Regime | None:
+    """The version of ``code`` in force at ``at`` (None: now)."""
+    return _regime(await Q.get_regime_by_code(conn, code=code, at=at))
+
+
+async def latest_regime_version(conn: asyncpg.Connection, code: str) -> Regime | None:
+    return _regime(await Q.latest_regime_version(conn, code=code))
+
+
+async def get_regime_for_category(conn: asyncpg.Connection, category: str, at: datetime | None = None) -> Regime | None:
+    return _regime(await Q.get_regime_for_category(conn, category=category, at=at))
+
+
+async def category_codes(conn: asyncpg.Connection, category: str) -> set[str]:
+    return {r["code"] async for r in Q.category_codes(conn, category=category)}
 
 
 async def get_regimes_by_ids(conn: asyncpg.Connection, ids: list[UUID]) -> list[Regime]:
-    return [msgspec.convert(dict(r), Regime) async for r in Q.get_regimes_by_ids(conn, ids=ids)]
+    return [_regime_of(r) async for r in Q.get_regimes_by_ids(conn, ids=ids)]
 
 
-async def update_regime(conn: asyncpg.Connection, code: str, version: int, changes: dict[str, object]) -> Regime | None:
-    fields = ("name", "centralized_days", "home_monitoring_days", "test_days", "checkins_per_day", "effective_from")
-    return _regime(await Q.update_regime(conn, code=code, version=version, **{f: changes.get(f) for f in fields}))
+async def lock_regimes(conn: asyncpg.Connection) -> None:
+    await Q.lock_regime_code(conn)
 
 
-async def replan_regime_stays(conn: asyncpg.Connection, regime_id: UUID, centralized_days: int) -> list[tuple[UUID, UUID]]:
-    """(stay id, site id) of every open stay whose planned release moved."""
-    return [(r["id"], r["site_id"]) async for r in Q.replan_regime_stays(conn, regime_id=regime_id, centralized_days=centralized_days)]
+async def insert_regime(conn: asyncpg.Connection, **values: Any) -> Regime:
+    return _regime_of(await Q.insert_regime(conn, **values))
+
+
+async def replan_regime_stays(conn: asyncpg.Connection, code: str, regime_id: UUID, centralized_days: int) -> list[tuple[UUID, UUID]]:
+    """(stay id, site id) of every open stay moved onto version ``regime_id`` of ``code``."""
+    rows = Q.replan_regime_stays(conn, code=code, regime_id=regime_id, centralized_days=centralized_days)
+    return [(r["id"], r["site_id"]) async for r in rows]
 
 
 async def list_regime_rules(conn: asyncpg.Connection) -> list[RegimeRule]:
     return [msgspec.convert(dict(r), RegimeRule) async for r in Q.list_regime_rules(conn)]
 
 
-async def regime_by_rule(conn: asyncpg.Connection, category: str, risk_level: str | None) -> Regime | None:
-    return _regime(await Q.regime_by_rule(conn, category=category, risk_level=risk_level))
+async def regime_by_rule(conn: asyncpg.Connection, category: str, risk_level: str | None, at: datetime | None = None) -> Regime | None:
+    return _regime(await Q.regime_by_rule(conn, category=category, risk_level=risk_level, at=at))
 
 
 async def set_regime_rule(conn: asyncpg.Connection, category: str, risk_level: str | None, regime_code: str, actor: str) -> None:

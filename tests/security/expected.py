@@ -49,6 +49,8 @@ EXPECTED: dict[str, str | set[str]] = {
     "query stayContacts": PEOPLE,
     "query regimes": PEOPLE,
     "mutation updateRegime": {CMD},
+    "mutation createRegime": {CMD},
+    "query regimeVersions": PEOPLE,
     "query residentsByDocument": PEOPLE,
     "mutation revealResident": {CMD, MEDIC, MGR},
     # --- Health
