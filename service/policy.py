@@ -128,6 +128,8 @@ POLICY: dict[str, Rule] = {
     "referrals.read": _rule("Referrals, the pending-admission queue, identification -> isolation times", PEOPLE + (TRACING,)),
     "referrals.assign": _rule("Assign a referral to a site, mark a no-show", ADMINS),
     "referrals.cancel": _rule("Cancel a referral", ADMINS + (TRACING,)),
+    "manifests.read": _rule("Arrival manifests and the beds reserved for them", PEOPLE),
+    "manifests.manage": _rule("Announce arrival manifests (reserving beds), mark no-shows, cancel", ADMINS),
     "risk_areas.read": _rule("Risk areas", PEOPLE + (TRACING,), Scope.ANY),
     "risk_areas.manage": _rule("Declare risk areas", [CMD], Scope.ANY),
     # command centre
@@ -157,6 +159,9 @@ EVENT_READS: dict[str, str | None] = {
         [f"intake.referral_{s}" for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")], "referrals.read"
     ),
     "intake.risk_area_declared": "risk_areas.read",
+    **dict.fromkeys(
+        [f"intake.manifest_{s}" for s in ("announced", "arrived", "member_no_show", "cancelled")], "manifests.read"
+    ),
     **dict.fromkeys(
         ["health.checkin_recorded", "health.alert_raised", "health.alert_acknowledged", "health.alert_resolved",
          "health.sample_recorded", "health.sample_resulted", "health.retests_opened", "health.exposure_review_opened",

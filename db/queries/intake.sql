@@ -126,3 +126,60 @@ WHERE q.state = 'arrived' AND q.site_id = :site_id AND (:site_ids::uuid[] IS NUL
   AND q.arrived_at >= :since AND q.arrived_at < :until
 GROUP BY q.site_id, day
 ORDER BY day;
+
+-- name: insert_manifest!
+INSERT INTO arrival_manifests (id, site_id, vehicle_plate, vehicle_kind, escort, expected_at, hold_until, created_by)
+VALUES (:id, :site_id, :vehicle_plate, :vehicle_kind, :escort, :expected_at, :hold_until, :actor);
+
+-- name: insert_members!
+INSERT INTO manifest_members (manifest_id, referral_id, site_id, position, reservation_id)
+SELECT :manifest_id, x.referral_id, :site_id, x.position, x.reservation_id
+FROM unnest(:referral_ids::uuid[], :reservation_ids::uuid[]) WITH ORDINALITY AS x(referral_id, reservation_id, position);
+
+-- name: manifest_site^
+-- Unscoped: whether a manifest id is taken, and where.
+SELECT site_id FROM arrival_manifests WHERE id = :id;
+
+-- name: get_manifests
+SELECT id, site_id, vehicle_plate, vehicle_kind, escort, expected_at, hold_until, state, created_at, closed_at, version
+FROM arrival_manifests
+WHERE id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]));
+
+-- name: manifest_members
+-- Members with the bed their reservation holds or held (rooms of the manifest's own site).
+SELECT m.manifest_id, m.referral_id, m.state, m.reservation_id, m.stay_id,
+       b.room_id, r.number AS room_number, b.bed, b.state AS reservation_state
+FROM manifest_members m
+LEFT JOIN bed_reservations b ON b.id = m.reservation_id
+LEFT JOIN rooms r ON r.id = b.room_id
+WHERE m.manifest_id = ANY(:ids::uuid[])
+ORDER BY m.manifest_id, m.position;
+
+-- name: list_manifests
+-- A site's manifests by expected arrival; keyset on (expected_at, id).
+SELECT id FROM arrival_manifests
+WHERE site_id = :site_id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+  AND state = ANY(:states::text[])
+  AND (:after_at::timestamptz IS NULL OR (expected_at, id) > (:after_at::timestamptz, :after_id::uuid))
+ORDER BY expected_at, id
+LIMIT :limit;
+
+-- name: lock_manifest^
+SELECT id FROM arrival_manifests WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[])) FOR UPDATE;
+
+-- name: close_manifest^
+UPDATE arrival_manifests SET state = :state, closed_at = now(), closed_by = :actor, version = version + 1
+WHERE id = :id AND version = :version AND state = 'announced'
+RETURNING id;
+
+-- name: set_member^
+UPDATE manifest_members SET state = :state, stay_id = coalesce(:stay_id::uuid, stay_id)
+WHERE manifest_id = :manifest_id AND referral_id = :referral_id AND state = 'expected'
+RETURNING reservation_id;
+
+-- name: touch_manifest!
+UPDATE arrival_manifests SET version = version + 1 WHERE id = :id;
+
+-- name: referrals_on_manifests
+-- Which of these referrals ride an announced vehicle already.
+SELECT referral_id FROM manifest_members WHERE referral_id = ANY(:ids::uuid[]) AND state = 'expected';

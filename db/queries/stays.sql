@@ -132,19 +132,64 @@ WHERE id = :id
 RETURNING id;
 
 -- name: taken_beds
-SELECT bed FROM stays WHERE room_id = :room_id AND status = 'active';
+-- Beds of a room held by an active stay or by a reservation in force (but :except_reservation, being consumed).
+SELECT bed FROM stays WHERE room_id = :room_id AND status = 'active'
+UNION
+SELECT bed FROM bed_reservations
+WHERE room_id = :room_id AND state = 'held' AND expires_at > now() AND id IS DISTINCT FROM :except_reservation::uuid;
+
+-- name: reserved_beds
+-- Reservations in force in these rooms (room board, allocation).
+SELECT id, site_id, room_id, bed, holder_id, subject_id, household_key, category, arrival_batch, expires_at
+FROM bed_reservations
+WHERE room_id = ANY(:room_ids::uuid[]) AND state = 'held' AND expires_at > now()
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY room_id, bed;
+
+-- name: expire_reservations!
+-- Reservations past their time let go of their beds (a reservation path runs this under the room locks).
+UPDATE bed_reservations SET state = 'expired', ended_at = now()
+WHERE site_id = :site_id AND state = 'held' AND expires_at <= now();
+
+-- name: insert_reservations
+INSERT INTO bed_reservations (site_id, room_id, bed, holder_id, subject_id, household_key, category, arrival_batch, expires_at)
+SELECT :site_id, x.room_id, x.bed, :holder_id, x.subject_id, x.household_key, x.category, x.arrival_batch, :expires_at
+FROM unnest(:room_ids::uuid[], :beds::int[], :subject_ids::uuid[], :household_keys::text[], :categories::text[], :batches::text[])
+     AS x(room_id, bed, subject_id, household_key, category, arrival_batch)
+RETURNING id;
+
+-- name: get_reservations
+SELECT b.id, b.site_id, b.room_id, r.number AS room_number, r.floor, b.bed, b.holder_id, b.subject_id, b.state, b.expires_at, b.stay_id
+FROM bed_reservations b JOIN rooms r ON r.id = b.room_id
+WHERE b.id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]));
+
+-- name: lock_reservation^
+SELECT id, room_id, bed, state, expires_at FROM bed_reservations WHERE id = :id FOR UPDATE;
+
+-- name: consume_reservation!
+UPDATE bed_reservations SET state = 'consumed', stay_id = :stay_id, ended_at = now() WHERE id = :id AND state = 'held';
+
+-- name: release_reservations!
+UPDATE bed_reservations SET state = 'released', ended_at = now() WHERE id = ANY(:ids::uuid[]) AND state = 'held';
 
 -- name: room_households
--- Household keys (null for people alone) of the active stays in these rooms.
+-- Household keys (null for people alone) of the active stays in these rooms, and of the reservations
+-- in force there (a reserved room is spoken for by the household it waits for).
 SELECT s.room_id, r.household_key
 FROM stays s JOIN residents r ON r.id = s.resident_id
-WHERE s.room_id = ANY(:room_ids::uuid[]) AND s.status = 'active';
+WHERE s.room_id = ANY(:room_ids::uuid[]) AND s.status = 'active'
+UNION ALL
+SELECT room_id, household_key FROM bed_reservations
+WHERE room_id = ANY(:room_ids::uuid[]) AND state = 'held' AND expires_at > now();
 
 -- name: floor_mix
--- Who lives on each floor of a site now: the allocation keeps categories and batches apart.
+-- Who lives on each floor of a site now, or is expected there (reservations in force): the allocation
+-- keeps categories and batches apart.
 SELECT floor, category, arrival_batch, count(*)::int AS n
-FROM stays
-WHERE site_id = :site_id AND status = 'active'
+FROM (SELECT floor, category, arrival_batch FROM stays WHERE site_id = :site_id AND status = 'active'
+      UNION ALL
+      SELECT r.floor, b.category, b.arrival_batch FROM bed_reservations b JOIN rooms r ON r.id = b.room_id
+      WHERE b.site_id = :site_id AND b.state = 'held' AND b.expires_at > now()) AS x
 GROUP BY floor, category, arrival_batch;
 
 -- name: active_stay_ids_in_rooms
@@ -261,7 +306,13 @@ SELECT json_build_object('data', json_build_object('roomBoard', CASE WHEN site.i
             ) ORDER BY s.bed)
             FROM stays s JOIN residents p ON p.id = s.resident_id
             WHERE s.room_id = r.id AND s.status = 'active' AND s.site_id = site.id
-        ), '[]'::json) END
+        ), '[]'::json) END,
+        -- Reservations in force (as stays.reserved_beds): the clock moves them, hence the cache's time bucket.
+        'reservedBeds', coalesce((
+            SELECT json_agg(json_build_object('bed', b.bed, 'expiresAt', gql_instant(b.expires_at)) ORDER BY b.bed)
+            FROM bed_reservations b
+            WHERE b.room_id = r.id AND b.state = 'held' AND b.expires_at > now() AND b.site_id = site.id
+        ), '[]'::json)
     ) ORDER BY r.floor, r.number)
     FROM rooms r
     WHERE r.site_id = site.id AND (:floor::int IS NULL OR r.floor = :floor::int)

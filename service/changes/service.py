@@ -52,6 +52,7 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "stays.regime_rule_set": ("regime_rule", None),
     **{f"intake.referral_{s}": ("referral", None) for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")},
     "intake.risk_area_declared": ("risk_area", None),
+    **{f"intake.manifest_{s}": ("manifest", None) for s in ("announced", "arrived", "member_no_show", "cancelled")},
     "health.checkin_recorded": ("checkin", None),
     "health.alert_raised": ("alert", None),
     "health.alert_acknowledged": ("alert", None),

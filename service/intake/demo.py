@@ -1,6 +1,7 @@
 """Demo seed step of intake (runs last): risk areas of the demo's origin areas, regime rules and a regime of
 three phases, and at each site a queue of referrals from the tracing teams: waiting, assigned, admitted (the
-stay linked, hours to isolation measured), cancelled, and one person referred twice (merged)."""
+stay linked, hours to isolation measured), cancelled, one person referred twice (merged), and a bus announced
+with beds reserved for the household on board."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from stdnum.cn import ric
 from service.access.service import SYSTEM_PRINCIPAL
 from service.errors import DomainError
 from service.intake import service
-from service.intake.model import Assignment, Closing, ReferralAdmission, ReferralCreate, RiskAreaCreate
+from service.intake.model import Assignment, Closing, ManifestCreate, ReferralAdmission, ReferralCreate, RiskAreaCreate
 from service.stays import service as stays
 from service.stays.model import RegimeCreate, RegimeRuleSet, ResidentCreate
 
@@ -76,5 +77,13 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
                     await service.admit(conn, SYSTEM_PRINCIPAL, settings, referral_id, arrival)
             except DomainError:  # no free bed in the demo site: the referral keeps waiting
                 continue
+        # A bus announced with a household of two on board: their beds are reserved until it arrives.
+        bus_data = ManifestCreate(site_id=site_id, vehicle_plate=f"渝A{site_no}2345", vehicle_kind="bus", escort="两江新区公安分局 转运组",  # type: ignore[arg-type]
+                                  expected_at=now + timedelta(hours=2), referral_ids=ids[4:6])
+        try:
+            async with conn.transaction():
+                await service.announce(conn, SYSTEM_PRINCIPAL, bus_data)
+        except DomainError:  # no free bed in the demo site: the referrals keep waiting
+            pass
         made[site_id] = ids
     demo["referrals"] = made

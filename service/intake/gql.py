@@ -22,6 +22,12 @@ strawberry.enum(m.ReferralState, name="ReferralState")  # registers m.ReferralSt
 ReferralStateGQL = m.ReferralState
 strawberry.enum(m.Need, name="ReferralNeed")  # registers m.Need itself
 NeedGQL = m.Need
+strawberry.enum(m.VehicleKind, name="VehicleKind")  # registers m.VehicleKind itself
+VehicleKindGQL = m.VehicleKind
+strawberry.enum(m.ManifestState, name="ManifestState")  # registers m.ManifestState itself
+ManifestStateGQL = m.ManifestState
+strawberry.enum(m.MemberState, name="ManifestMemberState")  # registers m.MemberState itself
+MemberStateGQL = m.MemberState
 
 
 @strawberry.type(description="The referred person, masked like residents.")
@@ -91,6 +97,43 @@ class IsolationTimes:
     max_hours: float
 
 
+@strawberry.type(description="Someone on an announced vehicle: the bed reserved for them, then the stay.")
+class ManifestMember:
+    referral_id: UUID
+    state: MemberStateGQL
+    reservation_id: UUID | None
+    room_id: UUID | None
+    room_number: str | None
+    bed: int | None
+    reservation_state: str | None = strawberry.field(description="held, consumed, released or expired.")
+    stay_id: UUID | None
+
+    @strawberry.field(permission_classes=[policy.gql("referrals.read")])
+    async def referral(self, info: Ctx) -> Referral | None:
+        found = await scoped_loader(info, "intake.referrals", service.get_referrals).load(self.referral_id)
+        return referral_gql(found) if found else None
+
+
+@strawberry.type(description="An inbound vehicle announced before it arrives; a bed is reserved for each person on board.")
+class Manifest:
+    id: UUID
+    site_id: UUID
+    vehicle_plate: str
+    vehicle_kind: VehicleKindGQL
+    escort: str
+    expected_at: datetime
+    hold_until: datetime = strawberry.field(description="The reservations expire then.")
+    state: ManifestStateGQL
+    members: list[ManifestMember]
+    created_at: datetime
+    closed_at: datetime | None
+    version: int
+
+
+def manifest_gql(x: m.Manifest) -> Manifest:
+    return to_gql(Manifest, x, members=[to_gql(ManifestMember, mm) for mm in x.members])
+
+
 # --- inputs -------------------------------------------------------------------------
 
 
@@ -139,6 +182,46 @@ class DeclareRiskAreaInput:
     valid_from: datetime
     valid_to: datetime | None = None
     name: str = ""
+
+
+@strawberry.input(description="An inbound vehicle and the referrals on board; `id` (made by the client) makes a replay answer the stored manifest.")
+class AnnounceManifestInput:
+    site_id: UUID
+    vehicle_plate: str
+    vehicle_kind: VehicleKindGQL
+    expected_at: datetime
+    referral_ids: list[UUID]
+    escort: str = ""
+    hold_minutes: int = m.HOLD_MINUTES_DEFAULT
+    floor: int | None = None
+    id: UUID | None = None
+
+
+@strawberry.input
+class AdmitManifestInput:
+    manifest_id: UUID
+    version: int
+    no_show_referral_ids: list[UUID] = strawberry.field(default_factory=list, description="Not on board: their beds are freed.")
+    admitted_at: datetime | None = None
+
+
+@strawberry.input
+class ManifestNoShowInput:
+    manifest_id: UUID
+    referral_id: UUID
+
+
+@strawberry.input
+class CancelManifestInput:
+    manifest_id: UUID
+    version: int
+    reason: str = ""
+
+
+@strawberry.type
+class ManifestPayload:
+    manifest: Manifest | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.type
@@ -215,6 +298,27 @@ class Query:
             return None
         return [to_gql(IsolationTimes, t) for t in found]
 
+    @strawberry.field(permission_classes=[policy.gql("manifests.read")], description="One arrival manifest; null when not at one of the caller's sites.")
+    async def manifest(self, info: Ctx, id: UUID) -> Manifest | None:
+        found = await scoped_loader(info, "intake.manifests", service.get_manifests).load(id)
+        return manifest_gql(found) if found else None
+
+    @strawberry.field(permission_classes=[policy.gql("manifests.read")], description="A site's arrival manifests by expected arrival (default: announced).")
+    async def site_manifests(
+        self, info: Ctx, site_id: UUID, states: list[ManifestStateGQL] | None = None, first: int = 50, after: str | None = None
+    ) -> Connection[Manifest]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        key = lambda x: [x.expected_at.isoformat(), str(x.id)]  # noqa: E731
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.site_manifests(conn, principal, site_id, states=states, cursor=after, limit=first)
+        except DomainError as exc:
+            if exc.status != 404:
+                raise
+            page = Page(items=[], next_cursor=None)
+        return connection_of(page, manifest_gql, key)
+
     @strawberry.field(permission_classes=[policy.gql("risk_areas.read")], description="Risk areas (one `code`; with `at`, those in force then).")
     async def risk_areas(self, info: Ctx, code: str | None = None, at: datetime | None = None) -> list[RiskArea]:
         async with info.context.db.connection() as conn:
@@ -289,3 +393,52 @@ class Mutation:
             return RiskAreaPayload(user_errors=errors)
         area, errors = await mutate(info, lambda conn: service.declare_risk_area(conn, principal, data), result_type=m.RiskArea)
         return RiskAreaPayload(risk_area=to_gql(RiskArea, area) if area else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[policy.gql("manifests.manage")],
+        description="Announce an inbound vehicle: a bed is reserved for each referral on board (all or none).",
+    )
+    async def announce_manifest(self, info: Ctx, input: AnnounceManifestInput) -> ManifestPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.ManifestCreate, input)
+        if data is None:
+            return ManifestPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.announce(conn, principal, data), result_type=m.Manifest)
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[policy.gql("stays.admit")],
+        description="The vehicle arrived: admit everyone into their reserved beds but the no-shows (freed). All or none.",
+    )
+    async def admit_manifest(self, info: Ctx, input: AdmitManifestInput) -> ManifestPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        manifest_id = input.manifest_id
+        fields = strawberry.asdict(input)
+        fields.pop("manifest_id")
+        fields["no_show"] = fields.pop("no_show_referral_ids")
+        data, errors = input_struct(m.ManifestArrival, {k: v for k, v in fields.items() if v is not None})
+        if data is None:
+            return ManifestPayload(user_errors=errors)
+        found, errors = await mutate(
+            info, lambda conn: service.admit_manifest(conn, principal, ctx.settings, manifest_id, data), result_type=m.Manifest
+        )
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("manifests.manage")], description="Someone on the manifest will not come: the bed is freed.")
+    async def mark_manifest_no_show(self, info: Ctx, input: ManifestNoShowInput) -> ManifestPayload:
+        principal = info.context.require_principal()
+        found, errors = await mutate(
+            info, lambda conn: service.member_no_show(conn, principal, input.manifest_id, input.referral_id), result_type=m.Manifest
+        )
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("manifests.manage")], description="The vehicle will not come: every reservation is freed.")
+    async def cancel_manifest(self, info: Ctx, input: CancelManifestInput) -> ManifestPayload:
+        principal = info.context.require_principal()
+        manifest_id, fields = _split(input, "manifest_id")
+        data, errors = input_struct(m.Closing, fields)
+        if data is None:
+            return ManifestPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.cancel_manifest(conn, principal, manifest_id, data), result_type=m.Manifest)
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)

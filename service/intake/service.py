@@ -28,6 +28,11 @@ from service.intake.model import (
     Assignment,
     Closing,
     IsolationTimes,
+    Manifest,
+    ManifestArrival,
+    ManifestCreate,
+    ManifestState,
+    MemberState,
     Referral,
     ReferralAdmission,
     ReferralCreate,
@@ -40,7 +45,7 @@ from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
 from service.sites import service as sites
 from service.stays import service as stays
-from service.stays.model import Admission, ResidentCreate, RiskLevel, Stay
+from service.stays.model import Admission, BedRequest, ResidentCreate, RiskLevel, Stay
 
 _RANK = {None: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 MAX_TIMES_DAYS = 93
@@ -287,7 +292,14 @@ async def no_show(conn: asyncpg.Connection, principal: Principal, referral_id: U
 
 
 async def admit(
-    conn: asyncpg.Connection, principal: Principal, settings: Settings, referral_id: UUID, data: ReferralAdmission, *, now: datetime | None = None
+    conn: asyncpg.Connection,
+    principal: Principal,
+    settings: Settings,
+    referral_id: UUID,
+    data: ReferralAdmission,
+    *,
+    now: datetime | None = None,
+    reservation_id: UUID | None = None,
 ) -> Stay:
     """Admit the referred person at the referral's site and link the stay (``arrived``).
 
@@ -330,6 +342,7 @@ async def admit(
             arrival_batch=data.arrival_batch,
             regime_code=regime.code,
             admitted_at=data.admitted_at,
+            reservation_id=reservation_id,
         ),
         now=now,
     )
@@ -351,3 +364,163 @@ async def isolation_times(
     if not timedelta(0) < until - since <= timedelta(days=MAX_TIMES_DAYS):
         raise InvalidInput(f"since must be before until, at most {MAX_TIMES_DAYS} days.", code="invalid_period", field="since")
     return await store.isolation_times(conn, site_id, principal.site_scope, since, until)
+
+
+# --- arrival manifests ------------------------------------------------------------
+
+
+async def get_manifest(conn: asyncpg.Connection, principal: Principal, manifest_id: UUID) -> Manifest:
+    found = await store.get_manifests(conn, [manifest_id], principal.site_scope)
+    if not found:
+        raise NotFound("No such manifest.", code="manifest_not_found")
+    return found[0]
+
+
+async def get_manifests(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> dict[UUID, Manifest]:
+    return {m.id: m for m in await store.get_manifests(conn, ids, principal.site_scope)}
+
+
+async def site_manifests(
+    conn: asyncpg.Connection, principal: Principal, site_id: UUID, *, states: list[ManifestState] | None = None, cursor: str | None = None, limit: int = 50
+) -> Page[Manifest]:
+    """A site's manifests by expected arrival (default: the announced ones)."""
+    check_limit(limit)
+    await sites.get_site(conn, principal, site_id)
+    after = decode_cursor(cursor, [datetime, UUID])
+    ids = await store.list_manifests(
+        conn, site_id, principal.site_scope, states=states or [ManifestState.ANNOUNCED], after=(after[0], after[1]) if after else None, limit=limit + 1
+    )
+    found = {m.id: m for m in await store.get_manifests(conn, ids, None)}
+    return page_of([found[i] for i in ids], limit, lambda m: [m.expected_at.isoformat(), str(m.id)])
+
+
+async def announce(conn: asyncpg.Connection, principal: Principal, data: ManifestCreate) -> Manifest:
+    """An inbound vehicle with referrals of the site on board: each gets a bed reserved by the admission
+    allocation rules (all or none: 409 ``no_room_available``) and its referral is ``assigned``.
+
+    A referral not open at this site answers 404 ``referral_not_found`` / 409 ``invalid_referral_state``;
+    one on another announced manifest 409 ``referral_on_manifest``.
+    """
+    _require(principal, "manifests.manage")
+    await sites.get_site(conn, principal, data.site_id)
+    if data.id is not None and (taken := await store.manifest_site(conn, data.id)) is not None:
+        if principal.can_access_site(taken):
+            found = await get_manifest(conn, principal, data.id)
+            if (found.site_id, sorted(m.referral_id for m in found.members)) == (data.site_id, sorted(data.referral_ids)):
+                return found
+        raise Conflict("A manifest with this id already exists.", code="manifest_exists")
+    manifest_id = data.id or uuid4()
+    referrals = []
+    for referral_id in data.referral_ids:
+        referral = await _lock(conn, principal, referral_id)
+        if referral.site_id != data.site_id:
+            raise NotFound("No such referral at this site.", code="referral_not_found", field="referral_ids")
+        if referral.state not in OPEN_STATES:
+            raise Conflict(f"A referral on the manifest is {referral.state}.", code="invalid_referral_state", state=referral.state.value)
+        if referral.state is ReferralState.PENDING:
+            referral = await _move(conn, principal, referral, referral.version, ReferralState.ASSIGNED, OPEN_STATES)
+        referrals.append(referral)
+    if await store.referrals_on_manifests(conn, data.referral_ids):  # checked under the referrals' row locks
+        raise Conflict("A referral is on another announced manifest.", code="referral_on_manifest", field="referral_ids")
+    hold_until = data.expected_at + timedelta(minutes=data.hold_minutes)
+    requests = [
+        BedRequest(subject_id=r.id, category=r.category, household_key=r.person.household_key, arrival_batch=data.vehicle_plate)
+        for r in referrals
+    ]
+    await store.insert_manifest(
+        conn, id=manifest_id, site_id=data.site_id, vehicle_plate=data.vehicle_plate, vehicle_kind=data.vehicle_kind,
+        escort=data.escort, expected_at=data.expected_at, hold_until=hold_until, actor=principal.ref,
+    )
+    reservations = await stays.reserve_beds(conn, principal, data.site_id, requests, holder_id=manifest_id, expires_at=hold_until, floor=data.floor)
+    await store.insert_members(conn, manifest_id, data.site_id, [r.id for r in referrals], [r.id for r in reservations])
+    await bus.emit(
+        conn, "intake.manifest_announced", site_id=data.site_id, subject_id=manifest_id, actor=principal.ref,
+        data={"vehicle_plate": data.vehicle_plate, "vehicle_kind": str(data.vehicle_kind), "expected_at": data.expected_at.isoformat(),
+              "count": len(referrals), "hold_until": hold_until.isoformat()},
+    )
+    return await get_manifest(conn, principal, manifest_id)
+
+
+async def _lock_manifest(conn: asyncpg.Connection, principal: Principal, manifest_id: UUID) -> Manifest:
+    if not await store.lock_manifest(conn, manifest_id, principal.site_scope):
+        raise NotFound("No such manifest.", code="manifest_not_found")
+    manifest = (await store.get_manifests(conn, [manifest_id], None))[0]
+    if manifest.state is not ManifestState.ANNOUNCED:
+        raise Conflict(f"The manifest is {manifest.state}.", code="invalid_manifest_state", state=manifest.state.value)
+    return manifest
+
+
+def _check_version(manifest: Manifest, version: int) -> None:
+    if version != manifest.version:
+        raise Conflict(
+            f"The manifest changed since version {version}; it is now at version {manifest.version}.",
+            code="stale_version",
+            current_version=manifest.version,
+        )
+
+
+async def _no_show(conn: asyncpg.Connection, principal: Principal, manifest: Manifest, referral_id: UUID) -> None:
+    changed, reservation = await store.set_member(conn, manifest.id, referral_id, MemberState.NO_SHOW)
+    if not changed:
+        raise NotFound("The referral is not expected on this manifest.", code="member_not_found", field="referral_id")
+    if reservation is not None:
+        await stays.release_reservations(conn, principal, [reservation])
+    referral = (await store.get_referrals(conn, [referral_id], None))[0]
+    if referral.state in OPEN_STATES:
+        await _move(conn, principal, referral, referral.version, ReferralState.NO_SHOW, OPEN_STATES, reason=f"no-show: {manifest.vehicle_plate}")
+
+
+async def admit_manifest(
+    conn: asyncpg.Connection, principal: Principal, settings: Settings, manifest_id: UUID, data: ManifestArrival
+) -> Manifest:
+    """The vehicle arrived: everyone expected is admitted into the bed reserved for them (a reservation
+    expired and retaken: a bed allocated anew), but those in ``no_show``, whose beds are freed. All or none."""
+    _require(principal, "stays.admit")
+    manifest = await _lock_manifest(conn, principal, manifest_id)
+    _check_version(manifest, data.version)
+    expected = {m.referral_id: m for m in manifest.members if m.state is MemberState.EXPECTED}
+    if unknown := [r for r in data.no_show if r not in expected]:
+        raise InvalidInput(f"{len(unknown)} no-show(s) are not expected on this manifest.", code="not_on_manifest", field="no_show")
+    for referral_id, member in expected.items():
+        if referral_id in data.no_show:
+            await _no_show(conn, principal, manifest, referral_id)
+            continue
+        stay = await admit(
+            conn, principal, settings, referral_id, ReferralAdmission(arrival_batch=manifest.vehicle_plate, admitted_at=data.admitted_at),
+            reservation_id=member.reservation_id,
+        )
+        await store.set_member(conn, manifest.id, referral_id, MemberState.ARRIVED, stay.id)
+    await store.close_manifest(conn, manifest.id, manifest.version, ManifestState.ARRIVED, principal.ref)
+    await bus.emit(
+        conn, "intake.manifest_arrived", site_id=manifest.site_id, subject_id=manifest.id, actor=principal.ref,
+        data={"vehicle_plate": manifest.vehicle_plate, "arrived": len(expected) - len(data.no_show), "no_show": len(data.no_show)},
+    )
+    return await get_manifest(conn, principal, manifest.id)
+
+
+async def member_no_show(conn: asyncpg.Connection, principal: Principal, manifest_id: UUID, referral_id: UUID) -> Manifest:
+    """One person on the manifest will not come: the referral is a no-show and the bed is freed at once."""
+    _require(principal, "manifests.manage")
+    manifest = await _lock_manifest(conn, principal, manifest_id)
+    await _no_show(conn, principal, manifest, referral_id)
+    await store.touch_manifest(conn, manifest.id)
+    await bus.emit(conn, "intake.manifest_member_no_show", site_id=manifest.site_id, subject_id=manifest.id, actor=principal.ref,
+                   data={"referral_id": str(referral_id)})
+    return await get_manifest(conn, principal, manifest.id)
+
+
+async def cancel_manifest(conn: asyncpg.Connection, principal: Principal, manifest_id: UUID, data: Closing) -> Manifest:
+    """The vehicle will not come: every reservation is freed; the referrals stay assigned for another vehicle."""
+    _require(principal, "manifests.manage")
+    manifest = await _lock_manifest(conn, principal, manifest_id)
+    _check_version(manifest, data.version)
+    held = []
+    for member in manifest.members:
+        if member.state is MemberState.EXPECTED:
+            _, reservation = await store.set_member(conn, manifest.id, member.referral_id, MemberState.CANCELLED)
+            held += [reservation] if reservation else []
+    await stays.release_reservations(conn, principal, held)
+    await store.close_manifest(conn, manifest.id, manifest.version, ManifestState.CANCELLED, principal.ref)
+    await bus.emit(conn, "intake.manifest_cancelled", site_id=manifest.site_id, subject_id=manifest.id, actor=principal.ref,
+                   data={"reason": data.reason, "released": len(held)})
+    return await get_manifest(conn, principal, manifest.id)

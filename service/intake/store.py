@@ -11,12 +11,14 @@ import msgspec
 
 from service.db import queries
 from service.errors import register_constraint
-from service.intake.model import IsolationTimes, Person, Referral, RiskArea
+from service.intake.model import IsolationTimes, Manifest, ManifestMember, ManifestState, Person, Referral, RiskArea
 from service.stays.model import DocumentType, mask_document, mask_name, mask_phone
 
 Q = queries("intake")
 
 register_constraint("referrals_pkey", "referral_exists", "A referral with this id already exists.")
+register_constraint("arrival_manifests_pkey", "manifest_exists", "A manifest with this id already exists.")
+register_constraint("manifest_members_expected_key", "referral_on_manifest", "A referral is on another announced manifest.")
 
 
 def referral_of(row: Any) -> Referral:
@@ -126,3 +128,63 @@ async def isolation_times(
 ) -> list[IsolationTimes]:
     rows = Q.isolation_times(conn, site_id=site_id, site_ids=site_ids, since=since, until=until)
     return [msgspec.convert(dict(r), IsolationTimes) async for r in rows]
+
+
+# --- arrival manifests -------------------------------------------------------------
+
+
+async def insert_manifest(conn: asyncpg.Connection, **values: Any) -> None:
+    await Q.insert_manifest(conn, **values)
+
+
+async def insert_members(
+    conn: asyncpg.Connection, manifest_id: UUID, site_id: UUID, referral_ids: list[UUID], reservation_ids: list[UUID]
+) -> None:
+    await Q.insert_members(conn, manifest_id=manifest_id, site_id=site_id, referral_ids=referral_ids, reservation_ids=reservation_ids)
+
+
+async def manifest_site(conn: asyncpg.Connection, manifest_id: UUID) -> UUID | None:
+    row = await Q.manifest_site(conn, id=manifest_id)
+    return None if row is None else row["site_id"]
+
+
+async def get_manifests(conn: asyncpg.Connection, ids: list[UUID], site_ids: list[UUID] | None) -> list[Manifest]:
+    heads = [dict(r) async for r in Q.get_manifests(conn, ids=ids, site_ids=site_ids)]
+    members: dict[UUID, list[ManifestMember]] = {}
+    if heads:
+        async for r in Q.manifest_members(conn, ids=[h["id"] for h in heads]):
+            members.setdefault(r["manifest_id"], []).append(msgspec.convert(dict(r), ManifestMember))
+    order = {i: n for n, i in enumerate(ids)}
+    heads.sort(key=lambda h: order.get(h["id"], 0))
+    return [msgspec.convert({**h, "members": members.get(h["id"], [])}, Manifest) for h in heads]
+
+
+async def list_manifests(
+    conn: asyncpg.Connection, site_id: UUID, site_ids: list[UUID] | None, *, states: list[ManifestState],
+    after: tuple[datetime, UUID] | None, limit: int,
+) -> list[UUID]:
+    after_at, after_id = after if after else (None, None)
+    rows = Q.list_manifests(conn, site_id=site_id, site_ids=site_ids, states=[str(s) for s in states], after_at=after_at, after_id=after_id, limit=limit)
+    return [r["id"] async for r in rows]
+
+
+async def lock_manifest(conn: asyncpg.Connection, manifest_id: UUID, site_ids: list[UUID] | None) -> bool:
+    return await Q.lock_manifest(conn, id=manifest_id, site_ids=site_ids) is not None
+
+
+async def close_manifest(conn: asyncpg.Connection, manifest_id: UUID, version: int, state: ManifestState, actor: str) -> bool:
+    return await Q.close_manifest(conn, id=manifest_id, version=version, state=state, actor=actor) is not None
+
+
+async def set_member(conn: asyncpg.Connection, manifest_id: UUID, referral_id: UUID, state: str, stay_id: UUID | None = None) -> tuple[bool, UUID | None]:
+    """(whether an expected member changed, its reservation)."""
+    row = await Q.set_member(conn, manifest_id=manifest_id, referral_id=referral_id, state=state, stay_id=stay_id)
+    return (row is not None, row["reservation_id"] if row else None)
+
+
+async def touch_manifest(conn: asyncpg.Connection, manifest_id: UUID) -> None:
+    await Q.touch_manifest(conn, id=manifest_id)
+
+
+async def referrals_on_manifests(conn: asyncpg.Connection, referral_ids: list[UUID]) -> set[UUID]:
+    return {r["referral_id"] async for r in Q.referrals_on_manifests(conn, ids=referral_ids)}

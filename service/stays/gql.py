@@ -145,10 +145,17 @@ def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
     return to_gql(Stay, stay, quarantine_day=service.quarantine_day(stay), preloaded_resident=resident)
 
 
-@strawberry.type(description="A room on the board with the people in it now.")
+@strawberry.type(description="A bed held for someone on an announced vehicle (an arrival manifest).")
+class ReservedBed:
+    bed: int
+    expires_at: datetime
+
+
+@strawberry.type(description="A room on the board with the people in it now and the beds reserved for people on their way.")
 class BoardRoom:
     room: Room
     occupants: list[Stay]
+    reserved_beds: list[ReservedBed]
 
 
 @strawberry.type(description="Beds by room status and releases due (site's local today/tomorrow); siteId null in the total.")
@@ -354,8 +361,14 @@ class Query:
                 return None
             occupied = [r.id for r in rooms if r.occupied]
             views = await service.board(conn, principal, occupied) if occupied else {}
+            reserved = await service.reserved_in_rooms(conn, principal, [r.id for r in rooms]) if rooms else {}
         return [
-            BoardRoom(room=room_gql(r), occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])]) for r in rooms
+            BoardRoom(
+                room=room_gql(r),
+                occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])],
+                reserved_beds=[ReservedBed(bed=b["bed"], expires_at=b["expires_at"]) for b in reserved.get(r.id, [])],
+            )
+            for r in rooms
         ]
 
     @strawberry.field(permission_classes=[policy.gql("occupancy.read")], description="Occupancy per site (the caller's, or these) and in total.")

@@ -362,12 +362,46 @@ class Admission(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     arrival_batch: Batch = ""
     regime_code: str | None = None
     admitted_at: datetime | None = None
+    # Internal (not in the GraphQL input): the bed reservation this admission consumes (service/intake).
+    reservation_id: UUID | None = None
 
     def __post_init__(self) -> None:
         if (self.resident is None) == (self.resident_id is None):
             raise InvalidInput("Give either 'resident' or 'resident_id'.", code="resident_required", field="resident")
         if self.bed is not None and self.room_id is None:
             raise InvalidInput("A bed needs a room.", code="bed_without_room", field="bed")
+
+
+class ReservationState(StrEnum):
+    HELD = "held"
+    CONSUMED = "consumed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class Reservation(msgspec.Struct, kw_only=True):
+    """A bed held for a person expected to arrive (an arrival manifest's member)."""
+
+    id: UUID
+    site_id: UUID
+    room_id: UUID
+    room_number: str
+    floor: int
+    bed: int
+    holder_id: UUID
+    subject_id: UUID
+    state: ReservationState
+    expires_at: datetime
+    stay_id: UUID | None
+
+
+class BedRequest(msgspec.Struct, kw_only=True):
+    """One person to reserve a bed for: the allocation rules' inputs."""
+
+    subject_id: UUID
+    category: Category
+    household_key: str | None = None
+    arrival_batch: str = ""
 
 
 class BatchMember(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

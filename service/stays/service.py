@@ -38,6 +38,7 @@ from service.stays import store
 from service.stays.model import (
     Admission,
     BatchAdmission,
+    BedRequest,
     Category,
     Contacts,
     Extension,
@@ -52,6 +53,8 @@ from service.stays.model import (
     RegimePatch,
     RegimeRule,
     RegimeRuleSet,
+    Reservation,
+    ReservationState,
     Resident,
     ResidentCreate,
     ResidentRevealed,
@@ -297,16 +300,21 @@ class _Allocator:
     rooms: dict[UUID, Room]
     households: dict[UUID, set[str | None]]
     mix: dict[int, set[tuple[str, str]]]
+    # Beds reserved for people on their way (arrival manifests) count as taken; ``placed``: reserved by this request.
+    reserved: dict[UUID, set[int]] = field(default_factory=dict)
     placed: Counter[UUID] = field(default_factory=Counter)
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, principal: Principal, site_id: UUID) -> _Allocator:
         rooms = {r.id: r for r in await sites.list_site_rooms(conn, principal, site_id)}
-        households = await store.room_households(conn, [r.id for r in rooms.values() if r.occupied])
-        return cls(rooms=rooms, households=households, mix=await store.floor_mix(conn, site_id))
+        households = await store.room_households(conn, list(rooms))
+        reserved: dict[UUID, set[int]] = {}
+        for row in await store.reserved_beds(conn, list(rooms), None):
+            reserved.setdefault(row["room_id"], set()).add(row["bed"])
+        return cls(rooms=rooms, households=households, mix=await store.floor_mix(conn, site_id), reserved=reserved)
 
     def free(self, room: Room) -> int:
-        return room.beds - room.occupied - self.placed[room.id]
+        return room.beds - room.occupied - len(self.reserved.get(room.id, ())) - self.placed[room.id]
 
     def ranked(self, *, household: str | None, party_size: int, category: str, batch: str, floor: int | None) -> list[Room]:
         mine = {(category, batch)}
@@ -371,13 +379,19 @@ async def _take_bed(
     batch: str,
     floor: int | None,
     allocator: _Allocator | None,
+    reservation: UUID | None = None,
 ) -> tuple[Room, int, _Allocator | None]:
-    """Lock a room for one newcomer and take a bed in it; (room after, bed, allocator)."""
+    """Lock a room for one newcomer and take a bed in it; (room after, bed, allocator).
+
+    Beds reserved for others count as taken; ``reservation`` is the one this newcomer consumes.
+    """
     if room_id is not None:
         room = await sites.lock_room(conn, principal, room_id)
         if room.site_id != site_id:
             raise InvalidInput("The room is at another site.", code="room_at_other_site", field="room_id")
         in_room = (await store.room_households(conn, [room.id])).get(room.id, set())
+        if len(await store.taken_beds(conn, room.id, reservation)) >= room.beds:
+            raise Conflict(f"Room {room.number} has no free bed.", code="room_full")
         after = await sites.occupy_bed(conn, principal, room, may_share=household is not None and in_room == {household})
     else:
         allocator = allocator or await _Allocator.load(conn, principal, site_id)
@@ -385,7 +399,8 @@ async def _take_bed(
         # The rooms were locked (lock_rooms_for_admission) before the allocator read them: it is current.
         for candidate in allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor):
             room = await sites.lock_room(conn, principal, candidate.id)
-            if room.status not in (RoomStatus.READY, RoomStatus.OCCUPIED) or room.occupied >= room.beds:
+            reserved = len(allocator.reserved.get(room.id, ()))
+            if room.status not in (RoomStatus.READY, RoomStatus.OCCUPIED) or room.occupied + reserved >= room.beds:
                 continue
             in_room = (await store.room_households(conn, [room.id])).get(room.id, set())
             joins = household is not None and in_room == {household}
@@ -398,7 +413,7 @@ async def _take_bed(
             raise Conflict(f"No free bed on {where} fits this admission.", code="no_room_available")
         after = found
         allocator.took(after, household=household, category=category, batch=batch)
-    taken = await store.taken_beds(conn, after.id)
+    taken = await store.taken_beds(conn, after.id, reservation)
     if bed is None:
         bed = min(b for b in range(1, after.beds + 1) if b not in taken)
     elif bed > after.beds:
@@ -406,6 +421,75 @@ async def _take_bed(
     elif bed in taken:
         raise Conflict(f"Bed {bed} of room {after.number} is taken.", code="bed_taken")
     return after, bed, allocator
+
+
+# --- reservations ---------------------------------------------------------------
+
+
+async def reserve_beds(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    site_id: UUID,
+    requests: list[BedRequest],
+    *,
+    holder_id: UUID,
+    expires_at: datetime,
+    floor: int | None = None,
+) -> list[Reservation]:
+    """Hold a bed for each person expected (in request order), by the admission allocation rules:
+    households together, floors kept to one category and batch. All or none: 409 ``no_room_available``.
+
+    The site's rooms are locked as an admission locks them, so concurrent reservations and admissions
+    never take the same bed or more beds than a room has; reservations past their time are let go first.
+    """
+    _require(principal, ADMIT_ROLES, "reserve beds")
+    site = await sites.get_site(conn, principal, site_id)
+    await sites.lock_rooms_for_admission(conn, principal, site.id, [], allocate=True)
+    await store.expire_reservations(conn, site.id)
+    allocator = await _Allocator.load(conn, principal, site.id)
+    sizes = Counter(r.household_key for r in requests if r.household_key)
+    order = sorted(range(len(requests)), key=lambda i: (-sizes.get(requests[i].household_key or "", 0), requests[i].household_key or "", i))
+    remaining = Counter(sizes)
+    rows: dict[int, dict[str, object]] = {}
+    for i in order:
+        request = requests[i]
+        household = request.household_key
+        party = max(1, remaining.get(household, 1)) if household else 1
+        ranked = allocator.ranked(household=household, party_size=party, category=request.category, batch=request.arrival_batch, floor=floor)
+        if not ranked:
+            where = f"floor {floor}" if floor is not None else "the site"
+            raise Conflict(f"No free bed on {where} for everyone announced.", code="no_room_available")
+        room = ranked[0]
+        taken = await store.taken_beds(conn, room.id) | allocator.reserved.get(room.id, set())
+        bed = min(b for b in range(1, room.beds + 1) if b not in taken)
+        allocator.reserved.setdefault(room.id, set()).add(bed)
+        allocator.households.setdefault(room.id, set()).add(household)
+        allocator.mix.setdefault(room.floor, set()).add((str(request.category), request.arrival_batch))
+        if household:
+            remaining[household] -= 1
+        rows[i] = {"room_id": room.id, "bed": bed, "subject_id": request.subject_id, "household_key": household,
+                   "category": str(request.category), "arrival_batch": request.arrival_batch}
+    ids = await store.insert_reservations(conn, site_id=site.id, holder_id=holder_id, expires_at=expires_at, rows=[rows[i] for i in range(len(requests))])
+    found = {r.id: r for r in await store.get_reservations(conn, ids, None)}
+    return [found[i] for i in ids]
+
+
+async def get_reservations(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> dict[UUID, Reservation]:
+    return {r.id: r for r in await store.get_reservations(conn, ids, principal.site_scope)}
+
+
+async def release_reservations(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> None:
+    """Let go of held beds (a no-show, a cancelled manifest); consumed or expired ones stay as they are."""
+    _require(principal, ADMIT_ROLES, "release reservations")
+    await store.release_reservations(conn, ids)
+
+
+async def reserved_in_rooms(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID]) -> dict[UUID, list[asyncpg.Record]]:
+    """Reservations in force per room (the room board), one statement."""
+    found: dict[UUID, list[asyncpg.Record]] = {r: [] for r in room_ids}
+    for row in await store.reserved_beds(conn, room_ids, principal.site_scope):
+        found[row["room_id"]].append(row)
+    return found
 
 
 # --- admission --------------------------------------------------------------
@@ -463,6 +547,7 @@ async def _admit_all(
     client_ids = [e.id for e in entries if e.id is not None]
     await store.lock_admissions(conn, client_ids)  # before the lookup: a replay racing the first attempt waits for it
     replayed = await get_stays(conn, principal, client_ids)
+    entries = [await _with_reservation(conn, e) for e in entries]
     pending = [e for e in entries if e.id not in replayed]
     if pending:
         await sites.lock_rooms_for_admission(
@@ -503,13 +588,27 @@ async def _admit_all(
             batch=entry.arrival_batch,
             floor=entry.floor,
             allocator=allocator,
+            reservation=entry.reservation_id,
         )
         if household:
             remaining[household] -= 1
         results[i] = await _open_stay(
             conn, principal, site, room, bed, resident_id, entry, regimes[key], admitted_at=admitted_at, day_one=None, period_start=None
         )
+        if entry.reservation_id is not None:
+            await store.consume_reservation(conn, entry.reservation_id, results[i].id)
     return [results[i] for i in range(len(entries))]
+
+
+async def _with_reservation(conn: asyncpg.Connection, entry: Admission) -> Admission:
+    """An admission consuming a reservation takes its room and bed while the reservation still holds
+    them (row-locked); an expired or let-go one is no longer the newcomer's: the bed is allocated anew."""
+    if entry.reservation_id is None:
+        return entry
+    held = await store.lock_reservation(conn, entry.reservation_id)
+    if held is None or held["state"] != ReservationState.HELD or held["expires_at"] <= _now():
+        return msgspec.structs.replace(entry, reservation_id=None)
+    return msgspec.structs.replace(entry, room_id=held["room_id"], bed=held["bed"])
 
 
 def _household(entry: Admission) -> str | None:

@@ -12,7 +12,7 @@ import msgspec
 
 from service.db import queries
 from service.errors import register_constraint
-from service.stays.model import DocumentType, Regime, RegimeRule, Resident, Stay, mask_document, mask_name, mask_phone
+from service.stays.model import DocumentType, Regime, RegimeRule, Reservation, Resident, Stay, mask_document, mask_name, mask_phone
 
 Q = queries("stays")
 
@@ -178,8 +178,45 @@ async def set_period(conn: asyncpg.Connection, stay_id: UUID, period_start: date
     await Q.set_period(conn, id=stay_id, period_start=period_start, planned_release_at=planned_release_at)
 
 
-async def taken_beds(conn: asyncpg.Connection, room_id: UUID) -> set[int]:
-    return {r["bed"] async for r in Q.taken_beds(conn, room_id=room_id)}
+async def taken_beds(conn: asyncpg.Connection, room_id: UUID, except_reservation: UUID | None = None) -> set[int]:
+    """Beds held by an active stay or a reservation in force (but the one being consumed)."""
+    return {r["bed"] async for r in Q.taken_beds(conn, room_id=room_id, except_reservation=except_reservation)}
+
+
+# --- reservations ---------------------------------------------------------------
+
+
+async def reserved_beds(conn: asyncpg.Connection, room_ids: list[UUID], site_ids: list[UUID] | None) -> list[asyncpg.Record]:
+    return [r async for r in Q.reserved_beds(conn, room_ids=room_ids, site_ids=site_ids)]
+
+
+async def expire_reservations(conn: asyncpg.Connection, site_id: UUID) -> None:
+    await Q.expire_reservations(conn, site_id=site_id)
+
+
+async def insert_reservations(
+    conn: asyncpg.Connection, *, site_id: UUID, holder_id: UUID, expires_at: datetime, rows: list[dict[str, Any]]
+) -> list[UUID]:
+    names = {"room_id": "room_ids", "bed": "beds", "subject_id": "subject_ids", "household_key": "household_keys",
+             "category": "categories", "arrival_batch": "batches"}
+    found = Q.insert_reservations(conn, site_id=site_id, holder_id=holder_id, expires_at=expires_at, **_columns(rows, names))
+    return [r["id"] async for r in found]
+
+
+async def get_reservations(conn: asyncpg.Connection, ids: list[UUID], site_ids: list[UUID] | None) -> list[Reservation]:
+    return [msgspec.convert(dict(r), Reservation) async for r in Q.get_reservations(conn, ids=ids, site_ids=site_ids)]
+
+
+async def lock_reservation(conn: asyncpg.Connection, reservation_id: UUID) -> asyncpg.Record | None:
+    return await Q.lock_reservation(conn, id=reservation_id)
+
+
+async def consume_reservation(conn: asyncpg.Connection, reservation_id: UUID, stay_id: UUID) -> None:
+    await Q.consume_reservation(conn, id=reservation_id, stay_id=stay_id)
+
+
+async def release_reservations(conn: asyncpg.Connection, ids: list[UUID]) -> None:
+    await Q.release_reservations(conn, ids=ids)
 
 
 async def room_households(conn: asyncpg.Connection, room_ids: list[UUID]) -> dict[UUID, set[str | None]]:

@@ -79,6 +79,7 @@ SITE_KINDS: dict[str, str] = {
     "webhook": "SELECT id FROM supply_webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
     "staff": "SELECT staff_id FROM staff_sites WHERE site_id = $1 ORDER BY staff_id LIMIT 1",
     "referral": "SELECT id FROM referrals WHERE site_id = $1 AND state = 'pending' ORDER BY identified_at, id LIMIT 1",
+    "manifest": "SELECT id FROM arrival_manifests WHERE site_id = $1 AND state = 'announced' ORDER BY expected_at, id LIMIT 1",
     # The site's street: each demo site has its own, which the other site's staff do not see.
     "region": "SELECT region_id FROM region_sites WHERE site_id = $1",
     "client": "SELECT s.client_id FROM api_client_sites s WHERE s.site_id = $1 AND NOT EXISTS"
@@ -101,7 +102,7 @@ CREATES = {"checkin": "checkin", "checkins": "checkin", "sample": "sample", "sam
            "resident": "stay", "batch": "stay", "facilities": "facility", "destinationfacility": "facility",
            "stock": "movement", "items": "item", "movement": "movement", "facility": "facility",
            "regions": "region", "region": "region",
-           "referral": "referral", "referrals": "referral"}
+           "referral": "referral", "referrals": "referral", "manifest": "manifest", "manifests": "manifest"}
 # What a taken client-chosen id may answer (the same whoever holds it): a 409 of this family.
 TAKEN = re.compile(r"^[a-z_]*(_id_taken|_id_conflict|_exists|barcode_taken)$")
 SEEN: list[tuple[str, str, int, str]] = []  # (route or field, variant, status, code) of every call, for the summary
@@ -612,7 +613,7 @@ async def _gql_call(w: SimpleNamespace, field: Any, role: Role, fill: Filler, gi
     return "errors" if errors else "data", fill.normalise(text)
 
 
-CREATE_VERBS = ("record", "admit", "request", "raise", "create", "transfer", "submit")
+CREATE_VERBS = ("record", "admit", "request", "raise", "create", "transfer", "submit", "announce")
 
 
 def _gql_created_kind(name: str) -> str | None:
