@@ -83,7 +83,7 @@ POLICY: dict[str, Rule] = {
     "sites.create": _rule("Create a site", [CMD], Scope.ANY),
     "sites.update": _rule("Change a site", ADMINS),
     "rooms.read": _rule("Rooms, their status and history", PEOPLE),
-    "rooms.manage": _rule("Create floors, change rooms", ADMINS),
+    "rooms.manage": _rule("Create floors, change rooms and their beds' attributes", ADMINS),
     "rooms.turn_over": _rule("Room turnover (in/out of service: command, site manager)", PEOPLE),
     # stays and residents
     "occupancy.read": _rule("Occupancy (beds, releases due)", PEOPLE + (LOGISTICS,)),
@@ -155,6 +155,7 @@ EVENT_READS: dict[str, str | None] = {
         "stays.read",
     ),
     **dict.fromkeys(["stays.regime_created", "stays.regime_updated", "stays.regime_rule_set"], "regimes.read"),
+    "stays.bed_updated": "rooms.read",
     **dict.fromkeys(
         [f"intake.referral_{s}" for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")], "referrals.read"
     ),

@@ -395,3 +395,44 @@ FROM page s;
 -- concurrent replay waits for the first attempt, then finds its stay instead of colliding.
 SELECT pg_advisory_xact_lock(hashtextextended('stay-admission:' || i.id::text, 0))
 FROM unnest(:ids::uuid[]) AS i(id);
+
+-- name: site_beds
+-- Every bed of a site with its attributes and whether an active stay lies there (allocation).
+SELECT b.room_id, b.number, b.accessible, b.cot, b.oxygen,
+       EXISTS (SELECT 1 FROM stays s WHERE s.room_id = b.room_id AND s.bed = b.number AND s.status = 'active') AS occupied
+FROM beds b WHERE b.site_id = :site_id;
+
+-- name: room_bed_attributes
+SELECT number, accessible, cot, oxygen FROM beds WHERE room_id = :room_id;
+
+-- name: room_beds
+-- Beds of rooms with who lies there now and the reservation in force, if any.
+SELECT b.id, b.site_id, b.room_id, b.number, b.accessible, b.cot, b.oxygen, b.version,
+       (SELECT s.id FROM stays s WHERE s.room_id = b.room_id AND s.bed = b.number AND s.status = 'active') AS stay_id,
+       (SELECT r.expires_at FROM bed_reservations r
+        WHERE r.room_id = b.room_id AND r.bed = b.number AND r.state = 'held' AND r.expires_at > now()) AS reserved_until
+FROM beds b
+WHERE b.room_id = ANY(:room_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]))
+ORDER BY b.room_id, b.number;
+
+-- name: get_beds
+SELECT b.id, b.site_id, b.room_id, b.number, b.accessible, b.cot, b.oxygen, b.version,
+       (SELECT s.id FROM stays s WHERE s.room_id = b.room_id AND s.bed = b.number AND s.status = 'active') AS stay_id,
+       (SELECT r.expires_at FROM bed_reservations r
+        WHERE r.room_id = b.room_id AND r.bed = b.number AND r.state = 'held' AND r.expires_at > now()) AS reserved_until
+FROM beds b
+WHERE b.id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]));
+
+-- name: update_bed^
+UPDATE beds SET accessible = coalesce(:accessible, accessible), cot = coalesce(:cot, cot), oxygen = coalesce(:oxygen, oxygen),
+                version = version + 1, updated_at = now(), updated_by = :actor
+WHERE id = :id AND version = :version AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+RETURNING id;
+
+-- name: bed_history
+-- The stays that lay on a bed, newest first: its occupancy history.
+SELECT s.id AS stay_id, s.resident_id, s.admitted_at, s.ended_at, s.outcome
+FROM beds b JOIN stays s ON s.room_id = b.room_id AND s.bed = b.number
+WHERE b.id = :id AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]))
+ORDER BY s.admitted_at DESC, s.id
+LIMIT :limit;

@@ -48,6 +48,7 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "stays.extended": ("stay", None),
     "stays.release_replanned": ("stay", "stay_ids"),
     "stays.regime_created": ("regime", None),
+    "stays.bed_updated": ("bed", None),
     "stays.regime_updated": ("regime", None),
     "stays.regime_rule_set": ("regime_rule", None),
     **{f"intake.referral_{s}": ("referral", None) for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")},

@@ -1,7 +1,8 @@
-"""Demo seed step of intake (runs last): risk areas of the demo's origin areas, regime rules and a regime of
-three phases, and at each site a queue of referrals from the tracing teams: waiting, assigned, admitted (the
-stay linked, hours to isolation measured), cancelled, one person referred twice (merged), and a bus announced
-with beds reserved for the household on board."""
+"""Demo seed step of intake (runs last): special beds (a cot, step-free, oxygen), risk areas of the demo's
+origin areas, regime rules and a regime of three phases, and at each site a queue of referrals from the
+tracing teams: waiting, assigned, admitted (the stay linked, hours to isolation measured), cancelled, one
+person referred twice (merged), and a bus announced with beds reserved for the household on board (an
+infant among them: a cot)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from service.access.service import SYSTEM_PRINCIPAL
 from service.errors import DomainError
 from service.intake import service
 from service.intake.model import Assignment, Closing, ManifestCreate, ReferralAdmission, ReferralCreate, RiskAreaCreate
+from service.sites import service as sites
+from service.sites.model import RoomStatus
 from service.stays import service as stays
-from service.stays.model import RegimeCreate, RegimeRuleSet, ResidentCreate
+from service.stays.model import BedPatch, RegimeCreate, RegimeRuleSet, ResidentCreate
 
 AREAS = [("渝北区/回兴街道", "high"), ("江北区/观音桥街道", "high"), ("渝北区/龙塔街道", "medium"), ("两江新区/金山街道", "low")]
 DEMO_REGIME = {
@@ -40,6 +43,19 @@ def _person(site_no: int, n: int) -> ResidentCreate:
     )
 
 
+async def _special_beds(conn: asyncpg.Connection, site_id: Any) -> None:
+    """A cot beside a bed in an empty family room; a step-free bed and an oxygen bed in empty single rooms."""
+    rooms = [r for r in await sites.list_site_rooms(conn, SYSTEM_PRINCIPAL, site_id) if r.status == RoomStatus.READY and not r.occupied]
+    family = [r for r in rooms if r.beds >= 2][:1]
+    singles = [r for r in rooms if r.beds == 1][:2]
+    beds = await stays.room_beds(conn, SYSTEM_PRINCIPAL, [r.id for r in family + singles])
+    wanted = [(family, 2, "cot"), (singles[:1], 1, "accessible"), (singles[1:2], 1, "oxygen")]
+    for chosen, number, attribute in wanted:
+        for room in chosen:
+            bed = next(b for b in beds[room.id] if b.number == number)
+            await stays.update_bed(conn, SYSTEM_PRINCIPAL, bed.id, msgspec.convert({"version": bed.version, attribute: True}, BedPatch))
+
+
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     settings, now = demo["settings"], datetime.now(UTC)
     for code, level in AREAS:
@@ -50,6 +66,7 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     await stays.set_regime_rule(conn, SYSTEM_PRINCIPAL, RegimeRuleSet(category="other", risk_level="high", regime_code=DEMO_REGIME["code"]))  # type: ignore[arg-type]
     made: dict[Any, list[Any]] = {}
     for site_no, site_id in enumerate(demo.get("sites", []), start=1):
+        await _special_beds(conn, site_id)
         ids = []
         for n in range(len(PEOPLE)):
             code, _ = AREAS[n % len(AREAS)]

@@ -11,7 +11,7 @@ import msgspec
 
 from service.errors import InvalidInput
 from service.fields import Version
-from service.stays.model import Area, Bed, Category, DocumentType, ResidentCreate, RiskLevel, Sex
+from service.stays.model import Area, Bed, Category, DocumentType, Need, ResidentCreate, RiskLevel, Sex
 
 
 class ReferralState(StrEnum):
@@ -23,14 +23,6 @@ class ReferralState(StrEnum):
 
 
 OPEN_STATES = (ReferralState.PENDING, ReferralState.ASSIGNED)
-
-
-class Need(StrEnum):
-    """What a bed must offer the person: step-free access, a cot beside a parent, oxygen."""
-
-    MOBILITY = "mobility"
-    INFANT = "infant"
-    OXYGEN = "oxygen"
 
 
 AreaCode = Annotated[str, msgspec.Meta(min_length=1, max_length=200, description="Area code, e.g. 500112 or 渝北区/回兴街道")]

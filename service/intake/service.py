@@ -343,6 +343,7 @@ async def admit(
             regime_code=regime.code,
             admitted_at=data.admitted_at,
             reservation_id=reservation_id,
+            needs=list(referral.needs),
         ),
         now=now,
     )
@@ -424,7 +425,8 @@ async def announce(conn: asyncpg.Connection, principal: Principal, data: Manifes
         raise Conflict("A referral is on another announced manifest.", code="referral_on_manifest", field="referral_ids")
     hold_until = data.expected_at + timedelta(minutes=data.hold_minutes)
     requests = [
-        BedRequest(subject_id=r.id, category=r.category, household_key=r.person.household_key, arrival_batch=data.vehicle_plate)
+        BedRequest(subject_id=r.id, category=r.category, household_key=r.person.household_key, arrival_batch=data.vehicle_plate,
+                   needs=list(r.needs))
         for r in referrals
     ]
     await store.insert_manifest(

@@ -145,6 +145,43 @@ def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
     return to_gql(Stay, stay, quarantine_day=service.quarantine_day(stay), preloaded_resident=resident)
 
 
+@strawberry.type(description="A bed of a room: its attributes, who lies there now, whether it is reserved.")
+class Bed:
+    id: UUID
+    room_id: UUID
+    number: int
+    accessible: bool = strawberry.field(description="Step-free, for people with reduced mobility.")
+    cot: bool = strawberry.field(description="An infant's cot beside a parent's bed.")
+    oxygen: bool = strawberry.field(description="An oxygen supply point.")
+    version: int
+    stay_id: UUID | None
+    reserved_until: datetime | None
+
+
+@strawberry.type(description="One stay on a bed: the bed's occupancy history.")
+class BedOccupancy:
+    stay_id: UUID
+    resident_id: UUID
+    admitted_at: datetime
+    ended_at: datetime | None
+    outcome: OutcomeGQL | None
+
+
+@strawberry.input
+class UpdateBedInput:
+    bed_id: UUID
+    version: int
+    accessible: bool | None = None
+    cot: bool | None = None
+    oxygen: bool | None = None
+
+
+@strawberry.type
+class BedPayload:
+    bed: Bed | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
 @strawberry.type(description="A bed held for someone on an announced vehicle (an arrival manifest).")
 class ReservedBed:
     bed: int
@@ -371,6 +408,26 @@ class Query:
             for r in rooms
         ]
 
+    @strawberry.field(
+        permission_classes=[policy.gql("rooms.read")], description="A room's beds with attributes, occupant and reservation; null for another site's room."
+    )
+    async def room_beds(self, info: Ctx, room_id: UUID) -> list[Bed] | None:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            found = await service.room_beds(conn, ctx.require_principal(), [room_id])
+        beds = found.get(room_id, [])
+        return [to_gql(Bed, b) for b in beds] if beds else None
+
+    @strawberry.field(permission_classes=[policy.gql("rooms.read")], description="Who lay on a bed, newest first; null for another site's bed.")
+    async def bed_history(self, info: Ctx, bed_id: UUID, first: int = 50) -> list[BedOccupancy] | None:
+        ctx = info.context
+        try:
+            async with ctx.db.connection() as conn:
+                found = await service.bed_history(conn, ctx.require_principal(), bed_id, limit=first)
+        except NotFound:
+            return None
+        return [to_gql(BedOccupancy, o) for o in found]
+
     @strawberry.field(permission_classes=[policy.gql("occupancy.read")], description="Occupancy per site (the caller's, or these) and in total.")
     async def occupancy(self, info: Ctx, site_ids: list[UUID] | None = None) -> Occupancy:
         ctx = info.context
@@ -529,6 +586,17 @@ class Mutation:
             info, lambda conn: service.extend_stay(conn, principal, stay_id, data), result_type=m.Stay
         )
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")], description="Set a bed's attributes (accessible, cot, oxygen).")
+    async def update_bed(self, info: Ctx, input: UpdateBedInput) -> BedPayload:
+        principal = info.context.require_principal()
+        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "bed_id"}
+        bed_id = input.bed_id
+        data, errors = input_struct(m.BedPatch, fields)
+        if data is None:
+            return BedPayload(user_errors=errors)
+        bed, errors = await mutate(info, lambda conn: service.update_bed(conn, principal, bed_id, data), result_type=m.BedEntity)
+        return BedPayload(bed=to_gql(Bed, bed) if bed else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Create a regime (version 1).")
     async def create_regime(self, info: Ctx, input: CreateRegimeInput) -> RegimePayload:

@@ -46,6 +46,22 @@ class Sex(StrEnum):
     UNKNOWN = "unknown"
 
 
+class Need(StrEnum):
+    """What a bed must offer a person: step-free access, a cot beside a parent, oxygen."""
+
+    MOBILITY = "mobility"
+    INFANT = "infant"
+    OXYGEN = "oxygen"
+
+
+# The bed attribute each need asks for (beds table columns).
+NEED_ATTRIBUTE = {Need.MOBILITY: "accessible", Need.INFANT: "cot", Need.OXYGEN: "oxygen"}
+
+
+def attributes_for(needs: list[Need] | tuple[Need, ...] | frozenset[Need]) -> frozenset[str]:
+    return frozenset(NEED_ATTRIBUTE[Need(n)] for n in needs)
+
+
 class DocumentType(StrEnum):
     MAINLAND_ID = "mainland_id"
     PASSPORT = "passport"
@@ -364,6 +380,8 @@ class Admission(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     admitted_at: datetime | None = None
     # Internal (not in the GraphQL input): the bed reservation this admission consumes (service/intake).
     reservation_id: UUID | None = None
+    # What the bed must offer when qsite allocates one (a referral's needs).
+    needs: list[Need] = []
 
     def __post_init__(self) -> None:
         if (self.resident is None) == (self.resident_id is None):
@@ -402,6 +420,39 @@ class BedRequest(msgspec.Struct, kw_only=True):
     category: Category
     household_key: str | None = None
     arrival_batch: str = ""
+    needs: list[Need] = []
+
+
+class BedEntity(msgspec.Struct, kw_only=True):
+    """A bed of a room with its attributes, who lies there now and whether it is reserved."""
+
+    id: UUID
+    site_id: UUID
+    room_id: UUID
+    number: int
+    accessible: bool
+    cot: bool
+    oxygen: bool
+    version: int
+    stay_id: UUID | None
+    reserved_until: datetime | None
+
+
+class BedPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    version: Version
+    accessible: bool | msgspec.UnsetType = msgspec.UNSET
+    cot: bool | msgspec.UnsetType = msgspec.UNSET
+    oxygen: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class BedOccupancy(msgspec.Struct, kw_only=True):
+    """One stay on a bed: the bed's occupancy history."""
+
+    stay_id: UUID
+    resident_id: UUID
+    admitted_at: datetime
+    ended_at: datetime | None
+    outcome: Outcome | None
 
 
 class BatchMember(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -38,6 +38,9 @@ from service.stays import store
 from service.stays.model import (
     Admission,
     BatchAdmission,
+    BedEntity,
+    BedOccupancy,
+    BedPatch,
     BedRequest,
     Category,
     Contacts,
@@ -64,6 +67,7 @@ from service.stays.model import (
     StayStatus,
     StayView,
     Suggestion,
+    attributes_for,
     phase_days,
 )
 
@@ -303,6 +307,9 @@ class _Allocator:
     # Beds reserved for people on their way (arrival manifests) count as taken; ``placed``: reserved by this request.
     reserved: dict[UUID, set[int]] = field(default_factory=dict)
     placed: Counter[UUID] = field(default_factory=Counter)
+    # Bed numbers with an active stay, and each bed's attributes (accessible, cot, oxygen).
+    taken: dict[UUID, set[int]] = field(default_factory=dict)
+    attributes: dict[UUID, dict[int, frozenset[str]]] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, principal: Principal, site_id: UUID) -> _Allocator:
@@ -311,12 +318,29 @@ class _Allocator:
         reserved: dict[UUID, set[int]] = {}
         for row in await store.reserved_beds(conn, list(rooms), None):
             reserved.setdefault(row["room_id"], set()).add(row["bed"])
-        return cls(rooms=rooms, households=households, mix=await store.floor_mix(conn, site_id), reserved=reserved)
+        taken: dict[UUID, set[int]] = {}
+        attributes: dict[UUID, dict[int, frozenset[str]]] = {}
+        for room_id, number, attrs, occupied in await store.site_beds(conn, site_id):
+            attributes.setdefault(room_id, {})[number] = attrs
+            if occupied:
+                taken.setdefault(room_id, set()).add(number)
+        return cls(rooms=rooms, households=households, mix=await store.floor_mix(conn, site_id), reserved=reserved,
+                   taken=taken, attributes=attributes)
 
     def free(self, room: Room) -> int:
         return room.beds - room.occupied - len(self.reserved.get(room.id, ())) - self.placed[room.id]
 
-    def ranked(self, *, household: str | None, party_size: int, category: str, batch: str, floor: int | None) -> list[Room]:
+    def bed_for(self, room: Room, needs: frozenset[str]) -> int | None:
+        """The free bed a newcomer takes: one offering every need, else None; without needs a plain bed first."""
+        return pick_bed(room.beds, self.taken.get(room.id, set()) | self.reserved.get(room.id, set()), self.attributes.get(room.id, {}), needs)
+
+    def special_free(self, room: Room) -> bool:
+        used = self.taken.get(room.id, set()) | self.reserved.get(room.id, set())
+        return any(self.attributes.get(room.id, {}).get(n) for n in range(1, room.beds + 1) if n not in used)
+
+    def ranked(
+        self, *, household: str | None, party_size: int, category: str, batch: str, floor: int | None, needs: frozenset[str] = frozenset()
+    ) -> list[Room]:
         mine = {(category, batch)}
         ranked: list[tuple[tuple[object, ...], Room]] = []
         for room in self.rooms.values():
@@ -324,6 +348,8 @@ class _Allocator:
                 continue
             if self.free(room) <= 0:
                 continue
+            if needs and self.bed_for(room, needs) is None:
+                continue  # no free bed there offers what the person needs
             in_room = self.households.get(room.id, set())
             joins = household is not None and in_room == {household}
             if not (joins or (room.status is RoomStatus.READY and not in_room)):
@@ -334,6 +360,7 @@ class _Allocator:
                 not on_floor <= mine,  # another category or batch lives there
                 self.free(room) < party_size,  # the household would be split
                 not on_floor,  # an empty floor: open it only when needed
+                not needs and self.special_free(room),  # keep beds with oxygen, a cot or step-free access for who needs them
                 abs(self.free(room) - party_size),
                 room.floor,
                 room.number,
@@ -380,10 +407,13 @@ async def _take_bed(
     floor: int | None,
     allocator: _Allocator | None,
     reservation: UUID | None = None,
+    needs: frozenset[str] = frozenset(),
 ) -> tuple[Room, int, _Allocator | None]:
     """Lock a room for one newcomer and take a bed in it; (room after, bed, allocator).
 
     Beds reserved for others count as taken; ``reservation`` is the one this newcomer consumes.
+    Allocating, only a room with a free bed offering every need (bed attributes) is chosen; in a room
+    the caller names, the bed offering them is taken when there is one.
     """
     if room_id is not None:
         room = await sites.lock_room(conn, principal, room_id)
@@ -397,7 +427,8 @@ async def _take_bed(
         allocator = allocator or await _Allocator.load(conn, principal, site_id)
         found: Room | None = None
         # The rooms were locked (lock_rooms_for_admission) before the allocator read them: it is current.
-        for candidate in allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor):
+        ranked = allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor, needs=needs)
+        for candidate in ranked:
             room = await sites.lock_room(conn, principal, candidate.id)
             reserved = len(allocator.reserved.get(room.id, ()))
             if room.status not in (RoomStatus.READY, RoomStatus.OCCUPIED) or room.occupied + reserved >= room.beds:
@@ -415,12 +446,59 @@ async def _take_bed(
         allocator.took(after, household=household, category=category, batch=batch)
     taken = await store.taken_beds(conn, after.id, reservation)
     if bed is None:
-        bed = min(b for b in range(1, after.beds + 1) if b not in taken)
+        attributes = await store.room_bed_attributes(conn, after.id)
+        bed = pick_bed(after.beds, taken, attributes, needs) or pick_bed(after.beds, taken, attributes, frozenset())
+        if bed is None:
+            raise Conflict(f"Room {after.number} has no free bed.", code="room_full")
+        if allocator is not None:
+            allocator.taken.setdefault(after.id, set()).add(bed)
     elif bed > after.beds:
         raise InvalidInput(f"Room {after.number} has {after.beds} bed(s).", code="no_such_bed", field="bed")
     elif bed in taken:
         raise Conflict(f"Bed {bed} of room {after.number} is taken.", code="bed_taken")
     return after, bed, allocator
+
+
+# --- beds -------------------------------------------------------------------------
+
+
+async def room_beds(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID]) -> dict[UUID, list[BedEntity]]:
+    """Beds of rooms (the caller's sites) with attributes, occupant and reservation: one statement."""
+    found: dict[UUID, list[BedEntity]] = {r: [] for r in room_ids}
+    for bed in await store.room_beds(conn, room_ids, principal.site_scope):
+        found[bed.room_id].append(bed)
+    return found
+
+
+async def get_beds(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> dict[UUID, BedEntity]:
+    return {b.id: b for b in await store.get_beds(conn, ids, principal.site_scope)}
+
+
+async def update_bed(conn: asyncpg.Connection, principal: Principal, bed_id: UUID, patch: BedPatch) -> BedEntity:
+    """Set a bed's attributes (command, site manager); ``version`` must match (409 ``stale_version``)."""
+    _require(principal, policy.roles("rooms.manage"), "change beds")
+    current = (await store.get_beds(conn, [bed_id], principal.site_scope))
+    if not current:
+        raise NotFound("No such bed.", code="bed_not_found")
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if k != "version" and v is not msgspec.UNSET}
+    if not await store.update_bed(conn, bed_id, patch.version, changes, principal.site_scope, principal.ref):
+        raise Conflict(
+            f"The bed changed since version {patch.version}; it is now at version {current[0].version}.",
+            code="stale_version",
+            current_version=current[0].version,
+        )
+    bed = (await store.get_beds(conn, [bed_id], None))[0]
+    await bus.emit(conn, "stays.bed_updated", site_id=bed.site_id, subject_id=bed.id, actor=principal.ref,
+                   data={"room_id": str(bed.room_id), "number": bed.number, "version": bed.version, **changes})
+    return bed
+
+
+async def bed_history(conn: asyncpg.Connection, principal: Principal, bed_id: UUID, *, limit: int = 50) -> list[BedOccupancy]:
+    """Who lay on a bed, newest first (404 ``bed_not_found`` for another site's)."""
+    check_limit(limit)
+    if not await store.get_beds(conn, [bed_id], principal.site_scope):
+        raise NotFound("No such bed.", code="bed_not_found")
+    return await store.bed_history(conn, bed_id, principal.site_scope, limit)
 
 
 # --- reservations ---------------------------------------------------------------
@@ -448,20 +526,25 @@ async def reserve_beds(
     await store.expire_reservations(conn, site.id)
     allocator = await _Allocator.load(conn, principal, site.id)
     sizes = Counter(r.household_key for r in requests if r.household_key)
-    order = sorted(range(len(requests)), key=lambda i: (-sizes.get(requests[i].household_key or "", 0), requests[i].household_key or "", i))
+    # Households first and together; within one, who needs a special bed first (the rest join that room).
+    order = sorted(
+        range(len(requests)), key=lambda i: (-sizes.get(requests[i].household_key or "", 0), requests[i].household_key or "", not requests[i].needs, i)
+    )
     remaining = Counter(sizes)
     rows: dict[int, dict[str, object]] = {}
     for i in order:
         request = requests[i]
         household = request.household_key
         party = max(1, remaining.get(household, 1)) if household else 1
-        ranked = allocator.ranked(household=household, party_size=party, category=request.category, batch=request.arrival_batch, floor=floor)
-        if not ranked:
+        needs = attributes_for(request.needs)
+        ranked = allocator.ranked(
+            household=household, party_size=party, category=request.category, batch=request.arrival_batch, floor=floor, needs=needs
+        )
+        bed = allocator.bed_for(ranked[0], needs) if ranked else None
+        if bed is None:
             where = f"floor {floor}" if floor is not None else "the site"
             raise Conflict(f"No free bed on {where} for everyone announced.", code="no_room_available")
         room = ranked[0]
-        taken = await store.taken_beds(conn, room.id) | allocator.reserved.get(room.id, set())
-        bed = min(b for b in range(1, room.beds + 1) if b not in taken)
         allocator.reserved.setdefault(room.id, set()).add(bed)
         allocator.households.setdefault(room.id, set()).add(household)
         allocator.mix.setdefault(room.floor, set()).add((str(request.category), request.arrival_batch))
@@ -553,9 +636,12 @@ async def _admit_all(
         await sites.lock_rooms_for_admission(
             conn, principal, site.id, [e.room_id for e in pending if e.room_id], allocate=any(e.room_id is None for e in pending)
         )
-    # Households first and together, so that each is placed while its room still has the beds.
+    # Households first and together, so that each is placed while its room still has the beds;
+    # within one, who needs a special bed first (the others then join that room).
     sizes = Counter(e.resident.household_key for e in entries if e.resident and e.resident.household_key)
-    order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", i))
+    order = sorted(
+        range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", not entries[i].needs, i)
+    )
     remaining = Counter(sizes)
     allocator: _Allocator | None = None
     regimes: dict[tuple[Category, RiskLevel | None, str | None, datetime], Regime] = {}
@@ -589,6 +675,7 @@ async def _admit_all(
             floor=entry.floor,
             allocator=allocator,
             reservation=entry.reservation_id,
+            needs=attributes_for(entry.needs),
         )
         if household:
             remaining[household] -= 1
@@ -609,6 +696,15 @@ async def _with_reservation(conn: asyncpg.Connection, entry: Admission) -> Admis
     if held is None or held["state"] != ReservationState.HELD or held["expires_at"] <= _now():
         return msgspec.structs.replace(entry, reservation_id=None)
     return msgspec.structs.replace(entry, room_id=held["room_id"], bed=held["bed"])
+
+
+def pick_bed(beds: int, used: set[int], attributes: dict[int, frozenset[str]], needs: frozenset[str]) -> int | None:
+    """The free bed (of 1..beds, not ``used``) for a newcomer: the first offering every need; without
+    needs, the first plain bed, else the first free one. None: no free bed fits."""
+    free = [n for n in range(1, beds + 1) if n not in used]
+    if needs:
+        return next((n for n in free if needs <= attributes.get(n, frozenset())), None)
+    return next((n for n in free if not attributes.get(n)), free[0] if free else None)
 
 
 def _household(entry: Admission) -> str | None:

@@ -12,7 +12,19 @@ import msgspec
 
 from service.db import queries
 from service.errors import register_constraint
-from service.stays.model import DocumentType, Regime, RegimeRule, Reservation, Resident, Stay, mask_document, mask_name, mask_phone
+from service.stays.model import (
+    BedEntity,
+    BedOccupancy,
+    DocumentType,
+    Regime,
+    RegimeRule,
+    Reservation,
+    Resident,
+    Stay,
+    mask_document,
+    mask_name,
+    mask_phone,
+)
 
 Q = queries("stays")
 
@@ -303,3 +315,38 @@ async def bulk_insert_stays(conn: asyncpg.Connection, rows: list[dict[str, Any]]
     # Closed stays (demo history) carry outcome and ended_at; without them a stay is active.
     past = {"outcomes": [r.get("outcome") for r in rows], "ended_ats": [r.get("ended_at") for r in rows]}
     await Q.bulk_insert_stays(conn, actor=actor, **_columns(rows, names), **past)
+
+
+# --- beds -------------------------------------------------------------------------
+
+ATTRIBUTES = ("accessible", "cot", "oxygen")
+
+
+def _attributes(row: Any) -> frozenset[str]:
+    return frozenset(a for a in ATTRIBUTES if row[a])
+
+
+async def site_beds(conn: asyncpg.Connection, site_id: UUID) -> list[tuple[UUID, int, frozenset[str], bool]]:
+    """(room, number, attributes, occupied) of every bed of a site."""
+    return [(r["room_id"], r["number"], _attributes(r), r["occupied"]) async for r in Q.site_beds(conn, site_id=site_id)]
+
+
+async def room_bed_attributes(conn: asyncpg.Connection, room_id: UUID) -> dict[int, frozenset[str]]:
+    return {r["number"]: _attributes(r) async for r in Q.room_bed_attributes(conn, room_id=room_id)}
+
+
+async def room_beds(conn: asyncpg.Connection, room_ids: list[UUID], site_ids: list[UUID] | None) -> list[BedEntity]:
+    return [msgspec.convert(dict(r), BedEntity) async for r in Q.room_beds(conn, room_ids=room_ids, site_ids=site_ids)]
+
+
+async def get_beds(conn: asyncpg.Connection, ids: list[UUID], site_ids: list[UUID] | None) -> list[BedEntity]:
+    return [msgspec.convert(dict(r), BedEntity) async for r in Q.get_beds(conn, ids=ids, site_ids=site_ids)]
+
+
+async def update_bed(conn: asyncpg.Connection, bed_id: UUID, version: int, changes: dict[str, Any], site_ids: list[UUID] | None, actor: str) -> bool:
+    row = await Q.update_bed(conn, id=bed_id, version=version, site_ids=site_ids, actor=actor, **{a: changes.get(a) for a in ATTRIBUTES})
+    return row is not None
+
+
+async def bed_history(conn: asyncpg.Connection, bed_id: UUID, site_ids: list[UUID] | None, limit: int) -> list[BedOccupancy]:
+    return [msgspec.convert(dict(r), BedOccupancy) async for r in Q.bed_history(conn, id=bed_id, site_ids=site_ids, limit=limit)]

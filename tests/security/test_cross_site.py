@@ -79,6 +79,7 @@ SITE_KINDS: dict[str, str] = {
     "webhook": "SELECT id FROM supply_webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
     "staff": "SELECT staff_id FROM staff_sites WHERE site_id = $1 ORDER BY staff_id LIMIT 1",
     "referral": "SELECT id FROM referrals WHERE site_id = $1 AND state = 'pending' ORDER BY identified_at, id LIMIT 1",
+    "bed": "SELECT b.id FROM beds b JOIN rooms r ON r.id = b.room_id WHERE b.site_id = $1 AND r.status = 'ready' ORDER BY r.number, b.number LIMIT 1",
     "manifest": "SELECT id FROM arrival_manifests WHERE site_id = $1 AND state = 'announced' ORDER BY expected_at, id LIMIT 1",
     # The site's street: each demo site has its own, which the other site's staff do not see.
     "region": "SELECT region_id FROM region_sites WHERE site_id = $1",
