@@ -238,7 +238,7 @@ class ManifestCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     expected_at: datetime
     referral_ids: Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=200)]
     escort: Annotated[str, msgspec.Meta(max_length=200)] = ""
-    hold_minutes: Annotated[int, msgspec.Meta(ge=15, le=1440)] = HOLD_MINUTES_DEFAULT
+    hold_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = HOLD_MINUTES_DEFAULT
     floor: Annotated[int, msgspec.Meta(ge=-5, le=200)] | None = None
     id: UUID | None = None
 
