@@ -22,6 +22,7 @@ SCENARIOS = {
     "logging": "bench.access_log",
     "graphql": "bench.graphql",
     "redis": "bench.redis_fanout",
+    "regions": "bench.regions",
 }
 
 

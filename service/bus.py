@@ -3,7 +3,8 @@
 A domain calls ``emit(conn, ...)`` inside its transaction. The row lands in
 ``events`` atomically with the change it describes; ``Database.transaction``
 publishes the collected events on ``<prefix>site:<site_id>`` once the commit
-succeeded. Redis delivery is best effort (subscribers of a live app); the
+succeeded: ONE message per (commit, site), a JSON array of the commit's events at
+that site in order (``decode_message`` reads it, and a lone event object too). Redis delivery is best effort (subscribers of a live app); the
 ``events`` table is the durable record that feeds, webhooks and audits read
 with ``read_events``, whose cursor never skips a commit.
 """
@@ -77,6 +78,15 @@ def track(events: list[Event]) -> None:
         pending.extend(events)
 
 
+def emitted() -> list[Event]:
+    """The events the current transaction has emitted so far, oldest first (none outside ``Database.transaction``).
+
+    ``syncWrites`` answers each queued write with the ids of the events it committed (the changes
+    feed's ids), and a write that emitted none changed nothing: it is reported as replayed.
+    """
+    return list(_pending.get() or ())
+
+
 @contextmanager
 def collect() -> Iterator[list[Event]]:
     """Collect the events emitted in this context (used by ``Database.transaction``)."""
@@ -106,14 +116,29 @@ def observe(observer: Observer) -> Observer:
 
 
 async def publish(cache: Cache, events: list[Event]) -> None:
+    """After a commit: its events to the observers, then to Redis, one message per site."""
     for observer in _observers:
         try:
             await observer(cache, events)
         except Exception:  # an observer is an accelerator: never fail the committed write
             log.exception("event observer failed", extra={"event": "observer_failed"})
-    # Sent in the background, in order, a commit's events in one pipelined round trip (a batch of
-    # check-ins emits hundreds): the response does not wait for Redis. A failed publish is a gap.
-    cache.publish_soon([(channel(cache, event.site_id), msgspec.json.encode(event)) for event in events])
+    # One message per site of the commit (a batch of 500 check-ins is one PUBLISH, not 500: on
+    # both ends the cost is per message), sent in the background with other commits' messages in
+    # one pipelined round trip: the response does not wait for Redis. A failed publish is a gap.
+    by_channel: dict[str, list[Event]] = {}
+    for event in events:
+        by_channel.setdefault(channel(cache, event.site_id), []).append(event)
+    cache.publish_soon([(name, _encode_events(batch)) for name, batch in by_channel.items()])
+
+
+_encode_events = msgspec.json.Encoder().encode
+_decode_message = msgspec.json.Decoder(list[Event] | Event).decode
+
+
+def decode_message(data: bytes) -> list[Event]:
+    """The events of one published message (raises msgspec.DecodeError for anything else)."""
+    decoded = _decode_message(data)
+    return decoded if isinstance(decoded, list) else [decoded]
 
 
 # --- the durable feed -------------------------------------------------------

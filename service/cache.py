@@ -49,6 +49,8 @@ FLAP_WINDOW_S = 10.0
 # Messages waiting to be published (a slow Redis must not grow memory without bound), and per round trip.
 MAX_OUTBOX = 50_000
 MAX_BATCH = 500
+# Pipelines sent without waiting (``send_soon``) that may be under way at once.
+MAX_SOON = 64
 
 
 class Cache:
@@ -75,6 +77,7 @@ class Cache:
         self._up: asyncio.Event | None = None
         self._outbox: list[tuple[str, bytes]] = []
         self._publisher: asyncio.Task[None] | None = None
+        self._soon: set[asyncio.Task[Any]] = set()
         self.hub = Hub(self)
 
     def key(self, *parts: object) -> str:
@@ -181,6 +184,19 @@ class Cache:
 
         return await self._guarded(run, default, timeout=timeout)
 
+    def send_soon(self, commands: list[tuple[str, tuple[Any, ...]]]) -> bool:
+        """Send ``commands`` (one pipelined round trip, in order) in the background; nobody waits.
+
+        For writes whose loss costs only work (sharing a cached answer): while Redis is slow,
+        at most MAX_SOON are under way and further ones are dropped (False).
+        """
+        if self._open or len(self._soon) >= MAX_SOON:
+            return False
+        task = asyncio.get_running_loop().create_task(self.pipeline(commands, transaction=False))
+        self._soon.add(task)
+        task.add_done_callback(self._soon.discard)
+        return True
+
     def publish_soon(self, messages: list[tuple[str, bytes]]) -> None:
         """Queue ``(channel, message)`` pairs for PUBLISH, in order, without waiting for Redis.
 
@@ -213,6 +229,9 @@ class Cache:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._publisher), self.timeout * 4)
             self._publisher.cancel()
+        if self._soon:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*self._soon, return_exceptions=True), self.timeout * 4)
         # Bounded like every shutdown step: closing must not hang on a connection that does.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.hub.close(), self.timeout * 8)

@@ -5,6 +5,9 @@
 - Permissions come from ``service.policy.gql(operation)``: the one authorisation policy.
 - ``mutate`` runs a service function in its own transaction, once per
   Idempotency-Key, and turns DomainErrors into ``userErrors``.
+- ``Write`` is a mutation prepared from its input (validated, the work to run); a mutation
+  runs it with ``perform``. ``OfflineWrite`` names a write the apps may queue offline: the
+  same preparation, run per item by ``syncWrites`` (service/offline.py).
 - ``to_gql`` copies a msgspec Struct into a Strawberry type of the same field names.
 """
 
@@ -33,6 +36,7 @@ from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 G = TypeVar("G")
 
 
@@ -111,7 +115,7 @@ def root_arguments(info: Info[Any, Any]) -> set[str]:
     return set()
 
 
-def _camel(name: str) -> str:
+def camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
@@ -120,7 +124,7 @@ def input_path(field: str | None, arguments: set[str]) -> str | None:
     """``temperature_c`` -> ``input.temperatureC``; ``members[0].resident.name`` -> ``input.members.0.resident.name``."""
     if not field or "-" in field:  # nothing, or a header
         return field
-    steps = [step if step.isdigit() else _camel(step) for step in re.findall(r"[^.\[\]]+", field)]
+    steps = [step if step.isdigit() else camel(step) for step in re.findall(r"[^.\[\]]+", field)]
     if steps and steps[0] not in arguments and "input" in arguments:
         steps.insert(0, "input")
     return ".".join(steps)
@@ -187,6 +191,43 @@ async def mutate(
         if mapped is None or isinstance(mapped, Unavailable):
             raise
         return None, user_errors(mapped)
+
+
+@dataclasses.dataclass(frozen=True)
+class Write(Generic[T_co]):
+    """A mutation prepared from its input: the work to run in a transaction and its answer's type."""
+
+    work: Callable[[asyncpg.Connection], Awaitable[T_co]]
+    result_type: type[T_co]
+
+
+# What preparing a mutation's input gives: the write to run, or the input's userErrors.
+Prepared = Write[T] | list[UserError]
+
+
+async def perform(info: Ctx, prepared: Prepared[T]) -> tuple[T | None, list[UserError]]:
+    """Run a prepared mutation with ``mutate`` (its input errors, if any, as they are)."""
+    if isinstance(prepared, list):
+        return None, prepared
+    return await mutate(info, prepared.work, result_type=prepared.result_type)
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineWrite:
+    """A write the staff apps may queue offline and replay in ``syncWrites`` (service/offline.py).
+
+    - ``operation``: its policy operation (the same as its own mutation's);
+    - ``prepare(ctx, principal, input)``: the mutation's own preparation of the same input type;
+    - ``record(result)``: the answer as a GraphQL type of the ``SyncRecord`` union;
+    - ``current(conn, ctx, principal, input)``: the record a conflict is about (the alert, the room,
+      the stay a check-in belongs to...) as the server has it now, or None; its ``version`` is
+      what the app compares.
+    """
+
+    operation: str
+    prepare: Callable[[Context, Principal, Any], Prepared[Any]]
+    record: Callable[[Any], Any]
+    current: Callable[[asyncpg.Connection, Context, Principal, Any], Awaitable[Any | None]]
 
 
 def scoped_loader(info: Ctx, name: str, fetch: Callable[[asyncpg.Connection, Principal, list[Any]], Awaitable[dict[Any, Any]]]) -> DataLoader[Any, Any]:

@@ -64,7 +64,7 @@ def parse_instant(value: str | None, field: str) -> datetime | None:
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+_FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
 
 def json_depth(text: bytes | str) -> int:
@@ -105,9 +105,10 @@ class BodyLimits:
             if scope.get("query_string"):
                 check_json_depth(unquote_plus(scope["query_string"].decode("latin-1")), max_depth)
             if scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
-                request: Request[Any, Any, Any] = Request(scope, receive)
-                if not request.headers.get("content-type", "").startswith(_FORM_TYPES):
-                    check_json_depth(await request.body(), max_depth)
+                # The raw header (ASGI names are lower case): no Headers object for one lookup.
+                content_type = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
+                if not content_type.startswith(_FORM_TYPES):
+                    check_json_depth(await Request(scope, receive).body(), max_depth)
         await self.app(scope, receive, send)
 
 

@@ -28,6 +28,10 @@ attempt (a DomainError, a constraint) stores no answer, so a retry runs anew; bu
 its key stays bound to its request, so the key sent with another request is refused.
 Only login, refresh and logout take no key: they mint or end credentials, and an
 anonymous key has no owner to scope it to.
+
+Queued offline writes (``syncWrites``, service/offline.py) use the same mechanism with one
+key per item and ``wait=True``: an item whose key another instance is running waits for that
+attempt to finish (then answers its stored result) instead of answering ``idempotency_in_progress``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -52,6 +56,8 @@ Work = Callable[[asyncpg.Connection], Awaitable[Any]]
 # Two statements, in this order: the lookup must take its snapshot after the lock
 # is held, or it could miss the row of an attempt that committed in between.
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))"
+# The same lock, waited for (bounded by statement_timeout: a stuck holder answers Busy).
+_WAIT = "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0)) IS NOT NULL"
 _LOOKUP = "SELECT request_hash, status_code, response FROM idempotency_keys WHERE principal = $1 AND key = $2"
 # Stores the answer, also over a key bound by an earlier refused attempt of the same request;
 # no row back means another attempt stored its answer meanwhile.
@@ -103,6 +109,12 @@ def request_fingerprint(*parts: bytes | str) -> bytes:
     return digest.digest()
 
 
+class Answer(NamedTuple):
+    status: int
+    body: bytes
+    replayed: bool  # True: the stored answer of an earlier attempt; ``work`` did not run
+
+
 async def run_once(
     db: Database,
     *,
@@ -119,14 +131,33 @@ async def run_once(
     ``replay=False``: the key is bound to the fingerprint, but the answer is not stored;
     the same request again runs ``work`` again.
     """
+    answer = await answer_once(
+        db, caller=caller, key=key, fingerprint=fingerprint, work=work, encode=encode, status_code=status_code, replay=replay
+    )
+    return answer.status, answer.body
+
+
+async def answer_once(
+    db: Database,
+    *,
+    caller: str,
+    key: str | None,
+    fingerprint: bytes,
+    work: Work,
+    encode: Callable[[Any], bytes] = msgspec.json.encode,
+    status_code: int = 201,
+    replay: bool = True,
+    wait: bool = False,
+) -> Answer:
+    """``run_once`` that also says whether the answer was replayed; ``wait``: wait for an attempt in flight."""
     if key is None:
         async with db.transaction() as conn:
-            return status_code, encode(await work(conn))
+            return Answer(status_code, encode(await work(conn)), False)
     for _ in range(2):
         work_failed = False
         try:
             async with db.transaction() as conn:
-                locked = await conn.fetchval(_LOCK, caller, key)
+                locked = await conn.fetchval(_WAIT if wait else _LOCK, caller, key)
                 stored = await conn.fetchrow(_LOOKUP, caller, key)
                 if stored is not None:
                     stored_hash, stored_status, stored_body = stored
@@ -137,7 +168,7 @@ async def run_once(
                             field=HEADER,
                         )
                     if stored_status != _NOT_KEPT:
-                        return stored_status, bytes(stored_body)
+                        return Answer(stored_status, bytes(stored_body), True)
                 if not locked:
                     raise Conflict(
                         "A request with this Idempotency-Key is still being processed; retry shortly.",
@@ -149,7 +180,7 @@ async def run_once(
                 kept = (status_code, body) if replay else (_NOT_KEPT, b"")
                 if await conn.fetchval(_STORE, caller, key, fingerprint, *kept) is None:
                     raise _StoredMeanwhile
-                return status_code, body
+                return Answer(status_code, body, False)
         except _StoredMeanwhile:
             continue
         except (DomainError, *DATABASE_ERRORS) as exc:

@@ -94,13 +94,13 @@ class _Stream:
     def deliver(self, channel: bytes, data: bytes) -> None:
         if self.failure is not None:
             return
-        event = _decode(data)
-        if event is None or (self.types is not None and event.type not in self.types):
-            return
-        if len(self.backlog) >= MAX_BACKLOG:  # the client does not keep up: end rather than grow or drop silently
-            self.failure = "subscriber too slow"
-            self.backlog.clear()
-        else:
+        for event in _decode(data):
+            if self.types is not None and event.type not in self.types:
+                continue
+            if len(self.backlog) >= MAX_BACKLOG:  # the client does not keep up: end rather than grow or drop silently
+                self.failure = "subscriber too slow"
+                self.backlog.clear()
+                break
             self.backlog.append(event)
         self.wakeup.set()
 
@@ -110,21 +110,22 @@ class _Stream:
         self.wakeup.set()
 
 
-_last_decoded: tuple[bytes | None, bus.Event | None] = (None, None)
+_last_decoded: tuple[bytes | None, list[bus.Event]] = (None, [])
 
 
-def _decode(data: bytes) -> bus.Event | None:
-    """The hub hands one message to every interested stream in a row: decode it once for all of them."""
+def _decode(data: bytes) -> list[bus.Event]:
+    """The hub hands one message (a commit's events at one site) to every interested stream in a
+    row: decode it once for all of them."""
     global _last_decoded
     if _last_decoded[0] is data:
         return _last_decoded[1]
     try:
-        event: bus.Event | None = msgspec.json.decode(data, type=bus.Event)
+        events = bus.decode_message(data)
     except msgspec.DecodeError:  # not one of ours: skip rather than end the stream
         log.warning("undecodable live message skipped", extra={"event": "live_bad_message"})
-        event = None
-    _last_decoded = (data, event)
-    return event
+        events = []
+    _last_decoded = (data, events)
+    return events
 
 
 async def events(cache: Cache, site_ids: list[UUID] | None, types: frozenset[str] | None) -> AsyncGenerator[bus.Event, None]:

@@ -123,6 +123,17 @@ POLICY: dict[str, Rule] = {
     "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
     "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
     "regions.figures": _rule("Roll-ups, daily series and daily reports of the caller's sites", PEOPLE),
+    # site operations: resident care (flags are health data)
+    "care.read": _rule("Care requests, their deadlines and stock issued; whether a resident is flagged", PEOPLE),
+    "care.request": _rule("Take, start, complete or decline care requests", PEOPLE),
+    "care.issue": _rule("Issue stock against a care request", FLOOR),
+    "care.flags.read": _rule("Residents' vulnerability flags (health data)", [CMD, MGR, MEDIC]),
+    "care.flags.write": _rule("Set vulnerability flags (health data, audited)", [CMD, MGR, MEDIC]),
+    # site operations: the staff closed loop (staff health data: medics and managers of the site, not command)
+    "roster.read": _rule("Site workers and their shifts", PEOPLE),
+    "roster.manage": _rule("Add workers and plan shifts", ADMINS),
+    "staff_health.read": _rule("Staff check-ins, swabs, closed-loop status, tests due, exposure reviews", [MGR, MEDIC]),
+    "staff_health.write": _rule("Record staff check-ins, swabs and results; set status; decide exposure", [MGR, MEDIC]),
     # intake: referrals, the admission queue, risk areas
     "referrals.submit": _rule("Refer people to isolate (tracing teams, command, site manager)", ADMINS + (TRACING,)),
     "referrals.read": _rule("Referrals, the pending-admission queue, identification -> isolation times", PEOPLE + (TRACING,)),
@@ -137,6 +148,8 @@ POLICY: dict[str, Rule] = {
     # live updates and the change feed (which events each role sees: EVENT_READS below)
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
     "changes.read": _rule("Changes by cursor: what the caller may read, in commit order", PEOPLE + (LOGISTICS,)),
+    # offline replay: the batch itself; each item also needs its own write's operation
+    "sync.write": _rule("Replay writes queued offline (each item: its own operation)", PEOPLE),
 }
 
 # Which read operation governs the record each outbox event type describes. The change feed and
@@ -176,6 +189,16 @@ EVENT_READS: dict[str, str | None] = {
         "transfers.read",
     ),
     **dict.fromkeys(["transfers.facility_created", "transfers.facility_updated"], "facilities.read"),
+    **dict.fromkeys(
+        ["care.request_opened", "care.request_started", "care.request_done", "care.request_declined", "care.stock_issued"], "care.read"
+    ),
+    "care.profile_updated": "care.flags.read",
+    **dict.fromkeys(["staff.worker_added", "staff.shift_planned"], "roster.read"),
+    **dict.fromkeys(
+        ["staff.status_changed", "staff.checkin_recorded", "staff.checkin_flagged", "staff.sample_recorded", "staff.sample_resulted",
+         "staff.exposure_review_opened", "staff.exposure_cleared", "staff.exposure_isolated"],
+        "staff_health.read",
+    ),
     **dict.fromkeys(
         ["supplies.stock_moved", "supplies.stock_levels_set", "supplies.low_stock", "supplies.stock_recovered", "supplies.stock_seeded"],
         "supplies.stock.read",

@@ -56,6 +56,7 @@ log = logging.getLogger("qsite.readpath")
 
 INT32 = 2**31 - 1
 REDIS_TTL_S = 600
+MAX_ANNOUNCED = 20_000  # keys remembered as stored in Redis (~2 MB)
 MB = 1024 * 1024
 
 
@@ -170,6 +171,9 @@ class Compiled:
     # refuses falls back to the generic path, which answers the refusal exactly as always.
     operation: str = ""
 
+    # The statement writes compact JSON itself (format() templates): no reformatting pass here.
+    compact: bool = False
+
     def bind(self, variables: dict[str, Any]) -> dict[str, Any]:
         if set(variables) - {p.name for p in self.params}:
             raise Fallback
@@ -273,13 +277,24 @@ def compiled_operations() -> list[str]:
 
 
 class ResponseCache:
-    """Answers by key: in process (LRU bounded in bytes), then Redis (shared, with a TTL)."""
+    """Answers by key: in process (LRU bounded in bytes), then Redis (shared, with a TTL).
+
+    An instance that stores an answer in Redis announces its key on a channel (same round trip);
+    every instance notes the keys announced and asks Redis only for those. After a write every
+    instance's first read misses, and almost always on a key nobody has built yet: that miss now
+    costs no round trip. An announcement not heard (Redis or the subscription down, or not there
+    yet) only means this instance builds the answer itself; nothing can go stale, since a key
+    names the versions it was built at.
+    """
 
     def __init__(self, cache: Cache, max_bytes: int) -> None:
         self.cache = cache
         self.max_bytes = max_bytes
         self.size = 0
         self.entries: OrderedDict[str, bytes] = OrderedDict()
+        self.announced: OrderedDict[str, None] = OrderedDict()  # keys some instance stored in Redis
+        self._channel = cache.key("answers")
+        self._listening = False
 
     def _redis_key(self, key: str) -> str:
         return self.cache.key("answer", key)
@@ -291,16 +306,23 @@ class ResponseCache:
         if body is not None:
             self.entries.move_to_end(key)
             return body
+        if not self._listening:
+            self._listening = True
+            await self.cache.hub.join(self, channels=[self._channel])
+        if key not in self.announced:
+            return None
         body = await self.cache.call("get", self._redis_key(key))
         if body is not None:
             self._keep(key, body)
         return body
 
-    async def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: bytes) -> None:
+        """Keep the answer here; store and announce it in Redis in the background (the answer does
+        not wait for a round trip and the body's transfer: 130 kB for a whole-site board)."""
         if not self.max_bytes:
             return
         self._keep(key, body)
-        await self.cache.call("set", self._redis_key(key), body, ex=REDIS_TTL_S)
+        self.cache.send_soon([("set", (self._redis_key(key), body, REDIS_TTL_S)), ("publish", (self._channel, key))])
 
     def _keep(self, key: str, body: bytes) -> None:
         if len(body) > self.max_bytes // 8:
@@ -313,6 +335,18 @@ class ResponseCache:
         while self.size > self.max_bytes:
             _, dropped = self.entries.popitem(last=False)
             self.size -= len(dropped)
+
+    # The instance's shared subscription (service.cache.Hub) feeds these.
+    def ready(self) -> None:
+        pass
+
+    def deliver(self, channel: bytes, data: bytes) -> None:
+        self.announced[data.decode()] = None
+        if len(self.announced) > MAX_ANNOUNCED:
+            self.announced.popitem(last=False)
+
+    def lost(self) -> None:
+        pass  # announcements missed meanwhile: those answers are built here instead
 
 
 def cache_key(*parts: object) -> str:
@@ -380,15 +414,17 @@ async def answer(context: Any, document: str, variables: dict[str, Any] | None, 
         body = await _run(db, op, principal, args, now)
         if body is None:
             return None
-        await store.put(key, body)
+        store.put(key, body)
     return Answer(body, f'"c{key}"')
 
 
 async def _run(db: Database, op: Compiled, principal: Principal, args: dict[str, Any], now: datetime) -> bytes | None:
     async with db.connection() as conn:
         text = await op.run(conn, principal, args, now)
-    # PostgreSQL writes JSON with spaces after ':' and ','; the compact form is ~10 % smaller.
-    return None if text is None else msgspec.json.format(text.encode(), indent=-1)
+    if text is None:
+        return None
+    # json_build_object writes JSON with spaces after ':' and ','; the compact form is ~10 % smaller.
+    return text.encode() if op.compact else msgspec.json.format(text.encode(), indent=-1)
 
 
 def strong_etag(body: bytes) -> str:

@@ -5,26 +5,43 @@
 -- stays and sites services.
 
 -- name: record_checkins^
--- Check-ins in ONE statement (one round trip, autocommit for a single one): scope check,
+-- Check-ins in ONE statement (one round trip, autocommit for single ones): scope check,
 -- insert (an id already stored is a no-op), alert rules, audit rows and outbox events.
--- Answers JSON: created rows, rows stored before, rejected items, events. (An Idempotency-Key
+-- The items may come from several callers (concurrent single check-ins grouped into one
+-- statement, service/groupcommit.py): each item names its caller (1-based), each caller has
+-- its actor, role, request id and sites (pairs of :scope_callers / :scope_sites, or
+-- :everywhere). Verdicts are per item (by position, 1-based); an id given twice is inserted
+-- once, by its first acceptable item. Answers the created rows (records when :records,
+-- always their ids), rows stored before, rejected items and events. (An Idempotency-Key
 -- goes through service/idempotency.py like every other write.)
+-- Every step is linear in the items: index probes and lookups in small sets (callers, the
+-- id -> caller map), never a join of two item-sized sets (the planner cannot estimate
+-- their sizes and would loop over one for each row of the other).
 WITH input AS (
-    SELECT i.id, i.stay_id, i.recorded_at, round(i.temperature_c::numeric, 1) AS temperature_c, i.spo2, i.pulse,
-           coalesce(string_to_array(nullif(i.symptoms, ''), ','), '{}'::text[]) AS symptoms, i.note
+    SELECT i.n::int AS n, i.id, i.stay_id, i.recorded_at, round(i.temperature_c::numeric, 1) AS temperature_c, i.spo2, i.pulse,
+           coalesce(string_to_array(nullif(i.symptoms, ''), ','), '{}'::text[]) AS symptoms, i.note, i.caller
     FROM unnest(:ids::uuid[], :stay_ids::uuid[], :recorded_ats::timestamptz[], :temperatures::float8[],
-                :spo2s::int[], :pulses::int[], :symptoms::text[], :notes::text[])
-         AS i(id, stay_id, recorded_at, temperature_c, spo2, pulse, symptoms, note)
+                :spo2s::int[], :pulses::int[], :symptoms::text[], :notes::text[], :callers::int[]) WITH ORDINALITY
+         AS i(id, stay_id, recorded_at, temperature_c, spo2, pulse, symptoms, note, caller, n)
+),
+caller AS (
+    SELECT c.n::int AS caller, c.actor, c.actor_role, c.request_id, c.everywhere
+    FROM unnest(:actors::text[], :actor_roles::text[], :request_ids::text[], :everywhere::bool[]) WITH ORDINALITY
+         AS c(actor, actor_role, request_id, everywhere, n)
+),
+scope AS (
+    SELECT s.caller, s.site_id FROM unnest(:scope_callers::int[], :scope_sites::uuid[]) AS s(caller, site_id)
 ),
 stored AS (
     SELECT c.id, c.stay_id, c.site_id, c.recorded_at, c.received_at, c.temperature_c, c.spo2, c.pulse, c.symptoms,
-           c.note, c.recorded_by,
-           (:site_ids::uuid[] IS NULL OR c.site_id = ANY(:site_ids::uuid[])) AS in_scope
+           c.note, c.recorded_by
     FROM checkins c WHERE c.id = ANY(:ids::uuid[])
 ),
 verdict AS (
-    SELECT i.id, s.site_id,
-           CASE WHEN s.id IS NULL OR NOT (:site_ids::uuid[] IS NULL OR s.site_id = ANY(:site_ids::uuid[])) THEN 'stay_not_found'
+    SELECT i.*, s.site_id,
+           CASE WHEN s.id IS NULL OR NOT ((SELECT c.everywhere FROM caller c WHERE c.caller = i.caller)
+                                          OR EXISTS (SELECT 1 FROM scope WHERE scope.caller = i.caller AND scope.site_id = s.site_id))
+                    THEN 'stay_not_found'
                 -- recorded offline before the stay ended: still the resident's record
                 WHEN s.status <> 'active' AND i.recorded_at > s.ended_at THEN 'stay_closed'
                 -- a device clock a little behind is skew; before the admission is another stay's reading
@@ -35,14 +52,23 @@ verdict AS (
         SELECT st.id, st.site_id, st.status, st.ended_at, st.admitted_at FROM stays st WHERE st.id = i.stay_id LIMIT 1
     ) s ON true
 ),
+chosen AS (
+    -- the first acceptable item of each new id; a later one with that id replays it
+    SELECT DISTINCT ON (v.id) v.* FROM verdict v
+    WHERE v.verdict = 'ok' AND NOT EXISTS (SELECT 1 FROM checkins c WHERE c.id = v.id)
+    ORDER BY v.id, v.n
+),
 ins AS (
     INSERT INTO checkins (id, stay_id, site_id, recorded_at, temperature_c, spo2, pulse, symptoms, note, recorded_by)
-    SELECT i.id, i.stay_id, v.site_id, i.recorded_at, i.temperature_c, i.spo2, i.pulse, i.symptoms, i.note, :actor
-    FROM input i JOIN verdict v ON v.id = i.id
-    WHERE v.verdict = 'ok'
-      AND NOT EXISTS (SELECT 1 FROM stored WHERE stored.id = i.id)
+    SELECT ch.id, ch.stay_id, ch.site_id, ch.recorded_at, ch.temperature_c, ch.spo2, ch.pulse, ch.symptoms, ch.note,
+           (SELECT c.actor FROM caller c WHERE c.caller = ch.caller)
+    FROM chosen ch
     ON CONFLICT (id) DO NOTHING
     RETURNING id, stay_id, site_id, recorded_at, received_at, temperature_c, spo2, pulse, symptoms, note, recorded_by
+),
+-- who sent each inserted id (ON CONFLICT may have skipped some of chosen: a concurrent insert of that id won)
+sender AS (
+    SELECT jsonb_object_agg(ch.id, ch.caller) AS of FROM chosen ch
 ),
 raised AS (
     INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail)
@@ -52,40 +78,44 @@ raised AS (
          jsonb_build_object('checkin_id', ins.id, 'temperature_c', ins.temperature_c)),
         ('low_spo2', ins.spo2 < :low_spo2::int,
          jsonb_build_object('checkin_id', ins.id, 'spo2', ins.spo2)),
-        ('symptoms', cardinality(ARRAY(SELECT unnest(ins.symptoms) INTERSECT SELECT unnest(:alarm_symptoms::text[]))) >= :alarm_count::int,
+        -- symptoms are distinct (the input's Struct sorts and dedups them); most check-ins have none
+        ('symptoms', cardinality(ins.symptoms) >= :alarm_count::int
+                     AND (SELECT count(*) FROM unnest(ins.symptoms) AS s WHERE s = ANY(:alarm_symptoms::text[])) >= :alarm_count::int,
          jsonb_build_object('checkin_id', ins.id, 'symptoms', to_jsonb(ins.symptoms)))
     ) AS r(kind, hit, detail)
     WHERE r.hit
     ON CONFLICT ON CONSTRAINT alerts_dedup_key DO NOTHING
-    RETURNING id, site_id, stay_id, kind
+    RETURNING id, site_id, stay_id, kind, dedup_key
 ),
 audited AS (
     INSERT INTO audit_log (actor, actor_role, action, site_id, subject_id, fields, request_id)
-    SELECT :actor, :actor_role, 'checkin.record', ins.site_id, ins.stay_id,
-           '{temperature_c,spo2,pulse,symptoms,note}'::text[], :request_id::text
-    FROM ins
+    SELECT c.actor, c.actor_role, 'checkin.record', ins.site_id, ins.stay_id,
+           '{temperature_c,spo2,pulse,symptoms,note}'::text[], c.request_id
+    FROM ins CROSS JOIN sender JOIN caller c ON c.caller = (sender.of ->> ins.id::text)::int
     RETURNING id
 ),
 emitted AS (
     INSERT INTO events (site_id, type, subject_id, data, actor, request_id)
-    SELECT ins.site_id, 'health.checkin_recorded', ins.id, jsonb_build_object('stay_id', ins.stay_id), :actor, :request_id::text
-    FROM ins
+    SELECT ins.site_id, 'health.checkin_recorded', ins.id, jsonb_build_object('stay_id', ins.stay_id), c.actor, c.request_id
+    FROM ins CROSS JOIN sender JOIN caller c ON c.caller = (sender.of ->> ins.id::text)::int
     UNION ALL
     SELECT raised.site_id, 'health.alert_raised', raised.id, jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind),
-           :actor, :request_id::text
-    FROM raised
+           c.actor, c.request_id
+    FROM raised CROSS JOIN sender JOIN caller c ON c.caller = (sender.of ->> raised.dedup_key)::int
     RETURNING id, site_id, type, subject_id, data, actor, at
 )
-SELECT (SELECT jsonb_agg(jsonb_build_object(
+-- json, not jsonb: text out, no binary form built in between
+SELECT CASE WHEN :records::bool THEN (SELECT json_agg(json_build_object(
             'id', id, 'stay_id', stay_id, 'site_id', site_id, 'recorded_at', recorded_at, 'received_at', received_at,
             'temperature_c', temperature_c, 'spo2', spo2, 'pulse', pulse, 'symptoms', symptoms, 'note', note,
-            'recorded_by', recorded_by)) FROM ins)::text AS created,
-       (SELECT jsonb_agg(jsonb_build_object(
+            'recorded_by', recorded_by)) FROM ins)::text END AS created,
+       ARRAY(SELECT id FROM ins) AS created_ids,
+       (SELECT json_agg(json_build_object(
             'id', id, 'stay_id', stay_id, 'site_id', site_id, 'recorded_at', recorded_at, 'received_at', received_at,
             'temperature_c', temperature_c, 'spo2', spo2, 'pulse', pulse, 'symptoms', symptoms, 'note', note,
-            'recorded_by', recorded_by, 'in_scope', in_scope)) FROM stored)::text AS stored,
-       (SELECT jsonb_object_agg(id, verdict) FROM verdict WHERE verdict <> 'ok')::text AS rejected,
-       (SELECT jsonb_agg(jsonb_build_object(
+            'recorded_by', recorded_by)) FROM stored)::text AS stored,
+       (SELECT json_object_agg(n, verdict) FROM verdict WHERE verdict <> 'ok')::text AS rejected,
+       (SELECT json_agg(json_build_object(
             'id', id, 'site_id', site_id, 'type', type, 'subject_id', subject_id, 'data', data, 'actor', actor, 'at', at))
         FROM emitted)::text AS events;
 

@@ -105,7 +105,7 @@ cats AS (
 alerts AS (
     SELECT site_id, sum(n)::int AS open, jsonb_object_agg(kind, n) AS by_kind
     FROM (SELECT site_id, kind, count(*)::int AS n FROM alerts
-          WHERE state <> 'resolved' AND site_id = ANY(:site_ids::uuid[]) GROUP BY site_id, kind) a
+          WHERE state IN ('open', 'acknowledged') AND site_id = ANY(:site_ids::uuid[]) GROUP BY site_id, kind) a
     GROUP BY site_id
 ),
 transfers AS (
@@ -178,12 +178,24 @@ WITH site_day AS (
     WHERE s.id = ANY(:site_ids::uuid[])
 ),
 sd AS (SELECT * FROM site_day WHERE day_start < day_end),
+-- The stays present during each site-day: the active ones admitted before its end, and the closed
+-- ones that ended after its start, each found through its own index (a site's closed history is
+-- never scanned whole).
+present AS (
+    SELECT sd.site_id, sd.day, st.id
+    FROM sd JOIN stays st ON st.site_id = sd.site_id AND st.status = 'active' AND st.admitted_at < sd.day_end
+    UNION ALL
+    SELECT sd.site_id, sd.day, x.id
+    FROM sd CROSS JOIN LATERAL (SELECT st.id FROM stays st
+                                WHERE st.site_id = sd.site_id AND st.ended_at >= sd.day_start AND st.admitted_at < sd.day_end
+                                OFFSET 0) x
+),
 stay_day AS (
     SELECT sd.site_id, sd.day, sd.day_start, sd.day_end, st.id AS stay_id, st.admitted_at, st.ended_at,
            st.outcome, st.moved_from, st.day_one, r.checkins_per_day AS cpd, r.test_days
-    FROM sd
-    JOIN stays st ON st.site_id = sd.site_id AND st.admitted_at < sd.day_end
-                 AND (st.ended_at IS NULL OR st.ended_at >= sd.day_start)
+    FROM present p
+    JOIN sd ON sd.site_id = p.site_id AND sd.day = p.day
+    JOIN stays st ON st.id = p.id
     JOIN regimes r ON r.id = st.regime_id
 ),
 stay_counts AS (
@@ -220,30 +232,30 @@ swab_counts AS (
       AND (sd.ended_at IS NULL OR sd.ended_at >= sd.day_end)
     GROUP BY sd.site_id, sd.day
 ),
-positives AS (
-    SELECT sd.site_id, sd.day, count(DISTINCT sm.stay_id)::int AS n
-    FROM sd JOIN samples sm ON sm.site_id = sd.site_id AND sm.resulted_at >= sd.day_start AND sm.resulted_at < sd.day_end
-    WHERE sm.result = 'positive' AND sm.stay_id IS NOT NULL
-    GROUP BY sd.site_id, sd.day
-),
-turnaround AS (
+-- Per site-day, through LATERAL so that each is one index range scan (a join on the site alone
+-- would read the site's whole ledger); OFFSET 0 keeps the planner from flattening it into one.
+lab AS (
     SELECT sd.site_id, sd.day,
-           array_agg(round((extract(epoch FROM sm.resulted_at - sm.collected_at) / 60.0)::numeric, 1)::real
-                     ORDER BY sm.resulted_at - sm.collected_at) AS minutes
-    FROM sd JOIN samples sm ON sm.site_id = sd.site_id AND sm.resulted_at >= sd.day_start AND sm.resulted_at < sd.day_end
-    WHERE sm.barcode IS NOT NULL AND sm.result IN ('negative', 'positive', 'invalid')
+           count(DISTINCT x.stay_id) FILTER (WHERE x.result = 'positive' AND x.stay_id IS NOT NULL)::int AS positives,
+           coalesce(array_agg(round((extract(epoch FROM x.resulted_at - x.collected_at) / 60.0)::numeric, 1)::real
+                              ORDER BY x.resulted_at - x.collected_at)
+                    FILTER (WHERE x.barcode IS NOT NULL AND x.result IN ('negative', 'positive', 'invalid')), '{}') AS minutes
+    FROM sd CROSS JOIN LATERAL (SELECT sm.stay_id, sm.result, sm.barcode, sm.collected_at, sm.resulted_at FROM samples sm
+                                WHERE sm.site_id = sd.site_id AND sm.resulted_at >= sd.day_start AND sm.resulted_at < sd.day_end
+                                OFFSET 0) x
     GROUP BY sd.site_id, sd.day
 ),
 reviews AS (
-    SELECT sd.site_id, sd.day, count(*)::int AS n
-    FROM sd JOIN exposure_reviews er ON er.site_id = sd.site_id AND er.opened_at >= sd.day_start AND er.opened_at < sd.day_end
-    GROUP BY sd.site_id, sd.day
+    SELECT sd.site_id, sd.day, x.n
+    FROM sd CROSS JOIN LATERAL (SELECT count(*)::int AS n FROM exposure_reviews er
+                                WHERE er.site_id = sd.site_id AND er.state IN ('open', 'confirmed', 'dismissed')
+                                  AND er.opened_at >= sd.day_start AND er.opened_at < sd.day_end) x
 ),
 missed AS (
-    SELECT sd.site_id, sd.day, count(*)::int AS n
-    FROM sd JOIN alerts a ON a.site_id = sd.site_id AND a.raised_at >= sd.day_start AND a.raised_at < sd.day_end
-    WHERE a.kind = 'missed_checkin'
-    GROUP BY sd.site_id, sd.day
+    SELECT sd.site_id, sd.day, x.n
+    FROM sd CROSS JOIN LATERAL (SELECT count(*)::int AS n FROM alerts a
+                                WHERE a.site_id = sd.site_id AND a.raised_at >= sd.day_start AND a.raised_at < sd.day_end
+                                  AND a.kind = 'missed_checkin') x
 ),
 -- Stock at the day's end: each item's quantity after its last movement before then, against
 -- today's reorder level (levels have no history).
@@ -260,16 +272,15 @@ low AS (
 SELECT sd.site_id, sd.day,
        coalesce(sc.in_quarantine, 0) AS in_quarantine, coalesce(sc.admitted, 0) AS admitted,
        coalesce(sc.released, 0) AS released, coalesce(sc.transferred, 0) AS transferred,
-       coalesce(p.n, 0) AS positives, coalesce(rv.n, 0) AS exposure_reviews, coalesce(mi.n, 0) AS missed_checkins,
+       coalesce(lb.positives, 0) AS positives, coalesce(rv.n, 0) AS exposure_reviews, coalesce(mi.n, 0) AS missed_checkins,
        coalesce(cc.done, 0) AS checkins_done, coalesce(cc.due, 0) AS checkins_due,
        coalesce(sw.done, 0) AS swabs_done, coalesce(sw.due, 0) AS swabs_due,
-       coalesce(ta.minutes, '{}') AS turnaround_minutes, coalesce(lo.n, 0) AS low_stock_items
+       coalesce(lb.minutes, '{}') AS turnaround_minutes, coalesce(lo.n, 0) AS low_stock_items
 FROM sd
 LEFT JOIN stay_counts sc ON sc.site_id = sd.site_id AND sc.day = sd.day
 LEFT JOIN checkin_counts cc ON cc.site_id = sd.site_id AND cc.day = sd.day
 LEFT JOIN swab_counts sw ON sw.site_id = sd.site_id AND sw.day = sd.day
-LEFT JOIN positives p ON p.site_id = sd.site_id AND p.day = sd.day
-LEFT JOIN turnaround ta ON ta.site_id = sd.site_id AND ta.day = sd.day
+LEFT JOIN lab lb ON lb.site_id = sd.site_id AND lb.day = sd.day
 LEFT JOIN reviews rv ON rv.site_id = sd.site_id AND rv.day = sd.day
 LEFT JOIN missed mi ON mi.site_id = sd.site_id AND mi.day = sd.day
 LEFT JOIN low lo ON lo.site_id = sd.site_id AND lo.day = sd.day

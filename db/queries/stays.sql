@@ -288,35 +288,37 @@ FROM unnest(:ids::uuid[], :resident_ids::uuid[], :site_ids::uuid[], :room_ids::u
 -- name: compiled_room_board$
 -- The RoomBoard persisted operation's whole response, as GraphQL would write it (service/stays/compiled.py).
 -- Null for a site that is not the caller's or does not exist, like the generic resolver.
-SELECT json_build_object('data', json_build_object('roomBoard', CASE WHEN site.id IS NULL THEN NULL ELSE coalesce((
-    SELECT json_agg(json_build_object(
-        'room', json_build_object(
-            'id', r.id, 'number', r.number, 'floor', r.floor, 'beds', r.beds, 'occupied', r.occupied,
-            'freeBeds', r.beds - r.occupied, 'status', upper(r.status), 'statusSince', gql_instant(r.status_since),
-            'version', r.version),
-        'occupants', CASE WHEN r.occupied = 0 THEN '[]'::json ELSE coalesce((
-            SELECT json_agg(json_build_object(
-                'id', s.id, 'bed', s.bed, 'category', upper(s.category), 'riskLevel', upper(s.risk_level),
-                'arrivalBatch', s.arrival_batch, 'admittedAt', gql_instant(s.admitted_at),
-                'plannedReleaseAt', gql_instant(s.planned_release_at),
-                'quarantineDay', ((:now::timestamptz AT TIME ZONE s.time_zone)::date - s.day_one) + 1,
-                'resident', json_build_object(
-                    'id', p.id, 'name', gql_masked_name(p.name), 'sex', upper(p.sex),
-                    'birthYear', extract(year FROM p.birth_date)::int)
-            ) ORDER BY s.bed)
+-- The JSON is written from templates with format() rather than json_build_object: half the CPU on a
+-- whole site, and compact already (no second pass in Python). Strings that are not constrained to
+-- safe characters go through to_json (escaping); a nullable value must be spelled out ('null'),
+-- since format() writes NULL as nothing. Plan shape (the statement is prepared once, and
+-- PostgreSQL keeps one generic plan for it): the floor is a range over rooms_site_floor_idx
+-- whether or not one is asked for, and each room's stays are found by room (stays_bed_active_key);
+-- the site test is IS NOT DISTINCT FROM so that it stays a filter even before the tables are analysed.
+SELECT format('{"data":{"roomBoard":%s}}', CASE WHEN site.id IS NULL THEN 'null' ELSE '[' || coalesce((
+    SELECT string_agg(format(
+        '{"room":{"id":"%s","number":%s,"floor":%s,"beds":%s,"occupied":%s,"freeBeds":%s,"status":"%s","statusSince":"%s","version":%s},'
+        '"occupants":[%s],"reservedBeds":[%s]}',
+        r.id, to_json(r.number), r.floor, r.beds, r.occupied, r.beds - r.occupied, upper(r.status), gql_instant(r.status_since), r.version,
+        CASE WHEN r.occupied > 0 THEN (
+            SELECT string_agg(format(
+                '{"id":"%s","bed":%s,"category":"%s","riskLevel":%s,"arrivalBatch":%s,"admittedAt":"%s","plannedReleaseAt":"%s",'
+                '"quarantineDay":%s,"resident":{"id":"%s","name":%s,"sex":"%s","birthYear":%s}}',
+                s.id, s.bed, upper(s.category), coalesce('"' || upper(s.risk_level) || '"', 'null'), to_json(s.arrival_batch),
+                gql_instant(s.admitted_at), gql_instant(s.planned_release_at),
+                ((:now::timestamptz AT TIME ZONE s.time_zone)::date - s.day_one) + 1,
+                p.id, to_json(gql_masked_name(p.name)), upper(p.sex), coalesce(extract(year FROM p.birth_date)::int::text, 'null')
+            ), ',' ORDER BY s.bed)
             FROM stays s JOIN residents p ON p.id = s.resident_id
-            WHERE s.room_id = r.id AND s.status = 'active' AND s.site_id = site.id
-        ), '[]'::json) END,
+            WHERE s.room_id = r.id AND s.status = 'active' AND s.site_id IS NOT DISTINCT FROM site.id
+        ) END,
         -- Reservations in force (as stays.reserved_beds): the clock moves them, hence the cache's time bucket.
-        'reservedBeds', coalesce((
-            SELECT json_agg(json_build_object('bed', b.bed, 'expiresAt', gql_instant(b.expires_at)) ORDER BY b.bed)
-            FROM bed_reservations b
-            WHERE b.room_id = r.id AND b.state = 'held' AND b.expires_at > now() AND b.site_id = site.id
-        ), '[]'::json)
-    ) ORDER BY r.floor, r.number)
+        (SELECT string_agg(format('{"bed":%s,"expiresAt":"%s"}', b.bed, gql_instant(b.expires_at)), ',' ORDER BY b.bed)
+         FROM bed_reservations b WHERE b.room_id = r.id AND b.state = 'held' AND b.expires_at > now())
+    ), ',' ORDER BY r.floor, r.number)
     FROM rooms r
-    WHERE r.site_id = site.id AND (:floor::int IS NULL OR r.floor = :floor::int)
-), '[]'::json) END))::text
+    WHERE r.site_id = site.id AND r.floor BETWEEN coalesce(:floor::int, -2147483648) AND coalesce(:floor::int, 2147483647)
+), '') || ']' END)
 FROM (SELECT NULL) AS one
 LEFT JOIN sites site ON site.id = :site_id AND (:site_ids::uuid[] IS NULL OR site.id = ANY(:site_ids::uuid[]));
 

@@ -441,9 +441,13 @@ class ApiKeyCache:
     def deliver(self, channel: bytes, data: bytes) -> None:
         if _CLIENT_REVOKED_BYTES not in data:  # most global events are logins: skip decoding them
             return
-        event = msgspec.json.decode(data)
-        if event.get("type") == CLIENT_REVOKED and event.get("subject_id"):
-            self.evict(UUID(event["subject_id"]))
+        try:
+            events = bus.decode_message(data)
+        except msgspec.DecodeError:  # not one of ours (the hub's listeners must not raise)
+            return
+        for event in events:
+            if event.type == CLIENT_REVOKED and event.subject_id:
+                self.evict(event.subject_id)
 
     def lost(self) -> None:
         # A revocation may have gone by unheard: verify every key afresh.

@@ -31,7 +31,7 @@ from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
-from service import live, readpath
+from service import live, offline, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
@@ -42,6 +42,8 @@ from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.intake import gql as intake
+from service.operations.care import gql as care
+from service.operations.staffing import gql as staffing
 from service.regions import gql as regions
 from service.settings import Settings
 from service.sites import gql as sites
@@ -59,6 +61,11 @@ class SystemQuery:
         return "1"
 
 
+# Root fields that are constants (no arguments, the same answer for everyone): a query of only
+# these is answered once, when its document is prepared (service/api/persisted.py).
+CONSTANT_FIELDS = frozenset({"apiVersion"})
+
+
 # Add a domain's Query and Mutation here.
 QUERIES: tuple[type, ...] = (
     SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query, changes.Query,
@@ -67,8 +74,11 @@ QUERIES: tuple[type, ...] = (
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
 MUTATIONS: tuple[type, ...] = (
     access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation,
-    regions.Mutation, intake.Mutation,
+    regions.Mutation, offline.Mutation, intake.Mutation,
 )
+# Site operations (issue 17).
+QUERIES += (care.Query, staffing.Query)
+MUTATIONS += (care.Mutation, staffing.Mutation)
 
 MASKED_MESSAGE = "Unexpected error."
 
@@ -210,7 +220,7 @@ def build_schema(settings: Settings) -> Schema:
     schema = Schema(query=query, mutation=mutation, subscription=subscription, extensions=[PreparedDocument])
     document_errors(schema)
     schema.production = settings.is_production
-    schema.documents = Documents(schema._schema, settings)
+    schema.documents = Documents(schema._schema, settings, CONSTANT_FIELDS)
     return schema
 
 
@@ -351,6 +361,8 @@ class GraphQLEdge:
             return self._respond(request, [refused])
         digest = prepared.sha256 if operation.operation is OperationType.QUERY else None
         cacheable = digest is not None
+        if prepared.constant is not None:
+            return self._body(request, prepared.constant, cacheable=cacheable)
         if digest is not None:
             # The compiled read path answers first when it can (same authorisation and scoping).
             try:

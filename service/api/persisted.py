@@ -18,6 +18,10 @@ Any other document is prepared on first sight and kept in a bounded cache, so
 a client repeating a document pays for parsing and validation once. Limits
 (depth, aliases, tokens, operations per document) are checked with the rest of
 validation: once per document, never per request.
+
+A query that asks only for constants (``{ apiVersion }``, ``__typename``: the
+schema names them) is answered when it is prepared, and that answer is sent as
+it is: the same bytes execution would write, without executing per request.
 """
 
 from __future__ import annotations
@@ -29,15 +33,19 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from graphql import (
     DocumentNode,
+    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
+    OperationType,
     ValidationRule,
+    execute,
     parse,
     specified_rules,
     validate,
@@ -119,6 +127,7 @@ class Prepared:
     errors: tuple[GraphQLError, ...]
     sha256: str | None = None
     introspects: bool = False  # selects __schema or __type somewhere
+    constant: bytes | None = None  # the whole answer, for a query of constants only (never an error)
 
     def operation(self, name: str | None) -> OperationDefinitionNode | None:
         """The operation to run: the one named, or the first (a document holds at most one)."""
@@ -160,8 +169,10 @@ class _Introspection(Visitor):
 class Documents:
     """The prepared documents of one schema: persisted ones at start-up, others on first sight."""
 
-    def __init__(self, schema: GraphQLSchema, settings: Settings) -> None:
+    def __init__(self, schema: GraphQLSchema, settings: Settings, constant_fields: frozenset[str] = frozenset()) -> None:
         self._schema = schema
+        # Root fields whose value never changes (no arguments, no context): see _constant_answer.
+        self._constant_fields = constant_fields | {"__typename"}
         self._max_tokens = settings.graphql_max_tokens
         # Production tells nobody which names exist ("Did you mean ...?").
         self.hide_suggestions = settings.is_production
@@ -201,4 +212,23 @@ class Documents:
             errors = validate(self._schema, document, self._limits, hide_suggestions=self.hide_suggestions)
         finder = _Introspection()
         visit(document, finder)
-        return Prepared(text, document, tuple(errors), sha256, finder.found)
+        constant = None if errors else self._constant_answer(document)
+        return Prepared(text, document, tuple(errors), sha256, finder.found, constant)
+
+    def _constant_answer(self, document: DocumentNode) -> bytes | None:
+        """The answer of a document that is one query of constant root fields, without arguments,
+        variables, directives or fragments; None for any other document."""
+        (operation, *others) = document.definitions
+        if others or not isinstance(operation, OperationDefinitionNode) or operation.operation is not OperationType.QUERY:
+            return None
+        if operation.variable_definitions or operation.directives:
+            return None
+        for selection in operation.selection_set.selections:
+            if not isinstance(selection, FieldNode) or selection.name.value not in self._constant_fields:
+                return None
+            if selection.arguments or selection.directives or selection.selection_set is not None:
+                return None
+        result = execute(self._schema, document)
+        if not isinstance(result, ExecutionResult) or result.errors:
+            return None
+        return msgspec.json.encode({"data": result.data})

@@ -74,6 +74,18 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "supplies.stock_seeded": ("stock", None),
     **{t: ("replenishment", None) for t in policy.EVENT_READS if t.startswith("supplies.replenishment_")},
     "supplies.item_created": ("item", None),
+    "care.profile_updated": ("care_profile", None),  # subject: the stay
+    "staff.worker_added": ("worker", None),
+    "staff.status_changed": ("worker", None),
+    "staff.shift_planned": ("shift", None),
+    "staff.checkin_recorded": ("staff_checkin", None),
+    "staff.checkin_flagged": ("staff_checkin", None),
+    "staff.sample_recorded": ("staff_sample", None),
+    "staff.sample_resulted": ("staff_sample", None),
+    "staff.exposure_review_opened": ("staff_exposure", "exposure_ids"),  # subject: the positive resident's stay
+    "staff.exposure_cleared": ("staff_exposure", None),
+    "staff.exposure_isolated": ("staff_exposure", None),
+    **{t: ("care_request", None) for t in policy.EVENT_READS if t.startswith("care.") and t != "care.profile_updated"},
     "supplies.webhook_registered": ("webhook", None),
     "supplies.webhook_removed": ("webhook", None),
     "regions.region_created": ("region", None),

@@ -16,11 +16,12 @@ WIDTH = 640
 
 
 def nice_ceiling(value: float) -> int:
-    """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``value`` (at least 1)."""
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k at or above ``value`` (at least 1): the
+    chart's top, close enough above the largest value that the data fills the plot."""
     if value <= 1:
         return 1
     magnitude = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if value <= step * magnitude:
             return math.ceil(step * magnitude)
     return math.ceil(10 * magnitude)  # pragma: no cover - the loop always returns

@@ -53,6 +53,7 @@ CSRF_COOKIE = "qsite_csrf"
 PAGE = "command_page"
 PUBLIC = {EXCLUDE_FROM_AUTH: True, **policy.rest("auth.session")}
 MAX_FIELD = 256  # longest username or password the form takes
+WIDE = 1200  # the line chart's canvas (it spans both columns)
 
 BAD_CREDENTIALS = "Unknown username or wrong password."
 NOT_FOR_ROLE = "This account has no access to the command dashboard."
@@ -111,7 +112,9 @@ def _figures_context(figures: Dashboard, settings: Settings, etag: str) -> dict[
         "refresh_seconds": settings.command_refresh_seconds,
         "tz": ZoneInfo(figures.time_zone),
         "site_chart": charts.bar_chart([(s.name, s.region or s.code, s.beds_occupied, s.beds_total) for s in figures.sites]),
-        "region_chart": charts.bar_chart([(r.name, f"{r.level}, {r.sites} site(s)", r.beds_occupied, r.beds_total) for r in figures.regions]),
+        "region_chart": charts.bar_chart(
+            [("› " * r.depth + r.name, f"{r.level}, {r.sites} site(s)", r.beds_occupied, r.beds_total) for r in figures.regions]
+        ),
         "day_chart": charts.line_chart(
             [d.day for d in figures.days],
             [
@@ -119,6 +122,8 @@ def _figures_context(figures: Dashboard, settings: Settings, etag: str) -> dict[
                 ("released", "released", [d.released for d in figures.days]),
                 ("positives", "positive tests", [d.positives for d in figures.days]),
             ],
+            width=WIDE,  # drawn across the page: a wider canvas keeps its text at the bars' size
+            height=260,
         ),
     }
 
@@ -231,11 +236,21 @@ def _cover(days: float | None) -> str:
     return "—" if days is None else f"{days:.1f} d"
 
 
+def _share(done: int, due: int) -> str:
+    """done of due as a whole percentage ("—" when nothing was due yet)."""
+    return f"{round(100 * done / due)}%" if due else "—"
+
+
+def _hours(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} h"
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     """Jinja2 (autoescaping) over each package's ``templates/``; names are ``<package>/<file>``."""
 
     def filters(engine: JinjaTemplateEngine) -> None:
-        engine.engine.filters.update(local=_local, cover=_cover)
+        engine.engine.filters.update(local=_local, cover=_cover, hours=_hours)
+        engine.engine.globals.update(share=_share)
 
     return TemplateConfig(directory=[TEMPLATES_DIR], engine=JinjaTemplateEngine, engine_callback=filters)
 

@@ -6,43 +6,42 @@ browser then holds a random token in an HttpOnly cookie, stored here only as its
 Every request reads the account afresh (``access.current_staff_principal``), so the page shows
 exactly what the API would show the same account: the same role, the same sites.
 
-Figures: read through the owning domains' service functions with the caller's principal, so a
-district officer's page counts only that district's sites.
+Figures: the regions domain's live roll-up and daily series (``service.regions``), read with
+the caller's principal, so a district officer's page counts only that district's sites.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
 from datetime import UTC, datetime
-
-import asyncpg
+from typing import Any
+from uuid import UUID
 
 from service import bus, policy, readpath
 from service.access import service as access
 from service.access.model import Principal
 from service.command import store
-from service.command.model import AlertCount, Dashboard, DayFigures, LowStockRow, RegionFigures, SiteFigures, Totals, TransferRow
+from service.command.model import Count, Dashboard, DayFigures, LowStockRow, RegionFigures, SiteFigures, Totals
 from service.db import Database, purge_in_batches
-from service.health import service as health
-from service.health.model import AlertState
+from service.regions import model as regions_model
+from service.regions import service as regions
+from service.regions.model import Region
 from service.settings import Settings
 from service.sites import service as sites
-from service.sites.model import Site
-from service.stays import service as stays
-from service.supplies import service as supplies
-from service.transfers import service as transfers
 
 OPERATION = "command.dashboard"
 # What the figures are read from: a write to any of these topics at one of the caller's sites
 # changes the ETag (service/versions.py bumps them in the writing transaction).
 TOPICS = ("rooms", "health", "transfers", "stock")
-PAGE = 100  # rows per read of a paged list
+DAYS = 14  # the lines' span, today included
+# Some figures move with the clock alone (check-ins and swabs due today, days of cover, the
+# region tree's placement, which bumps no data version): the ETag moves every few minutes too.
+CLOCK_BUCKET_S = 300
 DEFAULT_TIME_ZONE = "Asia/Shanghai"  # sites' default (db/migrations/0002)
 # Bump when the fragment's markup changes, so that a browser never keeps an old rendering.
-MARKUP_REVISION = 1
+MARKUP_REVISION = 2
 
 
 def _digest(token: str) -> bytes:
@@ -98,138 +97,114 @@ async def figures_tag(db: Database, principal: Principal, now: datetime | None =
     """The ETag of what ``dashboard`` would answer now, without reading the figures.
 
     It moves with any write at the caller's sites (data versions), with the caller's scope,
-    the hour (days of stock cover are counted per hour) and the markup revision.
+    every ``CLOCK_BUCKET_S`` seconds (figures that move with the clock) and with the markup revision.
     """
     now = now or datetime.now(UTC)
     versions = await readpath.versions_of(db, principal.site_scope, TOPICS)
-    key = readpath.cache_key(MARKUP_REVISION, readpath.scope_of(principal), f"{now:%Y-%m-%dT%H}", versions)
+    key = readpath.cache_key(MARKUP_REVISION, readpath.scope_of(principal), int(now.timestamp()) // CLOCK_BUCKET_S, versions)
     return f'"cmd-{key}"'
 
 
-async def _all_sites(conn: asyncpg.Connection, principal: Principal) -> list[Site]:
-    found: list[Site] = []
-    cursor: str | None = None
-    while True:
-        page = await sites.list_sites(conn, principal, cursor=cursor, limit=PAGE)
-        found.extend(page.items)
-        if page.next_cursor is None:
-            return found
-        cursor = page.next_cursor
+def _region_rows(regions: list[Region], site_rows: list[SiteFigures], site_region: dict[UUID, UUID | None]) -> list[RegionFigures]:
+    """Each visible region's subtree added up from its sites, in tree order (a parent before its children)."""
+    visible = {r.id: r for r in regions}
+    sums: dict[UUID, list[int]] = {r.id: [0, 0, 0, 0] for r in regions}
+    for row in site_rows:
+        placed = site_region.get(row.site_id)
+        for region_id in visible[placed].path if placed in visible else []:
+            if region_id in sums:
+                total = sums[region_id]
+                total[0] += 1
+                total[1] += row.beds_total
+                total[2] += row.beds_occupied
+                total[3] += row.beds_free
+    top = min((len(r.path) for r in regions), default=1)
 
+    def order(r: Region) -> list[str]:
+        return [visible[i].name if i in visible else "" for i in r.path]
 
-def _regions(rows: Iterable[SiteFigures]) -> list[RegionFigures]:
-    """Sites added up along their region path: each prefix of ``a/b/c`` is a region."""
-    levels = ("district", "street", "community")
-    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for row in rows:
-        parts = [p for p in row.region.split("/") if p]
-        for depth in range(len(parts)):
-            total = sums[(depth, "/".join(parts[: depth + 1]))]
-            total[0] += 1
-            total[1] += row.beds_total
-            total[2] += row.beds_occupied
-            total[3] += row.beds_ready
     return [
-        RegionFigures(
-            name=path,
-            level=levels[depth] if depth < len(levels) else f"level {depth + 1}",
-            sites=n,
-            beds_total=beds,
-            beds_occupied=occupied,
-            beds_ready=ready,
-        )
-        for (depth, path), (n, beds, occupied, ready) in sorted(sums.items())
+        RegionFigures(region_id=r.id, name=r.name, level=r.level, depth=len(r.path) - top, sites=n, beds_total=beds, beds_occupied=occupied, beds_free=free)
+        for r in sorted(regions, key=order)
+        for n, beds, occupied, free in [sums[r.id]]
     ]
 
 
 async def dashboard(db: Database, settings: Settings, principal: Principal, now: datetime | None = None) -> Dashboard:
-    """Everything the page shows, for the caller's sites."""
+    """Everything the page shows, for the caller's sites: the live roll-up and the last ``DAYS`` days."""
     policy.require(principal, OPERATION)
     now = now or datetime.now(UTC)
     async with db.connection() as conn:
-        site_list = await _all_sites(conn, principal)
-        occupancy = await stays.occupancy(conn, principal)
-        beds = {o.site_id: o for o in occupancy.sites}
-        names = {s.id: s.name for s in site_list}
-        site_rows = []
-        for site in sorted(site_list, key=lambda s: (s.region_path, s.code)):
-            o = beds.get(site.id)
-            site_rows.append(
-                SiteFigures(
-                    site_id=site.id,
-                    code=site.code,
-                    name=site.name,
-                    region=site.region_path,
-                    beds_total=o.beds_total if o else 0,
-                    beds_occupied=o.beds_occupied if o else 0,
-                    beds_ready=o.beds_ready if o else 0,
-                    releases_due_today=o.releases_due_today if o else 0,
-                )
-            )
-        alerts: list[AlertCount] = []
-        in_flight: list[TransferRow] = []
-        for site in site_list:
-            alerts.extend(await _open_alerts(conn, principal, site))
-            board = await transfers.board(conn, principal, site.id, cursor=None, limit=PAGE)
-            in_flight.extend(
-                TransferRow(site=site.name, state=t.state, urgency=t.urgency, reason=t.reason, requested_at=t.requested_at) for _, t in board.items
-            )
-        stock = await supplies.stock_levels(conn, principal, settings)
-    low = [
-        LowStockRow(
-            site=names.get(level.site_id, str(level.site_id)),
-            item=level.name,
-            unit=level.unit,
-            quantity=level.quantity,
-            reorder_level=level.reorder_level,
-            days_of_cover=level.days_of_cover,
+        roll = await regions.rollup(conn, principal, None, now=now)
+        series = await regions.daily_series(conn, principal, None, DAYS, now=now)
+        tree = await regions.list_regions(conn, principal)
+        site_info = await sites.get_sites(conn, principal, [s.site_id for s in roll.sites])
+    names = {r.id: r.name for r in tree}
+    site_rows = [
+        SiteFigures(
+            site_id=s.site_id,
+            code=s.code,
+            name=s.name,
+            region=names.get(s.region_id, "") if s.region_id else "",
+            beds_total=s.figures.capacity_beds,
+            beds_occupied=s.figures.occupied_beds,
+            beds_free=s.figures.free_beds,
         )
-        for site_stock in stock.sites
-        for level in site_stock.items
-        if level.low
+        for s in sorted(roll.sites, key=lambda s: (names.get(s.region_id, "") if s.region_id else "", s.code))
     ]
-    low.sort(key=lambda r: (r.days_of_cover if r.days_of_cover is not None else float("inf"), r.site, r.item))
-    days: list[DayFigures] = []
-    totals = Totals(
-        sites=len(site_rows),
-        beds_total=sum(r.beds_total for r in site_rows),
-        in_quarantine=sum(r.beds_occupied for r in site_rows),
-        beds_ready=sum(r.beds_ready for r in site_rows),
-        releases_due_today=sum(r.releases_due_today for r in site_rows),
-        open_alerts=sum(a.open for a in alerts),
-        transfers_in_flight=len(in_flight),
-        low_stock_items=len(low),
-    )
+    site_names = {s.site_id: s.name for s in roll.sites}
+    t = roll.totals
+    zones = Counter(site.time_zone for site in site_info.values())
     return Dashboard(
-        scope=scope_label(principal, site_list),
+        scope=_scope_label(principal, tree, list(site_names.values())),
         as_of=now,
-        time_zone=Counter(s.time_zone for s in site_list).most_common(1)[0][0] if site_list else DEFAULT_TIME_ZONE,
-        totals=totals,
+        time_zone=zones.most_common(1)[0][0] if zones else DEFAULT_TIME_ZONE,
+        totals=Totals(
+            sites=t.sites,
+            beds_total=t.capacity_beds,
+            in_quarantine=t.occupied_beds,
+            beds_free=t.free_beds,
+            open_alerts=t.open_alerts,
+            transfers_in_flight=t.transfers_in_flight,
+            low_stock_items=t.low_stock_items,
+            checkins_done=t.checkins_done,
+            checkins_due=t.checkins_due,
+            swabs_done=t.swabs_done,
+            swabs_due=t.swabs_due,
+            turnaround_median_h=t.turnaround_median_h,
+            turnaround_p90_h=t.turnaround_p90_h,
+        ),
         sites=site_rows,
-        regions=_regions(site_rows),
-        days=days,
-        alerts=sorted(alerts, key=lambda a: (-a.open, a.site, a.kind)),
-        transfers=sorted(in_flight, key=lambda t: t.requested_at),
-        low_stock=low,
+        regions=_region_rows(tree, site_rows, {s.site_id: s.region_id for s in roll.sites}),
+        days=[DayFigures(day=d.day, admitted=d.admitted, released=d.released, positives=d.positives, final=d.final) for d in series.days],
+        alerts=_counts(roll.sites, site_names, lambda f: f.open_alerts_by_kind),
+        transfers=_counts(roll.sites, site_names, lambda f: f.transfers_by_state),
+        low_stock=[
+            LowStockRow(
+                site=site_names.get(line.site_id, ""),
+                item=line.name,
+                unit=line.unit,
+                quantity=line.quantity,
+                reorder_level=line.reorder_level,
+                days_of_cover=line.days_of_cover,
+            )
+            for line in roll.low_stock
+        ],
     )
 
 
-async def _open_alerts(conn: asyncpg.Connection, principal: Principal, site: Site) -> list[AlertCount]:
-    counts: dict[str, list[datetime]] = defaultdict(list)
-    cursor: str | None = None
-    while True:
-        page = await health.list_site_alerts(conn, principal, site.id, states=[AlertState.OPEN], cursor=cursor, limit=PAGE)
-        for alert in page.items:
-            counts[alert.kind].append(alert.raised_at)
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    return [AlertCount(site=site.name, kind=kind, open=len(at), oldest=min(at)) for kind, at in counts.items()]
+def _counts(rows: list[regions_model.SiteFigures], names: dict[UUID, str], of: Any) -> list[Count]:
+    """Per-site counts (alerts by kind, transfers by state): site by site, each in the roll-up's order."""
+    found = [Count(site=names[s.site_id], key=c.key, count=c.count) for s in rows for c in of(s.figures) if c.count]
+    return sorted(found, key=lambda c: c.site)
 
 
-def scope_label(principal: Principal, site_list: list[Site]) -> str:
+def _scope_label(principal: Principal, tree: list[Region], site_names: list[str]) -> str:
     if principal.site_scope is None:
         return "every site"
-    if len(site_list) <= 3:
-        return ", ".join(s.name for s in site_list) or "no site"
-    return f"{len(site_list)} sites"
+    granted = [r.name for r in tree if principal.region_ids and r.id in principal.region_ids]
+    if granted:
+        return ", ".join(sorted(granted))
+    if len(site_names) <= 3:
+        return ", ".join(sorted(site_names)) or "no site"
+    return f"{len(site_names)} sites"

@@ -6,10 +6,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import strawberry
 
 from service import policy
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.access.model import Principal
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
 from service.health import model as m
 from service.health import service
 from service.pagination import Page
@@ -308,6 +310,85 @@ def _raw(items: list[Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in strawberry.asdict(i).items() if v is not None} for i in items]
 
 
+# --- writes, prepared once for their own mutation and for syncWrites (service/offline.py) ---------
+
+
+def checkin_write(ctx: Context, principal: Principal, input: RecordCheckinInput) -> Prepared[m.Checkin]:
+    data, errors = input_struct(m.CheckinCreate, _raw([input])[0])
+    if data is None:
+        return errors
+    return Write(lambda conn: service.record_checkin_in(conn, principal, data), m.Checkin)
+
+
+def sample_write(ctx: Context, principal: Principal, input: RecordSampleInput) -> Prepared[m.Sample]:
+    data, errors = input_struct(m.SampleCreate, _raw([input])[0])
+    if data is None:
+        return errors
+    return Write(lambda conn: service.record_sample(conn, principal, data), m.Sample)
+
+
+def pool_write(ctx: Context, principal: Principal, input: RecordPoolInput) -> Prepared[m.Sample]:
+    raw = _raw([input])[0]
+    raw["members"] = [{k: v for k, v in mm.items() if v is not None} for mm in raw["members"]]
+    data, errors = input_struct(m.PoolCreate, raw)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.record_pool(conn, principal, data), m.Sample)
+
+
+def acknowledge_write(ctx: Context, principal: Principal, input: AlertActionInput) -> Prepared[m.Alert]:
+    # Validated like REST (a note over 1,000 characters is refused, not cut).
+    action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
+    if action is None:
+        return errors
+    return Write(lambda conn: service.acknowledge_alert(conn, principal, input.id, action), m.Alert)
+
+
+def resolve_write(ctx: Context, principal: Principal, input: AlertActionInput) -> Prepared[m.Alert]:
+    action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
+    if action is None:
+        return errors
+    return Write(lambda conn: service.resolve_alert(conn, principal, input.id, action), m.Alert)
+
+
+def decide_review_write(ctx: Context, principal: Principal, input: DecideExposureReviewInput) -> Prepared[m.ExposureReview]:
+    decision, errors = input_struct(m.ReviewDecision, {"version": input.version, "confirm": input.confirm, "note": input.note})
+    if decision is None:
+        return errors
+    return Write(lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), m.ExposureReview)
+
+
+async def _stay_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> Stay | None:
+    """What a check-in or swab conflicts with: its stay (ended, moved)."""
+    found = await stays.get_stays(conn, principal, [input.stay_id])
+    return stay_gql(found[input.stay_id]) if input.stay_id in found else None
+
+
+async def _alert_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: AlertActionInput) -> Alert | None:
+    found = await service.get_alerts(conn, principal, [input.id])
+    return alert_gql(found[input.id]) if input.id in found else None
+
+
+async def _review_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: DecideExposureReviewInput) -> ExposureReview | None:
+    found = await service.get_exposure_reviews(conn, principal, [input.id])
+    return to_gql(ExposureReview, found[input.id]) if input.id in found else None
+
+
+async def _nothing(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> None:
+    """A pool belongs to no one record a conflict could be about (its id or barcode is taken)."""
+    return None
+
+
+OFFLINE_WRITES = {
+    "record_checkin": OfflineWrite("health.record", checkin_write, lambda c: to_gql(Checkin, c), _stay_now),
+    "record_sample": OfflineWrite("health.record", sample_write, lambda s: to_gql(Sample, s), _stay_now),
+    "record_pool": OfflineWrite("health.record", pool_write, lambda s: to_gql(Sample, s), _nothing),
+    "acknowledge_alert": OfflineWrite("alerts.acknowledge", acknowledge_write, alert_gql, _alert_now),
+    "resolve_alert": OfflineWrite("alerts.resolve", resolve_write, alert_gql, _alert_now),
+    "decide_exposure_review": OfflineWrite("reviews.decide", decide_review_write, lambda r: to_gql(ExposureReview, r), _review_now),
+}
+
+
 @strawberry.type
 class Query:
     @strawberry.field(
@@ -372,11 +453,7 @@ class Query:
 class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("health.record")])
     async def record_checkin(self, info: Ctx, input: RecordCheckinInput) -> CheckinPayload:
-        principal = info.context.require_principal()
-        data, errors = input_struct(m.CheckinCreate, _raw([input])[0])
-        if data is None:
-            return CheckinPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_checkin_in(conn, principal, data), result_type=m.Checkin)
+        found, errors = await perform(info, checkin_write(info.context, info.context.require_principal(), input))
         return CheckinPayload(checkin=to_gql(Checkin, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("health.record")], description="Check-ins recorded offline: each item succeeds or fails on its own.")
@@ -395,41 +472,20 @@ class Mutation:
 
     @strawberry.mutation(permission_classes=[policy.gql("health.record")])
     async def record_pool(self, info: Ctx, input: RecordPoolInput) -> SamplePayload:
-        principal = info.context.require_principal()
-        raw = _raw([input])[0]
-        raw["members"] = [{k: v for k, v in mm.items() if v is not None} for mm in raw["members"]]
-        data, errors = input_struct(m.PoolCreate, raw)
-        if data is None:
-            return SamplePayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_pool(conn, principal, data), result_type=m.Sample)
+        found, errors = await perform(info, pool_write(info.context, info.context.require_principal(), input))
         return SamplePayload(sample=to_gql(Sample, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("alerts.acknowledge")])
     async def acknowledge_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
-        principal = info.context.require_principal()
-        # Validated like REST (a note over 1,000 characters is refused, not cut).
-        action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
-        if action is None:
-            return AlertPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.acknowledge_alert(conn, principal, input.id, action), result_type=m.Alert)
+        found, errors = await perform(info, acknowledge_write(info.context, info.context.require_principal(), input))
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("alerts.resolve")], description="A medic resolves an alert, with a note.")
     async def resolve_alert(self, info: Ctx, input: AlertActionInput) -> AlertPayload:
-        principal = info.context.require_principal()
-        action, errors = input_struct(m.AlertAction, {"version": input.version, "note": input.note})
-        if action is None:
-            return AlertPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.resolve_alert(conn, principal, input.id, action), result_type=m.Alert)
+        found, errors = await perform(info, resolve_write(info.context, info.context.require_principal(), input))
         return AlertPayload(alert=alert_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("reviews.decide")], description="Confirm (extends the stay) or dismiss an exposure review.")
     async def decide_exposure_review(self, info: Ctx, input: DecideExposureReviewInput) -> ExposureReviewPayload:
-        principal = info.context.require_principal()
-        decision, errors = input_struct(m.ReviewDecision, {"version": input.version, "confirm": input.confirm, "note": input.note})
-        if decision is None:
-            return ExposureReviewPayload(user_errors=errors)
-        found, errors = await mutate(
-            info, lambda conn: service.decide_exposure_review(conn, principal, input.id, decision), result_type=m.ExposureReview
-        )
+        found, errors = await perform(info, decide_review_write(info.context, info.context.require_principal(), input))
         return ExposureReviewPayload(review=to_gql(ExposureReview, found) if found else None, user_errors=errors)

@@ -113,6 +113,8 @@ class CheckinCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             if value is not None and not low <= value <= high:
                 raise InvalidInput(f"{field} {value} is not physiologically possible ({low}-{high}).", code="implausible_value", field=field)
         check_time(self.recorded_at, "recorded_at")
+        if "\x00" in self.note:  # PostgreSQL text cannot hold it: refused here, so that it fails its item alone
+            raise InvalidInput("note holds a NUL character.", code="invalid_value", field="note")
         self.symptoms = sorted(set(self.symptoms))
 
 

@@ -15,9 +15,11 @@ db/queries/health.sql ``record_checkins``); a batch runs the same statement over
 from __future__ import annotations
 
 import uuid
+import weakref
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -27,12 +29,14 @@ from service import bus, policy
 from service.access.model import Principal, PrincipalKind, Role
 from service.db import Database
 from service.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from service.groupcommit import GroupCommit
 from service.health import store
 from service.health.model import (
     CLOCK_SKEW,
     MAX_BATCH,
     Alert,
     AlertAction,
+    AlertKind,
     AlertState,
     Checkin,
     CheckinBatch,
@@ -59,6 +63,7 @@ from service.health.model import (
     Symptom,
     Timeline,
 )
+from service.observability import current_request_id
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
 from service.sites import service as sites
@@ -71,6 +76,21 @@ LOW_SPO2 = 94  # < raises "low_spo2"
 # Two or more of these in one check-in raise "symptoms".
 ALARM_SYMPTOMS = [Symptom.FEVER, Symptom.COUGH, Symptom.SORE_THROAT, Symptom.LOSS_OF_TASTE_OR_SMELL, Symptom.SHORTNESS_OF_BREATH]
 ALARM_SYMPTOM_COUNT = 2
+
+
+
+def reading_alerts(temperature_c: float | None, spo2: int | None, symptoms: Sequence[str]) -> list[AlertKind]:
+    """The check-in alert rules on one reading: the thresholds above, as record_checkins applies them in
+    SQL to residents. Other readers of these rules (the staff closed loop) call this, never a copy."""
+    found = []
+    if temperature_c is not None and round(temperature_c, 1) >= FEVER_C:
+        found.append(AlertKind.FEVER)
+    if spo2 is not None and spo2 < LOW_SPO2:
+        found.append(AlertKind.LOW_SPO2)
+    if len(set(symptoms) & set(ALARM_SYMPTOMS)) >= ALARM_SYMPTOM_COUNT:
+        found.append(AlertKind.SYMPTOMS)
+    return found
+
 
 RECORD_ROLES = policy.roles("health.record")
 READ_ROLES = policy.roles("health.read")
@@ -108,68 +128,75 @@ def parse_item(struct_type: type[Any], raw: Any) -> Any:
 # --- check-ins ------------------------------------------------------------------------------
 
 
-async def _record(
-    conn: asyncpg.Connection, principal: Principal, items: list[tuple[int, CheckinCreate]]
-) -> tuple[list[CheckinOutcome], list[bus.Event]]:
-    """Run record_checkins for valid items; outcomes by item index and the events to publish."""
-    ids = [c.id or uuid.uuid4() for _, c in items]
-    rows = await store.record_checkins(
-        conn,
-        ids=ids,
-        stay_ids=[c.stay_id for _, c in items],
-        recorded_ats=[c.recorded_at for _, c in items],
-        temperatures=[c.temperature_c for _, c in items],
-        spo2s=[c.spo2 for _, c in items],
-        pulses=[c.pulse for _, c in items],
-        symptoms=[",".join(c.symptoms) for _, c in items],
-        notes=[c.note for _, c in items],
-        site_ids=principal.site_scope,
-        actor=principal.ref,
-        actor_role=principal.role.value,
-        fever_c=FEVER_C,
-        low_spo2=LOW_SPO2,
-        alarm_symptoms=list(ALARM_SYMPTOMS),
-        alarm_count=ALARM_SYMPTOM_COUNT,
-        clock_skew_s=CLOCK_SKEW.total_seconds(),
-    )
+_RULES: dict[str, Any] = {
+    "fever_c": FEVER_C,
+    "low_spo2": LOW_SPO2,
+    "alarm_symptoms": list(ALARM_SYMPTOMS),
+    "alarm_count": ALARM_SYMPTOM_COUNT,
+    "clock_skew_s": CLOCK_SKEW.total_seconds(),
+}
+
+
+class _Item(NamedTuple):
+    """One check-in of a record_checkins statement: its position in the caller's request, its input, its caller."""
+
+    position: int
+    data: CheckinCreate
+    caller: store.Caller
+
+
+async def _record(conn: asyncpg.Connection, items: Sequence[_Item], *, records: bool = True) -> tuple[list[CheckinOutcome], list[bus.Event]]:
+    """Run record_checkins over ``items`` (of one caller or several); one outcome per item, in order, and the events.
+
+    ``records``: the outcomes carry the stored check-ins (otherwise ids and outcomes only).
+    """
+    ids = [item.data.id or uuid.uuid4() for item in items]
+    callers: dict[store.Caller, int] = {}
+    numbered = [(i, item.data, callers.setdefault(item.caller, len(callers))) for i, item in zip(ids, items, strict=True)]
+    rows = await store.record_checkins(conn, numbered, list(callers), records=records, **_RULES)
     created = {c.id: c for c in rows.created}
-    stored = {c.id: (c, in_scope) for c, in_scope in rows.stored}
+    stored = {c.id: c for c in rows.stored}
     # Accepted but neither inserted nor seen before: a concurrent request with the same id won
     # the insert (ON CONFLICT waited for its commit). Read it now; rare, so a second round trip.
-    raced = [i for i, (_, c) in zip(ids, items, strict=True) if i not in created and i not in stored and i not in rows.rejected]
+    raced = [i for n, i in enumerate(ids) if n not in rows.rejected and i not in rows.created_ids and i not in stored]
     if raced:
         for c in await store.get_checkins(conn, raced, None):
-            stored[c.id] = (c, principal.can_access_site(c.site_id))
+            stored[c.id] = c
+    # The item that inserted each new id: its first acceptable one (the statement's DISTINCT ON).
+    creator: dict[UUID, int] = {}
+    for n, checkin_id in enumerate(ids):
+        if n not in rows.rejected and checkin_id in rows.created_ids:
+            creator.setdefault(checkin_id, n)
     outcomes: list[CheckinOutcome] = []
-    seen: set[UUID] = set()
-    for checkin_id, (index, item) in zip(ids, items, strict=True):
-        if checkin_id in rows.rejected:
-            code = rows.rejected[checkin_id]
-            message, field = _REJECTED[code]
-            outcomes.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, id=checkin_id, error=ItemError(code=code, message=message, field=field)))
-        elif checkin_id in created and checkin_id not in seen:
-            seen.add(checkin_id)
-            outcomes.append(CheckinOutcome(index=index, status=ItemStatus.CREATED, id=checkin_id, checkin=created[checkin_id]))
-        elif checkin_id in created or (checkin_id in stored and stored[checkin_id][1] and stored[checkin_id][0].stay_id == item.stay_id):
-            record = created.get(checkin_id) or stored[checkin_id][0]
-            outcomes.append(CheckinOutcome(index=index, status=ItemStatus.REPLAYED, id=checkin_id, checkin=record))
-        else:
-            outcomes.append(
-                CheckinOutcome(
-                    index=index,
-                    status=ItemStatus.FAILED,
-                    id=checkin_id,
-                    error=ItemError(code="checkin_id_conflict", message="This id belongs to another check-in.", field="id"),
-                )
-            )
+    for n, (checkin_id, item) in enumerate(zip(ids, items, strict=True)):
+        code = rows.rejected.get(n)
+        if code is None and checkin_id in creator:
+            first = creator[checkin_id]
+            if first == n:
+                outcomes.append(CheckinOutcome(index=item.position, status=ItemStatus.CREATED, id=checkin_id, checkin=created.get(checkin_id)))
+                continue
+            # Inserted by another item of this statement: the same stay (whose site both callers may see) replays it.
+            if items[first].data.stay_id == item.data.stay_id:
+                outcomes.append(CheckinOutcome(index=item.position, status=ItemStatus.REPLAYED, id=checkin_id, checkin=created.get(checkin_id)))
+                continue
+            code = "checkin_id_conflict"
+        elif code is None:
+            record = stored.get(checkin_id)
+            if record is not None and record.stay_id == item.data.stay_id and item.caller.principal.can_access_site(record.site_id):
+                outcomes.append(CheckinOutcome(index=item.position, status=ItemStatus.REPLAYED, id=checkin_id, checkin=record if records else None))
+                continue
+            code = "checkin_id_conflict"
+        message, field = _REJECTED[code]
+        outcomes.append(CheckinOutcome(index=item.position, status=ItemStatus.FAILED, id=checkin_id, error=ItemError(code=code, message=message, field=field)))
     return outcomes, rows.events
 
 
-# Verdicts of record_checkins that refuse an item: (message, field).
+# Verdicts that refuse an item: (message, field).
 _REJECTED = {
     "stay_not_found": ("No such stay.", "stay_id"),
     "stay_closed": ("The stay ended before this check-in was recorded.", "stay_id"),
     "recorded_before_admission": ("recorded_at is before the resident was admitted.", "recorded_at"),
+    "checkin_id_conflict": ("This id belongs to another check-in.", "id"),
 }
 
 
@@ -181,56 +208,75 @@ def _raise_for(outcome: CheckinOutcome) -> Checkin:
     raise cls(error.message, code=error.code, field=error.field)
 
 
-async def record_checkin(db: Database, principal: Principal, data: CheckinCreate) -> Checkin:
-    """One check-in in ONE statement, autocommit (no BEGIN/COMMIT). A replay answers the stored record.
-
-    The fast path for a request without an Idempotency-Key (the phone's ``id`` makes a replay
-    a no-op); with a key, REST runs ``record_checkin_in`` through service/idempotency.py.
-    """
-    _require(principal, RECORD_ROLES, "record check-ins")
+async def _record_group(db: Database, items: list[_Item]) -> list[CheckinOutcome]:
+    """Check-ins of concurrent callers in ONE autocommit statement; their events published together."""
     async with db.connection() as conn:
-        outcomes, events = await _record(conn, principal, [(0, data)])
+        outcomes, events = await _record(conn, items)
+    if db.versions is not None:
+        db.versions.committed()
     if events:
         await bus.publish(db.cache, events)
-    return _raise_for(outcomes[0])
+    return outcomes
+
+
+_groups: weakref.WeakKeyDictionary[Database, GroupCommit[_Item, CheckinOutcome]] = weakref.WeakKeyDictionary()
+
+
+def _group_of(db: Database) -> GroupCommit[_Item, CheckinOutcome]:
+    group = _groups.get(db)
+    if group is None:
+        group = _groups[db] = GroupCommit(lambda items: _record_group(db, items), max_items=MAX_BATCH)
+    return group
+
+
+async def record_checkin(db: Database, principal: Principal, data: CheckinCreate) -> Checkin:
+    """One check-in, answered with the stored record (a replay answers the record stored before).
+
+    The fast path for a request without an Idempotency-Key (the phone's ``id`` makes a replay
+    a no-op): check-ins arriving at the same time on this instance share ONE autocommit
+    statement (service/groupcommit.py), each caller answered with its own outcome. With a key,
+    REST runs ``record_checkin_in`` through service/idempotency.py.
+    """
+    _require(principal, RECORD_ROLES, "record check-ins")
+    if data.id is None:  # fixed before grouping: a group retried item by item must not insert it twice
+        data = msgspec.structs.replace(data, id=uuid.uuid4())
+    outcome = await _group_of(db).submit(_Item(0, data, store.Caller(principal, current_request_id())))
+    return _raise_for(outcome)
 
 
 async def record_checkin_in(conn: asyncpg.Connection, principal: Principal, data: CheckinCreate) -> Checkin:
     """One check-in inside the caller's transaction (GraphQL through gql.mutate)."""
     _require(principal, RECORD_ROLES, "record check-ins")
-    outcomes, events = await _record(conn, principal, [(0, data)])
+    outcomes, events = await _record(conn, [_Item(0, data, store.Caller(principal, current_request_id()))])
     bus.track(events)
     return _raise_for(outcomes[0])
 
 
-async def record_checkin_batch(conn: asyncpg.Connection, principal: Principal, raw_items: Sequence[Any]) -> CheckinBatch:
+async def record_checkin_batch(conn: asyncpg.Connection, principal: Principal, raw_items: Sequence[Any], *, records: bool = True) -> CheckinBatch:
     """Check-ins recorded offline: each item succeeds or fails on its own; the answer says which.
 
     Invalid items are named (index, field, code); the valid ones go in ONE statement. Items
-    stored before (same id) answer their stored record and are not duplicated.
+    stored before (same id) answer their stored record and are not duplicated. ``records``:
+    each outcome carries the stored check-in (otherwise ids and outcomes only).
     """
     _require(principal, RECORD_ROLES, "record check-ins")
     if not 1 <= len(raw_items) <= MAX_BATCH:
         raise InvalidInput(f"Send 1-{MAX_BATCH} check-ins at once.", code="invalid_batch_size", field="checkins")
-    valid: list[tuple[int, CheckinCreate]] = []
+    caller = store.Caller(principal, current_request_id())
+    valid: list[_Item] = []
     failed: list[CheckinOutcome] = []
     for index, raw in enumerate(raw_items):
         try:
-            valid.append((index, raw if isinstance(raw, CheckinCreate) else parse_item(CheckinCreate, raw)))
+            valid.append(_Item(index, raw if isinstance(raw, CheckinCreate) else parse_item(CheckinCreate, raw), caller))
         except DomainError as exc:
             failed.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, error=ItemError(code=exc.code, message=exc.message, field=exc.field)))
     outcomes: list[CheckinOutcome] = []
     if valid:
-        outcomes, events = await _record(conn, principal, valid)
+        outcomes, events = await _record(conn, valid, records=records)
         bus.track(events)
-    items = sorted(outcomes + failed, key=lambda o: o.index)
-    count = {s: sum(o.status is s for o in items) for s in ItemStatus}
+    items = sorted(outcomes + failed, key=lambda o: o.index) if failed else outcomes
+    count = Counter(o.status for o in items)
     return CheckinBatch(created=count[ItemStatus.CREATED], replayed=count[ItemStatus.REPLAYED], failed=count[ItemStatus.FAILED], items=items)
-
-
-def without_records(batch: CheckinBatch) -> CheckinBatch:
-    """The batch answer with ids and outcomes only (what a phone needs to clear its queue)."""
-    return msgspec.structs.replace(batch, items=[msgspec.structs.replace(o, checkin=None) for o in batch.items])
 
 
 # --- samples and pools ----------------------------------------------------------------------
@@ -461,7 +507,7 @@ async def upload_results(conn: asyncpg.Connection, principal: Principal, data: L
 
 
 async def _positive(conn: asyncpg.Connection, actor: Principal, tube: dict[str, Any]) -> None:
-    """A positive swab: alert, seal the room, exposure review of the contacts."""
+    """A positive swab: alert, seal the room, exposure review of the contacts and of the floor's staff."""
     stay = await stays.get_stay(conn, actor, tube["stay_id"])
     await raise_alert(conn, actor, stay, "positive", dedup_key=str(tube["id"]), detail={"sample_id": str(tube["id"]), "barcode": tube["barcode"]})
     if stay.status is StayStatus.ACTIVE:
@@ -470,6 +516,10 @@ async def _positive(conn: asyncpg.Connection, actor: Principal, tube: dict[str, 
         except Conflict:
             pass  # e.g. the room is being disinfected already: nothing to seal
     await open_exposure_review(conn, actor, stay.id, reason=f"positive sample {tube['barcode']}", source=ExposureSource.POSITIVE)
+    # The staff who worked that floor are exposed too (imported here: staffing reads this module's rules).
+    from service.operations.staffing import service as staffing
+
+    await staffing.open_exposure_reviews(conn, actor, stay, reason=f"positive sample {tube['barcode']}")
 
 
 # --- alerts ---------------------------------------------------------------------------------
@@ -670,6 +720,11 @@ async def list_exposure_reviews(
 ) -> list[ExposureReview]:
     await sites.get_site(conn, principal, site_id)
     return await store.list_reviews(conn, site_id, principal.site_scope, state=state.value if state else None, limit=check_limit(limit))
+
+
+async def get_exposure_reviews(conn: asyncpg.Connection, principal: Principal, review_ids: list[UUID]) -> dict[UUID, ExposureReview]:
+    """Reviews by id within the caller's sites (another site's: absent)."""
+    return {r.id: r for r in await store.get_reviews(conn, review_ids, principal.site_scope)}
 
 
 async def decide_exposure_review(conn: asyncpg.Connection, principal: Principal, review_id: UUID, data: ReviewDecision) -> ExposureReview:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
+from service.access.model import Principal
 from service.bus import Event
 from service.db import queries
 from service.errors import register_constraint
-from service.health.model import Alert, Checkin, CheckinDue, ExposureReview, Sample, SwabDue
+from service.health.model import Alert, Checkin, CheckinCreate, CheckinDue, ExposureReview, Sample, SwabDue
 from service.observability import current_request_id
 
 Q = queries("health")
@@ -28,35 +30,62 @@ def _structs(cls: type, rows: list[asyncpg.Record]) -> list[Any]:
 class CheckinRows(msgspec.Struct):
     """What record_checkins answered, decoded."""
 
-    created: list[Checkin]
-    stored: list[tuple[Checkin, bool]]  # (row, in the caller's scope)
-    rejected: dict[UUID, str]
+    created: list[Checkin]  # empty unless records were asked for
+    created_ids: set[UUID]
+    stored: list[Checkin]
+    rejected: dict[int, str]  # item position (0-based) -> verdict
     events: list[Event]
 
 
-class _StoredCheckin(Checkin, kw_only=True):
-    in_scope: bool
+class Caller(NamedTuple):
+    """Who sent some of the items of a record_checkins statement."""
+
+    principal: Principal
+    request_id: str | None
 
 
 _dec_checkins = msgspec.json.Decoder(list[Checkin])
-_dec_stored = msgspec.json.Decoder(list[_StoredCheckin])
-_dec_rejected = msgspec.json.Decoder(dict[UUID, str])
+_dec_rejected = msgspec.json.Decoder(dict[int, str])
 _dec_events = msgspec.json.Decoder(list[Event])
 
 
-async def record_checkins(conn: asyncpg.Connection, **params: Any) -> CheckinRows:
-    row = await Q.record_checkins(conn, request_id=current_request_id(), **params)
-    stored = _dec_stored.decode(row["stored"]) if row["stored"] else []
+async def record_checkins(
+    conn: asyncpg.Connection, items: Sequence[tuple[UUID, CheckinCreate, int]], callers: Sequence[Caller], *, records: bool, **rules: Any
+) -> CheckinRows:
+    """Run record_checkins over ``items`` ((id, input, index into ``callers``)); ``rules`` are the alert thresholds."""
+    scope_callers: list[int] = []
+    scope_sites: list[UUID] = []
+    for number, caller in enumerate(callers, 1):
+        sites = caller.principal.site_scope or ()
+        scope_callers += [number] * len(sites)
+        scope_sites += sites
+    row = await Q.record_checkins(
+        conn,
+        ids=[i for i, _, _ in items],
+        stay_ids=[c.stay_id for _, c, _ in items],
+        recorded_ats=[c.recorded_at for _, c, _ in items],
+        temperatures=[c.temperature_c for _, c, _ in items],
+        spo2s=[c.spo2 for _, c, _ in items],
+        pulses=[c.pulse for _, c, _ in items],
+        symptoms=[",".join(c.symptoms) for _, c, _ in items],
+        notes=[c.note for _, c, _ in items],
+        callers=[k + 1 for _, _, k in items],
+        actors=[c.principal.ref for c in callers],
+        actor_roles=[c.principal.role.value for c in callers],
+        request_ids=[c.request_id for c in callers],
+        everywhere=[c.principal.site_scope is None for c in callers],
+        scope_callers=scope_callers,
+        scope_sites=scope_sites,
+        records=records,
+        **rules,
+    )
     return CheckinRows(
         created=_dec_checkins.decode(row["created"]) if row["created"] else [],
-        stored=[(_plain(s), s.in_scope) for s in stored],
-        rejected=_dec_rejected.decode(row["rejected"]) if row["rejected"] else {},
+        created_ids=set(row["created_ids"]),
+        stored=_dec_checkins.decode(row["stored"]) if row["stored"] else [],
+        rejected={n - 1: v for n, v in _dec_rejected.decode(row["rejected"]).items()} if row["rejected"] else {},
         events=_dec_events.decode(row["events"]) if row["events"] else [],
     )
-
-
-def _plain(stored: _StoredCheckin) -> Checkin:
-    return Checkin(**{f: getattr(stored, f) for f in Checkin.__struct_fields__})
 
 
 async def get_checkins(conn: asyncpg.Connection, ids: list[UUID], site_ids: list[UUID] | None) -> list[Checkin]:

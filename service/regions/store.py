@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -19,6 +21,16 @@ register_constraint("regions_code_key", "region_code_taken", "Another region alr
 register_constraint("regions_sibling_name_key", "region_name_taken", "A sibling region already has this name.")
 register_constraint("regions_pkey", "region_exists", "A region with this id already exists.")
 register_constraint("regions_path_check", "region_too_deep", "Regions nest at most three levels (city, district, street).")
+
+
+@asynccontextmanager
+async def _without_jit(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """The figure statements nest a lookup per site and day; planned on generic estimates their cost
+    passes jit_above_cost and PostgreSQL spends seconds compiling what runs in milliseconds
+    (4.4 s of a 4.6 s run measured on a 100k-stay history). Off for these statements only."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL jit = off")
+        yield
 
 
 async def list_regions(
@@ -62,7 +74,8 @@ async def scope_sites(conn: asyncpg.Connection, site_ids: list[UUID] | None, reg
 
 
 async def live_figures(conn: asyncpg.Connection, site_ids: list[UUID], now: datetime) -> list[dict[str, Any]]:
-    return [dict(r) async for r in Q.live_figures(conn, site_ids=site_ids, now=now)]
+    async with _without_jit(conn):
+        return [dict(r) async for r in Q.live_figures(conn, site_ids=site_ids, now=now)]
 
 
 async def low_stock(conn: asyncpg.Connection, site_ids: list[UUID], now: datetime, limit: int) -> list[LowStockLine]:
@@ -72,15 +85,17 @@ async def low_stock(conn: asyncpg.Connection, site_ids: list[UUID], now: datetim
 async def turnaround(
     conn: asyncpg.Connection, pairs: list[tuple[UUID, str]], since: datetime, now: datetime
 ) -> dict[str, dict[str, Any]]:
-    rows = Q.turnaround(conn, sites=[p[0] for p in pairs], groups=[p[1] for p in pairs], since=since, now=now)
-    return {r["grp"]: dict(r) async for r in rows}
+    async with _without_jit(conn):
+        rows = Q.turnaround(conn, sites=[p[0] for p in pairs], groups=[p[1] for p in pairs], since=since, now=now)
+        return {r["grp"]: dict(r) async for r in rows}
 
 
 async def day_figures(
     conn: asyncpg.Connection, site_ids: list[UUID], first_day: date, last_day: date, now: datetime
 ) -> list[dict[str, Any]]:
-    rows = Q.day_figures(conn, site_ids=site_ids, first_day=first_day, last_day=last_day, now=now)
-    return [dict(r) async for r in rows]
+    async with _without_jit(conn):
+        rows = Q.day_figures(conn, site_ids=site_ids, first_day=first_day, last_day=last_day, now=now)
+        return [dict(r) async for r in rows]
 
 
 async def upsert_site_daily(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
@@ -93,8 +108,9 @@ async def due_snapshots(conn: asyncpg.Connection, first_day: date, now: datetime
 
 
 async def series(conn: asyncpg.Connection, site_ids: list[UUID], first_day: date, last_day: date) -> list[DayFigures]:
-    rows = Q.series(conn, site_ids=site_ids, first_day=first_day, last_day=last_day)
-    return [DayFigures(**dict(r)) async for r in rows]
+    async with _without_jit(conn):
+        rows = Q.series(conn, site_ids=site_ids, first_day=first_day, last_day=last_day)
+        return [DayFigures(**dict(r)) async for r in rows]
 
 
 async def site_days(conn: asyncpg.Connection, site_ids: list[UUID], day: date) -> dict[UUID, dict[str, Any]]:

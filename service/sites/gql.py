@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import strawberry
 
 from service import policy
+from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
 from service.pagination import Page
 from service.sites import service
 from service.sites.model import DisinfectionState, FloorCreate, RoomAction, RoomPatch, RoomStatus, SiteCreate, SiteKind, SitePatch, SiteStatus
@@ -234,6 +236,9 @@ class TurnOverRoomInput:
     room_id: UUID
     action: RoomActionGQL
     reason: str = ""
+    version: int | None = strawberry.field(
+        default=None, description="The room version you read; when given and stale: userError stale_version (queued offline steps)."
+    )
 
 
 @strawberry.type
@@ -301,16 +306,28 @@ class RoomMutation:
 
     @strawberry.mutation(permission_classes=[policy.gql("rooms.turn_over")])
     async def turn_over_room(self, info: Ctx, input: TurnOverRoomInput) -> RoomPayload:
-        ctx = info.context
-        principal = ctx.require_principal()
-        if len(input.reason) > 500:
-            return RoomPayload(user_errors=[UserError(field="reason", code="invalid_input", message="At most 500 characters.")])
-        action = RoomAction(input.action)
-        room, errors = await mutate(
-            info,
-            lambda conn: service.turn_over(
-                conn, principal, input.room_id, action, reason=input.reason, airing_minutes=ctx.settings.room_airing_minutes
-            ),
-            result_type=RoomModel,
-        )
+        room, errors = await perform(info, turn_over_write(info.context, info.context.require_principal(), input))
         return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)
+
+
+# --- writes, prepared once for their own mutation and for syncWrites (service/offline.py) ---------
+
+
+def turn_over_write(ctx: Context, principal: Principal, input: TurnOverRoomInput) -> Prepared[RoomModel]:
+    if len(input.reason) > 500:
+        return [UserError(field="reason", code="invalid_input", message="At most 500 characters.")]
+    action = RoomAction(input.action)
+    return Write(
+        lambda conn: service.turn_over(
+            conn, principal, input.room_id, action, reason=input.reason, airing_minutes=ctx.settings.room_airing_minutes, version=input.version
+        ),
+        RoomModel,
+    )
+
+
+async def _room_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: TurnOverRoomInput) -> Room | None:
+    found = await service.get_rooms(conn, principal, [input.room_id])
+    return room_gql(found[input.room_id]) if input.room_id in found else None
+
+
+OFFLINE_WRITES = {"turn_over_room": OfflineWrite("rooms.turn_over", turn_over_write, room_gql, _room_now)}

@@ -330,6 +330,7 @@ async def turn_over(
     *,
     reason: str = "",
     airing_minutes: int = 30,
+    version: int | None = None,
 ) -> Room:
     """Staff move a room along the turnover graph (DESIGN.md) and the disinfection task with it.
 
@@ -339,7 +340,9 @@ async def turn_over(
     - ``take_out_of_service`` (empty) -> out_of_service; ``return_to_service`` -> vacated (new task).
 
     Two staff doing the same at once: the room lock orders them, the second gets 409
-    ``invalid_room_transition``.
+    ``invalid_room_transition``. ``version`` (optional) is the room version the caller saw: a
+    phone replaying queued steps gets 409 ``stale_version`` (with the current status and version)
+    instead of applying a step to a room that moved on meanwhile.
     """
     if action not in MANUAL_ACTIONS:
         raise InvalidInput(f"{action} happens through admissions and departures only.", code="not_a_manual_action", field="action")
@@ -348,6 +351,14 @@ async def turn_over(
     else:
         _require(principal, ROOM_ROLES, "turn rooms over")
     room = await lock_room(conn, principal, room_id)
+    if version is not None and version != room.version:
+        raise Conflict(
+            f"The room changed since version {version}; it is now {room.status} at version {room.version}.",
+            code="stale_version",
+            field="version",
+            current_state=room.status.value,
+            current_version=room.version,
+        )
     if action is RoomAction.SEAL:
         return await seal_room(conn, principal, room_id, reason)
     _transition(room, action)

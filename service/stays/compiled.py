@@ -52,6 +52,7 @@ query RoomBoard($siteId: UUID!, $floor: Int) {
         topics=("rooms",),
         sites=one_site,
         bucket_s=900,
+        compact=True,
     )
 )
 

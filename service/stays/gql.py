@@ -6,11 +6,13 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import strawberry
 
 from service import policy
+from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, scoped_loader, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, scoped_loader, to_gql
 from service.pagination import Page
 from service.sites import service as sites
 from service.sites.gql import Room, room_gql
@@ -292,6 +294,11 @@ class MoveStayInput:
     reason: str = ""
 
 
+@strawberry.input(description="Release a stay (the batch form of `releaseStay`, for `syncWrites`).")
+class ReleaseStayInput:
+    stay_id: UUID
+
+
 @strawberry.input
 class ExtendStayInput:
     stay_id: UUID
@@ -533,12 +540,7 @@ class Query:
 class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("stays.admit")])
     async def admit_resident(self, info: Ctx, input: AdmitInput) -> StayPayload:
-        ctx = info.context
-        principal = ctx.require_principal()
-        data, errors = input_struct(m.Admission, input)
-        if data is None:
-            return StayPayload(user_errors=errors)
-        stay, errors = await mutate(info, lambda conn: service.admit(conn, principal, ctx.settings, data), result_type=m.Stay)
+        stay, errors = await perform(info, admit_write(info.context, info.context.require_principal(), input))
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("stays.admit")], description="Admit an arriving batch: every member or none.")
@@ -555,36 +557,17 @@ class Mutation:
 
     @strawberry.mutation(permission_classes=[policy.gql("stays.admit")], description="Move to another room (this site or another); returns the new stay.")
     async def move_stay(self, info: Ctx, input: MoveStayInput) -> StayPayload:
-        principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("stay_id")
-        stay_id = input.stay_id
-        data, errors = input_struct(m.Move, fields)
-        if data is None:
-            return StayPayload(user_errors=errors)
-        stay, errors = await mutate(
-            info, lambda conn: service.move(conn, principal, stay_id, data), result_type=m.Stay
-        )
+        stay, errors = await perform(info, move_write(info.context, info.context.require_principal(), input))
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("stays.close")])
     async def release_stay(self, info: Ctx, stay_id: UUID) -> StayPayload:
-        principal = info.context.require_principal()
-        stay, errors = await mutate(info, lambda conn: service.release(conn, principal, stay_id), result_type=m.Stay)
+        stay, errors = await perform(info, release_write(info.context, info.context.require_principal(), ReleaseStayInput(stay_id=stay_id)))
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("stays.close")])
     async def extend_stay(self, info: Ctx, input: ExtendStayInput) -> StayPayload:
-        principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("stay_id")
-        stay_id = input.stay_id
-        data, errors = input_struct(m.Extension, fields)
-        if data is None:
-            return StayPayload(user_errors=errors)
-        stay, errors = await mutate(
-            info, lambda conn: service.extend_stay(conn, principal, stay_id, data), result_type=m.Stay
-        )
+        stay, errors = await perform(info, extend_write(info.context, info.context.require_principal(), input))
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")], description="Set a bed's attributes (accessible, cot, oxygen).")
@@ -650,3 +633,57 @@ class Mutation:
         if found is None:
             return RevealResidentPayload(user_errors=errors)
         return RevealResidentPayload(resident=to_gql(ResidentRevealed, found))
+
+
+# --- writes, prepared once for their own mutation and for syncWrites (service/offline.py) ---------
+
+
+def admit_write(ctx: Context, principal: Principal, input: AdmitInput) -> Prepared[m.Stay]:
+    data, errors = input_struct(m.Admission, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.admit(conn, principal, ctx.settings, data), m.Stay)
+
+
+def move_write(ctx: Context, principal: Principal, input: MoveStayInput) -> Prepared[m.Stay]:
+    fields = strawberry.asdict(input)
+    fields.pop("stay_id")
+    data, errors = input_struct(m.Move, fields)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.move(conn, principal, input.stay_id, data), m.Stay)
+
+
+def release_write(ctx: Context, principal: Principal, input: ReleaseStayInput) -> Prepared[m.Stay]:
+    return Write(lambda conn: service.release(conn, principal, input.stay_id), m.Stay)
+
+
+def extend_write(ctx: Context, principal: Principal, input: ExtendStayInput) -> Prepared[m.Stay]:
+    fields = strawberry.asdict(input)
+    fields.pop("stay_id")
+    data, errors = input_struct(m.Extension, fields)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.extend_stay(conn, principal, input.stay_id, data), m.Stay)
+
+
+async def _stay_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> Stay | None:
+    found = await service.get_stays(conn, principal, [input.stay_id])
+    return stay_gql(found[input.stay_id]) if input.stay_id in found else None
+
+
+async def _admission_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: AdmitInput) -> Stay | Room | None:
+    """What an admission conflicts with: the stay its client id names, else the room it asked for."""
+    if input.id is not None and (found := await service.get_stays(conn, principal, [input.id])):
+        return stay_gql(found[input.id])
+    if input.room_id is not None and (rooms := await sites.get_rooms(conn, principal, [input.room_id])):
+        return room_gql(rooms[input.room_id])
+    return None
+
+
+OFFLINE_WRITES = {
+    "admit_resident": OfflineWrite("stays.admit", admit_write, stay_gql, _admission_now),
+    "move_stay": OfflineWrite("stays.admit", move_write, stay_gql, _stay_now),
+    "release_stay": OfflineWrite("stays.close", release_write, stay_gql, _stay_now),
+    "extend_stay": OfflineWrite("stays.close", extend_write, stay_gql, _stay_now),
+}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
+import asyncpg
 import strawberry
 
 from service import policy
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.access.model import Principal
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
 from service.pagination import Page
 from service.supplies import service
 from service.supplies.model import (
@@ -252,14 +255,7 @@ class Query:
 class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("supplies.stock.write")], description="Receipt, issue, adjustment or stocktake.")
     async def record_stock_movement(self, info: Ctx, input: RecordStockMovementInput) -> StockMovementPayload:
-        ctx = info.context
-        principal = ctx.require_principal()
-        data, errors = input_struct(MovementCreate, input)
-        if data is None:
-            return StockMovementPayload(user_errors=errors)
-        moved, errors = await mutate(
-            info, lambda conn: service.record_movement(conn, principal, ctx.settings, data), result_type=MovementModel
-        )
+        moved, errors = await perform(info, movement_write(info.context, info.context.require_principal(), input))
         return StockMovementPayload(movement=_movement(moved) if moved else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("supplies.stock.write")], description="Move stock between two sites atomically.")
@@ -278,13 +274,7 @@ class Mutation:
 
     @strawberry.mutation(permission_classes=[policy.gql("replenishments.raise")], description="Ask logistics for supplies.")
     async def raise_replenishment(self, info: Ctx, input: RaiseReplenishmentInput) -> ReplenishmentPayload:
-        principal = info.context.require_principal()
-        data, errors = input_struct(ReplenishmentCreate, input)
-        if data is None:
-            return ReplenishmentPayload(user_errors=errors)
-        rep, errors = await mutate(
-            info, lambda conn: service.raise_replenishment(conn, principal, data), result_type=ReplenishmentModel
-        )
+        rep, errors = await perform(info, raise_write(info.context, info.context.require_principal(), input))
         return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)
 
     @strawberry.mutation(
@@ -292,17 +282,54 @@ class Mutation:
         description="Confirm the counts of a dispatched delivery; posts the receipts.",
     )
     async def receive_replenishment(self, info: Ctx, input: ReceiveReplenishmentInput) -> ReplenishmentPayload:
-        ctx = info.context
-        principal = ctx.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("id")
-        rep_id = input.id
-        data, errors = input_struct(ReplenishmentReceive, fields)
-        if data is None:
-            return ReplenishmentPayload(user_errors=errors)
-        rep, errors = await mutate(
-            info,
-            lambda conn: service.receive_replenishment(conn, principal, ctx.settings, rep_id, data),
-            result_type=ReplenishmentModel,
-        )
+        rep, errors = await perform(info, receive_write(info.context, info.context.require_principal(), input))
         return ReplenishmentPayload(replenishment=_replenishment(rep) if rep else None, user_errors=errors)
+
+
+# --- writes, prepared once for their own mutation and for syncWrites (service/offline.py) ---------
+
+
+def movement_write(ctx: Context, principal: Principal, input: RecordStockMovementInput) -> Prepared[MovementModel]:
+    data, errors = input_struct(MovementCreate, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.record_movement(conn, principal, ctx.settings, data), MovementModel)
+
+
+def raise_write(ctx: Context, principal: Principal, input: RaiseReplenishmentInput) -> Prepared[ReplenishmentModel]:
+    data, errors = input_struct(ReplenishmentCreate, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.raise_replenishment(conn, principal, data), ReplenishmentModel)
+
+
+def receive_write(ctx: Context, principal: Principal, input: ReceiveReplenishmentInput) -> Prepared[ReplenishmentModel]:
+    fields = strawberry.asdict(input)
+    fields.pop("id")
+    data, errors = input_struct(ReplenishmentReceive, fields)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.receive_replenishment(conn, principal, ctx.settings, input.id, data), ReplenishmentModel)
+
+
+async def _level_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: RecordStockMovementInput) -> SupplyStockLevel | None:
+    """What a movement conflicts with (too little on hand, its id taken): the item's stock level at the site now."""
+    if not principal.can_access_site(input.site_id):
+        return None
+    levels = await service.stock_levels(conn, principal, ctx.settings, site_ids=[input.site_id], item_ids=[input.item_id])
+    found = [i for site in levels.sites for i in site.items if i.item_id == input.item_id]
+    return to_gql(SupplyStockLevel, found[0]) if found else None
+
+
+async def _replenishment_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> Replenishment | None:
+    if input.id is None:
+        return None
+    found = await service.get_replenishments(conn, principal, [input.id])
+    return _replenishment(found[input.id]) if input.id in found else None
+
+
+OFFLINE_WRITES = {
+    "record_stock_movement": OfflineWrite("supplies.stock.write", movement_write, _movement, _level_now),
+    "raise_replenishment": OfflineWrite("replenishments.raise", raise_write, _replenishment, _replenishment_now),
+    "receive_replenishment": OfflineWrite("replenishments.raise", receive_write, _replenishment, _replenishment_now),
+}

@@ -70,7 +70,7 @@ async def poll_stock(
         async with db.connection() as conn:
             levels = await service.stock_levels(conn, principal, settings, site_ids=wanted, bucket=bucket)
         body = msgspec.json.encode(levels)
-        await store.put(etag, body)
+        store.put(etag, body)
     return Response(body, media_type="application/json", headers={ETAG_HEADER: etag})
 
 

@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import strawberry
 
 from service import policy
+from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
 from service.pagination import Page
 from service.stays import service as stays
 from service.stays.gql import Stay, stay_gql
@@ -299,27 +301,12 @@ class Query:
 class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("transfers.request")], description="Request a resident's transfer.")
     async def request_transfer(self, info: Ctx, input: RequestTransferInput) -> TransferPayload:
-        principal = info.context.require_principal()
-        data, errors = input_struct(m.TransferRequest, input)
-        if data is None:
-            return TransferPayload(user_errors=errors)
-        transfer, errors = await mutate(info, lambda conn: service.request_transfer(conn, principal, data), result_type=m.Transfer)
+        transfer, errors = await perform(info, request_write(info.context, info.context.require_principal(), input))
         return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("transfers.move")], description="Move a transfer along one edge (medics, command).")
     async def move_transfer(self, info: Ctx, input: MoveTransferInput) -> TransferPayload:
-        principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("id")
-        transfer_id = input.id
-        data, errors = input_struct(m.TransferMove, fields)
-        if data is None:
-            return TransferPayload(user_errors=errors)
-        transfer, errors = await mutate(
-            info,
-            lambda conn: service.move_transfer(conn, principal, transfer_id, data),
-            result_type=m.Transfer,
-        )
+        transfer, errors = await perform(info, move_write(info.context, info.context.require_principal(), input))
         return TransferPayload(transfer=transfer_gql(transfer) if transfer else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
@@ -340,3 +327,41 @@ class Mutation:
             return FacilityPayload(user_errors=errors)
         facility, errors = await mutate(info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility)
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
+
+
+# --- writes, prepared once for their own mutation and for syncWrites (service/offline.py) ---------
+
+
+def request_write(ctx: Context, principal: Principal, input: RequestTransferInput) -> Prepared[m.Transfer]:
+    data, errors = input_struct(m.TransferRequest, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.request_transfer(conn, principal, data), m.Transfer)
+
+
+def move_write(ctx: Context, principal: Principal, input: MoveTransferInput) -> Prepared[m.Transfer]:
+    fields = strawberry.asdict(input)
+    fields.pop("id")
+    data, errors = input_struct(m.TransferMove, fields)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.move_transfer(conn, principal, input.id, data), m.Transfer)
+
+
+async def _requested_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: RequestTransferInput) -> Transfer | Stay | None:
+    """What a transfer request conflicts with: the transfer its client id names, else its stay."""
+    if input.id is not None and (found := await service.get_transfers(conn, principal, [input.id])):
+        return transfer_gql(found[input.id])
+    stay = await stays.get_stays(conn, principal, [input.stay_id])
+    return stay_gql(stay[input.stay_id]) if input.stay_id in stay else None
+
+
+async def _transfer_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: MoveTransferInput) -> Transfer | None:
+    found = await service.get_transfers(conn, principal, [input.id])
+    return transfer_gql(found[input.id]) if input.id in found else None
+
+
+OFFLINE_WRITES = {
+    "request_transfer": OfflineWrite("transfers.request", request_write, transfer_gql, _requested_now),
+    "move_transfer": OfflineWrite("transfers.move", move_write, transfer_gql, _transfer_now),
+}

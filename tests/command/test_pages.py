@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from service.access.model import Role
 from service.app import create_app
 from service.command import service as command
+from service.command import store
 from service.command.rest import CSRF_COOKIE, FORM_EXPIRED, NOT_FOR_ROLE, SESSION_COOKIE
 from tests.access.helpers import PASSWORD, make_staff
 from tests.command.helpers import csrf_token, figure, log_in, login_form, set_cookie_headers
@@ -209,3 +210,51 @@ def _auth(settings):
     from service.access.service import issue_access_token
 
     return lambda principal: {"Authorization": f"Bearer {issue_access_token(settings, principal)}"}
+
+
+async def test_retention_deletes_sessions_a_day_after_they_ended(client, db, settings, chief):
+    async with db.transaction() as conn:
+        for n in range(2):
+            await store.insert_session(conn, f"old-{n}".encode(), chief.id, 12)
+    await log_in(client, "chief", PASSWORD)
+    async with db.connection() as conn:
+        ids = [r["id"] for r in await conn.fetch("SELECT id FROM command_sessions ORDER BY created_at")]
+        await conn.execute("UPDATE command_sessions SET ended_at = now() - interval '25 hours' WHERE id = $1", ids[0])
+        await conn.execute(
+            "UPDATE command_sessions SET created_at = now() - interval '40 hours', expires_at = now() - interval '26 hours' WHERE id = $1", ids[1]
+        )
+    assert await command.purge_sessions(db, settings) == 2
+    async with db.connection() as conn:
+        assert [r["id"] for r in await conn.fetch("SELECT id FROM command_sessions")] == [ids[2]]
+    assert (await client.get("/command/panels")).status_code == 200  # the live one still works
+
+
+async def test_a_district_officer_sees_only_its_district(client, db, settings):
+    """A command account granted one district (service/regions) logs in and sees that district's sites only."""
+    from service.access import service as access
+    from service.access.model import StaffCreate
+    from service.regions import service as regions
+    from service.regions.model import RegionCreate, RegionLevel
+
+    auth = _auth(settings)
+    east_site, west_site = await make_site(client, auth), await make_site(client, auth)
+    system = access.SYSTEM_PRINCIPAL
+    async with db.transaction() as conn:
+        city = await regions.create_region(conn, system, RegionCreate(code="CITY", name="City", level=RegionLevel.CITY))
+        east, west = [
+            await regions.create_region(conn, system, RegionCreate(code=code, name=code.title(), level=RegionLevel.DISTRICT, parent_id=city.id))
+            for code in ("EAST", "WEST")
+        ]
+        await regions.place_site(conn, system, east.id, uuid.UUID(east_site))
+        await regions.place_site(conn, system, west.id, uuid.UUID(west_site))
+        officer = msgspec.convert(
+            {"username": "east-chief", "display_name": "East chief", "password": PASSWORD, "role": "command", "region_ids": [str(east.id)]}, StaffCreate
+        )
+        await access.create_staff(conn, settings, system, officer)
+    assert (await log_in(client, "east-chief", PASSWORD)).status_code == 303
+    page = await client.get("/command")
+    assert page.status_code == 200
+    assert '<span data-testid="scope">East</span>' in page.text
+    east_name, west_name = [(await client.get(f"/api/v1/sites/{s}", headers=auth(COMMAND))).json()["name"] for s in (east_site, west_site)]
+    assert f'data-label="{east_name}"' in page.text and west_name not in page.text
+    assert 'data-label="› West"' not in page.text and "West" not in page.text.split('data-chart="regions"')[1]

@@ -30,6 +30,7 @@ from service.access.model import Role
 from service.api.graphql import build_schema
 from tests.conftest import make_principal
 from tests.foundation.test_edge_limits import write_routes
+from tests.security.walk import is_one_of
 from tests.transfers.helpers import make_facility, make_hospital
 
 SEED = 20261129
@@ -90,6 +91,9 @@ class Inputs:
             return [self.graphql(field, type_.of_type)]
         if isinstance(type_, GraphQLEnumType):
             return next(iter(type_.values))
+        if is_one_of(type_):  # exactly one field: the first
+            name, f = next(iter(type_.fields.items()))
+            return {name: self.graphql(name, f.type)}
         if isinstance(type_, GraphQLInputObjectType):
             # required fields, and optional nested inputs (a rule may need one: admitResident's resident)
             return {

@@ -79,17 +79,24 @@ async def test_log_in_read_the_figures_see_a_write_arrive_and_log_out(base_url, 
             await page.click('button[type="submit"]')
             await expect(page).to_have_url(re.compile(r"/command$"))
 
-            # 2. The demo's numbers, as the API tells them.
-            occupancy = (await http.get("/api/v1/occupancy", headers=headers)).json()
-            sites = {s["id"]: s["name"] for s in (await http.get("/api/v1/sites", headers=headers)).json()["items"]}
-            assert await _figure(page, "in_quarantine") == occupancy["total"]["beds_occupied"]
-            assert await _figure(page, "beds_ready") == occupancy["total"]["beds_ready"]
+            # 2. The demo's numbers, as the API tells them (the same roll-up and daily series).
+            rollup = (await http.get("/api/v1/command/rollup", headers=headers)).json()
+            daily = (await http.get("/api/v1/command/daily", params={"days": 14}, headers=headers)).json()
+            assert await _figure(page, "in_quarantine") == rollup["totals"]["occupied_beds"] > 0
+            assert await _figure(page, "beds_free") == rollup["totals"]["free_beds"]
             bars = page.locator('svg[data-chart="sites"] g.bar')
-            assert await bars.count() == len(sites)
-            for row in occupancy["sites"]:
-                bar = page.locator(f'svg[data-chart="sites"] g.bar[data-label="{sites[row["site_id"]]}"]')
-                await expect(bar.locator("text.figure")).to_have_text(f'{row["beds_occupied"]} / {row["beds_total"]}')
-            await expect(page.locator('svg[data-chart="regions"] g.bar').first).to_be_visible()
+            assert await bars.count() == len(rollup["sites"]) == 2
+            for site in rollup["sites"]:
+                bar = page.locator(f'svg[data-chart="sites"] g.bar[data-label="{site["name"]}"]')
+                await expect(bar.locator("text.figure")).to_have_text(f'{site["figures"]["occupied_beds"]} / {site["figures"]["capacity_beds"]}')
+            regions = page.locator('svg[data-chart="regions"] g.bar')
+            assert await regions.count() >= 3  # the demo tree: city, district, streets
+            city = regions.first  # the root holds every site
+            assert await city.get_attribute("data-value") == str(rollup["totals"]["occupied_beds"])
+            for series in ("admitted", "released", "positives"):
+                drawn = await page.locator(f'svg[data-chart="days"] g[data-series="{series}"]').get_attribute("data-values")
+                assert drawn == ",".join(str(d[series]) for d in daily["days"])
+            assert len(daily["days"]) == 14 and sum(d["admitted"] for d in daily["days"]) > 0  # two weeks of history
             await _shot(page, "02-dashboard")
 
             # 3. A write through the API reaches the open page by its own polling.

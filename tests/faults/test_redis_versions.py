@@ -82,7 +82,7 @@ async def test_login_limit_publish_and_poll_on_this_redis(own_redis, settings, d
         item = await make_item(client, auth)
         assert (await move(client, auth, staff([site]), site, item, "receipt", 5)).status_code == 201
         message = pubsub.get_message(timeout=5)
-        assert message is not None and msgspec.json.decode(message["data"])["site_id"] == site
+        assert message is not None and {e["site_id"] for e in msgspec.json.decode(message["data"])} == {site}
         pubsub.close()
 
         # The stock poll (versions, cached answers): 304 for an unchanged ETag.

@@ -23,7 +23,28 @@ async def test_event_published_after_commit(db):
             assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None  # not before commit
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
         assert message is not None
-        assert msgspec.json.decode(message["data"])["id"] == event.id
+        assert [e["id"] for e in msgspec.json.decode(message["data"])] == [event.id]
+    finally:
+        await pubsub.aclose()
+
+
+async def test_a_commit_is_one_message_per_site_carrying_its_events_in_order(db):
+    here, there = uuid.uuid4(), uuid.uuid4()
+    pubsub = await _subscribe(db, here)
+    await pubsub.subscribe(bus.channel(db.cache, there))
+    await pubsub.get_message(timeout=1)
+    try:
+        async with db.transaction() as conn:
+            emitted = [await bus.emit(conn, "test.happened", site_id=site, data={"n": n}) for n, site in enumerate([here, there, here, here])]
+        messages = []
+        while (message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is not None:
+            messages.append(message)
+        by_channel = {m["channel"].decode(): bus.decode_message(m["data"]) for m in messages}
+        assert len(messages) == 2
+        assert by_channel[bus.channel(db.cache, here)] == [emitted[0], emitted[2], emitted[3]]
+        assert by_channel[bus.channel(db.cache, there)] == [emitted[1]]
+        # a lone event object (what an instance of an earlier release publishes) reads as well
+        assert bus.decode_message(msgspec.json.encode(emitted[1])) == [emitted[1]]
     finally:
         await pubsub.aclose()
 

@@ -12,6 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service.access.model import Role
+from service.api import graphql as edge
 from service.api import persisted
 from service.api.graphql import build_schema
 from service.api.persisted import OPERATIONS_DIR, operation_document
@@ -127,6 +128,28 @@ async def test_documents_are_parsed_and_validated_once(settings, auth, client, m
     assert len(parsed) == 1  # ad hoc: once, then from the cache
 
 
+@pytest.mark.parametrize(
+    ("query", "answer"),
+    [
+        ("{ apiVersion }", b'{"data":{"apiVersion":"1"}}'),
+        ("query Version { v: apiVersion __typename }", b'{"data":{"v":"1","__typename":"Query"}}'),
+        ("query($x: Int) { apiVersion }", None),  # variables: executed
+        ("{ apiVersion @include(if: true) }", None),
+        ("{ ...F } fragment F on Query { apiVersion }", None),
+        ("{ apiVersion sites { pageInfo { hasNextPage } } }", None),
+        ("mutation { __typename }", None),
+    ],
+)
+async def test_a_query_of_constants_is_answered_as_prepared(settings, auth, query, answer, monkeypatch):
+    """Prepared once, answered without executing per request: what execution writes, for anyone."""
+    assert build_schema(settings).documents.by_text(query).constant == answer
+    if answer is None:
+        return
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        monkeypatch.setattr(edge, "execute", None)  # a constant answer never reaches execution
+        for headers in ({}, auth(make_principal(Role.SITE_STAFF, [uuid.uuid4()]))):
+            sent = await client.post("/graphql", json={"query": query, "variables": {"x": 1}}, headers=headers)
+            assert sent.status_code == 200 and sent.content == answer
 
 
 async def test_limits_hold_for_persisted_documents_too(settings):

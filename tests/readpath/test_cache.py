@@ -209,3 +209,43 @@ async def test_stalled_redis_during_a_stock_write_leaves_no_stale_304(settings, 
             for _ in range(20):
                 again = await other.get(POLL, headers={**auth(logistics), "If-None-Match": etag})
                 assert again.status_code == 200
+
+
+async def _silently(db, sql: str, *args) -> None:
+    """A change that moves no data version (triggers off): a cached answer no longer matches the rows."""
+    async with db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        await conn.execute(sql, *args)
+
+
+def names(response) -> list[str]:
+    return [o["resident"]["name"] for r in response.json()["data"]["roomBoard"] for o in r["occupants"]]
+
+
+async def test_an_answer_is_shared_through_redis_once_announced(client, db, settings, auth):
+    """An instance asks Redis for an answer only when another announced storing it: a miss after a write
+    costs no round trip. Told apart by rows changed behind the versions' back: an answer fetched from
+    Redis shows the old name, one built here the new."""
+    site = await make_site(db, "C-5", floors={2: (3, 1)})
+    worker = make_principal(Role.SITE_STAFF, [site])
+    async with AsyncTestClient(app=create_app(settings)) as other:
+        for app in (client.app, other.app):
+            await wait_until_listening(app)
+        await settled(board_of(client, auth, worker, site))  # this instance now hears announcements
+        await admit(other, auth, site)
+        built = await fresh_within(lambda: board(other, auth, worker, site), lambda r: occupants(r) == 1)
+        key = built.headers["etag"].strip('"')[1:]
+        store = readpath.responses(client.app.state.db, settings)
+        for _ in range(300):
+            if key in store.announced:
+                break
+            await asyncio.sleep(0.01)
+        assert key in store.announced
+        await _silently(db, "UPDATE residents SET name = '李四' WHERE site_id = $1", site)
+        shared = await board(client, auth, worker, site)
+        assert shared.headers["etag"] == built.headers["etag"] and names(shared) == ["张*"]
+        # An instance that never heard the announcement builds the answer itself (no Redis GET).
+        async with AsyncTestClient(app=create_app(settings)) as late:
+            await wait_until_listening(late.app)
+            own = await board(late, auth, worker, site)
+            assert own.headers["etag"] == built.headers["etag"] and names(own) == ["李*"]

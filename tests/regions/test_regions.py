@@ -245,3 +245,25 @@ async def test_rest_and_graphql(client, seeded, auth):
     data = r.json()["data"]
     assert data["regionRollUp"]["totals"]["sites"] == 2 and len(data["dailySeries"]["days"]) == 3
     assert etag
+
+
+async def test_a_street_officers_token_scopes_every_domain(client, seeded):
+    """Logged in over the API, a region-scoped account reads its street's site and answers 404 for the other."""
+    own, other = seeded["sites"][:2]
+    headers = {"Authorization": "Bearer " + (await client.post(
+        "/api/v1/auth/login", json={"username": "district-lj", "password": "qsite-demo"})).json()["access_token"]}
+    r = await client.get("/api/v1/sites", headers=headers)
+    assert {s["id"] for s in r.json()["items"]} == {str(own), str(other)}  # the district: both demo sites
+    r = await client.post("/api/v1/staff", headers=headers, json={
+        "username": "lijia-officer", "display_name": "礼嘉街道", "password": "long-enough-1", "role": "site_manager",
+        "region_ids": [str(seeded["regions"]["LJ-LIJIA"])]})
+    assert r.status_code == 201, r.text
+    login = await client.post("/api/v1/auth/login", json={"username": "lijia-officer", "password": "long-enough-1"})
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    r = await client.get("/api/v1/sites", headers=headers)
+    assert [s["id"] for s in r.json()["items"]] == [str(own)]
+    for path in (f"/api/v1/sites/{other}", f"/api/v1/sites/{other}/occupancy", f"/api/v1/sites/{other}/alerts"):
+        assert (await client.get(path, headers=headers)).status_code == 404, path
+    assert (await client.get(f"/api/v1/sites/{own}/alerts", headers=headers)).status_code == 200
+    r = await client.get("/api/v1/command/rollup", headers=headers)
+    assert [s["site_id"] for s in r.json()["sites"]] == [str(own)]

@@ -159,6 +159,28 @@ EXPECTED: dict[str, str | set[str]] = {
     "POST /api/v1/supplies/webhooks": {LOGI, CMD},
     "DELETE /api/v1/supplies/webhooks/{webhook_id}": {LOGI, CMD},
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
+    # --- Resident care: requests for every staff role; flags (health data) for medics, managers, command
+    "query careRequest": PEOPLE,
+    "query careRequests": PEOPLE,
+    "query stayCareRequests": PEOPLE,
+    "mutation createCareRequest": PEOPLE,
+    "mutation moveCareRequest": PEOPLE,
+    "mutation recordCareStockIssue": FLOOR,
+    "query careProfile": {CMD, MGR, MEDIC},
+    "mutation setCareProfile": {CMD, MGR, MEDIC},
+    # --- Staff closed loop: the roster for every staff role; staff health data for medics and managers of the site
+    "query siteWorker": PEOPLE,
+    "query siteWorkers": PEOPLE,
+    "query roster": PEOPLE,
+    "mutation createSiteWorker": ADMINS,
+    "mutation createStaffShift": ADMINS,
+    "query staffTestsDue": {MGR, MEDIC},
+    "query staffExposures": {MGR, MEDIC},
+    "mutation setWorkerStatus": {MGR, MEDIC},
+    "mutation recordStaffCheckin": {MGR, MEDIC},
+    "mutation recordStaffSample": {MGR, MEDIC},
+    "mutation recordStaffResult": {MGR, MEDIC},
+    "mutation decideStaffExposure": {MGR, MEDIC},
     # --- Intake: tracing teams and command / site managers refer; staff read the queue; command declares risk areas
     "POST /api/v1/referrals": ADMINS | {TRACE},
     "mutation submitReferral": ADMINS | {TRACE},
@@ -207,6 +229,8 @@ EXPECTED: dict[str, str | set[str]] = {
     "query regionRollUp": PEOPLE,
     "query dailySeries": PEOPLE,
     "query dailyReport": PEOPLE,
+    # --- Offline replay: staff roles; each queued write also needs its own mutation's roles
+    "mutation syncWrites": PEOPLE,
     # --- Changes by cursor: staff apps and logistics (each sees only the event types it may read)
     "GET /api/v1/changes": PEOPLE | {LOGI},
     "query changes": PEOPLE | {LOGI},

@@ -31,7 +31,16 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from graphql import GraphQLEnumType, GraphQLInputObjectType, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLScalarType, Undefined
+from graphql import (
+    GraphQLEnumType,
+    GraphQLInputObjectType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLUnionType,
+    Undefined,
+)
 from litestar.testing import AsyncTestClient
 
 from service.access import service as access
@@ -49,7 +58,7 @@ from service.supplies import webhooks
 from service.supplies.model import WebhookCreate
 from tests.conftest import make_principal, with_database
 from tests.security.expected import EXPECTED
-from tests.security.walk import ROLES, graphql_fields, rest_operations
+from tests.security.walk import ROLES, graphql_fields, is_one_of, rest_operations
 
 SCOPED = [r for r in ROLES if r is not Role.COMMAND]  # the command role sees every site by design
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -78,6 +87,11 @@ SITE_KINDS: dict[str, str] = {
     "replenishment": "SELECT id FROM supply_replenishments WHERE site_id = $1 ORDER BY created_at DESC, id LIMIT 1",
     "webhook": "SELECT id FROM supply_webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
     "staff": "SELECT staff_id FROM staff_sites WHERE site_id = $1 ORDER BY staff_id LIMIT 1",
+    "care_request": "SELECT id FROM care_requests WHERE site_id = $1 AND state IN ('open', 'in_progress') ORDER BY due_at, id LIMIT 1",
+    "worker": "SELECT id FROM site_workers WHERE site_id = $1 ORDER BY post, name, id LIMIT 1",
+    "shift": "SELECT id FROM staff_shifts WHERE site_id = $1 ORDER BY starts_at, id LIMIT 1",
+    "staff_sample": "SELECT id FROM staff_samples WHERE site_id = $1 AND result = 'pending' ORDER BY collected_at, id LIMIT 1",
+    "staff_exposure": "SELECT id FROM staff_exposures WHERE site_id = $1 AND state = 'open' ORDER BY opened_at, id LIMIT 1",
     "referral": "SELECT id FROM referrals WHERE site_id = $1 AND state = 'pending' ORDER BY identified_at, id LIMIT 1",
     "bed": "SELECT b.id FROM beds b JOIN rooms r ON r.id = b.room_id WHERE b.site_id = $1 AND r.status = 'ready' ORDER BY r.number, b.number LIMIT 1",
     "manifest": "SELECT id FROM arrival_manifests WHERE site_id = $1 AND state = 'announced' ORDER BY expected_at, id LIMIT 1",
@@ -102,11 +116,13 @@ CREATES = {"checkin": "checkin", "checkins": "checkin", "sample": "sample", "sam
            "replenishments": "replenishment", "replenishment": "replenishment", "staff": "staff",
            "resident": "stay", "batch": "stay", "facilities": "facility", "destinationfacility": "facility",
            "stock": "movement", "items": "item", "movement": "movement", "facility": "facility",
-           "regions": "region", "region": "region",
+           "regions": "region", "region": "region", "care": "care_request",
+           "worker": "worker", "shift": "shift",
            "referral": "referral", "referrals": "referral", "manifest": "manifest", "manifests": "manifest"}
 # What a taken client-chosen id may answer (the same whoever holds it): a 409 of this family.
 TAKEN = re.compile(r"^[a-z_]*(_id_taken|_id_conflict|_exists|barcode_taken)$")
 SEEN: list[tuple[str, str, int, str]] = []  # (route or field, variant, status, code) of every call, for the summary
+ONE_OF: set[str] = set()  # fields of @oneOf inputs seen: each names the mutation its value replays (syncWrites)
 
 
 def snake(name: str) -> str:
@@ -526,6 +542,15 @@ def _gql_value(t: Any, path: str, name: str, fill: Filler, slots: list[tuple[str
     if isinstance(t, GraphQLEnumType):
         values = list(t.values)
         return next((v for v in ("SITE_STAFF", "HOSPITAL") if v in values), values[0])
+    if is_one_of(t):
+        # Exactly one field: each is walked (its slots collected), and the one holding the varied slot is sent.
+        chosen: dict[str, Any] | None = None
+        for fname, f in t.fields.items():
+            ONE_OF.add(fname)
+            value = _gql_value(f.type, f"{path}.{fname}", fname, fill, slots, collect)
+            if chosen is None or (fill.vary or "").startswith(f"{path}.{fname}."):
+                chosen = {fname: value}
+        return chosen
     if isinstance(t, GraphQLInputObjectType):
         out = {}
         for fname, f in t.fields.items():
@@ -553,6 +578,15 @@ def _gql_value(t: Any, path: str, name: str, fill: Filler, slots: list[tuple[str
 def _selection(t: Any, depth: int) -> str:
     """Every scalar, and nested objects down to MAX_DEPTH (fields needing no arguments)."""
     t = _unwrap(t)
+    if isinstance(t, GraphQLUnionType):
+        # Each member's scalars; a name that members type differently is left out (they cannot be merged).
+        types: dict[str, set[str]] = {}
+        for member in t.types:
+            for n, f in member.fields.items():
+                if isinstance(_unwrap(f.type), GraphQLScalarType | GraphQLEnumType) and not f.args:
+                    types.setdefault(n, set()).add(str(f.type))
+        members = [f"... on {m.name} {{ {' '.join(n for n in m.fields if len(types.get(n, ())) == 1)} }}" for m in t.types]
+        return "{ __typename " + " ".join(members) + " }"
     if not isinstance(t, GraphQLObjectType):
         return ""
     parts = ["__typename"]
@@ -562,7 +596,7 @@ def _selection(t: Any, depth: int) -> str:
         inner = _unwrap(f.type)
         if isinstance(inner, GraphQLScalarType | GraphQLEnumType):
             parts.append(name)
-        elif depth < MAX_DEPTH or name in ("edges", "node", "pageInfo", "userErrors"):
+        elif depth < MAX_DEPTH or name in ("edges", "node", "pageInfo", "userErrors", "items", "record"):
             parts.append(f"{name} {_selection(inner, depth + 1)}")
     return "{ " + " ".join(parts) + " }"
 
@@ -617,6 +651,12 @@ async def _gql_call(w: SimpleNamespace, field: Any, role: Role, fill: Filler, gi
 CREATE_VERBS = ("record", "admit", "request", "raise", "create", "transfer", "submit", "announce")
 
 
+def _acting(field: Any, slot: str) -> str:
+    """The mutation a slot belongs to: the @oneOf field it is under (a write queued in syncWrites), else the root field."""
+    under = [step for step in re.findall(r"\w+", slot) if step in ONE_OF]
+    return under[-1] if under else field.name
+
+
 def _gql_created_kind(name: str) -> str | None:
     for word in reversed(snake(name).split("_")):
         if word in CREATES:
@@ -638,12 +678,13 @@ async def test_graphql_foreign_ids_answer_like_random_ones(world):
             if kind is None or (kind not in SITE_KINDS and kind != "barcode" and not slot.endswith(".id")):
                 failures.append(f"{field.label}: slot {slot} names no known kind ({kind}): add it to SITE_KINDS/ALIASES")
                 continue
-            creates = field.operation == "mutation" and field.name.startswith(CREATE_VERBS)
+            acting = _acting(field, slot)
+            creates = field.operation == "mutation" and acting.startswith(CREATE_VERBS)
             client_chosen = (slot.endswith(".id") and creates) or (kind == "barcode" and "result" not in slot)
-            created = _gql_created_kind(field.name) if slot.endswith(".id") else kind
+            created = _gql_created_kind(acting) if slot.endswith(".id") else kind
             if slot.endswith(".id") and not creates:
                 # `input.id` of an update names the record it changes: a reference like any other.
-                client_chosen, kind = False, kind_of(field.name + "Id")
+                client_chosen, kind = False, kind_of(acting + "Id")
                 created = kind if kind in SITE_KINDS or kind in SHARED_KINDS else None
             if (client_chosen or slot.endswith(".id")) and created is None:
                 failures.append(f"{field.label}: {slot}: the record kind is unknown: add it to CREATES")

@@ -137,6 +137,14 @@ def is_id_name(name: str) -> bool:
     return name == "id" or name.endswith("Id") or name.endswith("Ids") or name.endswith("_id")
 
 
+def is_one_of(t: Any) -> bool:
+    """A @oneOf input (exactly one field given). Strawberry marks it with its directive, not graphql-core's flag."""
+    definition = (getattr(t, "extensions", None) or {}).get("strawberry-definition")
+    return isinstance(t, GraphQLInputObjectType) and (
+        bool(getattr(t, "is_one_of", False)) or any(type(d).__name__ == "OneOf" for d in getattr(definition, "directives", ()) or ())
+    )
+
+
 def sample(t: Any, name: str, id_for: Any, *, fill_optional_ids: bool) -> Any:
     """A value of GraphQL input type ``t``; ids come from ``id_for(name)``."""
     if isinstance(t, GraphQLNonNull):
@@ -145,6 +153,9 @@ def sample(t: Any, name: str, id_for: Any, *, fill_optional_ids: bool) -> Any:
         return [sample(t.of_type, name.removesuffix("s"), id_for, fill_optional_ids=fill_optional_ids)]
     if isinstance(t, GraphQLEnumType):
         return next(iter(t.values))
+    if is_one_of(t):  # @oneOf: exactly one field, the first
+        fname, f = next(iter(t.fields.items()))
+        return {fname: sample(f.type, fname, id_for, fill_optional_ids=fill_optional_ids)}
     if isinstance(t, GraphQLInputObjectType):
         value = {}
         for fname, f in t.fields.items():

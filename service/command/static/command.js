@@ -20,8 +20,9 @@
     var headers = etag ? { "If-None-Match": etag } : {};
     fetch(url, { headers: headers, credentials: "same-origin", cache: "no-store", redirect: "error" })
       .then(function (response) {
-        if (response.status === 401) {
-          window.location.assign("/command/login?m=ended");
+        if (response.status === 401 || response.status === 403) {
+          // The session ended, or the account lost the role: the page itself says which.
+          window.location.assign("/command");
           return null;
         }
         if (response.status === 304) {

@@ -1,0 +1,1 @@
+"""Resident care: vulnerability flags on a stay (health data) and service requests with an SLA per kind."""

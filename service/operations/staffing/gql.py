@@ -1,0 +1,382 @@
+"""GraphQL: the staff closed loop for the site app (roster for every staff role; staff health data
+for medics and site managers of the site)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import strawberry
+
+from service import policy
+from service.errors import NotFound
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.health.gql import SampleKindGQL, SymptomGQL
+from service.operations.staffing import model as m
+from service.operations.staffing import service
+from service.pagination import Page
+
+strawberry.enum(m.Post, name="StaffPost")
+PostGQL = m.Post
+strawberry.enum(m.LoopStatus, name="StaffLoopStatus", description="on duty, resting in the staff area, or isolating until a date")
+LoopStatusGQL = m.LoopStatus
+strawberry.enum(m.StaffResult, name="StaffSwabResult")
+StaffResultGQL = m.StaffResult
+strawberry.enum(m.ExposureState, name="StaffExposureState")
+ExposureStateGQL = m.ExposureState
+
+
+def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
+    """A per-request loader: ``fetch(conn, principal, ids) -> dict``, one statement per batch on its own connection."""
+    ctx = info.context
+    principal = ctx.require_principal()
+
+    async def load(ids: list[UUID]) -> list[Any]:
+        async with ctx.db.connection() as conn:
+            found = await fetch(conn, principal, ids)
+        return [found.get(i, default) for i in ids]
+
+    return ctx.loader(name, load)
+
+
+@strawberry.type(description="A worker's closed-loop status, last swab and next test (staff health data).")
+class WorkerLoop:
+    worker_id: UUID
+    site_id: UUID
+    status: LoopStatusGQL
+    isolation_until: date | None
+    version: int
+    last_swab_at: datetime | None
+    last_result: StaffResultGQL | None
+    next_test_due: date
+
+
+@strawberry.type(description="A worker's check-in; `findings` are what the residents' alert rules found.")
+class StaffCheckin:
+    id: UUID
+    worker_id: UUID
+    recorded_at: datetime
+    temperature_c: float
+    spo2: int | None
+    symptoms: list[SymptomGQL]
+    note: str
+    findings: list[str]
+    recorded_by: str
+
+
+@strawberry.type(description="A worker's swab.")
+class StaffSample:
+    id: UUID
+    worker_id: UUID
+    barcode: str
+    kind: SampleKindGQL
+    collected_at: datetime
+    result: StaffResultGQL
+    resulted_at: datetime | None
+    recorded_by: str
+
+
+@strawberry.type(description="Someone who works at a site (with or without a qsite account), by post.")
+class Worker:
+    id: UUID
+    site_id: UUID
+    name: str
+    post: PostGQL
+    red_zone: bool = strawberry.field(description="Works in the red zone: tested every day whatever the post.")
+    active: bool
+    test_every_days: int
+    version: int
+
+    @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Closed-loop status (medics, site managers).")
+    async def loop(self, info: Ctx) -> WorkerLoop | None:
+        found = await _loader(info, "staffing.loops", service.loops).load(self.id)
+        return to_gql(WorkerLoop, found) if found else None
+
+    @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Check-ins, newest first.")
+    async def checkins(self, info: Ctx) -> list[StaffCheckin] | None:
+        found = await _loader(info, "staffing.checkins", service.checkins, []).load(self.id)
+        return [to_gql(StaffCheckin, c) for c in found]
+
+    @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Swabs, newest first.")
+    async def samples(self, info: Ctx) -> list[StaffSample] | None:
+        found = await _loader(info, "staffing.samples", service.samples, []).load(self.id)
+        return [to_gql(StaffSample, s) for s in found]
+
+
+def worker_gql(model: m.Worker) -> Worker:
+    return to_gql(Worker, model)
+
+
+async def _worker_of(info: Ctx, worker_id: UUID) -> Worker | None:
+    found = await _loader(info, "staffing.workers", service.get_workers).load(worker_id)
+    return worker_gql(found) if found else None
+
+
+@strawberry.type(description="A shift of the roster.")
+class Shift:
+    id: UUID
+    site_id: UUID
+    worker_id: UUID
+    post: PostGQL
+    red_zone: bool
+    floor: int | None
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+
+    @strawberry.field
+    async def worker(self, info: Ctx) -> Worker | None:
+        return await _worker_of(info, self.worker_id)
+
+
+@strawberry.type(description="A worker whose next swab is due today or earlier.")
+class StaffTestDue:
+    worker_id: UUID
+    name: str
+    post: PostGQL
+    red_zone: bool
+    test_every_days: int
+    last_swab_at: datetime | None
+    due_on: date
+    status: LoopStatusGQL
+
+
+@strawberry.type(description="A worker exposed to a resident who turned positive on a floor they worked.")
+class StaffExposure:
+    id: UUID
+    site_id: UUID
+    worker_id: UUID
+    source_stay_id: UUID
+    floor: int
+    state: ExposureStateGQL
+    opened_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str
+    version: int
+
+    @strawberry.field
+    async def worker(self, info: Ctx) -> Worker | None:
+        return await _worker_of(info, self.worker_id)
+
+
+@strawberry.input
+class CreateSiteWorkerInput:
+    site_id: UUID
+    name: str
+    post: PostGQL
+    red_zone: bool = False
+    id: UUID | None = strawberry.field(default=None, description="Client-generated id: a replay answers the stored worker.")
+
+
+@strawberry.input
+class CreateStaffShiftInput:
+    worker_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    floor: int | None = None
+    post: PostGQL | None = strawberry.field(default=None, description="Default: the worker's post.")
+    red_zone: bool | None = strawberry.field(default=None, description="Default: the worker's zone.")
+    id: UUID | None = None
+
+
+@strawberry.input
+class SetWorkerStatusInput:
+    worker_id: UUID
+    status: LoopStatusGQL
+    version: int
+    isolation_until: date | None = strawberry.field(default=None, description="isolating: required.")
+
+
+@strawberry.input
+class RecordStaffCheckinInput:
+    worker_id: UUID
+    temperature_c: float
+    recorded_at: datetime
+    spo2: int | None = None
+    symptoms: list[SymptomGQL] = strawberry.field(default_factory=list)
+    note: str = ""
+    id: UUID | None = None
+
+
+@strawberry.input
+class RecordStaffSampleInput:
+    worker_id: UUID
+    barcode: str
+    collected_at: datetime
+    kind: SampleKindGQL = m.SampleKind.PCR
+    id: UUID | None = None
+
+
+@strawberry.input
+class RecordStaffResultInput:
+    staff_sample_id: UUID
+    result: StaffResultGQL
+
+
+@strawberry.input(description="CLEARED, or ISOLATED until a date (the worker's status becomes isolating).")
+class DecideStaffExposureInput:
+    id: UUID
+    state: ExposureStateGQL
+    version: int
+    isolation_until: date | None = None
+    note: str = ""
+
+
+@strawberry.type
+class WorkerPayload:
+    worker: Worker | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ShiftPayload:
+    shift: Shift | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WorkerLoopPayload:
+    loop: WorkerLoop | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class StaffCheckinPayload:
+    checkin: StaffCheckin | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class StaffSamplePayload:
+    sample: StaffSample | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class StaffExposurePayload:
+    exposure: StaffExposure | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+async def _site_list(info: Ctx, site_id: UUID, read: Any) -> list[Any]:
+    """A site-wide list: empty for another or unknown site (no existence disclosed)."""
+    ctx = info.context
+    principal = ctx.require_principal()
+    if not principal.can_access_site(site_id):
+        return []
+    try:
+        async with ctx.db.connection() as conn:
+            return list(await read(conn, principal))
+    except NotFound:
+        return []
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[policy.gql("roster.read")], description="One worker; null when not at one of the caller's sites.")
+    async def site_worker(self, info: Ctx, id: UUID) -> Worker | None:
+        return await _worker_of(info, id)
+
+    @strawberry.field(permission_classes=[policy.gql("roster.read")], description="A site's workers by post and name.")
+    async def site_workers(self, info: Ctx, site_id: UUID, first: int = 50, after: str | None = None) -> Connection[Worker]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        empty = connection_of(Page(items=[], next_cursor=None), worker_gql, service.worker_key)
+        if not principal.can_access_site(site_id):
+            return empty
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.list_workers(conn, principal, site_id, cursor=after, limit=first)
+        except NotFound:
+            return empty
+        return connection_of(page, worker_gql, service.worker_key)
+
+    @strawberry.field(permission_classes=[policy.gql("roster.read")], description="A site's shifts overlapping [since, until), at most 31 days.")
+    async def roster(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> list[Shift]:
+        found = await _site_list(info, site_id, lambda conn, p: service.list_shifts(conn, p, site_id, since=since, until=until))
+        return [to_gql(Shift, s) for s in found]
+
+    @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Workers whose swab is due today or earlier.")
+    async def staff_tests_due(self, info: Ctx, site_id: UUID) -> list[StaffTestDue]:
+        found = await _site_list(info, site_id, lambda conn, p: service.tests_due(conn, p, site_id))
+        return [to_gql(StaffTestDue, d) for d in found]
+
+    @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Staff exposure reviews of a site (default: open).")
+    async def staff_exposures(self, info: Ctx, site_id: UUID, state: ExposureStateGQL | None = m.ExposureState.OPEN) -> list[StaffExposure]:
+        found = await _site_list(
+            info, site_id, lambda conn, p: service.list_exposures(conn, p, site_id, state=m.ExposureState(state) if state else None)
+        )
+        return [to_gql(StaffExposure, e) for e in found]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[policy.gql("roster.manage")], description="Add a worker to a site's roster.")
+    async def create_site_worker(self, info: Ctx, input: CreateSiteWorkerInput) -> WorkerPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.WorkerCreate, input)
+        if data is None:
+            return WorkerPayload(user_errors=errors)
+        worker, errors = await mutate(info, lambda conn: service.add_worker(conn, principal, data), result_type=m.Worker)
+        return WorkerPayload(worker=worker_gql(worker) if worker else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("roster.manage")], description="Plan a worker's shift (no overlap).")
+    async def create_staff_shift(self, info: Ctx, input: CreateStaffShiftInput) -> ShiftPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.ShiftCreate, input)
+        if data is None:
+            return ShiftPayload(user_errors=errors)
+        shift, errors = await mutate(info, lambda conn: service.add_shift(conn, principal, data), result_type=m.Shift)
+        return ShiftPayload(shift=to_gql(Shift, shift) if shift else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="On duty, resting, or isolating until a date.")
+    async def set_worker_status(self, info: Ctx, input: SetWorkerStatusInput) -> WorkerLoopPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.StatusChange, input)
+        if data is None:
+            return WorkerLoopPayload(user_errors=errors)
+        loop, errors = await mutate(info, lambda conn: service.set_status(conn, principal, data), result_type=m.WorkerLoop)
+        return WorkerLoopPayload(loop=to_gql(WorkerLoop, loop) if loop else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A worker's check-in (residents' alert rules).")
+    async def record_staff_checkin(self, info: Ctx, input: RecordStaffCheckinInput) -> StaffCheckinPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.StaffCheckinCreate, input)
+        if data is None:
+            return StaffCheckinPayload(user_errors=errors)
+        checkin, errors = await mutate(info, lambda conn: service.record_checkin(conn, principal, data), result_type=m.StaffCheckin)
+        return StaffCheckinPayload(checkin=to_gql(StaffCheckin, checkin) if checkin else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A worker's swab, pending its result.")
+    async def record_staff_sample(self, info: Ctx, input: RecordStaffSampleInput) -> StaffSamplePayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.StaffSampleCreate, input)
+        if data is None:
+            return StaffSamplePayload(user_errors=errors)
+        sample, errors = await mutate(info, lambda conn: service.record_sample(conn, principal, data), result_type=m.StaffSample)
+        return StaffSamplePayload(sample=to_gql(StaffSample, sample) if sample else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A staff swab's result; positive isolates the worker.")
+    async def record_staff_result(self, info: Ctx, input: RecordStaffResultInput) -> StaffSamplePayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.StaffResultEntry, input)
+        if data is None:
+            return StaffSamplePayload(user_errors=errors)
+        sample, errors = await mutate(info, lambda conn: service.record_result(conn, principal, data), result_type=m.StaffSample)
+        return StaffSamplePayload(sample=to_gql(StaffSample, sample) if sample else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="Clear an exposed worker or isolate them.")
+    async def decide_staff_exposure(self, info: Ctx, input: DecideStaffExposureInput) -> StaffExposurePayload:
+        principal = info.context.require_principal()
+        fields = strawberry.asdict(input)
+        fields.pop("id")
+        exposure_id = input.id
+        data, errors = input_struct(m.ExposureDecision, fields)
+        if data is None:
+            return StaffExposurePayload(user_errors=errors)
+        exposure, errors = await mutate(
+            info, lambda conn: service.decide_exposure(conn, principal, exposure_id, data), result_type=m.StaffExposure
+        )
+        return StaffExposurePayload(exposure=to_gql(StaffExposure, exposure) if exposure else None, user_errors=errors)
