@@ -238,7 +238,7 @@ def test_documents_match_by_canonical_form_not_by_hash():
     readpath.registry()  # imports the domains' compiled operations
     op = next(o for o in readpath.COMPILED if o.name == "RoomBoard")
     with_fragment = """
-query RoomBoard($siteId: UUID!, $floor: Int) { roomBoard(siteId: $siteId, floor: $floor) { room { ...R } occupants { ...O } } }
+query RoomBoard($siteId: UUID!, $floor: Int) { roomBoard(siteId: $siteId, floor: $floor) { room { ...R } occupants { ...O } reservedBeds { bed expiresAt } } }
 fragment R on Room { id number floor beds occupied freeBeds status statusSince version }
 fragment O on Stay { id bed category riskLevel arrivalBatch admittedAt plannedReleaseAt quarantineDay resident { id name sex birthYear } }
 """
