@@ -5,6 +5,9 @@ also be admitted or cancelled directly). One person has at most one open referra
 submission merges into it. Admission from a referral opens the stay through the stays domain and
 links it; the time from identification to isolation is measured from the earliest identification.
 
+Arrival manifests announce a vehicle and the referrals on board; the beds reserved for them (by the
+stays domain's allocation rules) are consumed on arrival and freed by a no-show or a cancellation.
+
 Functions other domains call (connection inside the caller's transaction, the caller's Principal):
 
 - ``risk_level_of(conn, area_code, at)``   the level of a risk area at a moment (None: not a risk area)

@@ -11,6 +11,10 @@ the caller's Principal; ids of other sites are "not found"):
 - ``occupied_beds(conn, site_ids)``                 active stays per site (supplies forecast)
 - ``regime_of(conn, stay)``                         the stay's regime (test days, check-ins per day)
 - ``quarantine_day(stay, now)``                     day N in the site's time zone, day 1 = admission date
+- ``regime_for(conn, category, risk_level=, code=, at=)``  the regime (version in force at ``at``) by the rules
+- ``is_isolated(conn, settings, document_type, number)``   whether a person has an active stay (intake)
+- ``reserve_beds`` / ``release_reservations``        hold beds for announced arrivals (intake manifests);
+  an ``Admission`` with ``reservation_id`` consumes its reservation, with ``needs`` picks a bed offering them
 """
 
 from __future__ import annotations
