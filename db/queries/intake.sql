@@ -183,3 +183,7 @@ UPDATE arrival_manifests SET version = version + 1 WHERE id = :id;
 -- name: referrals_on_manifests
 -- Which of these referrals ride an announced vehicle already.
 SELECT referral_id FROM manifest_members WHERE referral_id = ANY(:ids::uuid[]) AND state = 'expected';
+
+-- name: expected_member^
+-- The announced vehicle a referral rides, if any, and the reservation held for it.
+SELECT manifest_id, reservation_id FROM manifest_members WHERE referral_id = :referral_id AND state = 'expected';

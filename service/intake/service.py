@@ -316,6 +316,10 @@ async def admit(
         return await stays.get_stay(conn, principal, referral.stay_id)
     if referral.state not in OPEN_STATES:
         raise Conflict(f"The referral is {referral.state}.", code="invalid_referral_state", state=referral.state.value)
+    # Admitted on their own while on an announced vehicle: they take the bed reserved for them.
+    member = await store.expected_member(conn, referral.id) if reservation_id is None else None
+    if member is not None:
+        reservation_id = member["reservation_id"]
     secrets = await store.referral_secrets(conn, referral.id)
     record = referral.id.bytes
     person = ResidentCreate(
@@ -353,6 +357,9 @@ async def admit(
     await _move(
         conn, principal, referral, referral.version, ReferralState.ARRIVED, OPEN_STATES, stay_id=stay.id, arrived_at=stay.admitted_at
     )
+    if member is not None:
+        await store.set_member(conn, member["manifest_id"], referral.id, MemberState.ARRIVED, stay.id)
+        await store.touch_manifest(conn, member["manifest_id"])
     return stay
 
 

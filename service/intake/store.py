@@ -188,3 +188,7 @@ async def touch_manifest(conn: asyncpg.Connection, manifest_id: UUID) -> None:
 
 async def referrals_on_manifests(conn: asyncpg.Connection, referral_ids: list[UUID]) -> set[UUID]:
     return {r["referral_id"] async for r in Q.referrals_on_manifests(conn, ids=referral_ids)}
+
+
+async def expected_member(conn: asyncpg.Connection, referral_id: UUID) -> asyncpg.Record | None:
+    return await Q.expected_member(conn, referral_id=referral_id)

@@ -10,7 +10,7 @@ import pytest
 from service.access.model import Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.intake import service as intake
-from service.intake.model import Closing, ManifestArrival, ManifestCreate
+from service.intake.model import Closing, ManifestArrival, ManifestCreate, ReferralAdmission
 from service.sites import service as sites
 from service.stays import service as stays
 from tests.conftest import make_principal
@@ -170,3 +170,18 @@ async def test_an_expired_reservation_does_not_block_others(db, settings):
         with pytest.raises(Conflict) as exc:  # the late person finds no bed: the site filled meanwhile
             await intake.admit_manifest(conn, staff(site), settings, manifest.id, ManifestArrival(version=1))
         assert exc.value.code == "no_room_available"
+
+
+async def test_admitting_a_referral_on_a_manifest_takes_its_reserved_bed(db, settings):
+    site = await make_site(db, floors={3: (3, 1)})
+    a, b = await _referrals(db, settings, site, person(), person())
+    async with db.transaction() as conn:
+        manifest = await intake.announce(conn, COMMAND, _manifest(site, [a, b]))
+        stay = await intake.admit(conn, staff(site), settings, a.id, ReferralAdmission())
+        after = await intake.get_manifest(conn, COMMAND, manifest.id)
+        rest = await intake.admit_manifest(conn, staff(site), settings, manifest.id, ManifestArrival(version=after.version))
+    held = {m.referral_id: (m.room_id, m.bed) for m in manifest.members}
+    assert (stay.room_id, stay.bed) == held[a.id]
+    members = {m.referral_id: m for m in after.members}
+    assert members[a.id].state == "arrived" and members[a.id].reservation_state == "consumed" and after.version == 2
+    assert {m.state for m in rest.members} == {"arrived"}
