@@ -194,7 +194,11 @@ class ReservedBed:
 class BoardRoom:
     room: Room
     occupants: list[Stay]
-    reserved_beds: list[ReservedBed]
+
+    @strawberry.field(description="Beds held for people on an announced vehicle (one statement for the whole board, when asked for).")
+    async def reserved_beds(self, info: Ctx) -> list[ReservedBed]:
+        found = await scoped_loader(info, "stays.reserved_beds", service.reserved_in_rooms).load(self.room.id)
+        return [ReservedBed(bed=b["bed"], expires_at=b["expires_at"]) for b in found or []]
 
 
 @strawberry.type(description="Beds by room status and releases due (site's local today/tomorrow); siteId null in the total.")
@@ -405,15 +409,7 @@ class Query:
                 return None
             occupied = [r.id for r in rooms if r.occupied]
             views = await service.board(conn, principal, occupied) if occupied else {}
-            reserved = await service.reserved_in_rooms(conn, principal, [r.id for r in rooms]) if rooms else {}
-        return [
-            BoardRoom(
-                room=room_gql(r),
-                occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])],
-                reserved_beds=[ReservedBed(bed=b["bed"], expires_at=b["expires_at"]) for b in reserved.get(r.id, [])],
-            )
-            for r in rooms
-        ]
+        return [BoardRoom(room=room_gql(r), occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])]) for r in rooms]
 
     @strawberry.field(
         permission_classes=[policy.gql("rooms.read")], description="A room's beds with attributes, occupant and reservation; null for another site's room."
