@@ -66,9 +66,10 @@ ins AS (
     ON CONFLICT (id) DO NOTHING
     RETURNING id, stay_id, site_id, recorded_at, received_at, temperature_c, spo2, pulse, symptoms, note, recorded_by
 ),
--- who sent each inserted id (ON CONFLICT may have skipped some of chosen: a concurrent insert of that id won)
+-- who sent each inserted id (ON CONFLICT may have skipped some of chosen: a concurrent insert of that id won);
+-- with one caller (a batch, a lone check-in) nobody needs asking
 sender AS (
-    SELECT jsonb_object_agg(ch.id, ch.caller) AS of FROM chosen ch
+    SELECT CASE WHEN cardinality(:actors::text[]) > 1 THEN jsonb_object_agg(ch.id, ch.caller) END AS of FROM chosen ch
 ),
 raised AS (
     INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail)
@@ -91,17 +92,17 @@ audited AS (
     INSERT INTO audit_log (actor, actor_role, action, site_id, subject_id, fields, request_id)
     SELECT c.actor, c.actor_role, 'checkin.record', ins.site_id, ins.stay_id,
            '{temperature_c,spo2,pulse,symptoms,note}'::text[], c.request_id
-    FROM ins CROSS JOIN sender JOIN caller c ON c.caller = (sender.of ->> ins.id::text)::int
+    FROM ins CROSS JOIN sender JOIN caller c ON c.caller = coalesce((sender.of ->> ins.id::text)::int, 1)
     RETURNING id
 ),
 emitted AS (
     INSERT INTO events (site_id, type, subject_id, data, actor, request_id)
     SELECT ins.site_id, 'health.checkin_recorded', ins.id, jsonb_build_object('stay_id', ins.stay_id), c.actor, c.request_id
-    FROM ins CROSS JOIN sender JOIN caller c ON c.caller = (sender.of ->> ins.id::text)::int
+    FROM ins CROSS JOIN sender JOIN caller c ON c.caller = coalesce((sender.of ->> ins.id::text)::int, 1)
     UNION ALL
     SELECT raised.site_id, 'health.alert_raised', raised.id, jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind),
            c.actor, c.request_id
-    FROM raised CROSS JOIN sender JOIN caller c ON c.caller = (sender.of ->> raised.dedup_key)::int
+    FROM raised CROSS JOIN sender JOIN caller c ON c.caller = coalesce((sender.of ->> raised.dedup_key)::int, 1)
     RETURNING id, site_id, type, subject_id, data, actor, at
 )
 -- json, not jsonb: text out, no binary form built in between
