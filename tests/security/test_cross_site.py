@@ -92,6 +92,10 @@ SITE_KINDS: dict[str, str] = {
     "shift": "SELECT id FROM staff_shifts WHERE site_id = $1 ORDER BY starts_at, id LIMIT 1",
     "staff_sample": "SELECT id FROM staff_samples WHERE site_id = $1 AND result = 'pending' ORDER BY collected_at, id LIMIT 1",
     "staff_exposure": "SELECT id FROM staff_exposures WHERE site_id = $1 AND state = 'open' ORDER BY opened_at, id LIMIT 1",
+    "inspection": "SELECT id FROM inspections WHERE site_id = $1 ORDER BY inspected_at, id LIMIT 1",
+    "finding": "SELECT id FROM inspection_findings WHERE site_id = $1 AND state = 'open' ORDER BY due_on, id LIMIT 1",
+    "environmental_sample": "SELECT id FROM environmental_samples WHERE site_id = $1 AND result = 'pending' ORDER BY collected_at, id LIMIT 1",
+    "waste": "SELECT id FROM medical_waste WHERE site_id = $1 AND state = 'sealed' ORDER BY sealed_at, id LIMIT 1",
     "referral": "SELECT id FROM referrals WHERE site_id = $1 AND state = 'pending' ORDER BY identified_at, id LIMIT 1",
     "bed": "SELECT b.id FROM beds b JOIN rooms r ON r.id = b.room_id WHERE b.site_id = $1 AND r.status = 'ready' ORDER BY r.number, b.number LIMIT 1",
     "manifest": "SELECT id FROM arrival_manifests WHERE site_id = $1 AND state = 'announced' ORDER BY expected_at, id LIMIT 1",
@@ -117,7 +121,7 @@ CREATES = {"checkin": "checkin", "checkins": "checkin", "sample": "sample", "sam
            "resident": "stay", "batch": "stay", "facilities": "facility", "destinationfacility": "facility",
            "stock": "movement", "items": "item", "movement": "movement", "facility": "facility",
            "regions": "region", "region": "region", "care": "care_request",
-           "worker": "worker", "shift": "shift",
+           "worker": "worker", "shift": "shift", "inspection": "inspection", "finding": "finding", "waste": "waste",
            "referral": "referral", "referrals": "referral", "manifest": "manifest", "manifests": "manifest"}
 # What a taken client-chosen id may answer (the same whoever holds it): a 409 of this family.
 TAKEN = re.compile(r"^[a-z_]*(_id_taken|_id_conflict|_exists|barcode_taken)$")
