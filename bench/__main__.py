@@ -23,6 +23,7 @@ SCENARIOS = {
     "graphql": "bench.graphql",
     "redis": "bench.redis_fanout",
     "regions": "bench.regions",
+    "live": "bench.live",
 }
 
 

@@ -125,10 +125,10 @@ async def publish(cache: Cache, events: list[Event]) -> None:
     # One message per site of the commit (a batch of 500 check-ins is one PUBLISH, not 500: on
     # both ends the cost is per message), sent in the background with other commits' messages in
     # one pipelined round trip: the response does not wait for Redis. A failed publish is a gap.
-    by_channel: dict[str, list[Event]] = {}
+    by_site: dict[UUID | None, list[Event]] = {}
     for event in events:
-        by_channel.setdefault(channel(cache, event.site_id), []).append(event)
-    cache.publish_soon([(name, _encode_events(batch)) for name, batch in by_channel.items()])
+        by_site.setdefault(event.site_id, []).append(event)
+    cache.publish_soon([(channel(cache, site_id), _encode_events(batch)) for site_id, batch in by_site.items()])
 
 
 _encode_events = msgspec.json.Encoder().encode

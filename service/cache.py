@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -64,6 +65,9 @@ class Cache:
             # deadline in _guarded bounds the whole call whatever happens inside.
             retry=Retry(NoBackoff(), 1),
             health_check_interval=30,
+            # Named after the key prefix: `CLIENT LIST` tells this deployment's connections (and
+            # that an instance holds one pub/sub connection whatever its subscribers) from others'.
+            client_name="qsite-" + re.sub(r"[^\w:.-]", "_", prefix)[:100],
         )
         self.prefix = prefix
         self.gaps = 0

@@ -1,26 +1,39 @@
-"""Live updates: committed outbox events streamed to GraphQL subscribers over WebSocket.
+"""Live updates: committed changes streamed to GraphQL subscribers over WebSocket, resumable by cursor.
 
-Every instance publishes the events of its commits on ``<prefix>site:<site_id>``
-(service/bus.py), so a subscriber connected to any instance sees the writes
-made on all of them. All subscriptions of an instance share its one Redis
-pub/sub connection (``Cache.hub``): a site's channel is subscribed once while
-any local subscriber wants it, each message is decoded once and fanned out in
-process. The hub pings Redis every second; a hung, dead or paused Redis ends
-every subscription with ``live_updates_unavailable`` within about two seconds.
+Redis rings the bell, PostgreSQL says what changed. Every instance publishes the events of its
+commits on ``<prefix>site:<site_id>`` (service/bus.py). An instance does not forward those
+messages: for each set of sites its subscribers listen to, one *follower* reads the outbox
+feed (``bus.read_feed``, the change feed's reader) whenever a message arrives for those sites,
+and hands what it read to each of those subscribers. So every event a subscriber gets comes in
+the feed's order with the feed's cursor, and resuming from any event's cursor, by
+``siteEvents(after:)`` or ``changes(after:)``, skips nothing: a transaction that commits late
+is read (and delivered) after the ones before it in the feed, never behind a cursor handed out.
 
-Pub/sub delivers at most once: events published while a client is not
-subscribed are not replayed. An app that (re)subscribes re-reads what it shows
-after the subscription is up; integrations use the durable feeds instead.
+- One Redis pub/sub connection per instance (``Cache.hub``), subscribed only to the channels of
+  the sites its local subscribers want; one feed read per bell and set of sites, whatever the
+  number of subscribers (a burst of bells while a read runs costs one more read).
+- A bell whose event the feed does not show yet (an older transaction is still open: the feed's
+  horizon) is retried with a short back-off until it does; a slow poll is the safety net.
+- ``siteEvents(after: cursor)``: the subscriber joins its follower first (buffering), then
+  replays the outbox after the cursor up to position P, then drains the buffer dropping what is
+  at or before P. The follower's reads after the join cover everything past its position at the
+  join, the replay (which runs later, so sees at least as far) everything up to it: no gap, no
+  duplicate.
+- Redis unavailable, hung or lost: every subscription ends with ``live_updates_unavailable``
+  (the hub pings every second); the app subscribes again with the cursor of the last event it
+  applied and misses nothing. Delivery is at least once across such a resume; ``id`` is unique.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
+import weakref
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -30,19 +43,25 @@ from graphql import GraphQLError
 
 from service import bus, policy
 from service.access.model import Principal
-from service.cache import Cache
+from service.changes import service as changes
+from service.changes.model import Change
 from service.db import Database
-from service.errors import DomainError, InvalidInput, NotFound, Unauthorized
+from service.errors import DomainError, Unauthorized
 from service.gql import Ctx
-from service.sites import service as sites
 
 log = logging.getLogger("qsite.live")
 
 _GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
-MAX_SITES = 200
-MAX_TYPES = 50
-MAX_BACKLOG = 1000  # events queued for one subscriber before it counts as too slow
+MAX_SITES = changes.MAX_SITES
+MAX_BACKLOG = 1000  # events queued for one live subscriber before it counts as too slow
+MAX_BUFFER = 20_000  # events held for a subscriber while it replays from the outbox
+REPLAY_PAGE = changes.MAX_LIMIT
+READ_PAGE = 1000
 SUBSCRIBE_TIMEOUT_S = 2.0
+RETRY_MIN_S = 0.01  # a bell for an event the feed does not show yet: read again soon
+RETRY_MAX_S = 0.2
+POLL_S = 5.0  # safety net: a follower reads at least this often
+AWAIT_MAX_S = 60.0  # a rung event never seen within this long (purged, or not ours) is forgotten
 
 
 class LiveUnavailable(DomainError):
@@ -57,127 +76,293 @@ def _error(exc: DomainError) -> GraphQLError:
 
 
 async def resolve_scope(db: Database, principal: Principal, site_ids: list[UUID] | None) -> list[UUID] | None:
-    """The sites to listen to (None = every site, by pattern); any id not visible to the caller is refused."""
-    if site_ids is None:
-        scope = principal.site_scope
-        if scope is None:
-            return None
-        if not scope:
-            raise InvalidInput("The caller is assigned to no site.", code="no_sites", field="siteIds")
-        return sorted(scope)
-    wanted = list(dict.fromkeys(site_ids))
-    if not wanted:
-        raise InvalidInput("siteIds, when given, names at least one site.", code="invalid_input", field="siteIds")
-    if len(wanted) > MAX_SITES:
-        raise InvalidInput(f"At most {MAX_SITES} sites per subscription.", code="invalid_input", field="siteIds")
-    # Foreign and unknown ids look alike, as everywhere else; one query checks them all.
+    """The sites to listen to (None = every site); any id not visible to the caller is refused."""
     async with db.connection() as conn:
-        visible = await sites.get_sites(conn, principal, wanted)
-    if any(site_id not in visible for site_id in wanted):
-        raise NotFound("No such site.", code="site_not_found", field="siteIds")
-    return wanted
+        return await changes.resolve_sites(conn, principal, site_ids, field="siteIds")
 
 
 class _Stream:
-    """One subscription's share of the instance's pub/sub connection (a ``cache.Listener``)."""
+    """One subscription: what its follower read, filtered for its caller."""
 
-    def __init__(self, types: frozenset[str] | None) -> None:
+    def __init__(self, principal: Principal, types: frozenset[str]) -> None:
+        self.principal = principal
         self.types = types
-        self.backlog: deque[bus.Event] = deque()
+        self.backlog: deque[Change] = deque()
+        self.limit = MAX_BUFFER  # while replaying; MAX_BACKLOG once live
+        self.floor: tuple[int, int] = (-1, -1)  # delivered by the replay up to here: drop what is not after it
         self.failure: str | None = None
-        self.up = asyncio.Event()
         self.wakeup = asyncio.Event()
 
+    def offer(self, row: bus.FeedRow) -> None:
+        if self.failure is not None or row.event.type not in self.types:
+            return
+        if len(self.backlog) >= self.limit:  # the client does not keep up: end rather than grow or drop silently
+            self.fail("subscriber too slow")
+            return
+        self.backlog.append(changes.to_change(row, self.principal))
+        self.wakeup.set()
+
+    def fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+            self.backlog.clear()
+        self.wakeup.set()
+
+
+class _Follower:
+    """The outbox reader of one instance for one set of sites (None: every site), shared by its subscribers.
+
+    The hub's listener for those sites' channels: a message only rings the bell (and names the event
+    id to wait for); the events themselves are read from PostgreSQL in feed order.
+    """
+
+    def __init__(self, db: Database, key: tuple[UUID, ...] | None) -> None:
+        self.db = db
+        self.key = key
+        self.site_ids = None if key is None else list(key)
+        self.cursor: str | None = None
+        self.streams: set[_Stream] = set()
+        self.bell = asyncio.Event()
+        self.awaited: dict[int, float] = {}  # event ids rung but not read yet -> when first rung
+        self.ready_event = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.reads = 0
+
+    # -- the hub's Listener --------------------------------------------------------------
+
     def ready(self) -> None:
-        self.up.set()
+        self.ready_event.set()
+        self.bell.set()  # bells may have been missed while (re)subscribing: read
 
     def deliver(self, channel: bytes, data: bytes) -> None:
-        if self.failure is not None:
-            return
-        for event in _decode(data):
-            if self.types is not None and event.type not in self.types:
-                continue
-            if len(self.backlog) >= MAX_BACKLOG:  # the client does not keep up: end rather than grow or drop silently
-                self.failure = "subscriber too slow"
-                self.backlog.clear()
-                break
-            self.backlog.append(event)
-        self.wakeup.set()
+        now = time.monotonic()
+        for event_id in _event_ids(data):
+            self.awaited.setdefault(event_id, now)
+        self.bell.set()
 
     def lost(self) -> None:
-        self.failure = "redis subscription lost"
-        self.up.set()
-        self.wakeup.set()
+        self.ready_event.clear()
+        for stream in list(self.streams):
+            stream.fail("redis subscription lost")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Position at the feed's present, then subscribe: what commits in between is read at the first bell."""
+        async with self.db.connection() as conn:
+            self.cursor = await bus.feed_now(conn)
+        cache = self.db.cache
+        if self.site_ids is None:
+            await cache.hub.join(self, patterns=[_GLOB_SPECIALS.sub(r"\\\1", cache.key("site")) + "*"])
+        else:
+            await cache.hub.join(self, channels=[bus.channel(cache, site_id) for site_id in self.site_ids])
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        retry = RETRY_MIN_S
+        while True:
+            timeout = retry if self.awaited else POLL_S
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self.bell.wait()
+            self.bell.clear()
+            if not self.ready_event.is_set():
+                continue
+            try:
+                progressed = await self._read()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # PostgreSQL unavailable (or a bug): the subscribers end, the follower retries
+                log.exception("live feed read failed", extra={"event": "live_read_failed"})
+                for stream in list(self.streams):
+                    stream.fail("feed read failed")
+                await asyncio.sleep(RETRY_MAX_S)
+                continue
+            now = time.monotonic()
+            for event_id in [i for i, t in self.awaited.items() if now - t > AWAIT_MAX_S]:
+                del self.awaited[event_id]
+            # Back off only while the feed holds the same bells back (a long transaction still open).
+            retry = min(retry * 2, RETRY_MAX_S) if self.awaited and not progressed else RETRY_MIN_S
+
+    async def _read(self) -> bool:
+        """Read the feed to its horizon and hand the events out; whether there were any."""
+        more, progressed = True, False
+        while more:
+            async with self.db.connection() as conn:
+                rows, more = await bus.read_feed(conn, cursor=self.cursor, limit=READ_PAGE, site_ids=self.site_ids)
+            self.reads += 1
+            for row in rows:
+                self.awaited.pop(row.event.id, None)
+                for stream in list(self.streams):
+                    stream.offer(row)
+            if rows:
+                self.cursor = rows[-1].cursor
+                progressed = True
+        return progressed
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.db.cache.hub.leave(self)
 
 
-_last_decoded: tuple[bytes | None, list[bus.Event]] = (None, [])
+class _Bell(msgspec.Struct):
+    id: int
 
 
-def _decode(data: bytes) -> list[bus.Event]:
-    """The hub hands one message (a commit's events at one site) to every interested stream in a
-    row: decode it once for all of them."""
-    global _last_decoded
-    if _last_decoded[0] is data:
-        return _last_decoded[1]
+_decode_bells = msgspec.json.Decoder(list[_Bell] | _Bell).decode  # bus.publish: a commit's events at one site
+
+
+def _event_ids(data: bytes) -> list[int]:
+    """The ids of the events a message announces (only the ids: the events are read from the outbox)."""
     try:
-        events = bus.decode_message(data)
-    except msgspec.DecodeError:  # not one of ours: skip rather than end the stream
-        log.warning("undecodable live message skipped", extra={"event": "live_bad_message"})
-        events = []
-    _last_decoded = (data, events)
-    return events
+        bells = _decode_bells(data)
+    except msgspec.DecodeError:  # not one of ours: a bell all the same
+        return []
+    return [b.id for b in bells] if isinstance(bells, list) else [bells.id]
 
 
-async def events(cache: Cache, site_ids: list[UUID] | None, types: frozenset[str] | None) -> AsyncGenerator[bus.Event, None]:
-    """Committed events of ``site_ids`` (every site when None) as Redis delivers them.
+# Followers of each instance (one Database per app), by set of sites.
+_followers: weakref.WeakKeyDictionary[Database, dict[tuple[UUID, ...] | None, _Follower]] = weakref.WeakKeyDictionary()
+_starting: weakref.WeakKeyDictionary[Database, dict[tuple[UUID, ...] | None, asyncio.Future[_Follower]]] = weakref.WeakKeyDictionary()
 
-    The stream shares the instance's one pub/sub connection (``cache.hub``). It
-    raises LiveUnavailable when Redis is unavailable, or when the subscription
-    breaks, hangs or falls behind (events may have been missed: the app re-reads).
+
+async def _attach(db: Database, key: tuple[UUID, ...] | None, stream: _Stream) -> _Follower:
+    followers = _followers.setdefault(db, {})
+    follower = followers.get(key)
+    if follower is None:
+        starting = _starting.setdefault(db, {})
+        pending = starting.get(key)
+        if pending is None:  # the first subscriber of these sites starts their follower; others wait for it
+            pending = starting[key] = asyncio.get_running_loop().create_future()
+            follower = _Follower(db, key)
+            try:
+                await follower.start()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    await follower.stop()
+                if isinstance(exc, Exception):
+                    pending.set_exception(exc)
+                    pending.exception()  # retrieved here: the waiters, if any, raise it too
+                else:
+                    pending.cancel()
+                raise
+            finally:
+                starting.pop(key, None)
+            followers[key] = follower
+            pending.set_result(follower)
+        else:
+            follower = await asyncio.shield(pending)
+    follower.streams.add(stream)
+    return follower
+
+
+async def _detach(db: Database, follower: _Follower, stream: _Stream) -> None:
+    follower.streams.discard(stream)
+    if not follower.streams and _followers.get(db, {}).get(follower.key) is follower:
+        del _followers[db][follower.key]
+        await follower.stop()
+
+
+def follower_count(db: Database) -> int:
+    """Followers (distinct sets of sites) this instance runs."""
+    return len(_followers.get(db, {}))
+
+
+async def changes_after(
+    db: Database,
+    principal: Principal,
+    site_ids: list[UUID] | None,
+    types: frozenset[str],
+    after: str | None,
+) -> AsyncGenerator[Change, None]:
+    """Changes at ``site_ids`` (every site when None) after the cursor ``after`` (None: from now on), then live.
+
+    Raises LiveUnavailable when Redis is unavailable, or when the subscription breaks, hangs or
+    falls behind; the app subscribes again with the cursor of the last change it applied.
     """
-    if not cache.available:
+    if not db.cache.available:
         raise LiveUnavailable("Live updates are unavailable right now; refresh to see changes.")
-    stream = _Stream(types)
-    if site_ids is None:
-        await cache.hub.join(stream, patterns=[_GLOB_SPECIALS.sub(r"\\\1", cache.key("site")) + "*"])
-    else:
-        await cache.hub.join(stream, channels=[bus.channel(cache, site_id) for site_id in site_ids])
+    stream = _Stream(principal, types)
+    key = None if site_ids is None else tuple(sorted(site_ids))
+    follower = await _attach(db, key, stream)
     try:
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
-                await stream.up.wait()
+                await follower.ready_event.wait()
         except TimeoutError:
-            stream.lost()
+            stream.fail("redis subscription not confirmed")
         if stream.failure is not None:
             log.warning("live subscribe failed", extra={"event": "live_unavailable", "subject": stream.failure})
             raise LiveUnavailable("Live updates are unavailable right now; refresh to see changes.")
+        if after is not None:
+            async for change in _replay(db, principal, site_ids, types, after):
+                stream.floor = bus.cursor_position(change.cursor)
+                yield change
+        stream.limit = MAX_BACKLOG
         while True:
             while stream.backlog:
-                yield stream.backlog.popleft()
+                change = stream.backlog.popleft()
+                if bus.cursor_position(change.cursor) > stream.floor:
+                    yield change
             if stream.failure is not None:
                 log.warning("live stream lost", extra={"event": "live_lost", "subject": stream.failure})
-                raise LiveUnavailable("Live updates were interrupted; refresh and subscribe again.")
+                raise LiveUnavailable("Live updates were interrupted; subscribe again with the last cursor you applied.")
             stream.wakeup.clear()
             await stream.wakeup.wait()
     finally:
-        await cache.hub.leave(stream)
+        await _detach(db, follower, stream)
+
+
+async def _replay(
+    db: Database, principal: Principal, site_ids: list[UUID] | None, types: frozenset[str], after: str
+) -> AsyncGenerator[Change, None]:
+    """The outbox after ``after``, page by page, until the feed has nothing more right now."""
+    cursor, more = after, True
+    while more:
+        async with db.connection() as conn:
+            page = await changes.read_changes(
+                conn, principal, site_ids=site_ids, after=cursor, types=types, global_types=frozenset(), limit=REPLAY_PAGE
+            )
+        for change in page.changes:
+            yield change
+        cursor, more = page.next_cursor, page.has_more
 
 
 # --- GraphQL ----------------------------------------------------------------------
 
 
-@strawberry.type(description="A committed change at a site, as recorded in the outbox.")
+@strawberry.type(description="A committed change at a site, as recorded in the outbox, with its cursor.")
 class SiteEvent:
-    id: int = strawberry.field(description="The outbox event id (unique; not a resumable cursor).")
+    cursor: str = strawberry.field(description="Resumes just after this event: `siteEvents(after:)` or `changes(after:)`.")
+    id: int = strawberry.field(description="The outbox event id: unique; skip an event whose id was already applied.")
     site_id: UUID | None = strawberry.field(description="Null for events that concern no one site.")
     type: str = strawberry.field(description="`<domain>.<what_happened>`, e.g. `sites.room_updated`.")
     subject_id: UUID | None
+    entity: str = strawberry.field(description="The kind of record changed (as in `changes`).")
+    entity_ids: list[UUID] = strawberry.field(description="Every record this event names.")
+    version: int | None = strawberry.field(description="The record's version after the change, when it has one.")
+    tombstone: bool = strawberry.field(description="The record is gone: drop it.")
     data: strawberry.scalars.JSON = strawberry.field(description="Event details; never personal data.")
     at: datetime
 
 
-def site_event(event: bus.Event) -> SiteEvent:
-    return SiteEvent(id=event.id, site_id=event.site_id, type=event.type, subject_id=event.subject_id, data=strawberry.scalars.JSON(event.data), at=event.at)
+def site_event(change: Change) -> SiteEvent:
+    return SiteEvent(
+        cursor=change.cursor, id=change.id, site_id=change.site_id, type=change.type,
+        subject_id=change.entity_id if change.entity_id is not None else (change.entity_ids[0] if len(change.entity_ids) == 1 else None),
+        entity=change.entity, entity_ids=change.entity_ids, version=change.version, tombstone=change.tombstone,
+        data=strawberry.scalars.JSON(change.data), at=change.at,
+    )
+
+
+def _types(principal: Principal, names: Sequence[str] | None, site_ids: list[UUID] | None) -> frozenset[str]:
+    scope = policy.event_scope(principal)
+    wanted = changes.wanted_types(names)
+    # Events of no site come only with every site (the command role without siteIds).
+    return changes.select_types(scope.site_types if site_ids is not None else scope.site_types | scope.global_types, wanted)
 
 
 @strawberry.type
@@ -185,26 +370,29 @@ class Subscription:
     @strawberry.subscription(
         permission_classes=[policy.gql("events.subscribe")],
         description=(
-            "Events committed at the given sites (default: all of the caller's sites), on any instance, "
-            "as they happen. `types` keeps only those event types. A site the caller may not see is an "
+            "Changes committed at the given sites (default: all of the caller's sites), on any instance, as they "
+            "happen: the events the caller may read (as `changes`), `types` keeping only those event types or domains. "
+            "With `after` (a cursor from an event, or from `changes`), first every change since that cursor, then "
+            "live, without a gap or a duplicate; each event carries its `cursor`. A site the caller may not see is an "
             "error before anything streams; if Redis is unreachable the stream ends with code "
-            "`live_updates_unavailable`. Events are not replayed: re-read after (re)subscribing."
+            "`live_updates_unavailable`: subscribe again with the cursor of the last event applied."
         ),
     )
     async def site_events(
-        self, info: Ctx, site_ids: list[UUID] | None = None, types: list[str] | None = None
+        self, info: Ctx, site_ids: list[UUID] | None = None, types: list[str] | None = None, after: str | None = None
     ) -> AsyncGenerator[SiteEvent, None]:
         ctx = info.context
         principal = ctx.require_principal()
         try:
-            if types is not None and (not types or len(types) > MAX_TYPES or not all(0 < len(t) <= 100 for t in types)):
-                raise InvalidInput(f"types: 1 to {MAX_TYPES} names of at most 100 characters.", code="invalid_input", field="types")
+            if after is not None:
+                bus.cursor_position(after)
             scope = await resolve_scope(ctx.db, principal, site_ids)
+            wanted = _types(principal, types, scope)
             # The stream ends when the caller's token does: the app subscribes again with a fresh one.
             deadline = None if ctx.expires_at is None else asyncio.get_running_loop().time() + ctx.expires_at - time.time()
             async with asyncio.timeout_at(deadline):
-                async for event in events(ctx.cache, scope, frozenset(types) if types is not None else None):
-                    yield site_event(event)
+                async for change in changes_after(ctx.db, principal, scope, wanted, after):
+                    yield site_event(change)
         except TimeoutError:
             raise _error(Unauthorized("The access token expired; subscribe again with a fresh one.", code="token_expired")) from None
         except DomainError as exc:

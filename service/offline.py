@@ -25,7 +25,7 @@ Versions: what a conflict reports is the ``version`` column of the record the wr
 (alert, exposure review, room, stay, transfer, replenishment, stock level, care request or
 profile), bumped by every
 change of it in the same statement. Check-ins, swabs and stock movements are append-only (never
-change), so they have none: their conflicts are about the stay or stock level they belong to,
+change), so they have none: their conflicts are about the stay, stock level or worker they belong to,
 which report theirs. Disinfection tasks move with their room (its version). No column was added:
 every record a queued write can conflict on already carries one.
 """
@@ -44,6 +44,7 @@ from service.errors import DATABASE_ERRORS, Busy, DomainError, Forbidden, Invali
 from service.gql import Context, Ctx, OfflineWrite, UserError, Write, camel, mutate
 from service.health import gql as health
 from service.operations.care import gql as care
+from service.operations.staffing import gql as staffing
 from service.sites import gql as sites
 from service.stays import gql as stays
 from service.supplies import gql as supplies
@@ -59,6 +60,7 @@ KINDS: dict[str, OfflineWrite] = {
     **transfers.OFFLINE_WRITES,
     **supplies.OFFLINE_WRITES,
     **care.OFFLINE_WRITES,
+    **staffing.OFFLINE_WRITES,
 }
 
 
@@ -84,6 +86,8 @@ class SyncWrite:
     create_care_request: care.CreateCareRequestInput | None = strawberry.UNSET
     move_care_request: care.MoveCareRequestInput | None = strawberry.UNSET
     record_care_stock_issue: care.RecordCareStockIssueInput | None = strawberry.UNSET
+    record_staff_checkin: staffing.RecordStaffCheckinInput | None = strawberry.UNSET
+    record_staff_sample: staffing.RecordStaffSampleInput | None = strawberry.UNSET
 
 
 @strawberry.input(description="A write as the phone queued it.")
@@ -123,7 +127,10 @@ SyncRecord = Annotated[
     | supplies.Replenishment
     | care.CareProfile
     | care.CareRequest
-    | care.CareIssue,
+    | care.CareIssue
+    | staffing.StaffCheckin
+    | staffing.StaffSample
+    | staffing.Worker,
     strawberry.union("SyncRecord", description="What a queued write wrote, or what its conflict is about."),
 ]
 

@@ -134,6 +134,10 @@ POLICY: dict[str, Rule] = {
     "roster.manage": _rule("Add workers and plan shifts", ADMINS),
     "staff_health.read": _rule("Staff check-ins, swabs, closed-loop status, tests due, exposure reviews", [MGR, MEDIC]),
     "staff_health.write": _rule("Record staff check-ins, swabs and results; set status; decide exposure", [MGR, MEDIC]),
+    # site operations: infection control
+    "infection.read": _rule("Inspections, findings, environmental swabs, the medical-waste log", PEOPLE),
+    "infection.inspect": _rule("Record inspections, findings and their resolution, environmental swabs and results", [CMD, MGR, MEDIC]),
+    "waste.record": _rule("Log sealed medical waste and its handover to the carrier", FLOOR),
     # command centre
     "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
     # live updates and the change feed (which events each role sees: EVENT_READS below)
@@ -181,6 +185,11 @@ EVENT_READS: dict[str, str | None] = {
         ["staff.status_changed", "staff.checkin_recorded", "staff.checkin_flagged", "staff.sample_recorded", "staff.sample_resulted",
          "staff.exposure_review_opened", "staff.exposure_cleared", "staff.exposure_isolated"],
         "staff_health.read",
+    ),
+    **dict.fromkeys(
+        ["inspection.recorded", "inspection.finding_recorded", "inspection.finding_resolved", "inspection.swab_recorded",
+         "inspection.swab_resulted", "inspection.waste_sealed", "inspection.waste_handed_over"],
+        "infection.read",
     ),
     **dict.fromkeys(
         ["supplies.stock_moved", "supplies.stock_levels_set", "supplies.low_stock", "supplies.stock_recovered", "supplies.stock_seeded"],

@@ -1,6 +1,7 @@
 -- Access: staff, refresh tokens, API clients, audit log.
 -- Staff reads take :site_ids (NULL = all sites): a staff member is visible when
--- one of their sites is the caller's (command users, who have no sites, only to command).
+-- one of their sites, or a site under one of their regions, is the caller's (command users,
+-- who have no sites, only to command).
 
 -- name: get_staff_by_username^
 SELECT s.id, s.username, s.display_name, s.phone_enc, s.role, s.password_hash, s.active, s.version,
@@ -23,7 +24,10 @@ SELECT s.id, s.username, s.display_name, s.phone_enc, s.role, s.active, s.versio
        coalesce((SELECT array_agg(sr.region_id ORDER BY sr.region_id) FROM staff_regions sr WHERE sr.staff_id = s.id), '{}') AS region_ids
 FROM staff s
 WHERE (:site_ids::uuid[] IS NULL
-       OR EXISTS (SELECT 1 FROM staff_sites v WHERE v.staff_id = s.id AND v.site_id = ANY(:site_ids::uuid[])))
+       OR EXISTS (SELECT 1 FROM staff_sites v WHERE v.staff_id = s.id AND v.site_id = ANY(:site_ids::uuid[]))
+       OR EXISTS (SELECT 1 FROM staff_regions sr JOIN regions g ON g.path && ARRAY[sr.region_id]
+                  JOIN region_sites rs ON rs.region_id = g.id
+                  WHERE sr.staff_id = s.id AND rs.site_id = ANY(:site_ids::uuid[])))
   AND (:site_id::uuid IS NULL OR EXISTS (SELECT 1 FROM staff_sites f WHERE f.staff_id = s.id AND f.site_id = :site_id::uuid))
   AND (:after_username::text IS NULL OR s.username > :after_username::text)
 ORDER BY s.username
@@ -36,14 +40,20 @@ SELECT s.id, s.username, s.display_name, s.phone_enc, s.role, s.active, s.versio
 FROM staff s
 WHERE s.id = ANY(:ids::uuid[])
   AND (:site_ids::uuid[] IS NULL
-       OR EXISTS (SELECT 1 FROM staff_sites v WHERE v.staff_id = s.id AND v.site_id = ANY(:site_ids::uuid[])));
+       OR EXISTS (SELECT 1 FROM staff_sites v WHERE v.staff_id = s.id AND v.site_id = ANY(:site_ids::uuid[]))
+       OR EXISTS (SELECT 1 FROM staff_regions sr JOIN regions g ON g.path && ARRAY[sr.region_id]
+                  JOIN region_sites rs ON rs.region_id = g.id
+                  WHERE sr.staff_id = s.id AND rs.site_id = ANY(:site_ids::uuid[])));
 
 -- name: find_staff_by_phone_index
 SELECT s.id
 FROM staff s
 WHERE s.phone_index = :phone_index
   AND (:site_ids::uuid[] IS NULL
-       OR EXISTS (SELECT 1 FROM staff_sites v WHERE v.staff_id = s.id AND v.site_id = ANY(:site_ids::uuid[])));
+       OR EXISTS (SELECT 1 FROM staff_sites v WHERE v.staff_id = s.id AND v.site_id = ANY(:site_ids::uuid[]))
+       OR EXISTS (SELECT 1 FROM staff_regions sr JOIN regions g ON g.path && ARRAY[sr.region_id]
+                  JOIN region_sites rs ON rs.region_id = g.id
+                  WHERE sr.staff_id = s.id AND rs.site_id = ANY(:site_ids::uuid[])));
 
 -- name: lock_staff^
 SELECT id, version FROM staff WHERE id = :id FOR UPDATE;

@@ -18,6 +18,7 @@ from service.cache import Cache
 from service.db import Database, create_pool
 from service.health import demo as health_demo
 from service.operations.care import demo as care_demo
+from service.operations.infection import demo as infection_demo
 from service.operations.staffing import demo as staffing_demo
 from service.regions import demo as regions_demo
 from service.settings import Settings, SettingsError
@@ -27,11 +28,12 @@ from service.transfers import demo as transfers_demo
 
 DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 
-# In order: sites/rooms and stays, access, health, transfers, supplies, care, staff, history, regions.
+# In order: sites/rooms and stays, access, health, transfers, supplies, care, staff, infection control, history, regions.
 STEPS: list[DemoStep] = [
     stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo,
     care_demo.seed_demo,  # after supplies: stock is issued against requests
     staffing_demo.seed_demo,
+    infection_demo.seed_demo,
     # two weeks of past stays and their ledgers, then the regions (snapshots of all of it)
     stays_demo.seed_history, health_demo.seed_history, regions_demo.seed_demo,
 ]

@@ -42,6 +42,7 @@ from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.operations.care import gql as care
+from service.operations.infection import gql as infection
 from service.operations.staffing import gql as staffing
 from service.regions import gql as regions
 from service.settings import Settings
@@ -76,8 +77,8 @@ MUTATIONS: tuple[type, ...] = (
     regions.Mutation, offline.Mutation,
 )
 # Site operations (issue 17).
-QUERIES += (care.Query, staffing.Query)
-MUTATIONS += (care.Mutation, staffing.Mutation)
+QUERIES += (care.Query, staffing.Query, infection.Query)
+MUTATIONS += (care.Mutation, staffing.Mutation, infection.Mutation)
 
 MASKED_MESSAGE = "Unexpected error."
 

@@ -79,6 +79,13 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "staff.exposure_review_opened": ("staff_exposure", "exposure_ids"),  # subject: the positive resident's stay
     "staff.exposure_cleared": ("staff_exposure", None),
     "staff.exposure_isolated": ("staff_exposure", None),
+    "inspection.recorded": ("inspection", None),
+    "inspection.finding_recorded": ("finding", None),
+    "inspection.finding_resolved": ("finding", None),
+    "inspection.swab_recorded": ("environmental_sample", None),
+    "inspection.swab_resulted": ("environmental_sample", None),
+    "inspection.waste_sealed": ("waste", None),
+    "inspection.waste_handed_over": ("waste", None),
     **{t: ("care_request", None) for t in policy.EVENT_READS if t.startswith("care.") and t != "care.profile_updated"},
     "supplies.webhook_registered": ("webhook", None),
     "supplies.webhook_removed": ("webhook", None),

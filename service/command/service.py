@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 from service import bus, policy, readpath
@@ -193,7 +193,7 @@ async def dashboard(db: Database, settings: Settings, principal: Principal, now:
     )
 
 
-def _counts(rows: list[regions_model.SiteFigures], names: dict[UUID, str], of: Any) -> list[Count]:
+def _counts(rows: list[regions_model.SiteFigures], names: dict[UUID, str], of: Callable[[regions_model.Figures], list[regions_model.Count]]) -> list[Count]:
     """Per-site counts (alerts by kind, transfers by state): site by site, each in the roll-up's order."""
     found = [Count(site=names[s.site_id], key=c.key, count=c.count) for s in rows for c in of(s.figures) if c.count]
     return sorted(found, key=lambda c: c.site)

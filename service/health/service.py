@@ -151,9 +151,14 @@ async def _record(conn: asyncpg.Connection, items: Sequence[_Item], *, records: 
     ``records``: the outcomes carry the stored check-ins (otherwise ids and outcomes only).
     """
     ids = [item.data.id or uuid.uuid4() for item in items]
-    callers: dict[store.Caller, int] = {}
-    numbered = [(i, item.data, callers.setdefault(item.caller, len(callers))) for i, item in zip(ids, items, strict=True)]
-    rows = await store.record_checkins(conn, numbered, list(callers), records=records, **_RULES)
+    callers: list[store.Caller] = []
+    numbered: list[tuple[UUID, CheckinCreate, int]] = []
+    for checkin_id, item in zip(ids, items, strict=True):
+        # A batch's items share one Caller object, a group's each have their own: no hashing needed.
+        if not callers or callers[-1] is not item.caller:
+            callers.append(item.caller)
+        numbered.append((checkin_id, item.data, len(callers) - 1))
+    rows = await store.record_checkins(conn, numbered, callers, records=records, **_RULES)
     created = {c.id: c for c in rows.created}
     stored = {c.id: c for c in rows.stored}
     # Accepted but neither inserted nor seen before: a concurrent request with the same id won

@@ -58,7 +58,7 @@ async def create_site(conn: asyncpg.Connection, principal: Principal, data: Site
     if principal.role is not Role.COMMAND:
         raise Forbidden("Only the command centre creates sites.", code="role_not_allowed")
     site = await store.insert_site(conn, data)
-    await bus.emit(conn, "sites.site_created", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"code": site.code})
+    await bus.emit(conn, "sites.site_created", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"code": site.code, "version": site.version})
     return site
 
 
@@ -74,7 +74,9 @@ async def update_site(conn: asyncpg.Connection, principal: Principal, site_id: U
             code="stale_version",
             current_version=current.version,
         )
-    await bus.emit(conn, "sites.site_updated", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"fields": sorted(changes)})
+    await bus.emit(
+        conn, "sites.site_updated", site_id=site.id, subject_id=site.id, actor=principal.ref, data={"fields": sorted(changes), "version": site.version}
+    )
     return site
 
 
@@ -171,7 +173,10 @@ async def update_room(conn: asyncpg.Connection, principal: Principal, room_id: U
             code="stale_version",
             current_version=current.version,
         )
-    await bus.emit(conn, "sites.room_updated", site_id=room.site_id, subject_id=room.id, actor=principal.ref, data={"fields": sorted(changes)})
+    await bus.emit(
+        conn, "sites.room_updated", site_id=room.site_id, subject_id=room.id, actor=principal.ref,
+        data={"fields": sorted(changes), "version": room.version},
+    )
     return room
 
 
@@ -240,7 +245,8 @@ async def _emit_status(conn: asyncpg.Connection, principal: Principal, before: R
         site_id=after.site_id,
         subject_id=after.id,
         actor=principal.ref,
-        data={"number": after.number, "from": before.status.value, "to": after.status.value, "action": action.value, "reason": reason},
+        data={"number": after.number, "from": before.status.value, "to": after.status.value, "action": action.value, "reason": reason,
+              "version": after.version},
     )
 
 

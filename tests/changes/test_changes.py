@@ -75,6 +75,7 @@ async def test_writes_of_every_kind_come_back_in_commit_order_with_their_records
     assert all(c["site_id"] == site for c in seen)
     assert len({c["id"] for c in seen}) == 3
     assert seen[0]["version"] is None and seen[0]["data"] == {"stay_id": str(stays[0].id)}  # no health values in a change
+    assert seen[2]["version"] == renamed.json()["version"]  # the record's version after the change
     # Resuming from the end gives nothing; from a change's own cursor, what follows it.
     assert (await read_all(client, auth(medic), end))[0] == []
     assert [c["id"] for c in (await read_all(client, auth(medic), seen[0]["cursor"]))[0]] == [c["id"] for c in seen[1:]]

@@ -5,6 +5,7 @@ The browser itself (the page's script, the charts as drawn) is tested by `make e
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import msgspec
@@ -48,7 +49,7 @@ async def test_login_sets_a_strict_session_cookie_and_shows_the_dashboard(client
     page = await client.get("/command")
     assert page.status_code == 200 and "Chief" in page.text and 'data-figure="in_quarantine"' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert await client.get("/command/login", follow_redirects=False) is not None  # a live session skips the form:
+    # With a live session the login form sends the browser on to the dashboard.
     assert (await client.get("/command/login", follow_redirects=False)).headers["location"] == "/command"
 
 
@@ -167,10 +168,9 @@ async def test_panels_answer_304_until_a_write_at_the_callers_sites(client, sett
     site = await make_site(client, auth)
     item = await make_item(client, auth)
     await log_in(client, "chief", PASSWORD)
-    first = await client.get("/command/panels")
+    first, again = await _twice_in_one_clock_bucket(client)
     etag = first.headers["etag"]
     assert first.status_code == 200 and "no-cache" in first.headers["cache-control"]
-    again = await client.get("/command/panels", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.headers["etag"] == etag and again.content == b""
     await _run_low(client, auth, site, item)
     changed = await client.get("/command/panels", headers={"If-None-Match": etag})
@@ -193,6 +193,17 @@ async def test_figures_and_etags_keep_to_the_callers_sites(client, db, settings)
     mine, all_ = await command.dashboard(db, settings, officer), await command.dashboard(db, settings, everyone)
     assert [str(s.site_id) for s in mine.sites] == [own] and mine.totals.low_stock_items == 0
     assert {str(s.site_id) for s in all_.sites} == {own, other} and all_.totals.low_stock_items == 1
+
+
+async def _twice_in_one_clock_bucket(client):
+    """The panels, then the panels again with their ETag, both within one of the ETag's clock buckets
+    (it moves every CLOCK_BUCKET_S seconds: a pair straddling that instant is asked again)."""
+    while True:
+        bucket = time.time() // command.CLOCK_BUCKET_S
+        first = await client.get("/command/panels")
+        again = await client.get("/command/panels", headers={"If-None-Match": first.headers["etag"]})
+        if time.time() // command.CLOCK_BUCKET_S == bucket:
+            return first, again
 
 
 async def _run_low(client, auth, site: str, item: str) -> None:
@@ -258,3 +269,15 @@ async def test_a_district_officer_sees_only_its_district(client, db, settings):
     east_name, west_name = [(await client.get(f"/api/v1/sites/{s}", headers=auth(COMMAND))).json()["name"] for s in (east_site, west_site)]
     assert f'data-label="{east_name}"' in page.text and west_name not in page.text
     assert 'data-label="› West"' not in page.text and "West" not in page.text.split('data-chart="regions"')[1]
+
+
+async def test_the_etag_moves_with_the_clock_only_every_few_minutes(db):
+    """Figures that change with the clock alone (what is due today, days of cover) refresh within CLOCK_BUCKET_S."""
+    from datetime import UTC, datetime, timedelta
+
+    principal = make_principal(Role.COMMAND)
+    start = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    same = [await command.figures_tag(db, principal, start + timedelta(seconds=s)) for s in (0, 60, command.CLOCK_BUCKET_S - 1)]
+    assert len(set(same)) == 1
+    assert await command.figures_tag(db, principal, start + timedelta(seconds=command.CLOCK_BUCKET_S)) != same[0]
+    assert await command.figures_tag(db, make_principal(Role.COMMAND, [uuid.uuid4()]), start) != same[0]  # another scope, another tag

@@ -32,7 +32,9 @@ OWNER, APP = f"qsite_owner_t{PID}", f"qsite_app_t{PID}"
 
 def _as(dsn: str, user: str, password: str) -> str:
     parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port or 5432}"))
+    # The embedded server is reached by socket (?host=/dir, no host in the netloc): keep it that way.
+    where = f"{parts.hostname}:{parts.port or 5432}" if parts.hostname else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{where}"))
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ receives, never timing assertions.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import time
 import uuid
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 import redis
@@ -31,11 +33,11 @@ from tests.conftest import make_principal
 WS = ["graphql-transport-ws"]
 WAIT_S = 10.0  # upper bound of any single wait; the tests never measure time
 SUBSCRIPTION = """
-subscription Live($siteIds: [UUID!], $types: [String!]) {
-  siteEvents(siteIds: $siteIds, types: $types) { id siteId type subjectId data at }
+subscription Live($siteIds: [UUID!], $types: [String!], $after: String) {
+  siteEvents(siteIds: $siteIds, types: $types, after: $after) { cursor id siteId type subjectId entity version data at }
 }
 """
-PROBE = "test.probe"
+PROBE = "sites.site_updated"  # a probe is a real outbox row (the subscription reads the outbox), marked in its data
 
 
 @contextmanager
@@ -78,20 +80,40 @@ def subscribe(ws: WebSocketTestSession, op_id: str = "1", **variables: Any) -> N
     ws.send_json({"id": op_id, "type": "subscribe", "payload": {"query": SUBSCRIPTION, "variables": variables}})
 
 
-def wait_until_live(ws: WebSocketTestSession, redis_client: redis.Redis, settings: Settings, site_id: str) -> None:
-    """Publish probes on the site's channel until one comes through: the Redis subscription is then active."""
-    probe = msgspec.json.encode(
-        bus.Event(id=0, site_id=uuid.UUID(site_id), type=PROBE, subject_id=None, data={}, actor=None, at=datetime.now(UTC))
-    )
-    for _ in range(200):
-        redis_client.publish(f"{settings.redis_prefix}site:{site_id}", probe)
+def emit_probe(settings: Settings, redis_client: redis.Redis, site_id: str) -> None:
+    """Commit a probe event at the site (outside the app, as another instance would) and ring its channel."""
+
+    async def insert() -> int:
+        conn = await asyncpg.connect(settings.database_url)
         try:
-            message = ws.receive_json(timeout=0.05)
+            return int(await conn.fetchval(
+                "INSERT INTO events (site_id, type, subject_id, data) VALUES ($1, $2, $1, '{\"probe\": true}') RETURNING id",
+                uuid.UUID(site_id), PROBE,
+            ))
+        finally:
+            await conn.close()
+
+    event_id = asyncio.run(insert())
+    bell = bus.Event(id=event_id, site_id=uuid.UUID(site_id), type=PROBE, subject_id=None, data={}, actor=None, at=datetime.now(UTC))
+    redis_client.publish(f"{settings.redis_prefix}site:{site_id}", msgspec.json.encode(bell))
+
+
+def wait_until_live(ws: WebSocketTestSession, redis_client: redis.Redis, settings: Settings, site_id: str) -> None:
+    """Commit probes at the site until one comes through: the subscription is then live."""
+    for _ in range(100):
+        emit_probe(settings, redis_client, site_id)
+        try:
+            message = ws.receive_json(timeout=0.1)
         except queue.Empty:
             continue
         assert message["type"] == "next" and "errors" not in message["payload"], message
-        assert message["payload"]["data"]["siteEvents"]["type"] == PROBE
-        return
+        assert message["payload"]["data"]["siteEvents"]["data"] == {"probe": True}
+        while True:  # the probes still on their way
+            try:
+                message = ws.receive_json(timeout=0.3)
+            except queue.Empty:
+                return
+            assert message["payload"]["data"]["siteEvents"]["data"] == {"probe": True}, message
     raise AssertionError("the subscription never became live")
 
 
@@ -101,7 +123,7 @@ def next_event(ws: WebSocketTestSession) -> dict[str, Any]:
         message = ws.receive_json(timeout=WAIT_S)
         assert message["type"] == "next" and "errors" not in message["payload"], message
         event = message["payload"]["data"]["siteEvents"]
-        if event["type"] != PROBE:
+        if event["data"] != {"probe": True}:
             return event
 
 
@@ -124,7 +146,7 @@ def test_write_through_rest_reaches_subscriber_with_header_auth(app, auth, setti
         event = next_event(ws)
         assert event["type"] == "sites.site_updated"
         assert event["siteId"] == site["id"] and event["subjectId"] == site["id"]
-        assert event["data"] == {"fields": ["name"]}
+        assert event["data"] == {"fields": ["name"], "version": 2} and event["version"] == 2
 
 
 def test_write_on_one_instance_reaches_subscriber_on_another(app, auth, settings, redis_client):
@@ -164,7 +186,7 @@ def test_command_without_site_ids_hears_every_site_and_types_filter(app, auth, s
     a, b = create_site(app, command, "LV-C"), create_site(app, command, "LV-D")
     with app.websocket_connect("/graphql", subprotocols=WS, headers=command) as ws:
         init(ws)
-        subscribe(ws, types=["sites.site_updated", PROBE])  # pattern subscription over all sites
+        subscribe(ws, types=["sites.site_updated"])  # pattern subscription over all sites
         wait_until_live(ws, redis_client, settings, a["id"])
         create_site(app, command, "LV-E")  # sites.site_created: filtered out
         rename_site(app, command, b, "B")
@@ -255,3 +277,65 @@ def test_subscription_ends_when_the_access_token_expires(app, settings):
         subscribe(ws)
         error = first_error(ws)
     assert error["extensions"]["code"] == "token_expired"
+
+
+def test_after_a_cursor_the_subscription_replays_then_goes_live(app, auth, settings, redis_client):
+    command = auth(make_principal(Role.COMMAND))
+    site = create_site(app, command, "LV-R1")
+    staff = make_principal(Role.SITE_STAFF, [uuid.UUID(site["id"])])
+    site = rename_site(app, command, site, "one")
+    site = rename_site(app, command, site, "two")
+    changes = app.get("/api/v1/changes", params={"types": "sites.site_updated"}, headers=auth(staff)).json()["changes"]
+    assert len(changes) == 2
+    with app.websocket_connect("/graphql", subprotocols=WS, headers=auth(staff)) as ws:
+        init(ws)
+        subscribe(ws, after=changes[0]["cursor"], types=["sites"])
+        replayed = next_event(ws)  # the change after the cursor, from the outbox
+        assert (replayed["id"], replayed["cursor"], replayed["entity"]) == (changes[1]["id"], changes[1]["cursor"], "site")
+        site = rename_site(app, command, site, "three")  # then live
+        live_event = next_event(ws)
+        assert live_event["type"] == "sites.site_updated" and live_event["id"] > replayed["id"]
+    # Resuming from the live event's cursor: nothing before it again, what came after it.
+    site = rename_site(app, command, site, "four")
+    missed = app.get("/api/v1/changes", params={"after": live_event["cursor"], "types": "sites"}, headers=auth(staff)).json()["changes"]
+    assert len(missed) == 1
+    with app.websocket_connect("/graphql", subprotocols=WS, headers=auth(staff)) as ws:
+        init(ws)
+        subscribe(ws, after=live_event["cursor"], types=["sites.site_updated"])
+        assert next_event(ws)["id"] == missed[0]["id"]
+    with app.websocket_connect("/graphql", subprotocols=WS, headers=auth(staff)) as ws:
+        init(ws)
+        subscribe(ws, after="not-a-cursor")
+        bad = first_error(ws)
+    assert bad["extensions"]["code"] == "invalid_cursor"
+
+
+def _named_clients(redis_client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
+    name = "qsite-" + settings.redis_prefix  # the test prefix needs no escaping
+    return [c for c in redis_client.client_list() if c.get("name") == name]
+
+
+def test_one_redis_connection_per_instance_whatever_the_subscribers(app, auth, settings, redis_client):
+    """40 subscribers of 4 sites on one instance: one pub/sub connection, subscribed to exactly those 4 channels."""
+    from contextlib import ExitStack
+
+    command = auth(make_principal(Role.COMMAND))
+    sites = [create_site(app, command, f"LV-C{i}") for i in range(4)]
+    counts = {}
+    with ExitStack() as stack:
+        for n in range(40):
+            site = sites[n % 4]
+            ws = stack.enter_context(app.websocket_connect("/graphql", subprotocols=WS, headers=auth(make_principal(Role.SITE_STAFF, [uuid.UUID(site["id"])]))))
+            init(ws)
+            subscribe(ws)
+            if n < 4:
+                wait_until_live(ws, redis_client, settings, site["id"])
+            if n + 1 in (4, 40):
+                time.sleep(0.5)  # the last ones' SUBSCRIBE (none expected) would be out by now
+                clients = _named_clients(redis_client, settings)
+                pubsub = [c for c in clients if int(c.get("sub", 0)) + int(c.get("psub", 0)) > 0]
+                counts[n + 1] = (len(pubsub), int(pubsub[0]["sub"]) if pubsub else 0, len(clients))
+        channels = sorted(c.decode() for c in redis_client.pubsub_channels(f"{settings.redis_prefix}site:*"))
+    assert counts[4][:2] == counts[40][:2] == (1, 4), counts
+    assert counts[40][2] <= counts[4][2] + 1, f"Redis connections grew with subscribers: {counts}"
+    assert channels == sorted(f"{settings.redis_prefix}site:{s['id']}" for s in sites)

@@ -258,6 +258,15 @@ async def test_a_street_officers_token_scopes_every_domain(client, seeded):
         "username": "lijia-officer", "display_name": "礼嘉街道", "password": "long-enough-1", "role": "site_manager",
         "region_ids": [str(seeded["regions"]["LJ-LIJIA"])]})
     assert r.status_code == 201, r.text
+    officer = r.json()
+    # the district sees and manages the account it made; the other street's manager does not see it
+    listed = (await client.get("/api/v1/staff?limit=100", headers=headers)).json()["items"]
+    assert officer["id"] in {s["id"] for s in listed}
+    r = await client.patch(f"/api/v1/staff/{officer['id']}", headers=headers, json={"version": 1, "display_name": "礼嘉街道办"})
+    assert r.status_code == 200, r.text
+    manager_2 = await client.post("/api/v1/auth/login", json={"username": "manager-2", "password": "qsite-demo"})
+    other_manager = {"Authorization": f"Bearer {manager_2.json()['access_token']}"}
+    assert (await client.get(f"/api/v1/staff/{officer['id']}", headers=other_manager)).status_code == 404
     login = await client.post("/api/v1/auth/login", json={"username": "lijia-officer", "password": "long-enough-1"})
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
     r = await client.get("/api/v1/sites", headers=headers)

@@ -176,6 +176,19 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation recordStaffSample": {MGR, MEDIC},
     "mutation recordStaffResult": {MGR, MEDIC},
     "mutation decideStaffExposure": {MGR, MEDIC},
+    # --- Infection control: every staff role reads; inspectors (command, managers, medics) record; the floor logs waste
+    "query inspection": PEOPLE,
+    "query inspections": PEOPLE,
+    "query openFindings": PEOPLE,
+    "query environmentalSamples": PEOPLE,
+    "query medicalWaste": PEOPLE,
+    "mutation recordInspection": {CMD, MGR, MEDIC},
+    "mutation recordInspectionFinding": {CMD, MGR, MEDIC},
+    "mutation resolveFinding": {CMD, MGR, MEDIC},
+    "mutation recordEnvironmentalSample": {CMD, MGR, MEDIC},
+    "mutation recordEnvironmentalResult": {CMD, MGR, MEDIC},
+    "mutation recordMedicalWaste": FLOOR,
+    "mutation handOverWaste": FLOOR,
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
     # --- Regions and the command centre: staff see the tree above their sites and the figures of

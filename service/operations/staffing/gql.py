@@ -7,11 +7,13 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import strawberry
 
 from service import policy
+from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
 from service.health.gql import SampleKindGQL, SymptomGQL
 from service.operations.staffing import model as m
 from service.operations.staffing import service
@@ -342,20 +344,12 @@ class Mutation:
 
     @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A worker's check-in (residents' alert rules).")
     async def record_staff_checkin(self, info: Ctx, input: RecordStaffCheckinInput) -> StaffCheckinPayload:
-        principal = info.context.require_principal()
-        data, errors = input_struct(m.StaffCheckinCreate, input)
-        if data is None:
-            return StaffCheckinPayload(user_errors=errors)
-        checkin, errors = await mutate(info, lambda conn: service.record_checkin(conn, principal, data), result_type=m.StaffCheckin)
+        checkin, errors = await perform(info, checkin_write(info.context, info.context.require_principal(), input))
         return StaffCheckinPayload(checkin=to_gql(StaffCheckin, checkin) if checkin else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A worker's swab, pending its result.")
     async def record_staff_sample(self, info: Ctx, input: RecordStaffSampleInput) -> StaffSamplePayload:
-        principal = info.context.require_principal()
-        data, errors = input_struct(m.StaffSampleCreate, input)
-        if data is None:
-            return StaffSamplePayload(user_errors=errors)
-        sample, errors = await mutate(info, lambda conn: service.record_sample(conn, principal, data), result_type=m.StaffSample)
+        sample, errors = await perform(info, sample_write(info.context, info.context.require_principal(), input))
         return StaffSamplePayload(sample=to_gql(StaffSample, sample) if sample else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A staff swab's result; positive isolates the worker.")
@@ -380,3 +374,32 @@ class Mutation:
             info, lambda conn: service.decide_exposure(conn, principal, exposure_id, data), result_type=m.StaffExposure
         )
         return StaffExposurePayload(exposure=to_gql(StaffExposure, exposure) if exposure else None, user_errors=errors)
+
+
+# --- writes, prepared once for their own mutation and for syncWrites (service/offline.py) ---------
+
+
+def checkin_write(ctx: Context, principal: Principal, input: RecordStaffCheckinInput) -> Prepared[m.StaffCheckin]:
+    data, errors = input_struct(m.StaffCheckinCreate, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.record_checkin(conn, principal, data), m.StaffCheckin)
+
+
+def sample_write(ctx: Context, principal: Principal, input: RecordStaffSampleInput) -> Prepared[m.StaffSample]:
+    data, errors = input_struct(m.StaffSampleCreate, input)
+    if data is None:
+        return errors
+    return Write(lambda conn: service.record_sample(conn, principal, data), m.StaffSample)
+
+
+async def _worker_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> Worker | None:
+    """What a worker's check-in or swab conflicts with: the worker (left the roster, its id or barcode taken)."""
+    found = await service.get_workers(conn, principal, [input.worker_id])
+    return worker_gql(found[input.worker_id]) if input.worker_id in found else None
+
+
+OFFLINE_WRITES = {
+    "record_staff_checkin": OfflineWrite("staff_health.write", checkin_write, lambda c: to_gql(StaffCheckin, c), _worker_now),
+    "record_staff_sample": OfflineWrite("staff_health.write", sample_write, lambda s: to_gql(StaffSample, s), _worker_now),
+}

@@ -1,0 +1,1 @@
+"""Infection control: inspections and their findings, environmental swabs, the medical-waste log."""
