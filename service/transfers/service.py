@@ -556,7 +556,7 @@ async def report_outcome(
         )
         stay_id = returned.id
     if not await store.report_outcome(conn, transfer, data.outcome.value, return_site_id=site_id, return_stay_id=stay_id):
-        raise _stale((await store.get_transfers(conn, [transfer.id], None))[0], transfer.version)  # not under the row lock
+        raise _stale((await store.get_transfers(conn, [transfer.id], None))[0], transfer.version)  # cannot happen under the row lock
     await store.insert_transition(
         conn, transfer, from_state=transfer.state.value, to_state=transfer.state.value, action=f"outcome_{data.outcome.value}",
         actor=principal.ref, note=data.note, facility_id=facility_id,
