@@ -230,6 +230,19 @@ class OfflineWrite:
     current: Callable[[asyncpg.Connection, Context, Principal, Any], Awaitable[Any | None]]
 
 
+def scoped_loader(info: Ctx, name: str, fetch: Callable[[asyncpg.Connection, Principal, list[Any]], Awaitable[dict[Any, Any]]]) -> DataLoader[Any, Any]:
+    """The request's loader ``name``: ``fetch(conn, principal, ids) -> {id: record}`` (the caller's scope) per batch."""
+    ctx = info.context
+    principal = ctx.require_principal()
+
+    async def load(ids: list[Any]) -> list[Any]:
+        async with ctx.db.connection() as conn:
+            found = await fetch(conn, principal, ids)
+        return [found.get(i) for i in ids]
+
+    return ctx.loader(name, load)
+
+
 def to_gql(cls: type[G], obj: Any, **overrides: Any) -> G:
     """Build Strawberry type ``cls`` from a Struct (or any object) with the same attribute names."""
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus
 
 import msgspec
 from litestar import Request, Response
+from litestar.exceptions import ValidationException
 from litestar.params import Parameter as ParameterMarker
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -108,8 +109,47 @@ class BodyLimits:
                 # The raw header (ASGI names are lower case): no Headers object for one lookup.
                 content_type = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
                 if not content_type.startswith(_FORM_TYPES):
-                    check_json_depth(await Request(scope, receive).body(), max_depth)
+                    body = await Request(scope, receive).body()
+                    check_json_depth(body, max_depth)
+                    check_body_types(scope, body)
         await self.app(scope, receive, send)
+
+
+# --- strict body types --------------------------------------------------------------
+
+_BODY_TYPES: dict[int, Any] = {}
+
+
+def _body_type(handler: Any) -> Any:
+    """The type a handler's ``data`` is declared as (None: it takes no JSON body)."""
+    key = id(handler)
+    if key not in _BODY_TYPES:
+        data = handler.parsed_fn_signature.parameters.get("data") if handler is not None else None
+        _BODY_TYPES[key] = data.annotation if data is not None and not data.is_any else None
+    return _BODY_TYPES[key]
+
+
+def check_body_types(scope: Scope, body: bytes) -> None:
+    """A JSON body must match its declared types as the schema says: ``0`` is no boolean, ``"5"`` no integer.
+
+    Litestar converts ``data`` in msgspec's lax mode (it must, for query strings), which would
+    accept them; decoding strictly first refuses them with the 400 Litestar gives any bad body.
+    A body that is not JSON at all is left to Litestar, which answers it the same way.
+    """
+    target = _body_type(scope.get("route_handler"))
+    if target is None or not body:
+        return
+    try:
+        msgspec.json.decode(body, type=target, strict=True)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$")
+        key = where.rstrip("`").lstrip(".")
+        raise ValidationException(
+            detail=f"Validation failed for {scope.get('method')} {scope.get('path')}",
+            extra=[{"message": message, "key": key or "data", "source": "body"}],
+        ) from None
+    except (msgspec.DecodeError, TypeError):
+        return  # not JSON, or a type only Litestar's decoders know: Litestar judges it as before
 
 
 # --- ETags -------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class Rule:
 
 
 CMD, MGR, STAFF, MEDIC = Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC
-LOGISTICS, LAB, HOSPITAL = Role.LOGISTICS, Role.LAB, Role.HOSPITAL
+LOGISTICS, LAB, HOSPITAL, TRACING = Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING
 PEOPLE = (CMD, MGR, STAFF, MEDIC)
 ADMINS = (CMD, MGR)
 FLOOR = (CMD, MGR, STAFF)  # admit, move, stock
@@ -83,7 +83,7 @@ POLICY: dict[str, Rule] = {
     "sites.create": _rule("Create a site", [CMD], Scope.ANY),
     "sites.update": _rule("Change a site", ADMINS),
     "rooms.read": _rule("Rooms, their status and history", PEOPLE),
-    "rooms.manage": _rule("Create floors, change rooms", ADMINS),
+    "rooms.manage": _rule("Create floors, change rooms and their beds' attributes", ADMINS),
     "rooms.turn_over": _rule("Room turnover (in/out of service: command, site manager)", PEOPLE),
     # stays and residents
     "occupancy.read": _rule("Occupancy (beds, releases due)", PEOPLE + (LOGISTICS,)),
@@ -91,7 +91,7 @@ POLICY: dict[str, Rule] = {
     "stays.admit": _rule("Admit, suggest rooms, move stays", FLOOR),
     "stays.close": _rule("Release or extend stays", PEOPLE),
     "regimes.read": _rule("Regimes", PEOPLE, Scope.ANY),
-    "regimes.update": _rule("Change a regime", [CMD], Scope.ANY),
+    "regimes.update": _rule("Create a regime, add a version, set regime rules", [CMD], Scope.ANY),
     "residents.find": _rule("Residents by document number (masked)", PEOPLE),
     "residents.reveal": _rule("Unmask a resident (audited)", [CMD, MGR, MEDIC]),
     # health
@@ -138,6 +138,15 @@ POLICY: dict[str, Rule] = {
     "infection.read": _rule("Inspections, findings, environmental swabs, the medical-waste log", PEOPLE),
     "infection.inspect": _rule("Record inspections, findings and their resolution, environmental swabs and results", [CMD, MGR, MEDIC]),
     "waste.record": _rule("Log sealed medical waste and its handover to the carrier", FLOOR),
+    # intake: referrals, the admission queue, risk areas
+    "referrals.submit": _rule("Refer people to isolate (tracing teams, command, site manager)", ADMINS + (TRACING,)),
+    "referrals.read": _rule("Referrals, the pending-admission queue, identification -> isolation times", PEOPLE + (TRACING,)),
+    "referrals.assign": _rule("Assign a referral to a site, mark a no-show", ADMINS),
+    "referrals.cancel": _rule("Cancel a referral", ADMINS + (TRACING,)),
+    "manifests.read": _rule("Arrival manifests and the beds reserved for them", PEOPLE),
+    "manifests.manage": _rule("Announce arrival manifests (reserving beds), mark no-shows, cancel", ADMINS),
+    "risk_areas.read": _rule("Risk areas", PEOPLE + (TRACING,), Scope.ANY),
+    "risk_areas.manage": _rule("Declare risk areas", [CMD], Scope.ANY),
     # command centre
     "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
     # live updates and the change feed (which events each role sees: EVENT_READS below)
@@ -162,7 +171,15 @@ EVENT_READS: dict[str, str | None] = {
          "stays.release_replanned"],
         "stays.read",
     ),
-    "stays.regime_updated": "regimes.read",
+    **dict.fromkeys(["stays.regime_created", "stays.regime_updated", "stays.regime_rule_set"], "regimes.read"),
+    "stays.bed_updated": "rooms.read",
+    **dict.fromkeys(
+        [f"intake.referral_{s}" for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")], "referrals.read"
+    ),
+    "intake.risk_area_declared": "risk_areas.read",
+    **dict.fromkeys(
+        [f"intake.manifest_{s}" for s in ("announced", "arrived", "member_no_show", "cancelled")], "manifests.read"
+    ),
     **dict.fromkeys(
         ["health.checkin_recorded", "health.alert_raised", "health.alert_acknowledged", "health.alert_resolved",
          "health.sample_recorded", "health.sample_resulted", "health.retests_opened", "health.exposure_review_opened",

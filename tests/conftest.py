@@ -23,7 +23,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from service import embedded
-from service.access.model import Principal, PrincipalKind, Role
+from service.access.model import CLIENT_ROLES, Principal, PrincipalKind, Role
 from service.access.service import issue_access_token
 from service.app import create_app
 from service.cache import Cache
@@ -140,7 +140,7 @@ async def served(settings: Settings) -> AsyncIterator[str]:
 
 
 def make_principal(role: Role, site_ids: list[uuid.UUID] | None = None, **fields: object) -> Principal:
-    kind = PrincipalKind.CLIENT if role in (Role.LOGISTICS, Role.LAB, Role.HOSPITAL) else PrincipalKind.STAFF
+    kind = PrincipalKind.CLIENT if role in CLIENT_ROLES else PrincipalKind.STAFF
     sites = None if role is Role.COMMAND and site_ids is None else frozenset(site_ids or [])
     return Principal(kind=kind, id=fields.pop("id", uuid.uuid4()), role=role, site_ids=sites, **fields)  # type: ignore[arg-type]
 

@@ -216,19 +216,10 @@ ON CONFLICT ON CONSTRAINT retests_once DO NOTHING
 RETURNING id, stay_id;
 
 -- name: release_blockers^
--- Test results that block release of a stay (and of the stays it was moved from: same resident, same day 1).
-WITH chain AS (
-    SELECT id FROM stays WHERE resident_id = :resident_id AND day_one = :day_one
-)
-SELECT
-    EXISTS (SELECT 1 FROM samples s WHERE s.stay_id IN (SELECT id FROM chain) AND s.result = 'positive') AS positive,
-    EXISTS (SELECT 1 FROM retests r LEFT JOIN samples s ON s.id = r.sample_id
-            WHERE r.stay_id IN (SELECT id FROM chain) AND (s.id IS NULL OR s.result <> 'negative')) AS retest_open,
-    ARRAY(SELECT d FROM unnest(:test_days::int[]) AS d
-          WHERE d <= :today_day
-            AND NOT EXISTS (SELECT 1 FROM samples s
-                            WHERE s.stay_id IN (SELECT id FROM chain) AND s.scheduled_day = d AND s.result = 'negative')
-          ORDER BY d) AS days_not_negative;
+-- Test results that block release of a stay (and of the stays it was moved from: same resident, same
+-- day 1): the one rule of migration 0035, which the swab worklist reads too.
+SELECT positive, retest_open, days_not_negative, days_unswabbed
+FROM stay_test_status(:resident_id, :day_one, :test_days::int[], :today_day);
 
 -- name: insert_alert^
 INSERT INTO alerts (site_id, stay_id, kind, dedup_key, detail)
@@ -339,24 +330,19 @@ WHERE last_checkin_at IS NULL OR last_checkin_at < slot_start
 ORDER BY floor, room_number, bed;
 
 -- name: swabs_due
--- Active stays of a site (or floor) that need a swab today: today's quarantine day is a test day
--- of their regime and no usable swab of that day is in, or a retest is open.
-WITH s AS (
-    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, r.test_days,
-           ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday
-    FROM stays st JOIN regimes r ON r.id = st.regime_id
-    WHERE st.site_id = :site_id AND st.status = 'active'
-      AND (:floor::int IS NULL OR st.floor = :floor::int)
-      AND (:site_ids::uuid[] IS NULL OR st.site_id = ANY(:site_ids::uuid[]))
-)
-SELECT s.id AS stay_id, s.resident_id, s.floor, s.room_number, s.bed, s.qday AS quarantine_day,
-       EXISTS (SELECT 1 FROM retests rt WHERE rt.stay_id = s.id AND rt.sample_id IS NULL) AS retest
-FROM s
-WHERE EXISTS (SELECT 1 FROM retests rt WHERE rt.stay_id = s.id AND rt.sample_id IS NULL)
-   OR (s.qday = ANY(s.test_days)
-       AND NOT EXISTS (SELECT 1 FROM samples sm
-                       WHERE sm.stay_id = s.id AND sm.scheduled_day = s.qday AND sm.result <> 'invalid'))
-ORDER BY s.floor, s.room_number, s.bed;
+-- Active stays of a site (or floor) that need a swab: a test day so far (today's or an earlier one
+-- missed) without a usable swab, or a retest not yet swabbed. The rule is stay_test_status's, the
+-- one the release check reads: a stay blocked for a missing swab is on this list.
+SELECT st.id AS stay_id, st.resident_id, st.floor, st.room_number, st.bed, t.qday AS quarantine_day,
+       x.retest_unswabbed AS retest, array_remove(x.days_unswabbed, t.qday) AS overdue_days
+FROM stays st JOIN regimes r ON r.id = st.regime_id
+CROSS JOIN LATERAL (SELECT ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday) t
+CROSS JOIN LATERAL stay_test_status(st.resident_id, st.day_one, r.test_days, t.qday) x
+WHERE st.site_id = :site_id AND st.status = 'active'
+  AND (:floor::int IS NULL OR st.floor = :floor::int)
+  AND (:site_ids::uuid[] IS NULL OR st.site_id = ANY(:site_ids::uuid[]))
+  AND (x.retest_unswabbed OR cardinality(x.days_unswabbed) > 0)
+ORDER BY st.floor, st.room_number, st.bed;
 
 -- name: swabs_scheduled
 -- Swabs due per site over the next :days days (today included): test days not yet swabbed plus open retests.
@@ -486,18 +472,18 @@ SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object(
 FROM page a;
 
 -- name: compiled_swabs_due$
--- The SwabsDue persisted operation's whole response (service/health/compiled.py): swabs_due's rows with
--- each stay and resident as the scoped loaders see them. NULL for an unknown site (the generic error).
+-- The SwabsDue persisted operation's whole response (service/health/compiled.py): swabs_due's rows (the
+-- same rule, stay_test_status) with each stay and resident as the scoped loaders see them. NULL for an
+-- unknown site (the generic error).
 WITH site AS (
     SELECT id FROM sites WHERE id = :site_id AND (:site_ids::uuid[] IS NULL OR id = ANY(:site_ids::uuid[]))
-), s AS (
-    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, r.test_days,
-           ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday
-    FROM stays st JOIN site ON st.site_id = site.id JOIN regimes r ON r.id = st.regime_id
-    WHERE st.status = 'active' AND (:floor::int IS NULL OR st.floor = :floor::int)
 ), due AS (
-    SELECT s.*, EXISTS (SELECT 1 FROM retests rt WHERE rt.stay_id = s.id AND rt.sample_id IS NULL) AS retest
-    FROM s
+    SELECT st.id, st.resident_id, st.floor, st.room_number, st.bed, t.qday, x.retest_unswabbed AS retest
+    FROM stays st JOIN site ON st.site_id = site.id JOIN regimes r ON r.id = st.regime_id
+    CROSS JOIN LATERAL (SELECT ((:now::timestamptz AT TIME ZONE st.time_zone)::date - st.day_one + 1) AS qday) t
+    CROSS JOIN LATERAL stay_test_status(st.resident_id, st.day_one, r.test_days, t.qday) x
+    WHERE st.status = 'active' AND (:floor::int IS NULL OR st.floor = :floor::int)
+      AND (x.retest_unswabbed OR cardinality(x.days_unswabbed) > 0)
 )
 SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object('data', json_build_object('swabsDue', coalesce(json_agg(
     json_build_object(
@@ -507,10 +493,7 @@ SELECT CASE WHEN NOT EXISTS (SELECT FROM site) THEN NULL ELSE json_build_object(
             SELECT json_build_object('id', p.id, 'name', gql_masked_name(p.name))
             FROM residents p WHERE p.id = d.resident_id AND (:site_ids::uuid[] IS NULL OR p.site_id = ANY(:site_ids::uuid[])))))
     ORDER BY d.floor, d.room_number, d.bed), '[]'::json)))::text END
-FROM due d
-WHERE d.retest
-   OR (d.qday = ANY(d.test_days)
-       AND NOT EXISTS (SELECT 1 FROM samples sm WHERE sm.stay_id = d.id AND sm.scheduled_day = d.qday AND sm.result <> 'invalid'));
+FROM due d;
 
 -- name: compiled_checkins_due$
 -- The CheckinsDue persisted operation's whole response (service/health/compiled.py): checkins_due's rows

@@ -1,44 +1,70 @@
 -- Regimes, residents and stays (stays domain).
 -- Every read takes :site_ids (NULL = all sites) so that scoping cannot be forgotten.
 
+-- Regimes are versioned (migration 0036): "in force at :at" (NULL: now) is the version with the latest
+-- effective_from not after it, or the first version for an earlier instant.
+
 -- name: list_regimes
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes ORDER BY code;
+-- Every regime code in its version in force at :at.
+SELECT DISTINCT ON (code) id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at
+FROM regimes ORDER BY code, effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN effective_from <= coalesce(:at::timestamptz, now()) THEN effective_from END DESC, effective_from;
+
+-- name: regime_versions
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE code = :code ORDER BY version;
 
 -- name: get_regime_by_code^
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes WHERE code = :code;
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE code = :code ORDER BY effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN effective_from <= coalesce(:at::timestamptz, now()) THEN effective_from END DESC, effective_from LIMIT 1;
+
+-- name: latest_regime_version^
+-- The newest version of a code (by number), whatever its effective_from: the one a change builds on.
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE code = :code ORDER BY version DESC LIMIT 1;
 
 -- name: get_regime_for_category^
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes WHERE category = :category;
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE category = :category ORDER BY effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN effective_from <= coalesce(:at::timestamptz, now()) THEN effective_from END DESC, effective_from LIMIT 1;
+
+-- name: category_codes
+SELECT DISTINCT code FROM regimes WHERE category = :category;
 
 -- name: get_regimes_by_ids
-SELECT id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at
-FROM regimes WHERE id = ANY(:ids::uuid[]);
+SELECT id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at FROM regimes WHERE id = ANY(:ids::uuid[]);
 
--- name: update_regime^
-UPDATE regimes SET
-    name = coalesce(:name, name),
-    centralized_days = coalesce(:centralized_days, centralized_days),
-    home_monitoring_days = coalesce(:home_monitoring_days, home_monitoring_days),
-    test_days = coalesce(:test_days::int[], test_days),
-    checkins_per_day = coalesce(:checkins_per_day, checkins_per_day),
-    effective_from = coalesce(:effective_from, now()),
-    version = version + 1,
-    updated_at = now()
-WHERE code = :code AND version = :version
-RETURNING id, code, name, category, centralized_days, home_monitoring_days, test_days, checkins_per_day, effective_from, version, updated_at;
+-- name: lock_regime_code!
+-- Serialises creating and changing regimes (versions are numbered, a category has one code).
+SELECT pg_advisory_xact_lock(hashtextextended('regimes', 0));
+
+-- name: insert_regime^
+INSERT INTO regimes (code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases,
+                     checkins_per_day, effective_from, version, created_by)
+VALUES (:code, :name, :category, :centralized_days, :home_isolation_days, :home_monitoring_days, :test_days, :phases,
+        :checkins_per_day, :effective_from, :version, :actor)
+RETURNING id, code, name, category, centralized_days, home_isolation_days, home_monitoring_days, test_days, phases, checkins_per_day, effective_from, version, updated_at;
 
 -- name: replan_regime_stays
--- A regime's period changed: every open stay under it gets its planned release again,
--- the period counted from its own start date in its site's time zone.
+-- Move the open stays of every other version of a regime onto version :regime_id: each gets its planned
+-- release again, the period counted from its own start date in its site's time zone.
 UPDATE stays SET
+    regime_id = :regime_id,
     planned_release_at = ((period_start + :centralized_days::int)::timestamp AT TIME ZONE time_zone),
     version = version + 1
-WHERE regime_id = :regime_id AND status = 'active'
-  AND planned_release_at IS DISTINCT FROM ((period_start + :centralized_days::int)::timestamp AT TIME ZONE time_zone)
+WHERE status = 'active' AND regime_id <> :regime_id
+  AND regime_id IN (SELECT id FROM regimes WHERE code = :code)
 RETURNING id, site_id;
+
+-- name: list_regime_rules
+SELECT category, risk_level, regime_code, updated_at, updated_by FROM regime_rules ORDER BY category, risk_level NULLS FIRST;
+
+-- name: regime_by_rule^
+-- The regime a rule names for (category, risk level), in its version in force at :at; a null level
+-- matches the rule without a level.
+SELECT g.id, g.code, g.name, g.category, g.centralized_days, g.home_isolation_days, g.home_monitoring_days, g.test_days, g.phases, g.checkins_per_day, g.effective_from, g.version, g.updated_at
+FROM regime_rules r JOIN regimes g ON g.code = r.regime_code
+WHERE r.category = :category AND r.risk_level IS NOT DISTINCT FROM :risk_level::text
+ORDER BY g.effective_from <= coalesce(:at::timestamptz, now()) DESC, CASE WHEN g.effective_from <= coalesce(:at::timestamptz, now()) THEN g.effective_from END DESC, g.effective_from
+LIMIT 1;
+
+-- name: set_regime_rule!
+INSERT INTO regime_rules (category, risk_level, regime_code, updated_by) VALUES (:category, :risk_level, :regime_code, :actor)
+ON CONFLICT ON CONSTRAINT regime_rules_key DO UPDATE SET regime_code = EXCLUDED.regime_code, updated_at = now(), updated_by = EXCLUDED.updated_by;
 
 -- name: insert_resident^
 INSERT INTO residents (id, site_id, name, sex, birth_date, document_type, document_enc, document_index, document_tail,
@@ -58,6 +84,10 @@ SELECT id, site_id, name, sex, birth_date, document_type, document_tail, phone_t
 FROM residents
 WHERE document_index = :document_index AND (:document_type::text IS NULL OR document_type = :document_type::text)
 FOR UPDATE;
+
+-- name: has_active_stay$
+SELECT EXISTS (SELECT 1 FROM residents r JOIN stays s ON s.resident_id = r.id AND s.status = 'active'
+               WHERE r.document_type = :document_type AND r.document_index = :document_index);
 
 -- name: search_residents_by_index
 SELECT id, site_id, name, sex, birth_date, document_type, document_tail, phone_tail, household_key, created_at
@@ -102,19 +132,64 @@ WHERE id = :id
 RETURNING id;
 
 -- name: taken_beds
-SELECT bed FROM stays WHERE room_id = :room_id AND status = 'active';
+-- Beds of a room held by an active stay or by a reservation in force (but :except_reservation, being consumed).
+SELECT bed FROM stays WHERE room_id = :room_id AND status = 'active'
+UNION
+SELECT bed FROM bed_reservations
+WHERE room_id = :room_id AND state = 'held' AND expires_at > now() AND id IS DISTINCT FROM :except_reservation::uuid;
+
+-- name: reserved_beds
+-- Reservations in force in these rooms (room board, allocation).
+SELECT id, site_id, room_id, bed, holder_id, subject_id, household_key, category, arrival_batch, expires_at
+FROM bed_reservations
+WHERE room_id = ANY(:room_ids::uuid[]) AND state = 'held' AND expires_at > now()
+  AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY room_id, bed;
+
+-- name: expire_reservations!
+-- Reservations past their time let go of their beds (a reservation path runs this under the room locks).
+UPDATE bed_reservations SET state = 'expired', ended_at = now()
+WHERE site_id = :site_id AND state = 'held' AND expires_at <= now();
+
+-- name: insert_reservations
+INSERT INTO bed_reservations (site_id, room_id, bed, holder_id, subject_id, household_key, category, arrival_batch, expires_at)
+SELECT :site_id, x.room_id, x.bed, :holder_id, x.subject_id, x.household_key, x.category, x.arrival_batch, :expires_at
+FROM unnest(:room_ids::uuid[], :beds::int[], :subject_ids::uuid[], :household_keys::text[], :categories::text[], :batches::text[])
+     AS x(room_id, bed, subject_id, household_key, category, arrival_batch)
+RETURNING id;
+
+-- name: get_reservations
+SELECT b.id, b.site_id, b.room_id, r.number AS room_number, r.floor, b.bed, b.holder_id, b.subject_id, b.state, b.expires_at, b.stay_id
+FROM bed_reservations b JOIN rooms r ON r.id = b.room_id
+WHERE b.id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]));
+
+-- name: lock_reservation^
+SELECT id, room_id, bed, state, expires_at FROM bed_reservations WHERE id = :id FOR UPDATE;
+
+-- name: consume_reservation!
+UPDATE bed_reservations SET state = 'consumed', stay_id = :stay_id, ended_at = now() WHERE id = :id AND state = 'held';
+
+-- name: release_reservations!
+UPDATE bed_reservations SET state = 'released', ended_at = now() WHERE id = ANY(:ids::uuid[]) AND state = 'held';
 
 -- name: room_households
--- Household keys (null for people alone) of the active stays in these rooms.
+-- Household keys (null for people alone) of the active stays in these rooms, and of the reservations
+-- in force there (a reserved room is spoken for by the household it waits for).
 SELECT s.room_id, r.household_key
 FROM stays s JOIN residents r ON r.id = s.resident_id
-WHERE s.room_id = ANY(:room_ids::uuid[]) AND s.status = 'active';
+WHERE s.room_id = ANY(:room_ids::uuid[]) AND s.status = 'active'
+UNION ALL
+SELECT room_id, household_key FROM bed_reservations
+WHERE room_id = ANY(:room_ids::uuid[]) AND state = 'held' AND expires_at > now();
 
 -- name: floor_mix
--- Who lives on each floor of a site now: the allocation keeps categories and batches apart.
+-- Who lives on each floor of a site now, or is expected there (reservations in force): the allocation
+-- keeps categories and batches apart.
 SELECT floor, category, arrival_batch, count(*)::int AS n
-FROM stays
-WHERE site_id = :site_id AND status = 'active'
+FROM (SELECT floor, category, arrival_batch FROM stays WHERE site_id = :site_id AND status = 'active'
+      UNION ALL
+      SELECT r.floor, b.category, b.arrival_batch FROM bed_reservations b JOIN rooms r ON r.id = b.room_id
+      WHERE b.site_id = :site_id AND b.state = 'held' AND b.expires_at > now()) AS x
 GROUP BY floor, category, arrival_batch;
 
 -- name: active_stay_ids_in_rooms
@@ -223,7 +298,7 @@ FROM unnest(:ids::uuid[], :resident_ids::uuid[], :site_ids::uuid[], :room_ids::u
 SELECT format('{"data":{"roomBoard":%s}}', CASE WHEN site.id IS NULL THEN 'null' ELSE '[' || coalesce((
     SELECT string_agg(format(
         '{"room":{"id":"%s","number":%s,"floor":%s,"beds":%s,"occupied":%s,"freeBeds":%s,"status":"%s","statusSince":"%s","version":%s},'
-        '"occupants":[%s]}',
+        '"occupants":[%s],"reservedBeds":[%s]}',
         r.id, to_json(r.number), r.floor, r.beds, r.occupied, r.beds - r.occupied, upper(r.status), gql_instant(r.status_since), r.version,
         CASE WHEN r.occupied > 0 THEN (
             SELECT string_agg(format(
@@ -236,7 +311,10 @@ SELECT format('{"data":{"roomBoard":%s}}', CASE WHEN site.id IS NULL THEN 'null'
             ), ',' ORDER BY s.bed)
             FROM stays s JOIN residents p ON p.id = s.resident_id
             WHERE s.room_id = r.id AND s.status = 'active' AND s.site_id IS NOT DISTINCT FROM site.id
-        ) END
+        ) END,
+        -- Reservations in force (as stays.reserved_beds): the clock moves them, hence the cache's time bucket.
+        (SELECT string_agg(format('{"bed":%s,"expiresAt":"%s"}', b.bed, gql_instant(b.expires_at)), ',' ORDER BY b.bed)
+         FROM bed_reservations b WHERE b.room_id = r.id AND b.state = 'held' AND b.expires_at > now())
     ), ',' ORDER BY r.floor, r.number)
     FROM rooms r
     WHERE r.site_id = site.id AND r.floor BETWEEN coalesce(:floor::int, -2147483648) AND coalesce(:floor::int, 2147483647)
@@ -319,3 +397,44 @@ FROM page s;
 -- concurrent replay waits for the first attempt, then finds its stay instead of colliding.
 SELECT pg_advisory_xact_lock(hashtextextended('stay-admission:' || i.id::text, 0))
 FROM unnest(:ids::uuid[]) AS i(id);
+
+-- name: site_beds
+-- Every bed of a site with its attributes and whether an active stay lies there (allocation).
+SELECT b.room_id, b.number, b.accessible, b.cot, b.oxygen,
+       EXISTS (SELECT 1 FROM stays s WHERE s.room_id = b.room_id AND s.bed = b.number AND s.status = 'active') AS occupied
+FROM beds b WHERE b.site_id = :site_id;
+
+-- name: room_bed_attributes
+SELECT number, accessible, cot, oxygen FROM beds WHERE room_id = :room_id;
+
+-- name: room_beds
+-- Beds of rooms with who lies there now and the reservation in force, if any.
+SELECT b.id, b.site_id, b.room_id, b.number, b.accessible, b.cot, b.oxygen, b.version,
+       (SELECT s.id FROM stays s WHERE s.room_id = b.room_id AND s.bed = b.number AND s.status = 'active') AS stay_id,
+       (SELECT r.expires_at FROM bed_reservations r
+        WHERE r.room_id = b.room_id AND r.bed = b.number AND r.state = 'held' AND r.expires_at > now()) AS reserved_until
+FROM beds b
+WHERE b.room_id = ANY(:room_ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]))
+ORDER BY b.room_id, b.number;
+
+-- name: get_beds
+SELECT b.id, b.site_id, b.room_id, b.number, b.accessible, b.cot, b.oxygen, b.version,
+       (SELECT s.id FROM stays s WHERE s.room_id = b.room_id AND s.bed = b.number AND s.status = 'active') AS stay_id,
+       (SELECT r.expires_at FROM bed_reservations r
+        WHERE r.room_id = b.room_id AND r.bed = b.number AND r.state = 'held' AND r.expires_at > now()) AS reserved_until
+FROM beds b
+WHERE b.id = ANY(:ids::uuid[]) AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]));
+
+-- name: update_bed^
+UPDATE beds SET accessible = coalesce(:accessible, accessible), cot = coalesce(:cot, cot), oxygen = coalesce(:oxygen, oxygen),
+                version = version + 1, updated_at = now(), updated_by = :actor
+WHERE id = :id AND version = :version AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+RETURNING id;
+
+-- name: bed_history
+-- The stays that lay on a bed, newest first: its occupancy history.
+SELECT s.id AS stay_id, s.resident_id, s.admitted_at, s.ended_at, s.outcome
+FROM beds b JOIN stays s ON s.room_id = b.room_id AND s.bed = b.number
+WHERE b.id = :id AND (:site_ids::uuid[] IS NULL OR b.site_id = ANY(:site_ids::uuid[]))
+ORDER BY s.admitted_at DESC, s.id
+LIMIT :limit;

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from service.access import service
-from service.access.model import ApiClientCreate, StaffCreate
+from service.access.model import ApiClientCreate, ClientRole, StaffCreate
 from service.cache import Cache
 from service.db import Database, create_pool
 from service.errors import DomainError
@@ -33,9 +33,9 @@ def add_user_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the integration's name")
-    parser.add_argument("--role", required=True, choices=["logistics", "lab", "hospital"])
+    parser.add_argument("--role", required=True, choices=[r.value for r in ClientRole])
     parser.add_argument(
-        "--site", action="append", default=[], help="site id (repeat; required for logistics and lab; a hospital: only transfers from these sites)"
+        "--site", action="append", default=[], help="site id (repeat; required for logistics, lab and tracing; a hospital: only transfers from these sites)"
     )
     parser.add_argument("--facility", help="hospital clients (required): the destination facility id")
 

@@ -22,10 +22,11 @@ class Role(StrEnum):
     LOGISTICS = "logistics"
     LAB = "lab"
     HOSPITAL = "hospital"
+    TRACING = "tracing"
 
 
 STAFF_ROLES = frozenset({Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC})
-CLIENT_ROLES = frozenset({Role.LOGISTICS, Role.LAB, Role.HOSPITAL})
+CLIENT_ROLES = frozenset({Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING})
 
 
 class PrincipalKind(StrEnum):
@@ -113,6 +114,8 @@ class ClientRole(StrEnum):
     LOGISTICS = "logistics"
     LAB = "lab"
     HOSPITAL = "hospital"
+    # Contact-tracing (流调) teams: submit people to isolate to the sites they serve.
+    TRACING = "tracing"
 
 
 class Staff(msgspec.Struct, kw_only=True):
@@ -202,7 +205,7 @@ class ApiClientCreated(ApiClient, kw_only=True):
 class ApiClientCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: DisplayName
     role: ClientRole
-    # Logistics and lab: the sites served (required). Hospital: null = transfers from every
+    # Logistics, lab and tracing: the sites served (required). Hospital: null = transfers from every
     # site (command centre only), or only those from these sites.
     site_ids: list[UUID] | None
     # Hospital clients only, and required for them: the facility they speak for.

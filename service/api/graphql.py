@@ -41,6 +41,7 @@ from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_datab
 from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
+from service.intake import gql as intake
 from service.operations.care import gql as care
 from service.operations.infection import gql as infection
 from service.operations.staffing import gql as staffing
@@ -69,12 +70,12 @@ CONSTANT_FIELDS = frozenset({"apiVersion"})
 # Add a domain's Query and Mutation here.
 QUERIES: tuple[type, ...] = (
     SystemQuery, access.Query, sites.Query, sites.RoomQuery, stays.Query, health.Query, transfers.Query, supplies.Query, changes.Query,
-    regions.Query,
+    regions.Query, intake.Query,
 )
 SUBSCRIPTIONS: tuple[type, ...] = (live.Subscription,)
 MUTATIONS: tuple[type, ...] = (
     access.Mutation, sites.Mutation, sites.RoomMutation, stays.Mutation, health.Mutation, transfers.Mutation, supplies.Mutation,
-    regions.Mutation, offline.Mutation,
+    regions.Mutation, offline.Mutation, intake.Mutation,
 )
 # Site operations (issue 17).
 QUERIES += (care.Query, staffing.Query, infection.Query)

@@ -110,6 +110,12 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/acceptance"): "acceptIncomingTransfer",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/decline"): "declineIncomingTransfer",
     ("POST", "/api/v1/hospital/transfers/{transfer_id}/outcome"): "reportTransferOutcome",
+    ("POST", "/api/v1/referrals"): "submitReferral",
+    ("GET", "/api/v1/referrals/{referral_id}"): "getReferral",
+    ("POST", "/api/v1/referrals/{referral_id}/cancel"): "cancelReferral",
+    ("GET", "/api/v1/sites/{site_id}/referrals"): "listReferralQueue",
+    ("GET", "/api/v1/sites/{site_id}/isolation-times"): "getIsolationTimes",
+    ("GET", "/api/v1/risk-areas"): "listRiskAreas",
 }
 
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,

@@ -7,6 +7,7 @@ from litestar import Router
 from service.access import rest as access
 from service.changes import rest as changes
 from service.health import rest as health
+from service.intake import rest as intake
 from service.regions import rest as regions
 from service.sites import rest as sites
 from service.stays import rest as stays
@@ -14,7 +15,8 @@ from service.supplies import rest as supplies
 from service.transfers import rest as transfers
 
 ROUTE_HANDLERS = [
-    *access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *changes.ROUTES, *regions.ROUTES
+    *access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *changes.ROUTES, *regions.ROUTES,
+    *intake.ROUTES,
 ]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

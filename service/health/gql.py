@@ -148,7 +148,10 @@ class CheckinDue:
         return await _stay(info, self.stay_id)
 
 
-@strawberry.type(description="A resident to swab today (a test day of the regime, or an open retest).")
+@strawberry.type(
+    description="A resident to swab: a test day of the regime so far without a usable swab (today's, or an earlier one missed), "
+    "or an open retest. The same rule blocks release."
+)
 class SwabDue:
     stay_id: UUID
     resident_id: UUID
@@ -157,6 +160,7 @@ class SwabDue:
     bed: int
     quarantine_day: int
     retest: bool
+    overdue_days: list[int] = strawberry.field(description="Earlier test days still without a usable swab (today's not included).")
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:

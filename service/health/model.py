@@ -311,6 +311,8 @@ class CheckinDue(msgspec.Struct, kw_only=True):
 
 
 class SwabDue(msgspec.Struct, kw_only=True):
+    """A stay to swab: a test day so far without a usable swab (today's, or ``overdue_days``), or a retest."""
+
     stay_id: UUID
     resident_id: UUID
     floor: int
@@ -318,6 +320,7 @@ class SwabDue(msgspec.Struct, kw_only=True):
     bed: int
     quarantine_day: int
     retest: bool
+    overdue_days: list[int]
 
 
 class Timeline(msgspec.Struct, kw_only=True):

@@ -627,7 +627,8 @@ async def checkins_due(
 
 
 async def swabs_due(conn: asyncpg.Connection, principal: Principal, site_id: UUID, *, floor: int | None = None, now: datetime | None = None) -> list[SwabDue]:
-    """Residents to swab today (test day of their regime, or an open retest), by floor and room."""
+    """Residents to swab, by floor and room: a test day so far without a usable swab (today's or one
+    missed earlier) or a retest not swabbed yet. The rule is the release check's (stay_test_status)."""
     await sites.get_site(conn, principal, site_id)
     return await store.swabs_due(conn, site_id, principal.site_scope, floor=floor, now=now or _now())
 
@@ -655,7 +656,10 @@ async def swabs_scheduled(conn: asyncpg.Connection, site_ids: list[UUID] | None,
 
 
 async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[str]:
-    """Health's reasons a stay cannot be released: every scheduled test so far must be negative."""
+    """Health's reasons a stay cannot be released: every scheduled test so far must be negative.
+
+    The rule (stay_test_status, migration 0035) is the one the swab worklist reads.
+    """
     regime = await stays.regime_of(conn, stay)
     row = await store.release_blockers(
         conn, resident_id=stay.resident_id, day_one=stay.day_one, test_days=regime.test_days, today_day=stays.quarantine_day(stay, now)

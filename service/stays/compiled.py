@@ -44,6 +44,7 @@ query RoomBoard($siteId: UUID!, $floor: Int) {
       id bed category riskLevel arrivalBatch admittedAt plannedReleaseAt quarantineDay
       resident { id name sex birthYear }
     }
+    reservedBeds { bed expiresAt }
   }
 }""",
         params=(Param("siteId", uuid_value, required=True), Param("floor", int_value)),

@@ -12,7 +12,7 @@ import strawberry
 from service import policy
 from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, scoped_loader, to_gql
 from service.pagination import Page
 from service.sites import service as sites
 from service.sites.gql import Room, room_gql
@@ -33,18 +33,43 @@ strawberry.enum(m.DocumentType, name="ResidentDocumentType")  # registers m.Docu
 DocumentTypeGQL = m.DocumentType
 
 
-@strawberry.type(description="A quarantine regime: policy as data.")
+strawberry.enum(m.PhaseKind, name="RegimePhaseKind")  # registers m.PhaseKind itself
+PhaseKindGQL = m.PhaseKind
+
+
+@strawberry.type(description="A phase of a regime: its days and test days, numbered from the phase's day 1 (centralized: quarantine day 1).")
+class RegimePhase:
+    phase: PhaseKindGQL
+    days: int
+    test_days: list[int]
+
+
+@strawberry.type(description="A quarantine regime, one version of it: policy as data. A stay serves the version in force when it was admitted.")
 class Regime:
     id: UUID
     code: str
     name: str
     category: CategoryGQL | None
     centralized_days: int
+    home_isolation_days: int
     home_monitoring_days: int
-    test_days: list[int]
+    test_days: list[int] = strawberry.field(description="The centralized phase's test days (quarantine days).")
     checkins_per_day: int
     effective_from: datetime
     version: int
+    phases: list[RegimePhase]
+
+
+def regime_gql(regime: m.Regime) -> Regime:
+    return to_gql(Regime, regime, phases=[to_gql(RegimePhase, p) for p in regime.phases])
+
+
+@strawberry.type(description="Category x risk level (null: no risk area known) -> the regime served.")
+class RegimeRule:
+    category: CategoryGQL
+    risk_level: RiskLevelGQL | None
+    regime_code: str
+    updated_at: datetime
 
 
 @strawberry.type(description="A resident; name, ID and phone numbers masked (see revealResident).")
@@ -70,17 +95,7 @@ class ResidentRevealed:
     phone: str | None
 
 
-def _loader(info: Ctx, name: str, fetch: Any) -> Any:
-    """A per-request loader of ``name``: ``fetch(conn, principal, ids) -> dict`` in one statement per batch."""
-    ctx = info.context
-    principal = ctx.require_principal()
-
-    async def load(ids: list[UUID]) -> list[Any]:
-        async with ctx.db.connection() as conn:
-            found = await fetch(conn, principal, ids)
-        return [found.get(i) for i in ids]
-
-    return ctx.loader(name, load)
+_loader = scoped_loader
 
 
 @strawberry.type(description="A stay (admission) of a resident at a site.")
@@ -125,17 +140,65 @@ class Stay:
             return await service.get_regimes(conn, ids)
 
         found = await _loader(info, "stays.regimes", fetch).load(self.regime_id)
-        return to_gql(Regime, found) if found else None
+        return regime_gql(found) if found else None
 
 
 def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
     return to_gql(Stay, stay, quarantine_day=service.quarantine_day(stay), preloaded_resident=resident)
 
 
-@strawberry.type(description="A room on the board with the people in it now.")
+@strawberry.type(description="A bed of a room: its attributes, who lies there now, whether it is reserved.")
+class Bed:
+    id: UUID
+    room_id: UUID
+    number: int
+    accessible: bool = strawberry.field(description="Step-free, for people with reduced mobility.")
+    cot: bool = strawberry.field(description="An infant's cot beside a parent's bed.")
+    oxygen: bool = strawberry.field(description="An oxygen supply point.")
+    version: int
+    stay_id: UUID | None
+    reserved_until: datetime | None
+
+
+@strawberry.type(description="One stay on a bed: the bed's occupancy history.")
+class BedOccupancy:
+    stay_id: UUID
+    resident_id: UUID
+    admitted_at: datetime
+    ended_at: datetime | None
+    outcome: OutcomeGQL | None
+
+
+@strawberry.input
+class UpdateBedInput:
+    bed_id: UUID
+    version: int
+    accessible: bool | None = None
+    cot: bool | None = None
+    oxygen: bool | None = None
+
+
+@strawberry.type
+class BedPayload:
+    bed: Bed | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(description="A bed held for someone on an announced vehicle (an arrival manifest).")
+class ReservedBed:
+    bed: int
+    expires_at: datetime
+
+
+@strawberry.type(description="A room on the board with the people in it now and the beds reserved for people on their way.")
 class BoardRoom:
     room: Room
     occupants: list[Stay]
+
+    @strawberry.field(description="Beds held for people on an announced vehicle (one statement for the whole board, when asked for).")
+    async def reserved_beds(self, info: Ctx) -> list[ReservedBed]:
+        found = await scoped_loader(info, "stays.reserved_beds", service.reserved_in_rooms).load(self.room.id)
+        return [ReservedBed(bed=b["bed"], expires_at=b["expires_at"]) for b in found or []]
 
 
 @strawberry.type(description="Beds by room status and releases due (site's local today/tomorrow); siteId null in the total.")
@@ -248,15 +311,50 @@ class ExtendStayInput:
 
 
 @strawberry.input
+class RegimePhaseInput:
+    phase: PhaseKindGQL
+    days: int
+    test_days: list[int] = strawberry.field(default_factory=list)
+
+
+@strawberry.input(description="A new regime (version 1); `category` makes it that category's default regime.")
+class CreateRegimeInput:
+    code: str
+    name: str
+    phases: list[RegimePhaseInput]
+    checkins_per_day: int
+    category: CategoryGQL | None = None
+    effective_from: datetime | None = None
+
+
+@strawberry.input(
+    description="A new version of a regime from `effectiveFrom` (default now) for stays admitted from then on; "
+    "`replanOpenStays` moves the open stays onto it too. `phases` replaces every phase; the day fields edit one."
+)
 class UpdateRegimeInput:
     code: str
     version: int
     name: str | None = None
+    phases: list[RegimePhaseInput] | None = None
     centralized_days: int | None = None
     home_monitoring_days: int | None = None
     test_days: list[int] | None = None
     checkins_per_day: int | None = None
     effective_from: datetime | None = None
+    replan_open_stays: bool = False
+
+
+@strawberry.input(description="Set the regime of a category at a risk level (null level: no risk area known).")
+class SetRegimeRuleInput:
+    category: CategoryGQL
+    regime_code: str
+    risk_level: RiskLevelGQL | None = None
+
+
+@strawberry.type
+class RegimeRulesPayload:
+    rules: list[RegimeRule] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
 @strawberry.input
@@ -280,6 +378,7 @@ class StaysPayload:
 @strawberry.type
 class RegimePayload:
     regime: Regime | None = None
+    replanned: int = strawberry.field(default=0, description="Open stays moved onto the new version (replanOpenStays).")
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -310,9 +409,27 @@ class Query:
                 return None
             occupied = [r.id for r in rooms if r.occupied]
             views = await service.board(conn, principal, occupied) if occupied else {}
-        return [
-            BoardRoom(room=room_gql(r), occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])]) for r in rooms
-        ]
+        return [BoardRoom(room=room_gql(r), occupants=[stay_gql(v.stay, v.resident) for v in views.get(r.id, [])]) for r in rooms]
+
+    @strawberry.field(
+        permission_classes=[policy.gql("rooms.read")], description="A room's beds with attributes, occupant and reservation; null for another site's room."
+    )
+    async def room_beds(self, info: Ctx, room_id: UUID) -> list[Bed] | None:
+        ctx = info.context
+        async with ctx.db.connection() as conn:
+            found = await service.room_beds(conn, ctx.require_principal(), [room_id])
+        beds = found.get(room_id, [])
+        return [to_gql(Bed, b) for b in beds] if beds else None
+
+    @strawberry.field(permission_classes=[policy.gql("rooms.read")], description="Who lay on a bed, newest first; null for another site's bed.")
+    async def bed_history(self, info: Ctx, bed_id: UUID, first: int = 50) -> list[BedOccupancy] | None:
+        ctx = info.context
+        try:
+            async with ctx.db.connection() as conn:
+                found = await service.bed_history(conn, ctx.require_principal(), bed_id, limit=first)
+        except NotFound:
+            return None
+        return [to_gql(BedOccupancy, o) for o in found]
 
     @strawberry.field(permission_classes=[policy.gql("occupancy.read")], description="Occupancy per site (the caller's, or these) and in total.")
     async def occupancy(self, info: Ctx, site_ids: list[UUID] | None = None) -> Occupancy:
@@ -351,7 +468,20 @@ class Query:
     @strawberry.field(permission_classes=[policy.gql("regimes.read")])
     async def regimes(self, info: Ctx) -> list[Regime]:
         async with info.context.db.connection() as conn:
-            return [to_gql(Regime, r) for r in await service.list_regimes(conn)]
+            return [regime_gql(r) for r in await service.list_regimes(conn)]
+
+    @strawberry.field(permission_classes=[policy.gql("regimes.read")], description="Every version of a regime, oldest first.")
+    async def regime_versions(self, info: Ctx, code: str) -> list[Regime]:
+        async with info.context.db.connection() as conn:
+            return [regime_gql(r) for r in await service.regime_versions(conn, code)]
+
+    @strawberry.field(
+        permission_classes=[policy.gql("regimes.read")],
+        description="Regime rules: which regime a category serves at a risk level (else the category's default regime).",
+    )
+    async def regime_rules(self, info: Ctx) -> list[RegimeRule]:
+        async with info.context.db.connection() as conn:
+            return [to_gql(RegimeRule, r) for r in await service.list_regime_rules(conn)]
 
     @strawberry.field(permission_classes=[policy.gql("residents.find")], description="Residents with exactly this document number (blind index), masked.")
     async def residents_by_document(self, info: Ctx, document_number: str) -> list[Resident]:
@@ -436,17 +566,51 @@ class Mutation:
         stay, errors = await perform(info, extend_write(info.context, info.context.require_principal(), input))
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Change a regime; open stays under it are re-planned.")
+    @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")], description="Set a bed's attributes (accessible, cot, oxygen).")
+    async def update_bed(self, info: Ctx, input: UpdateBedInput) -> BedPayload:
+        principal = info.context.require_principal()
+        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "bed_id"}
+        bed_id = input.bed_id
+        data, errors = input_struct(m.BedPatch, fields)
+        if data is None:
+            return BedPayload(user_errors=errors)
+        bed, errors = await mutate(info, lambda conn: service.update_bed(conn, principal, bed_id, data), result_type=m.BedEntity)
+        return BedPayload(bed=to_gql(Bed, bed) if bed else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Create a regime (version 1).")
+    async def create_regime(self, info: Ctx, input: CreateRegimeInput) -> RegimePayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.RegimeCreate, input)
+        if data is None:
+            return RegimePayload(user_errors=errors)
+        regime, errors = await mutate(info, lambda conn: service.create_regime(conn, principal, data), result_type=m.Regime)
+        return RegimePayload(regime=regime_gql(regime) if regime else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[policy.gql("regimes.update")],
+        description="A new version of a regime for stays admitted from its effectiveFrom; open stays move onto it only with replanOpenStays.",
+    )
     async def update_regime(self, info: Ctx, input: UpdateRegimeInput) -> RegimePayload:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "code"}
         data, errors = input_struct(m.RegimePatch, fields)
         if data is None:
             return RegimePayload(user_errors=errors)
-        regime, errors = await mutate(
-            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.Regime
+        change, errors = await mutate(
+            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.RegimeChange
         )
-        return RegimePayload(regime=to_gql(Regime, regime) if regime else None, user_errors=errors)
+        if change is None:
+            return RegimePayload(user_errors=errors)
+        return RegimePayload(regime=regime_gql(change.regime), replanned=change.replanned)
+
+    @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Set a regime rule; answers every rule.")
+    async def set_regime_rule(self, info: Ctx, input: SetRegimeRuleInput) -> RegimeRulesPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.RegimeRuleSet, input)
+        if data is None:
+            return RegimeRulesPayload(user_errors=errors)
+        rules, errors = await mutate(info, lambda conn: service.set_regime_rule(conn, principal, data), result_type=list[m.RegimeRule])
+        return RegimeRulesPayload(rules=[to_gql(RegimeRule, r) for r in rules or []], user_errors=errors)
 
     @strawberry.mutation(
         permission_classes=[policy.gql("residents.reveal")],

@@ -11,6 +11,10 @@ the caller's Principal; ids of other sites are "not found"):
 - ``occupied_beds(conn, site_ids)``                 active stays per site (supplies forecast)
 - ``regime_of(conn, stay)``                         the stay's regime (test days, check-ins per day)
 - ``quarantine_day(stay, now)``                     day N in the site's time zone, day 1 = admission date
+- ``regime_for(conn, category, risk_level=, code=, at=)``  the regime (version in force at ``at``) by the rules
+- ``is_isolated(conn, settings, document_type, number)``   whether a person has an active stay (intake)
+- ``reserve_beds`` / ``release_reservations``        hold beds for announced arrivals (intake manifests);
+  an ``Admission`` with ``reservation_id`` consumes its reservation, with ``needs`` picks a bed offering them
 """
 
 from __future__ import annotations
@@ -38,22 +42,37 @@ from service.stays import store
 from service.stays.model import (
     Admission,
     BatchAdmission,
+    BedEntity,
+    BedOccupancy,
+    BedPatch,
+    BedRequest,
     Category,
     Contacts,
     Extension,
     Move,
     Occupancy,
     Outcome,
+    Phase,
+    PhaseKind,
     Regime,
+    RegimeChange,
+    RegimeCreate,
     RegimePatch,
+    RegimeRule,
+    RegimeRuleSet,
+    Reservation,
+    ReservationState,
     Resident,
     ResidentCreate,
     ResidentRevealed,
+    RiskLevel,
     SiteOccupancy,
     Stay,
     StayStatus,
     StayView,
     Suggestion,
+    attributes_for,
+    phase_days,
 )
 
 ADMIT_ROLES = policy.roles("stays.admit")
@@ -147,13 +166,55 @@ async def get_regimes(conn: asyncpg.Connection, regime_ids: list[UUID]) -> dict[
     return {r.id: r for r in await store.get_regimes_by_ids(conn, regime_ids)}
 
 
-async def _regime_for(conn: asyncpg.Connection, category: Category, code: str | None) -> Regime:
-    regime = await (store.get_regime_by_code(conn, code) if code else store.get_regime_for_category(conn, category))
-    if regime is None:
-        if code:
+async def regime_for(
+    conn: asyncpg.Connection, category: Category, *, risk_level: RiskLevel | None = None, code: str | None = None, at: datetime | None = None
+) -> Regime:
+    """The regime a person serves, in its version in force at ``at`` (admission; None: now): ``code`` if
+    given; else the regime rule for (category, risk level), then the category's rule without a level,
+    then the category's default regime (``regimes.category``).
+
+    Referrals (intake) ask at referral and again at admission: the rules may change in between.
+    """
+    if code:
+        regime = await store.get_regime_by_code(conn, code, at)
+        if regime is None:
             raise InvalidInput(f"No regime {code!r}.", code="unknown_regime", field="regime_code")
+        return regime
+    regime = await store.regime_by_rule(conn, category, risk_level, at) if risk_level else None
+    regime = regime or await store.regime_by_rule(conn, category, None, at) or await store.get_regime_for_category(conn, category, at)
+    if regime is None:
         raise InvalidInput(f"Category {category} has no default regime; give regime_code.", code="regime_required", field="regime_code")
     return regime
+
+
+async def regime_versions(conn: asyncpg.Connection, code: str) -> list[Regime]:
+    """Every version of a regime, oldest first (empty for an unknown code)."""
+    return await store.regime_versions(conn, code)
+
+
+async def list_regime_rules(conn: asyncpg.Connection) -> list[RegimeRule]:
+    return await store.list_regime_rules(conn)
+
+
+async def set_regime_rule(conn: asyncpg.Connection, principal: Principal, data: RegimeRuleSet) -> list[RegimeRule]:
+    """Set the rule of (category, risk level); answers every rule."""
+    _require(principal, policy.roles("regimes.update"), "change regime rules")
+    if await store.get_regime_by_code(conn, data.regime_code) is None:
+        raise InvalidInput(f"No regime {data.regime_code!r}.", code="unknown_regime", field="regime_code")
+    await store.set_regime_rule(conn, data.category, data.risk_level, data.regime_code, principal.ref)
+    await bus.emit(
+        conn,
+        "stays.regime_rule_set",
+        site_id=None,
+        actor=principal.ref,
+        data={"category": str(data.category), "risk_level": data.risk_level, "regime": data.regime_code},
+    )
+    return await store.list_regime_rules(conn)
+
+
+async def is_isolated(conn: asyncpg.Connection, settings: Settings, document_type: str, document_number: str) -> bool:
+    """Whether the person with this document has an active stay at any site (a yes/no: no ids leave)."""
+    return await store.has_active_stay(conn, crypto.blind_index(settings, document_number), document_type)
 
 
 # --- residents --------------------------------------------------------------
@@ -247,18 +308,43 @@ class _Allocator:
     rooms: dict[UUID, Room]
     households: dict[UUID, set[str | None]]
     mix: dict[int, set[tuple[str, str]]]
+    # Beds reserved for people on their way (arrival manifests) count as taken; ``placed``: reserved by this request.
+    reserved: dict[UUID, set[int]] = field(default_factory=dict)
     placed: Counter[UUID] = field(default_factory=Counter)
+    # Bed numbers with an active stay, and each bed's attributes (accessible, cot, oxygen).
+    taken: dict[UUID, set[int]] = field(default_factory=dict)
+    attributes: dict[UUID, dict[int, frozenset[str]]] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, principal: Principal, site_id: UUID) -> _Allocator:
         rooms = {r.id: r for r in await sites.list_site_rooms(conn, principal, site_id)}
-        households = await store.room_households(conn, [r.id for r in rooms.values() if r.occupied])
-        return cls(rooms=rooms, households=households, mix=await store.floor_mix(conn, site_id))
+        households = await store.room_households(conn, list(rooms))
+        reserved: dict[UUID, set[int]] = {}
+        for row in await store.reserved_beds(conn, list(rooms), None):
+            reserved.setdefault(row["room_id"], set()).add(row["bed"])
+        taken: dict[UUID, set[int]] = {}
+        attributes: dict[UUID, dict[int, frozenset[str]]] = {}
+        for room_id, number, attrs, occupied in await store.site_beds(conn, site_id):
+            attributes.setdefault(room_id, {})[number] = attrs
+            if occupied:
+                taken.setdefault(room_id, set()).add(number)
+        return cls(rooms=rooms, households=households, mix=await store.floor_mix(conn, site_id), reserved=reserved,
+                   taken=taken, attributes=attributes)
 
     def free(self, room: Room) -> int:
-        return room.beds - room.occupied - self.placed[room.id]
+        return room.beds - room.occupied - len(self.reserved.get(room.id, ())) - self.placed[room.id]
 
-    def ranked(self, *, household: str | None, party_size: int, category: str, batch: str, floor: int | None) -> list[Room]:
+    def bed_for(self, room: Room, needs: frozenset[str]) -> int | None:
+        """The free bed a newcomer takes: one offering every need, else None; without needs a plain bed first."""
+        return pick_bed(room.beds, self.taken.get(room.id, set()) | self.reserved.get(room.id, set()), self.attributes.get(room.id, {}), needs)
+
+    def special_free(self, room: Room) -> bool:
+        used = self.taken.get(room.id, set()) | self.reserved.get(room.id, set())
+        return any(self.attributes.get(room.id, {}).get(n) for n in range(1, room.beds + 1) if n not in used)
+
+    def ranked(
+        self, *, household: str | None, party_size: int, category: str, batch: str, floor: int | None, needs: frozenset[str] = frozenset()
+    ) -> list[Room]:
         mine = {(category, batch)}
         ranked: list[tuple[tuple[object, ...], Room]] = []
         for room in self.rooms.values():
@@ -266,6 +352,8 @@ class _Allocator:
                 continue
             if self.free(room) <= 0:
                 continue
+            if needs and self.bed_for(room, needs) is None:
+                continue  # no free bed there offers what the person needs
             in_room = self.households.get(room.id, set())
             joins = household is not None and in_room == {household}
             if not (joins or (room.status is RoomStatus.READY and not in_room)):
@@ -276,6 +364,7 @@ class _Allocator:
                 not on_floor <= mine,  # another category or batch lives there
                 self.free(room) < party_size,  # the household would be split
                 not on_floor,  # an empty floor: open it only when needed
+                not needs and self.special_free(room),  # keep beds with oxygen, a cot or step-free access for who needs them
                 abs(self.free(room) - party_size),
                 room.floor,
                 room.number,
@@ -321,21 +410,32 @@ async def _take_bed(
     batch: str,
     floor: int | None,
     allocator: _Allocator | None,
+    reservation: UUID | None = None,
+    needs: frozenset[str] = frozenset(),
 ) -> tuple[Room, int, _Allocator | None]:
-    """Lock a room for one newcomer and take a bed in it; (room after, bed, allocator)."""
+    """Lock a room for one newcomer and take a bed in it; (room after, bed, allocator).
+
+    Beds reserved for others count as taken; ``reservation`` is the one this newcomer consumes.
+    Allocating, only a room with a free bed offering every need (bed attributes) is chosen; in a room
+    the caller names, the bed offering them is taken when there is one.
+    """
     if room_id is not None:
         room = await sites.lock_room(conn, principal, room_id)
         if room.site_id != site_id:
             raise InvalidInput("The room is at another site.", code="room_at_other_site", field="room_id")
         in_room = (await store.room_households(conn, [room.id])).get(room.id, set())
+        if len(await store.taken_beds(conn, room.id, reservation)) >= room.beds:
+            raise Conflict(f"Room {room.number} has no free bed.", code="room_full")
         after = await sites.occupy_bed(conn, principal, room, may_share=household is not None and in_room == {household})
     else:
         allocator = allocator or await _Allocator.load(conn, principal, site_id)
         found: Room | None = None
         # The rooms were locked (lock_rooms_for_admission) before the allocator read them: it is current.
-        for candidate in allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor):
+        ranked = allocator.ranked(household=household, party_size=party_size, category=category, batch=batch, floor=floor, needs=needs)
+        for candidate in ranked:
             room = await sites.lock_room(conn, principal, candidate.id)
-            if room.status not in (RoomStatus.READY, RoomStatus.OCCUPIED) or room.occupied >= room.beds:
+            reserved = len(allocator.reserved.get(room.id, ()))
+            if room.status not in (RoomStatus.READY, RoomStatus.OCCUPIED) or room.occupied + reserved >= room.beds:
                 continue
             in_room = (await store.room_households(conn, [room.id])).get(room.id, set())
             joins = household is not None and in_room == {household}
@@ -348,14 +448,135 @@ async def _take_bed(
             raise Conflict(f"No free bed on {where} fits this admission.", code="no_room_available")
         after = found
         allocator.took(after, household=household, category=category, batch=batch)
-    taken = await store.taken_beds(conn, after.id)
+    taken = await store.taken_beds(conn, after.id, reservation)
     if bed is None:
-        bed = min(b for b in range(1, after.beds + 1) if b not in taken)
+        attributes = await store.room_bed_attributes(conn, after.id)
+        bed = pick_bed(after.beds, taken, attributes, needs) or pick_bed(after.beds, taken, attributes, frozenset())
+        if bed is None:
+            raise Conflict(f"Room {after.number} has no free bed.", code="room_full")
+        if allocator is not None:
+            allocator.taken.setdefault(after.id, set()).add(bed)
     elif bed > after.beds:
         raise InvalidInput(f"Room {after.number} has {after.beds} bed(s).", code="no_such_bed", field="bed")
     elif bed in taken:
         raise Conflict(f"Bed {bed} of room {after.number} is taken.", code="bed_taken")
     return after, bed, allocator
+
+
+# --- beds -------------------------------------------------------------------------
+
+
+async def room_beds(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID]) -> dict[UUID, list[BedEntity]]:
+    """Beds of rooms (the caller's sites) with attributes, occupant and reservation: one statement."""
+    found: dict[UUID, list[BedEntity]] = {r: [] for r in room_ids}
+    for bed in await store.room_beds(conn, room_ids, principal.site_scope):
+        found[bed.room_id].append(bed)
+    return found
+
+
+async def get_beds(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> dict[UUID, BedEntity]:
+    return {b.id: b for b in await store.get_beds(conn, ids, principal.site_scope)}
+
+
+async def update_bed(conn: asyncpg.Connection, principal: Principal, bed_id: UUID, patch: BedPatch) -> BedEntity:
+    """Set a bed's attributes (command, site manager); ``version`` must match (409 ``stale_version``)."""
+    _require(principal, policy.roles("rooms.manage"), "change beds")
+    current = (await store.get_beds(conn, [bed_id], principal.site_scope))
+    if not current:
+        raise NotFound("No such bed.", code="bed_not_found")
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if k != "version" and v is not msgspec.UNSET}
+    if not await store.update_bed(conn, bed_id, patch.version, changes, principal.site_scope, principal.ref):
+        raise Conflict(
+            f"The bed changed since version {patch.version}; it is now at version {current[0].version}.",
+            code="stale_version",
+            current_version=current[0].version,
+        )
+    bed = (await store.get_beds(conn, [bed_id], None))[0]
+    await bus.emit(conn, "stays.bed_updated", site_id=bed.site_id, subject_id=bed.id, actor=principal.ref,
+                   data={"room_id": str(bed.room_id), "number": bed.number, "version": bed.version, **changes})
+    return bed
+
+
+async def bed_history(conn: asyncpg.Connection, principal: Principal, bed_id: UUID, *, limit: int = 50) -> list[BedOccupancy]:
+    """Who lay on a bed, newest first (404 ``bed_not_found`` for another site's)."""
+    check_limit(limit)
+    if not await store.get_beds(conn, [bed_id], principal.site_scope):
+        raise NotFound("No such bed.", code="bed_not_found")
+    return await store.bed_history(conn, bed_id, principal.site_scope, limit)
+
+
+# --- reservations ---------------------------------------------------------------
+
+
+async def reserve_beds(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    site_id: UUID,
+    requests: list[BedRequest],
+    *,
+    holder_id: UUID,
+    expires_at: datetime,
+    floor: int | None = None,
+) -> list[Reservation]:
+    """Hold a bed for each person expected (in request order), by the admission allocation rules:
+    households together, floors kept to one category and batch. All or none: 409 ``no_room_available``.
+
+    The site's rooms are locked as an admission locks them, so concurrent reservations and admissions
+    never take the same bed or more beds than a room has; reservations past their time are let go first.
+    """
+    _require(principal, ADMIT_ROLES, "reserve beds")
+    site = await sites.get_site(conn, principal, site_id)
+    await sites.lock_rooms_for_admission(conn, principal, site.id, [], allocate=True)
+    await store.expire_reservations(conn, site.id)
+    allocator = await _Allocator.load(conn, principal, site.id)
+    sizes = Counter(r.household_key for r in requests if r.household_key)
+    # Households first and together; within one, who needs a special bed first (the rest join that room).
+    order = sorted(
+        range(len(requests)), key=lambda i: (-sizes.get(requests[i].household_key or "", 0), requests[i].household_key or "", not requests[i].needs, i)
+    )
+    remaining = Counter(sizes)
+    rows: dict[int, dict[str, object]] = {}
+    for i in order:
+        request = requests[i]
+        household = request.household_key
+        party = max(1, remaining.get(household, 1)) if household else 1
+        needs = attributes_for(request.needs)
+        ranked = allocator.ranked(
+            household=household, party_size=party, category=request.category, batch=request.arrival_batch, floor=floor, needs=needs
+        )
+        bed = allocator.bed_for(ranked[0], needs) if ranked else None
+        if bed is None:
+            where = f"floor {floor}" if floor is not None else "the site"
+            raise Conflict(f"No free bed on {where} for everyone announced.", code="no_room_available")
+        room = ranked[0]
+        allocator.reserved.setdefault(room.id, set()).add(bed)
+        allocator.households.setdefault(room.id, set()).add(household)
+        allocator.mix.setdefault(room.floor, set()).add((str(request.category), request.arrival_batch))
+        if household:
+            remaining[household] -= 1
+        rows[i] = {"room_id": room.id, "bed": bed, "subject_id": request.subject_id, "household_key": household,
+                   "category": str(request.category), "arrival_batch": request.arrival_batch}
+    ids = await store.insert_reservations(conn, site_id=site.id, holder_id=holder_id, expires_at=expires_at, rows=[rows[i] for i in range(len(requests))])
+    found = {r.id: r for r in await store.get_reservations(conn, ids, None)}
+    return [found[i] for i in ids]
+
+
+async def get_reservations(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> dict[UUID, Reservation]:
+    return {r.id: r for r in await store.get_reservations(conn, ids, principal.site_scope)}
+
+
+async def release_reservations(conn: asyncpg.Connection, principal: Principal, ids: list[UUID]) -> None:
+    """Let go of held beds (a no-show, a cancelled manifest); consumed or expired ones stay as they are."""
+    _require(principal, ADMIT_ROLES, "release reservations")
+    await store.release_reservations(conn, ids)
+
+
+async def reserved_in_rooms(conn: asyncpg.Connection, principal: Principal, room_ids: list[UUID]) -> dict[UUID, list[asyncpg.Record]]:
+    """Reservations in force per room (the room board), one statement."""
+    found: dict[UUID, list[asyncpg.Record]] = {r: [] for r in room_ids}
+    for row in await store.reserved_beds(conn, room_ids, principal.site_scope):
+        found[row["room_id"]].append(row)
+    return found
 
 
 # --- admission --------------------------------------------------------------
@@ -413,31 +634,36 @@ async def _admit_all(
     client_ids = [e.id for e in entries if e.id is not None]
     await store.lock_admissions(conn, client_ids)  # before the lookup: a replay racing the first attempt waits for it
     replayed = await get_stays(conn, principal, client_ids)
+    entries = [await _with_reservation(conn, e) for e in entries]
     pending = [e for e in entries if e.id not in replayed]
     if pending:
         await sites.lock_rooms_for_admission(
             conn, principal, site.id, [e.room_id for e in pending if e.room_id], allocate=any(e.room_id is None for e in pending)
         )
-    # Households first and together, so that each is placed while its room still has the beds.
+    # Households first and together, so that each is placed while its room still has the beds;
+    # within one, who needs a special bed first (the others then join that room).
     sizes = Counter(e.resident.household_key for e in entries if e.resident and e.resident.household_key)
-    order = sorted(range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", i))
+    order = sorted(
+        range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", not entries[i].needs, i)
+    )
     remaining = Counter(sizes)
     allocator: _Allocator | None = None
-    regimes: dict[tuple[Category, str | None], Regime] = {}
+    regimes: dict[tuple[Category, RiskLevel | None, str | None, datetime], Regime] = {}
     results: dict[int, Stay] = {}
     for i in order:
         entry = entries[i]
         if entry.id in replayed:
             results[i] = replayed[entry.id]
             continue
-        key = (entry.category, entry.regime_code)
-        if key not in regimes:
-            regimes[key] = await _regime_for(conn, entry.category, entry.regime_code)
         admitted_at = entry.admitted_at or now
         if admitted_at.tzinfo is None:
             raise InvalidInput("admitted_at needs a time zone offset.", code="naive_datetime", field="admitted_at")
         if admitted_at > now + CLOCK_SKEW:
             raise InvalidInput("admitted_at is in the future.", code="admitted_in_future", field="admitted_at")
+        # The regime's version in force at admission: a newer version applies to stays admitted from its effective_from on.
+        key = (entry.category, entry.risk_level, entry.regime_code, admitted_at)
+        if key not in regimes:
+            regimes[key] = await regime_for(conn, entry.category, risk_level=entry.risk_level, code=entry.regime_code, at=admitted_at)
         resident_id = await _resident_for(conn, principal, settings, entry, site.id)
         household = await _household_of(conn, principal, entry, resident_id)
         room, bed, allocator = await _take_bed(
@@ -452,13 +678,37 @@ async def _admit_all(
             batch=entry.arrival_batch,
             floor=entry.floor,
             allocator=allocator,
+            reservation=entry.reservation_id,
+            needs=attributes_for(entry.needs),
         )
         if household:
             remaining[household] -= 1
         results[i] = await _open_stay(
             conn, principal, site, room, bed, resident_id, entry, regimes[key], admitted_at=admitted_at, day_one=None, period_start=None
         )
+        if entry.reservation_id is not None:
+            await store.consume_reservation(conn, entry.reservation_id, results[i].id)
     return [results[i] for i in range(len(entries))]
+
+
+async def _with_reservation(conn: asyncpg.Connection, entry: Admission) -> Admission:
+    """An admission consuming a reservation takes its room and bed while the reservation still holds
+    them (row-locked); an expired or let-go one is no longer the newcomer's: the bed is allocated anew."""
+    if entry.reservation_id is None:
+        return entry
+    held = await store.lock_reservation(conn, entry.reservation_id)
+    if held is None or held["state"] != ReservationState.HELD or held["expires_at"] <= _now():
+        return msgspec.structs.replace(entry, reservation_id=None)
+    return msgspec.structs.replace(entry, room_id=held["room_id"], bed=held["bed"])
+
+
+def pick_bed(beds: int, used: set[int], attributes: dict[int, frozenset[str]], needs: frozenset[str]) -> int | None:
+    """The free bed (of 1..beds, not ``used``) for a newcomer: the first offering every need; without
+    needs, the first plain bed, else the first free one. None: no free bed fits."""
+    free = [n for n in range(1, beds + 1) if n not in used]
+    if needs:
+        return next((n for n in free if needs <= attributes.get(n, frozenset())), None)
+    return next((n for n in free if not attributes.get(n)), free[0] if free else None)
 
 
 def _household(entry: Admission) -> str | None:
@@ -747,28 +997,78 @@ async def occupancy(conn: asyncpg.Connection, principal: Principal, site_ids: li
 # --- regimes ------------------------------------------------------------------
 
 
-async def update_regime(conn: asyncpg.Connection, principal: Principal, code: str, patch: RegimePatch) -> Regime:
-    """Change a regime (command only). Open stays under it get their planned release recomputed."""
+def _regime_columns(phases: list[Phase]) -> dict[str, object]:
+    """The columns the SQL readers use, derived from the phases (centralized test days are quarantine days)."""
+    return {
+        "centralized_days": phases[0].days,
+        "test_days": list(phases[0].test_days),
+        "home_isolation_days": phase_days(phases, PhaseKind.HOME_ISOLATION),
+        "home_monitoring_days": phase_days(phases, PhaseKind.HOME_MONITORING),
+        "phases": msgspec.to_builtins(phases),
+    }
+
+
+async def create_regime(conn: asyncpg.Connection, principal: Principal, data: RegimeCreate) -> Regime:
+    """A new regime (version 1, command only): 409 ``regime_exists``; a category already served by another
+    regime's code: 409 ``category_taken`` (a category has one default regime)."""
+    _require(principal, policy.roles("regimes.update"), "create regimes")
+    await store.lock_regimes(conn)
+    if await store.latest_regime_version(conn, data.code) is not None:
+        raise Conflict(f"A regime {data.code!r} exists; change it with a new version.", code="regime_exists")
+    if data.category is not None and await store.category_codes(conn, data.category):
+        raise Conflict(f"Category {data.category} already has a default regime; use a regime rule.", code="category_taken")
+    regime = await store.insert_regime(
+        conn, code=data.code, name=data.name.strip(), category=data.category, checkins_per_day=data.checkins_per_day,
+        effective_from=data.effective_from or _now(), version=1, actor=principal.ref, **_regime_columns(data.phases),
+    )
+    await bus.emit(conn, "stays.regime_created", site_id=None, subject_id=regime.id, actor=principal.ref, data={"code": regime.code, "version": 1})
+    return regime
+
+
+async def update_regime(conn: asyncpg.Connection, principal: Principal, code: str, patch: RegimePatch) -> RegimeChange:
+    """A new version of a regime (command only), in force from ``effective_from`` (default now) for stays
+    admitted from then on. Open stays keep their version unless ``replan_open_stays``: then they move onto
+    the new one and their planned release is recomputed; ``replanned`` says how many.
+    """
     _require(principal, (Role.COMMAND,), "change regimes")
-    current = await store.get_regime_by_code(conn, code)
+    await store.lock_regimes(conn)
+    current = await store.latest_regime_version(conn, code)
     if current is None:
         raise NotFound("No such regime.", code="regime_not_found")
-    changes = patch.changes()
-    regime = await store.update_regime(conn, code, patch.version, changes)
-    if regime is None:
+    if patch.version != current.version:
         raise Conflict(
             f"The regime changed since version {patch.version}; it is now at version {current.version}.",
             code="stale_version",
             current_version=current.version,
         )
-    replanned = await store.replan_regime_stays(conn, regime.id, regime.centralized_days)
+    effective_from = patch.effective_from if patch.effective_from is not msgspec.UNSET else _now()
+    if effective_from <= current.effective_from:
+        raise InvalidInput(
+            "A new version takes effect after the current one.", code="invalid_effective_from", field="effective_from",
+            current_effective_from=current.effective_from.isoformat(),
+        )
+    changes = patch.changes()
+    phases = patch.phases_after(current.phases)
+    regime = await store.insert_regime(
+        conn,
+        code=code,
+        name=patch.name.strip() if patch.name is not msgspec.UNSET else current.name,
+        category=current.category,
+        checkins_per_day=current.checkins_per_day if patch.checkins_per_day is msgspec.UNSET else patch.checkins_per_day,
+        effective_from=effective_from,
+        version=current.version + 1,
+        actor=principal.ref,
+        **_regime_columns(phases),
+    )
+    replanned = await store.replan_regime_stays(conn, code, regime.id, regime.centralized_days) if patch.replan_open_stays else []
     await bus.emit(
         conn,
         "stays.regime_updated",
         site_id=None,
         subject_id=regime.id,
         actor=principal.ref,
-        data={"code": regime.code, "version": regime.version, "fields": sorted(changes), "replanned": len(replanned)},
+        data={"code": regime.code, "version": regime.version, "fields": sorted(changes), "replanned": len(replanned),
+              "effective_from": regime.effective_from.isoformat()},
     )
     by_site: dict[UUID, list[str]] = {}
     for stay_id, site_id in replanned:
@@ -780,6 +1080,7 @@ async def update_regime(conn: asyncpg.Connection, principal: Principal, code: st
             site_id=site_id,
             subject_id=regime.id,
             actor=principal.ref,
-            data={"regime": regime.code, "centralized_days": regime.centralized_days, "count": len(stay_ids), "stay_ids": stay_ids},
+            data={"regime": regime.code, "version": regime.version, "centralized_days": regime.centralized_days,
+                  "count": len(stay_ids), "stay_ids": stay_ids},
         )
-    return regime
+    return RegimeChange(regime=regime, replanned=len(replanned))

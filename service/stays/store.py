@@ -12,7 +12,19 @@ import msgspec
 
 from service.db import queries
 from service.errors import register_constraint
-from service.stays.model import DocumentType, Regime, Resident, Stay
+from service.stays.model import (
+    BedEntity,
+    BedOccupancy,
+    DocumentType,
+    Regime,
+    RegimeRule,
+    Reservation,
+    Resident,
+    Stay,
+    mask_document,
+    mask_name,
+    mask_phone,
+)
 
 Q = queries("stays")
 
@@ -21,15 +33,6 @@ register_constraint("stays_resident_active_key", "resident_has_active_stay", "Th
 register_constraint("stays_pkey", "stay_exists", "A stay with this id already exists.")
 register_constraint("residents_pkey", "resident_exists", "A resident with this id already exists.")
 register_constraint("residents_document_key", "resident_exists", "A resident with this document is already registered.")
-
-# Masks: the stored tails only; the full numbers stay encrypted.
-ID_MASK_LENGTH = {DocumentType.MAINLAND_ID: 18}
-
-
-def mask_name(name: str) -> str:
-    """``张三`` -> ``张*``, ``欧阳娜娜`` -> ``欧***``, ``Smith`` -> ``S****``."""
-    return name[:1] + "*" * max(1, len(name) - 1)
-
 
 def resident_of(row: Any, prefix: str = "") -> Resident:
     """A masked Resident from a row (``prefix`` for joined columns such as ``r_``)."""
@@ -44,8 +47,8 @@ def resident_of(row: Any, prefix: str = "") -> Resident:
         sex=row[f"{prefix}sex"],
         birth_year=birth.year if birth else None,
         document_type=doc_type,
-        document_number="*" * (ID_MASK_LENGTH.get(doc_type, 8) - len(tail)) + tail,
-        phone=None if phone_tail is None else "*******" + phone_tail,
+        document_number=mask_document(doc_type, tail),
+        phone=mask_phone(phone_tail),
         household_key=row[f"{prefix}household_key"],
         created_at=row[f"{prefix}created_at"],
     ), Resident)
@@ -58,37 +61,71 @@ def stay_of(row: Any) -> Stay:
     return msgspec.convert({f: row[f] for f in _STAY_FIELDS}, Stay)
 
 
+def _regime_of(row: asyncpg.Record) -> Regime:
+    return msgspec.convert(dict(row), Regime)
+
+
 def _regime(row: asyncpg.Record | None) -> Regime | None:
-    return None if row is None else msgspec.convert(dict(row), Regime)
+    return None if row is None else _regime_of(row)
 
 
 # --- regimes ----------------------------------------------------------------
 
 
-async def list_regimes(conn: asyncpg.Connection) -> list[Regime]:
-    return [msgspec.convert(dict(r), Regime) async for r in Q.list_regimes(conn)]
+async def list_regimes(conn: asyncpg.Connection, at: datetime | None = None) -> list[Regime]:
+    """Every regime code in its version in force at ``at`` (None: now)."""
+    return [_regime_of(r) async for r in Q.list_regimes(conn, at=at)]
 
 
-async def get_regime_by_code(conn: asyncpg.Connection, code: str) -> Regime | None:
-    return _regime(await Q.get_regime_by_code(conn, code=code))
+async def regime_versions(conn: asyncpg.Connection, code: str) -> list[Regime]:
+    return [_regime_of(r) async for r in Q.regime_versions(conn, code=code)]
 
 
-async def get_regime_for_category(conn: asyncpg.Connection, category: str) -> Regime | None:
-    return _regime(await Q.get_regime_for_category(conn, category=category))
+async def get_regime_by_code(conn: asyncpg.Connection, code: str, at: datetime | None = None) -> Regime | None:
+    """The version of ``code`` in force at ``at`` (None: now)."""
+    return _regime(await Q.get_regime_by_code(conn, code=code, at=at))
+
+
+async def latest_regime_version(conn: asyncpg.Connection, code: str) -> Regime | None:
+    return _regime(await Q.latest_regime_version(conn, code=code))
+
+
+async def get_regime_for_category(conn: asyncpg.Connection, category: str, at: datetime | None = None) -> Regime | None:
+    return _regime(await Q.get_regime_for_category(conn, category=category, at=at))
+
+
+async def category_codes(conn: asyncpg.Connection, category: str) -> set[str]:
+    return {r["code"] async for r in Q.category_codes(conn, category=category)}
 
 
 async def get_regimes_by_ids(conn: asyncpg.Connection, ids: list[UUID]) -> list[Regime]:
-    return [msgspec.convert(dict(r), Regime) async for r in Q.get_regimes_by_ids(conn, ids=ids)]
+    return [_regime_of(r) async for r in Q.get_regimes_by_ids(conn, ids=ids)]
 
 
-async def update_regime(conn: asyncpg.Connection, code: str, version: int, changes: dict[str, object]) -> Regime | None:
-    fields = ("name", "centralized_days", "home_monitoring_days", "test_days", "checkins_per_day", "effective_from")
-    return _regime(await Q.update_regime(conn, code=code, version=version, **{f: changes.get(f) for f in fields}))
+async def lock_regimes(conn: asyncpg.Connection) -> None:
+    await Q.lock_regime_code(conn)
 
 
-async def replan_regime_stays(conn: asyncpg.Connection, regime_id: UUID, centralized_days: int) -> list[tuple[UUID, UUID]]:
-    """(stay id, site id) of every open stay whose planned release moved."""
-    return [(r["id"], r["site_id"]) async for r in Q.replan_regime_stays(conn, regime_id=regime_id, centralized_days=centralized_days)]
+async def insert_regime(conn: asyncpg.Connection, **values: Any) -> Regime:
+    return _regime_of(await Q.insert_regime(conn, **values))
+
+
+async def replan_regime_stays(conn: asyncpg.Connection, code: str, regime_id: UUID, centralized_days: int) -> list[tuple[UUID, UUID]]:
+    """(stay id, site id) of every open stay moved onto version ``regime_id`` of ``code``."""
+    rows = Q.replan_regime_stays(conn, code=code, regime_id=regime_id, centralized_days=centralized_days)
+    return [(r["id"], r["site_id"]) async for r in rows]
+
+
+async def list_regime_rules(conn: asyncpg.Connection) -> list[RegimeRule]:
+    return [msgspec.convert(dict(r), RegimeRule) async for r in Q.list_regime_rules(conn)]
+
+
+async def regime_by_rule(conn: asyncpg.Connection, category: str, risk_level: str | None, at: datetime | None = None) -> Regime | None:
+    return _regime(await Q.regime_by_rule(conn, category=category, risk_level=risk_level, at=at))
+
+
+async def set_regime_rule(conn: asyncpg.Connection, category: str, risk_level: str | None, regime_code: str, actor: str) -> None:
+    await Q.set_regime_rule(conn, category=category, risk_level=risk_level, regime_code=regime_code, actor=actor)
 
 
 # --- residents --------------------------------------------------------------
@@ -106,6 +143,11 @@ async def find_resident_by_index(conn: asyncpg.Connection, index: bytes, documen
     """Unscoped and row-locked: for admission only (never returned to a caller of another site)."""
     rows = [resident_of(r) async for r in Q.find_resident_by_index(conn, document_index=index, document_type=document_type)]
     return rows[0] if rows else None
+
+
+async def has_active_stay(conn: asyncpg.Connection, index: bytes, document_type: str) -> bool:
+    """Unscoped: whether the person with this document is in isolation anywhere now (a yes/no, no ids)."""
+    return bool(await Q.has_active_stay(conn, document_index=index, document_type=document_type))
 
 
 async def search_residents_by_index(conn: asyncpg.Connection, index: bytes, site_ids: list[UUID] | None) -> list[Resident]:
@@ -148,8 +190,45 @@ async def set_period(conn: asyncpg.Connection, stay_id: UUID, period_start: date
     await Q.set_period(conn, id=stay_id, period_start=period_start, planned_release_at=planned_release_at)
 
 
-async def taken_beds(conn: asyncpg.Connection, room_id: UUID) -> set[int]:
-    return {r["bed"] async for r in Q.taken_beds(conn, room_id=room_id)}
+async def taken_beds(conn: asyncpg.Connection, room_id: UUID, except_reservation: UUID | None = None) -> set[int]:
+    """Beds held by an active stay or a reservation in force (but the one being consumed)."""
+    return {r["bed"] async for r in Q.taken_beds(conn, room_id=room_id, except_reservation=except_reservation)}
+
+
+# --- reservations ---------------------------------------------------------------
+
+
+async def reserved_beds(conn: asyncpg.Connection, room_ids: list[UUID], site_ids: list[UUID] | None) -> list[asyncpg.Record]:
+    return [r async for r in Q.reserved_beds(conn, room_ids=room_ids, site_ids=site_ids)]
+
+
+async def expire_reservations(conn: asyncpg.Connection, site_id: UUID) -> None:
+    await Q.expire_reservations(conn, site_id=site_id)
+
+
+async def insert_reservations(
+    conn: asyncpg.Connection, *, site_id: UUID, holder_id: UUID, expires_at: datetime, rows: list[dict[str, Any]]
+) -> list[UUID]:
+    names = {"room_id": "room_ids", "bed": "beds", "subject_id": "subject_ids", "household_key": "household_keys",
+             "category": "categories", "arrival_batch": "batches"}
+    found = Q.insert_reservations(conn, site_id=site_id, holder_id=holder_id, expires_at=expires_at, **_columns(rows, names))
+    return [r["id"] async for r in found]
+
+
+async def get_reservations(conn: asyncpg.Connection, ids: list[UUID], site_ids: list[UUID] | None) -> list[Reservation]:
+    return [msgspec.convert(dict(r), Reservation) async for r in Q.get_reservations(conn, ids=ids, site_ids=site_ids)]
+
+
+async def lock_reservation(conn: asyncpg.Connection, reservation_id: UUID) -> asyncpg.Record | None:
+    return await Q.lock_reservation(conn, id=reservation_id)
+
+
+async def consume_reservation(conn: asyncpg.Connection, reservation_id: UUID, stay_id: UUID) -> None:
+    await Q.consume_reservation(conn, id=reservation_id, stay_id=stay_id)
+
+
+async def release_reservations(conn: asyncpg.Connection, ids: list[UUID]) -> None:
+    await Q.release_reservations(conn, ids=ids)
 
 
 async def room_households(conn: asyncpg.Connection, room_ids: list[UUID]) -> dict[UUID, set[str | None]]:
@@ -236,3 +315,38 @@ async def bulk_insert_stays(conn: asyncpg.Connection, rows: list[dict[str, Any]]
     # Closed stays (demo history) carry outcome and ended_at; without them a stay is active.
     past = {"outcomes": [r.get("outcome") for r in rows], "ended_ats": [r.get("ended_at") for r in rows]}
     await Q.bulk_insert_stays(conn, actor=actor, **_columns(rows, names), **past)
+
+
+# --- beds -------------------------------------------------------------------------
+
+ATTRIBUTES = ("accessible", "cot", "oxygen")
+
+
+def _attributes(row: Any) -> frozenset[str]:
+    return frozenset(a for a in ATTRIBUTES if row[a])
+
+
+async def site_beds(conn: asyncpg.Connection, site_id: UUID) -> list[tuple[UUID, int, frozenset[str], bool]]:
+    """(room, number, attributes, occupied) of every bed of a site."""
+    return [(r["room_id"], r["number"], _attributes(r), r["occupied"]) async for r in Q.site_beds(conn, site_id=site_id)]
+
+
+async def room_bed_attributes(conn: asyncpg.Connection, room_id: UUID) -> dict[int, frozenset[str]]:
+    return {r["number"]: _attributes(r) async for r in Q.room_bed_attributes(conn, room_id=room_id)}
+
+
+async def room_beds(conn: asyncpg.Connection, room_ids: list[UUID], site_ids: list[UUID] | None) -> list[BedEntity]:
+    return [msgspec.convert(dict(r), BedEntity) async for r in Q.room_beds(conn, room_ids=room_ids, site_ids=site_ids)]
+
+
+async def get_beds(conn: asyncpg.Connection, ids: list[UUID], site_ids: list[UUID] | None) -> list[BedEntity]:
+    return [msgspec.convert(dict(r), BedEntity) async for r in Q.get_beds(conn, ids=ids, site_ids=site_ids)]
+
+
+async def update_bed(conn: asyncpg.Connection, bed_id: UUID, version: int, changes: dict[str, Any], site_ids: list[UUID] | None, actor: str) -> bool:
+    row = await Q.update_bed(conn, id=bed_id, version=version, site_ids=site_ids, actor=actor, **{a: changes.get(a) for a in ATTRIBUTES})
+    return row is not None
+
+
+async def bed_history(conn: asyncpg.Connection, bed_id: UUID, site_ids: list[UUID] | None, limit: int) -> list[BedOccupancy]:
+    return [msgspec.convert(dict(r), BedOccupancy) async for r in Q.bed_history(conn, id=bed_id, site_ids=site_ids, limit=limit)]

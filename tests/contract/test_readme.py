@@ -24,12 +24,15 @@ async def test_demo_keys_work_as_printed(settings, client):
         "qsk_demo-logistics-key",
         "qsk_demo-lab-key",
         "qsk_demo-hospital-key",
+        "qsk_demo-tracing-key",
     }
     stock = await client.get("/api/v1/supplies/stock", headers={"X-API-Key": "qsk_demo-logistics-key"})
     assert stock.status_code == 200 and stock.json()["sites"]
     result = {"barcode": "NO-SUCH-TUBE", "result": "negative", "resulted_at": datetime.now(UTC).isoformat()}
     lab = await client.post("/api/v1/lab/results", json={"results": [result]}, headers={"X-API-Key": "qsk_demo-lab-key"})
     assert lab.status_code == 200, lab.text
+    queue = await client.get(f"/api/v1/sites/{stock.json()['sites'][0]['site_id']}/referrals", headers={"X-API-Key": "qsk_demo-tracing-key"})
+    assert queue.status_code == 200 and queue.json()["items"], "the demo tracing key sees its sites' queues"
     incoming = await client.get("/api/v1/hospital/transfers", headers={"X-API-Key": "qsk_demo-hospital-key"})
     assert incoming.status_code == 200 and incoming.json()["items"], "the demo hospital key sees its facility's transfers"
 

@@ -120,3 +120,29 @@ async def test_if_none_match_uses_the_weak_comparison(client, auth):
         assert again.status_code == 304 and again.headers["etag"] == etag, header
     changed = await client.get("/api/v1/sites", headers={**command, "If-None-Match": 'W/"other"'})
     assert changed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        # Litestar converts bodies in msgspec's lax mode, which took 0 for false and "1" for true.
+        ("/api/v1/facilities", {"code": "H-STRICT", "name": "Strict", "kind": "designated_hospital", "requires_acceptance": 0}, "requires_acceptance"),
+        ("/api/v1/facilities", {"code": "H-STRICT", "name": "Strict", "kind": "designated_hospital", "requires_acceptance": "true"}, "requires_acceptance"),
+        ("/api/v1/checkins", {"stay_id": "00000000-0000-4000-8000-000000000000", "recorded_at": "2026-01-01T08:00:00Z", "spo2": "97"}, "spo2"),
+    ],
+)
+async def test_body_values_of_the_wrong_json_type_are_refused_not_coerced(client, auth, db, path, body, field):
+    headers = auth(make_principal(Role.COMMAND))
+    response = await client.post(path, json=body, headers=headers)
+    assert_problem(response, 400, "invalid_request")
+    assert response.json()["field"] == field
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM facilities WHERE code = 'H-STRICT'") == 0
+
+
+async def test_a_body_of_the_right_types_still_passes(client, auth):
+    headers = auth(make_principal(Role.COMMAND))
+    body = {"code": "H-STRICT-OK", "name": "Strict", "kind": "designated_hospital", "requires_acceptance": True}
+    response = await client.post("/api/v1/facilities", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["requires_acceptance"] is True

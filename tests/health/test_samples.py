@@ -201,3 +201,31 @@ async def test_lab_rest_upload(client, auth, db, settings):
     assert (await client.post("/api/v1/lab/results", json=body, headers=auth(staff(site_id)))).status_code == 403
     bad = await client.post("/api/v1/lab/results", json={"results": [{"barcode": "REST-0001", "result": "maybe", "resulted_at": NOW.isoformat()}]}, headers=auth(lab))
     assert bad.status_code == 400
+
+
+async def test_worklist_lists_every_overdue_scheduled_swab_from_the_release_rule(db, settings):
+    """A day-9 stay that missed all five scheduled swabs is on the worklist (issue 16): the worklist and the
+    release check read one rule, so a stay blocked for a missing swab is always on the list to swab."""
+    site_id, (stay, fresh) = await ward(db, settings, days_ago=8)  # close contact: tests on days 1, 2, 3, 5, 7; today day 9
+    worker = staff(site_id)
+    async with db.connection() as conn:
+        due = {d.stay_id: d for d in await health.swabs_due(conn, worker, site_id)}
+    assert due[stay.id].quarantine_day == 9 and due[stay.id].overdue_days == [1, 2, 3, 5, 7] and not due[stay.id].retest
+    assert await blockers(db, stay) == ["scheduled_test_not_negative"]
+    async with db.transaction() as conn:
+        await health.record_samples(conn, worker, [swab(stay, f"OD-{d}", d) for d in (1, 2, 3, 5)])
+        assert [d.overdue_days for d in await health.swabs_due(conn, worker, site_id) if d.stay_id == stay.id] == [[7]]
+        await health.record_samples(conn, worker, [swab(stay, "OD-7", 7)])
+        # Swabbed, results pending: nothing left to swab, release still waits for the results.
+        assert stay.id not in {d.stay_id for d in await health.swabs_due(conn, worker, site_id)}
+    assert await blockers(db, stay) == ["scheduled_test_not_negative"]
+    await upload(db, site_id, ("OD-1", "invalid"))
+    async with db.connection() as conn:  # an invalid swab does not count: day 1 is due again
+        assert [d.overdue_days for d in await health.swabs_due(conn, worker, site_id) if d.stay_id == stay.id] == [[1]]
+    await upload(db, site_id, *[(f"OD-{d}", "negative") for d in (2, 3, 5, 7)])
+    async with db.transaction() as conn:
+        await health.record_samples(conn, worker, [swab(stay, "OD-1B", 1)])
+    await upload(db, site_id, ("OD-1B", "negative"))
+    assert await blockers(db, stay) == []
+    async with db.connection() as conn:
+        assert stay.id not in {d.stay_id for d in await health.swabs_due(conn, worker, site_id)}

@@ -27,7 +27,10 @@ from service.operations.staffing.model import (
 from tests.conftest import make_principal
 from tests.transfers.helpers import make_ward
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+@pytest.fixture
+def now():
+    # Per test, not at import: over a long suite an import-time clock falls before the ward's admissions.
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 async def in_tx(db, fn):
@@ -45,7 +48,7 @@ async def gql(client, auth, principal, query, **variables):
     return response.json()
 
 
-async def test_roster_for_every_role_staff_health_for_medics_and_managers_only(client, db, settings, auth):
+async def test_roster_for_every_role_staff_health_for_medics_and_managers_only(now, client, db, settings, auth):
     ward = await make_ward(db, settings)
     manager = make_principal(Role.SITE_MANAGER, [ward.site_id])
     worker_id = uuid.uuid4()
@@ -55,14 +58,14 @@ async def test_roster_for_every_role_staff_health_for_medics_and_managers_only(c
     with pytest.raises(DomainError) as refused:
         await add_worker(db, ward.staff, ward.site_id)
     assert refused.value.code == "role_not_allowed"
-    start = NOW - timedelta(hours=9)
+    start = now - timedelta(hours=9)
     await in_tx(db, lambda c: staffing.add_shift(c, manager, ShiftCreate(worker_id=worker_id, starts_at=start, ends_at=start + timedelta(hours=8), floor=2)))
     with pytest.raises(DomainError) as overlap:
         await in_tx(db, lambda c: staffing.add_shift(c, manager, ShiftCreate(worker_id=worker_id, starts_at=start + timedelta(hours=4), ends_at=start + timedelta(hours=12))))
     assert overlap.value.code == "shift_overlap"
     query = """query($site: UUID!, $since: DateTime!, $until: DateTime!) { roster(siteId: $site, since: $since, until: $until) {
       post redZone floor worker { name testEveryDays loop { status } } } }"""
-    period = {"site": str(ward.site_id), "since": (NOW - timedelta(days=1)).isoformat(), "until": NOW.isoformat()}
+    period = {"site": str(ward.site_id), "since": (now - timedelta(days=1)).isoformat(), "until": now.isoformat()}
     seen = await gql(client, auth, ward.medic, query, **period)
     assert seen["data"]["roster"] == [{"post": "CLEANING", "redZone": True, "floor": 2,
                                        "worker": {"name": "孙保洁", "testEveryDays": 1, "loop": {"status": "RESTING"}}}]
@@ -83,7 +86,7 @@ async def test_roster_for_every_role_staff_health_for_medics_and_managers_only(c
         {"temperature_c": 38.5, "spo2": 90, "symptoms": ["fever", "shortness_of_breath"]},
     ],
 )
-async def test_staff_checkins_go_through_the_residents_rules(db, settings, reading):
+async def test_staff_checkins_go_through_the_residents_rules(now, db, settings, reading):
     """The same reading gives a worker the findings it gives a resident the alerts (one rules engine)."""
     ward = await make_ward(db, settings)
     worker = await add_worker(db, make_principal(Role.SITE_MANAGER, [ward.site_id]), ward.site_id)
@@ -99,18 +102,18 @@ async def test_staff_checkins_go_through_the_residents_rules(db, settings, readi
     assert flagged == (1 if alerts else 0)
 
 
-async def test_the_testing_worklist_follows_each_post_and_the_red_zone(db, settings):
+async def test_the_testing_worklist_follows_each_post_and_the_red_zone(now, db, settings):
     ward = await make_ward(db, settings)
     manager = make_principal(Role.SITE_MANAGER, [ward.site_id])
     red = await add_worker(db, manager, ward.site_id, "security", red_zone=True, name="A")
     driver = await add_worker(db, manager, ward.site_id, "logistics", name="B")
     never = await add_worker(db, manager, ward.site_id, "catering", name="C")
-    yesterday = NOW - timedelta(days=1)
+    yesterday = now - timedelta(days=1)
     for w in (red, driver):
         await in_tx(db, lambda c, w=w: staffing.record_sample(c, ward.medic, StaffSampleCreate(worker_id=w.id, barcode=f"S-{w.name}", collected_at=yesterday)))
     async with db.connection() as conn:
         due = await staffing.tests_due(conn, ward.medic, ward.site_id)
-    today = NOW.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
     by_name = {d.name: d for d in due}
     assert set(by_name) == {"A", "C"}  # the driver is tested every 3 days
     assert by_name["C"].last_swab_at is None and by_name["C"].due_on == today
@@ -121,10 +124,10 @@ async def test_the_testing_worklist_follows_each_post_and_the_red_zone(db, setti
     assert staff_refused.value.code == "role_not_allowed"
 
 
-async def test_a_positive_staff_swab_isolates_the_worker(db, settings):
+async def test_a_positive_staff_swab_isolates_the_worker(now, db, settings):
     ward = await make_ward(db, settings)
     worker = await add_worker(db, make_principal(Role.SITE_MANAGER, [ward.site_id]), ward.site_id)
-    swab = await in_tx(db, lambda c: staffing.record_sample(c, ward.medic, StaffSampleCreate(worker_id=worker.id, barcode="S-1", collected_at=NOW)))
+    swab = await in_tx(db, lambda c: staffing.record_sample(c, ward.medic, StaffSampleCreate(worker_id=worker.id, barcode="S-1", collected_at=now)))
     entry = StaffResultEntry(staff_sample_id=swab.id, result="positive")  # type: ignore[arg-type]
     resulted = await in_tx(db, lambda c: staffing.record_result(c, ward.medic, entry))
     assert resulted.result.value == "positive"
@@ -146,17 +149,17 @@ async def test_a_positive_staff_swab_isolates_the_worker(db, settings):
     assert audited >= 4  # swab, result, isolation, release
 
 
-async def test_a_resident_turning_positive_opens_the_review_of_the_floors_staff(db, settings):
+async def test_a_resident_turning_positive_opens_the_review_of_the_floors_staff(now, db, settings):
     ward = await make_ward(db, settings)  # the patient lives on floor 2
     manager = make_principal(Role.SITE_MANAGER, [ward.site_id])
     on_floor = await add_worker(db, manager, ward.site_id, "medical", name="楼层二")
     elsewhere = await add_worker(db, manager, ward.site_id, "medical", name="楼层三")
-    start = NOW - timedelta(days=1)
+    start = now - timedelta(days=1)
     for w, floor in ((on_floor, 2), (elsewhere, 3)):
         await in_tx(db, lambda c, w=w, floor=floor: staffing.add_shift(c, manager, ShiftCreate(worker_id=w.id, starts_at=start, ends_at=start + timedelta(hours=8), floor=floor)))
-    await in_tx(db, lambda c: health.record_samples(c, ward.staff, [SampleCreate(stay_id=ward.patient.id, barcode="POS-1", collected_at=NOW)]))
+    await in_tx(db, lambda c: health.record_samples(c, ward.staff, [SampleCreate(stay_id=ward.patient.id, barcode="POS-1", collected_at=now)]))
     lab = make_principal(Role.LAB, [ward.site_id])
-    upload = msgspec.convert({"results": [{"barcode": "POS-1", "result": "positive", "resulted_at": NOW.isoformat()}]}, LabUpload)
+    upload = msgspec.convert({"results": [{"barcode": "POS-1", "result": "positive", "resulted_at": now.isoformat()}]}, LabUpload)
     for _ in range(2):  # the same result again opens nothing twice
         await in_tx(db, lambda c: health.upload_results(c, lab, upload))
     async with db.connection() as conn:

@@ -88,6 +88,12 @@ CHANGES = [
     "SELECT gen_random_uuid(), site_id, 'PL-' || md5($1::text || random()::text), 'pcr', now(), 'nurse' FROM stays ORDER BY id LIMIT 1 RETURNING id) "
     "INSERT INTO retests (site_id, stay_id, pool_id) SELECT st.site_id, st.id, pool.id FROM pool, stays st "
     "WHERE st.id = (SELECT id FROM stays ORDER BY id LIMIT 1 OFFSET $2::int % 15)",
+    # A bed reserved for someone on an announced vehicle (in force, expired or let go): the board shows those in force.
+    "INSERT INTO bed_reservations (site_id, room_id, bed, holder_id, subject_id, category, state, expires_at, ended_at) "
+    "SELECT site_id, id, 1 + $2::int % beds, gen_random_uuid(), gen_random_uuid(), 'close_contact', "
+    "CASE WHEN $2::int % 3 = 2 THEN 'released' ELSE 'held' END, now() + make_interval(mins => 60 - ($2::int % 2) * 120), "
+    "CASE WHEN $2::int % 3 = 2 THEN now() END "
+    "FROM rooms WHERE $1::text IS NOT NULL ORDER BY id LIMIT 1 OFFSET $2::int % 20 ON CONFLICT DO NOTHING",
     "INSERT INTO disinfection_tasks (room_id, site_id, state, started_at, airing_until, failed_inspections, notes) "
     "SELECT id, site_id, (ARRAY['passed', 'cancelled', 'airing'])[1 + $2::int % 3], now() - interval '2 hours', "
     "CASE WHEN $2::int % 2 = 0 THEN now() + make_interval(secs => $2::int) END, $2::int % 3, $1 "
@@ -232,7 +238,7 @@ def test_documents_match_by_canonical_form_not_by_hash():
     readpath.registry()  # imports the domains' compiled operations
     op = next(o for o in readpath.COMPILED if o.name == "RoomBoard")
     with_fragment = """
-query RoomBoard($siteId: UUID!, $floor: Int) { roomBoard(siteId: $siteId, floor: $floor) { room { ...R } occupants { ...O } } }
+query RoomBoard($siteId: UUID!, $floor: Int) { roomBoard(siteId: $siteId, floor: $floor) { room { ...R } occupants { ...O } reservedBeds { bed expiresAt } } }
 fragment R on Room { id number floor beds occupied freeBeds status statusSince version }
 fragment O on Stay { id bed category riskLevel arrivalBatch admittedAt plannedReleaseAt quarantineDay resident { id name sex birthYear } }
 """

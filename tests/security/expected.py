@@ -10,7 +10,7 @@ from __future__ import annotations
 PUBLIC = "public"  # no credential needed
 
 CMD, MGR, STAFF, MEDIC = "command", "site_manager", "site_staff", "medic"
-LOGI, LAB, HOSP = "logistics", "lab", "hospital"
+LOGI, LAB, HOSP, TRACE = "logistics", "lab", "hospital", "tracing"
 
 PEOPLE = {CMD, MGR, STAFF, MEDIC}  # "staff roles"
 ADMINS = {CMD, MGR}
@@ -33,6 +33,9 @@ EXPECTED: dict[str, str | set[str]] = {
     "query rooms": PEOPLE,
     "mutation createFloor": ADMINS,
     "mutation updateRoom": ADMINS,
+    "query roomBeds": PEOPLE,
+    "query bedHistory": PEOPLE,
+    "mutation updateBed": ADMINS,
     "mutation turnOverRoom": PEOPLE,
     "query roomBoard": PEOPLE,
     "GET /api/v1/occupancy": PEOPLE | {LOGI},
@@ -49,6 +52,8 @@ EXPECTED: dict[str, str | set[str]] = {
     "query stayContacts": PEOPLE,
     "query regimes": PEOPLE,
     "mutation updateRegime": {CMD},
+    "mutation createRegime": {CMD},
+    "query regimeVersions": PEOPLE,
     "query residentsByDocument": PEOPLE,
     "mutation revealResident": {CMD, MEDIC, MGR},
     # --- Health
@@ -189,6 +194,31 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation recordEnvironmentalResult": {CMD, MGR, MEDIC},
     "mutation recordMedicalWaste": FLOOR,
     "mutation handOverWaste": FLOOR,
+    # --- Intake: tracing teams and command / site managers refer; staff read the queue; command declares risk areas
+    "POST /api/v1/referrals": ADMINS | {TRACE},
+    "mutation submitReferral": ADMINS | {TRACE},
+    "GET /api/v1/referrals/{referral_id}": PEOPLE | {TRACE},
+    "GET /api/v1/sites/{site_id}/referrals": PEOPLE | {TRACE},
+    "GET /api/v1/sites/{site_id}/isolation-times": PEOPLE | {TRACE},
+    "query referral": PEOPLE | {TRACE},
+    "query referralQueue": PEOPLE | {TRACE},
+    "query isolationTimes": PEOPLE | {TRACE},
+    "POST /api/v1/referrals/{referral_id}/cancel": ADMINS | {TRACE},
+    "mutation cancelReferral": ADMINS | {TRACE},
+    "mutation assignReferral": ADMINS,
+    "mutation markReferralNoShow": ADMINS,
+    "mutation admitReferral": FLOOR,
+    "query manifest": PEOPLE,
+    "query siteManifests": PEOPLE,
+    "mutation announceManifest": ADMINS,
+    "mutation markManifestNoShow": ADMINS,
+    "mutation cancelManifest": ADMINS,
+    "mutation admitManifest": FLOOR,
+    "GET /api/v1/risk-areas": PEOPLE | {TRACE},
+    "query riskAreas": PEOPLE | {TRACE},
+    "mutation declareRiskArea": {CMD},
+    "query regimeRules": PEOPLE,
+    "mutation setRegimeRule": {CMD},
     # --- Live updates: staff apps only
     "subscription siteEvents": PEOPLE,
     # --- Regions and the command centre: staff see the tree above their sites and the figures of

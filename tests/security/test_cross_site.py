@@ -96,6 +96,9 @@ SITE_KINDS: dict[str, str] = {
     "finding": "SELECT id FROM inspection_findings WHERE site_id = $1 AND state = 'open' ORDER BY due_on, id LIMIT 1",
     "environmental_sample": "SELECT id FROM environmental_samples WHERE site_id = $1 AND result = 'pending' ORDER BY collected_at, id LIMIT 1",
     "waste": "SELECT id FROM medical_waste WHERE site_id = $1 AND state = 'sealed' ORDER BY sealed_at, id LIMIT 1",
+    "referral": "SELECT id FROM referrals WHERE site_id = $1 AND state = 'pending' ORDER BY identified_at, id LIMIT 1",
+    "bed": "SELECT b.id FROM beds b JOIN rooms r ON r.id = b.room_id WHERE b.site_id = $1 AND r.status = 'ready' ORDER BY r.number, b.number LIMIT 1",
+    "manifest": "SELECT id FROM arrival_manifests WHERE site_id = $1 AND state = 'announced' ORDER BY expected_at, id LIMIT 1",
     # The site's street: each demo site has its own, which the other site's staff do not see.
     "region": "SELECT region_id FROM region_sites WHERE site_id = $1",
     "client": "SELECT s.client_id FROM api_client_sites s WHERE s.site_id = $1 AND NOT EXISTS"
@@ -118,7 +121,8 @@ CREATES = {"checkin": "checkin", "checkins": "checkin", "sample": "sample", "sam
            "resident": "stay", "batch": "stay", "facilities": "facility", "destinationfacility": "facility",
            "stock": "movement", "items": "item", "movement": "movement", "facility": "facility",
            "regions": "region", "region": "region", "care": "care_request",
-           "worker": "worker", "shift": "shift", "inspection": "inspection", "finding": "finding", "waste": "waste"}
+           "worker": "worker", "shift": "shift", "inspection": "inspection", "finding": "finding", "waste": "waste",
+           "referral": "referral", "referrals": "referral", "manifest": "manifest", "manifests": "manifest"}
 # What a taken client-chosen id may answer (the same whoever holds it): a 409 of this family.
 TAKEN = re.compile(r"^[a-z_]*(_id_taken|_id_conflict|_exists|barcode_taken)$")
 SEEN: list[tuple[str, str, int, str]] = []  # (route or field, variant, status, code) of every call, for the summary
@@ -178,7 +182,7 @@ async def world(server_dsn: str, template_db: str, redis_url: str, tmp_path_fact
             keys = {}
             facility = await conn.fetchval(SHARED_KINDS["facility"])
             for site in (own, foreign):  # what the demo does not make: keys of this site only, a webhook
-                for role in (Role.LOGISTICS, Role.LAB, Role.HOSPITAL):
+                for role in (Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING):
                     body = {"name": f"{role} {site}", "role": role.value, "site_ids": [str(site)]}
                     body |= {"facility_id": str(facility)} if role is Role.HOSPITAL else {}
                     client = await access.create_client(conn, access.SYSTEM_PRINCIPAL, msgspec.convert(body, ApiClientCreate))
@@ -650,7 +654,7 @@ async def _gql_call(w: SimpleNamespace, field: Any, role: Role, fill: Filler, gi
     return "errors" if errors else "data", fill.normalise(text)
 
 
-CREATE_VERBS = ("record", "admit", "request", "raise", "create", "transfer")
+CREATE_VERBS = ("record", "admit", "request", "raise", "create", "transfer", "submit", "announce")
 
 
 def _acting(field: Any, slot: str) -> str:

@@ -264,7 +264,7 @@ async def test_quarantine_day_counts_in_site_time_zone_across_midnight(db, setti
     assert after_midnight.day_one == date(2026, 3, 2)
 
 
-async def test_regime_change_replans_open_stays_and_emits(db, settings):
+async def test_regime_change_replans_open_stays_when_asked_and_emits(db, settings):
     site_id = await make_site(db, floors={2: (3, 1)})
     admitted = datetime.now(UTC) - timedelta(days=2)
     async with db.transaction() as conn:
@@ -276,14 +276,16 @@ async def test_regime_change_replans_open_stays_and_emits(db, settings):
         async with db.transaction() as conn:
             await stays.update_regime(conn, staff(site_id, Role.SITE_MANAGER), "close_contact", RegimePatch(version=1, centralized_days=14))
     async with db.transaction() as conn:
-        updated = await stays.update_regime(conn, COMMAND, "close_contact", RegimePatch(version=regime.version, centralized_days=14, test_days=[7, 1, 14]))
-    assert updated.centralized_days == 14 and updated.test_days == [1, 7, 14] and updated.version == 2
+        change = await stays.update_regime(
+            conn, COMMAND, "close_contact", RegimePatch(version=regime.version, centralized_days=14, test_days=[7, 1, 14], replan_open_stays=True)
+        )
+    updated = change.regime
+    assert updated.centralized_days == 14 and updated.test_days == [1, 7, 14] and updated.version == 2 and change.replanned == 1
+    assert updated.id != regime.id  # a new version; the old one is kept
     async with db.connection() as conn:
-        now_a, now_b = (await stays.get_stays(conn, COMMAND, [a.id, b.id])).values() if False else [
-            (await stays.get_stay(conn, COMMAND, s.id)) for s in (a, b)
-        ]
+        now_a, now_b = [(await stays.get_stay(conn, COMMAND, s.id)) for s in (a, b)]
         events = await conn.fetch("SELECT type, site_id, data FROM events WHERE type LIKE 'stays.re%' ORDER BY id")
-    assert now_a.planned_release_at == a.planned_release_at + timedelta(days=7)
+    assert now_a.planned_release_at == a.planned_release_at + timedelta(days=7) and now_a.regime_id == updated.id
     assert now_b.planned_release_at == b.planned_release_at  # another regime
     assert [e["type"] for e in events] == ["stays.regime_updated", "stays.release_replanned"]
     assert events[1]["site_id"] == site_id and events[1]["data"]["stay_ids"] == [str(a.id)]

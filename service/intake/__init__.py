@@ -1,0 +1,1 @@
+"""Intake: referrals from contact tracing, the pending-admission queue, risk areas."""

@@ -1,0 +1,444 @@
+"""GraphQL: referrals and the pending-admission queue, admission from a referral, risk areas, isolation times."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import strawberry
+
+from service import policy
+from service.errors import DomainError
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, scoped_loader, to_gql
+from service.intake import model as m
+from service.intake import service
+from service.pagination import Page
+from service.stays import model as stays_model
+from service.stays.gql import CategoryGQL, DocumentTypeGQL, ResidentInput, RiskLevelGQL, SexGQL, Stay, StayPayload, stay_gql
+from service.stays.service import get_stays
+
+strawberry.enum(m.ReferralState, name="ReferralState")  # registers m.ReferralState itself
+ReferralStateGQL = m.ReferralState
+strawberry.enum(m.Need, name="ReferralNeed")  # registers m.Need itself
+NeedGQL = m.Need
+strawberry.enum(m.VehicleKind, name="VehicleKind")  # registers m.VehicleKind itself
+VehicleKindGQL = m.VehicleKind
+strawberry.enum(m.ManifestState, name="ManifestState")  # registers m.ManifestState itself
+ManifestStateGQL = m.ManifestState
+strawberry.enum(m.MemberState, name="ManifestMemberState")  # registers m.MemberState itself
+MemberStateGQL = m.MemberState
+
+
+@strawberry.type(description="The referred person, masked like residents.")
+class ReferredPerson:
+    name: str
+    sex: SexGQL
+    birth_year: int | None
+    document_type: DocumentTypeGQL
+    document_number: str
+    phone: str | None
+    household_key: str | None
+
+
+@strawberry.type(description="A person referred for isolation: pending -> assigned -> arrived | cancelled | no_show.")
+class Referral:
+    id: UUID
+    site_id: UUID
+    state: ReferralStateGQL
+    person: ReferredPerson
+    category: CategoryGQL
+    index_case_refs: list[str]
+    identified_at: datetime
+    origin_area: str
+    risk_area_code: str | None
+    risk_level: RiskLevelGQL | None
+    regime_code: str = strawberry.field(description="The regime the rules proposed at referral; admission asks them again.")
+    needs: list[NeedGQL]
+    note: str
+    submissions: int = strawberry.field(description="How many submissions merged into this referral.")
+    submitted_at: datetime
+    assigned_at: datetime | None
+    closed_at: datetime | None
+    close_reason: str
+    stay_id: UUID | None
+    arrived_at: datetime | None
+    hours_to_isolation: float | None = strawberry.field(description="Identification -> isolation (earliest identification), once arrived.")
+    version: int
+
+    @strawberry.field(permission_classes=[policy.gql("stays.read")], description="The stay the referral became, once arrived.")
+    async def stay(self, info: Ctx) -> Stay | None:
+        if self.stay_id is None:
+            return None
+        found = await scoped_loader(info, "stays.stays", get_stays).load(self.stay_id)
+        return stay_gql(found) if found else None
+
+
+def referral_gql(r: m.Referral) -> Referral:
+    return to_gql(Referral, r, person=to_gql(ReferredPerson, r.person))
+
+
+@strawberry.type(description="A risk area at a level over a period.")
+class RiskArea:
+    id: UUID
+    code: str
+    name: str
+    level: RiskLevelGQL
+    valid_from: datetime
+    valid_to: datetime | None
+
+
+@strawberry.type(description="Identification -> isolation at a site on one local day of arrival.")
+class IsolationTimes:
+    site_id: UUID
+    day: date
+    arrived: int
+    median_hours: float
+    max_hours: float
+
+
+@strawberry.type(description="Someone on an announced vehicle: the bed reserved for them, then the stay.")
+class ManifestMember:
+    referral_id: UUID
+    state: MemberStateGQL
+    reservation_id: UUID | None
+    room_id: UUID | None
+    room_number: str | None
+    bed: int | None
+    reservation_state: str | None = strawberry.field(description="held, consumed, released or expired.")
+    stay_id: UUID | None
+
+    @strawberry.field(permission_classes=[policy.gql("referrals.read")])
+    async def referral(self, info: Ctx) -> Referral | None:
+        found = await scoped_loader(info, "intake.referrals", service.get_referrals).load(self.referral_id)
+        return referral_gql(found) if found else None
+
+
+@strawberry.type(description="An inbound vehicle announced before it arrives; a bed is reserved for each person on board.")
+class Manifest:
+    id: UUID
+    site_id: UUID
+    vehicle_plate: str
+    vehicle_kind: VehicleKindGQL
+    escort: str
+    expected_at: datetime
+    hold_until: datetime = strawberry.field(description="The reservations expire then.")
+    state: ManifestStateGQL
+    members: list[ManifestMember]
+    created_at: datetime
+    closed_at: datetime | None
+    version: int
+
+
+def manifest_gql(x: m.Manifest) -> Manifest:
+    return to_gql(Manifest, x, members=[to_gql(ManifestMember, mm) for mm in x.members])
+
+
+# --- inputs -------------------------------------------------------------------------
+
+
+@strawberry.input(description="A person to isolate; `id` (made by the client) makes a replay answer the stored referral.")
+class SubmitReferralInput:
+    site_id: UUID
+    person: ResidentInput
+    category: CategoryGQL
+    identified_at: datetime
+    index_case_ref: str | None = None
+    origin_area: str = ""
+    risk_area_code: str | None = None
+    needs: list[NeedGQL] = strawberry.field(default_factory=list)
+    note: str = ""
+    id: UUID | None = None
+
+
+@strawberry.input
+class AssignReferralInput:
+    referral_id: UUID
+    version: int
+    site_id: UUID | None = strawberry.field(default=None, description="Another site to place the person at (default: the referral's).")
+
+
+@strawberry.input
+class CloseReferralInput:
+    referral_id: UUID
+    version: int
+    reason: str = ""
+
+
+@strawberry.input(description="Admit a referred person: `roomId` (and `bed`) or let qsite allocate (optionally on `floor`).")
+class AdmitReferralInput:
+    referral_id: UUID
+    room_id: UUID | None = None
+    bed: int | None = None
+    floor: int | None = None
+    arrival_batch: str = ""
+    admitted_at: datetime | None = None
+
+
+@strawberry.input
+class DeclareRiskAreaInput:
+    code: str
+    level: RiskLevelGQL
+    valid_from: datetime
+    valid_to: datetime | None = None
+    name: str = ""
+
+
+@strawberry.input(description="An inbound vehicle and the referrals on board; `id` (made by the client) makes a replay answer the stored manifest.")
+class AnnounceManifestInput:
+    site_id: UUID
+    vehicle_plate: str
+    vehicle_kind: VehicleKindGQL
+    expected_at: datetime
+    referral_ids: list[UUID]
+    escort: str = ""
+    hold_minutes: int = m.HOLD_MINUTES_DEFAULT
+    floor: int | None = None
+    id: UUID | None = None
+
+
+@strawberry.input
+class AdmitManifestInput:
+    manifest_id: UUID
+    version: int
+    no_show_referral_ids: list[UUID] = strawberry.field(default_factory=list, description="Not on board: their beds are freed.")
+    admitted_at: datetime | None = None
+
+
+@strawberry.input
+class ManifestNoShowInput:
+    manifest_id: UUID
+    referral_id: UUID
+
+
+@strawberry.input
+class CancelManifestInput:
+    manifest_id: UUID
+    version: int
+    reason: str = ""
+
+
+@strawberry.type
+class ManifestPayload:
+    manifest: Manifest | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ReferralPayload:
+    referral: Referral | None = None
+    merged: bool = strawberry.field(default=False, description="The submission merged into the person's open referral.")
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RiskAreaPayload:
+    risk_area: RiskArea | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+def _split(input: Any, key: str) -> tuple[Any, dict[str, Any]]:
+    fields = strawberry.asdict(input)
+    return fields.pop(key), fields
+
+
+# --- root fields --------------------------------------------------------------------
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[policy.gql("referrals.read")], description="One referral; null when not at one of the caller's sites.")
+    async def referral(self, info: Ctx, id: UUID) -> Referral | None:
+        found = await scoped_loader(info, "intake.referrals", service.get_referrals).load(id)
+        return referral_gql(found) if found else None
+
+    @strawberry.field(
+        permission_classes=[policy.gql("referrals.read")],
+        description="The pending-admission queue of a site, of the sites under a region path, or of all the caller's sites; "
+        "open referrals unless `states` says otherwise; longest waiting first.",
+    )
+    async def referral_queue(
+        self,
+        info: Ctx,
+        site_id: UUID | None = None,
+        region: str | None = None,
+        states: list[ReferralStateGQL] | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> Connection[Referral]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        key = lambda r: [r.identified_at.isoformat(), str(r.id)]  # noqa: E731
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.queue(conn, principal, site_id=site_id, region=region, states=states, cursor=after, limit=first)
+        except DomainError as exc:
+            if exc.status != 404:
+                raise
+            page = Page(items=[], next_cursor=None)
+        return connection_of(page, referral_gql, key)
+
+    @strawberry.field(
+        permission_classes=[policy.gql("referrals.read")],
+        description="Identification -> isolation per local day of arrival at a site (default: the last 14 days); null for another site.",
+    )
+    async def isolation_times(
+        self, info: Ctx, site_id: UUID, since: datetime | None = None, until: datetime | None = None
+    ) -> list[IsolationTimes] | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        if not principal.can_access_site(site_id):
+            return None
+        try:
+            async with ctx.db.connection() as conn:
+                found = await service.isolation_times(conn, principal, site_id, since=since, until=until)
+        except DomainError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return [to_gql(IsolationTimes, t) for t in found]
+
+    @strawberry.field(permission_classes=[policy.gql("manifests.read")], description="One arrival manifest; null when not at one of the caller's sites.")
+    async def manifest(self, info: Ctx, id: UUID) -> Manifest | None:
+        found = await scoped_loader(info, "intake.manifests", service.get_manifests).load(id)
+        return manifest_gql(found) if found else None
+
+    @strawberry.field(permission_classes=[policy.gql("manifests.read")], description="A site's arrival manifests by expected arrival (default: announced).")
+    async def site_manifests(
+        self, info: Ctx, site_id: UUID, states: list[ManifestStateGQL] | None = None, first: int = 50, after: str | None = None
+    ) -> Connection[Manifest]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        key = lambda x: [x.expected_at.isoformat(), str(x.id)]  # noqa: E731
+        try:
+            async with ctx.db.connection() as conn:
+                page = await service.site_manifests(conn, principal, site_id, states=states, cursor=after, limit=first)
+        except DomainError as exc:
+            if exc.status != 404:
+                raise
+            page = Page(items=[], next_cursor=None)
+        return connection_of(page, manifest_gql, key)
+
+    @strawberry.field(permission_classes=[policy.gql("risk_areas.read")], description="Risk areas (one `code`; with `at`, those in force then).")
+    async def risk_areas(self, info: Ctx, code: str | None = None, at: datetime | None = None) -> list[RiskArea]:
+        async with info.context.db.connection() as conn:
+            return [to_gql(RiskArea, a) for a in await service.list_risk_areas(conn, code=code, at=at)]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(permission_classes=[policy.gql("referrals.submit")], description="Refer a person to isolate; a duplicate merges.")
+    async def submit_referral(self, info: Ctx, input: SubmitReferralInput) -> ReferralPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        data, errors = input_struct(m.ReferralCreate, input)
+        if data is None:
+            return ReferralPayload(user_errors=errors)
+        done, errors = await mutate(info, lambda conn: service.submit(conn, principal, ctx.settings, data), result_type=m.ReferralSubmitted)
+        if done is None:
+            return ReferralPayload(user_errors=errors)
+        return ReferralPayload(referral=referral_gql(done.referral), merged=done.merged)
+
+    @strawberry.mutation(permission_classes=[policy.gql("referrals.assign")], description="Place a referral at a site (`assigned`).")
+    async def assign_referral(self, info: Ctx, input: AssignReferralInput) -> ReferralPayload:
+        principal = info.context.require_principal()
+        referral_id, fields = _split(input, "referral_id")
+        data, errors = input_struct(m.Assignment, fields)
+        if data is None:
+            return ReferralPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.assign(conn, principal, referral_id, data), result_type=m.Referral)
+        return ReferralPayload(referral=referral_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("referrals.cancel")], description="No longer to isolate (`cancelled`).")
+    async def cancel_referral(self, info: Ctx, input: CloseReferralInput) -> ReferralPayload:
+        principal = info.context.require_principal()
+        referral_id, fields = _split(input, "referral_id")
+        data, errors = input_struct(m.Closing, fields)
+        if data is None:
+            return ReferralPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.cancel(conn, principal, referral_id, data), result_type=m.Referral)
+        return ReferralPayload(referral=referral_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("referrals.assign")], description="The assigned person did not arrive (`no_show`).")
+    async def mark_referral_no_show(self, info: Ctx, input: CloseReferralInput) -> ReferralPayload:
+        principal = info.context.require_principal()
+        referral_id, fields = _split(input, "referral_id")
+        data, errors = input_struct(m.Closing, fields)
+        if data is None:
+            return ReferralPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.no_show(conn, principal, referral_id, data), result_type=m.Referral)
+        return ReferralPayload(referral=referral_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[policy.gql("stays.admit")],
+        description="Admit a referred person at the referral's site and link the stay (`arrived`); an admitted referral answers its stay.",
+    )
+    async def admit_referral(self, info: Ctx, input: AdmitReferralInput) -> StayPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        referral_id, fields = _split(input, "referral_id")
+        data, errors = input_struct(m.ReferralAdmission, fields)
+        if data is None:
+            return StayPayload(user_errors=errors)
+        stay, errors = await mutate(
+            info, lambda conn: service.admit(conn, principal, ctx.settings, referral_id, data), result_type=stays_model.Stay
+        )
+        return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("risk_areas.manage")], description="Declare an area's risk level over a period.")
+    async def declare_risk_area(self, info: Ctx, input: DeclareRiskAreaInput) -> RiskAreaPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.RiskAreaCreate, input)
+        if data is None:
+            return RiskAreaPayload(user_errors=errors)
+        area, errors = await mutate(info, lambda conn: service.declare_risk_area(conn, principal, data), result_type=m.RiskArea)
+        return RiskAreaPayload(risk_area=to_gql(RiskArea, area) if area else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[policy.gql("manifests.manage")],
+        description="Announce an inbound vehicle: a bed is reserved for each referral on board (all or none).",
+    )
+    async def announce_manifest(self, info: Ctx, input: AnnounceManifestInput) -> ManifestPayload:
+        principal = info.context.require_principal()
+        data, errors = input_struct(m.ManifestCreate, input)
+        if data is None:
+            return ManifestPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.announce(conn, principal, data), result_type=m.Manifest)
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[policy.gql("stays.admit")],
+        description="The vehicle arrived: admit everyone into their reserved beds but the no-shows (freed). All or none.",
+    )
+    async def admit_manifest(self, info: Ctx, input: AdmitManifestInput) -> ManifestPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        manifest_id = input.manifest_id
+        fields = strawberry.asdict(input)
+        fields.pop("manifest_id")
+        fields["no_show"] = fields.pop("no_show_referral_ids")
+        data, errors = input_struct(m.ManifestArrival, {k: v for k, v in fields.items() if v is not None})
+        if data is None:
+            return ManifestPayload(user_errors=errors)
+        found, errors = await mutate(
+            info, lambda conn: service.admit_manifest(conn, principal, ctx.settings, manifest_id, data), result_type=m.Manifest
+        )
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("manifests.manage")], description="Someone on the manifest will not come: the bed is freed.")
+    async def mark_manifest_no_show(self, info: Ctx, input: ManifestNoShowInput) -> ManifestPayload:
+        principal = info.context.require_principal()
+        found, errors = await mutate(
+            info, lambda conn: service.member_no_show(conn, principal, input.manifest_id, input.referral_id), result_type=m.Manifest
+        )
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
+
+    @strawberry.mutation(permission_classes=[policy.gql("manifests.manage")], description="The vehicle will not come: every reservation is freed.")
+    async def cancel_manifest(self, info: Ctx, input: CancelManifestInput) -> ManifestPayload:
+        principal = info.context.require_principal()
+        manifest_id, fields = _split(input, "manifest_id")
+        data, errors = input_struct(m.Closing, fields)
+        if data is None:
+            return ManifestPayload(user_errors=errors)
+        found, errors = await mutate(info, lambda conn: service.cancel_manifest(conn, principal, manifest_id, data), result_type=m.Manifest)
+        return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
