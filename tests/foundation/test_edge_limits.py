@@ -146,3 +146,13 @@ async def test_a_body_of_the_right_types_still_passes(client, auth):
     response = await client.post("/api/v1/facilities", json=body, headers=headers)
     assert response.status_code == 201, response.text
     assert response.json()["requires_acceptance"] is True
+
+
+async def test_an_integral_number_is_an_integer_as_json_schema_says(client, auth):
+    """1.0 is a JSON Schema integer: the strict check must not refuse it (nor 1.5)."""
+    headers = auth(make_principal(Role.COMMAND))
+    path = "/api/v1/alerts/00000000-0000-4000-8000-000000000000/acknowledge"
+    assert_problem(await client.post(path, json={"version": 1.0}, headers=headers), 404, "alert_not_found")
+    refused = await client.post(path, json={"version": 1.5}, headers=headers)
+    assert_problem(refused, 400, "invalid_request")
+    assert refused.json()["field"] == "version"
