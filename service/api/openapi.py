@@ -128,6 +128,7 @@ DYNAMIC_CODES: dict[str, errorcodes.Codes] = {
     },
     "createApiClient": {409: {"facility_not_found"}},
     "recordStockMovement": {422: {"invalid_quantity", "invalid_delta"}},  # code=f"invalid_{name}"
+    "submitReferral": {422: {"invalid_id_number", "invalid_name"}},  # the person's __post_init__ (shared with residents)
 }
 
 _STATUS_TITLES = {

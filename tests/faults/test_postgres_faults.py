@@ -148,8 +148,10 @@ async def test_postgres_killed_restarted_and_hung_under_load(own_postgres, setti
         load = asyncio.create_task(_traffic(client, headers, site_id, stay_ids, calls, stop))
         await asyncio.sleep(2)
 
-        killed = time.monotonic()
         await own_postgres.kill()
+        # Taken once the kill returned: a check-in started just before (group commit answers in ~4 ms) may
+        # rightly have been stored and acknowledged while the kill was under way.
+        killed = time.monotonic()
         await asyncio.sleep(DOWN_S)
         restarted = await own_postgres.start()
         await asyncio.sleep(4)
@@ -195,7 +197,11 @@ async def test_postgres_killed_restarted_and_hung_under_load(own_postgres, setti
     assert not [c for c in calls if c.graphql_errors], "a GraphQL 200 carrying errors"
     assert max(c.latency for c in calls) <= deadline + SLACK_S, max(c.latency for c in calls)
     # Reads may still be answered from what the instance and Redis hold; a write needs PostgreSQL.
-    assert during_down and all(c.status == 503 for c in during_down if c.ended < restarted and c.kind == "checkin")
+    assert during_down
+    # The kill signals the postmaster; its backends notice a moment later, so a write may still commit
+    # right after it. Such a write may be acknowledged only if it is stored; any other answer is a 503.
+    assert [c for c in during_down if c.ended < restarted and c.kind == "checkin"
+            and c.status != 503 and not (c.status == 201 and c.checkin_id in stored)] == []
     assert set(acknowledged) <= stored, "acknowledged check-ins lost"
     assert len(acknowledged) > 20
     assert writes_back is not None and writes_back < 10
