@@ -90,6 +90,9 @@ POLICY: dict[str, Rule] = {
     "stays.read": _rule("Stays, the room board, contacts", PEOPLE),
     "stays.admit": _rule("Admit, suggest rooms, move stays", FLOOR),
     "stays.close": _rule("Release or extend stays", PEOPLE),
+    "handovers.read": _rule("Hand-overs of released stays and their release certificates (contact masked unless a purpose is given)", PEOPLE + (TRACING,)),
+    "handovers.revoke": _rule("Revoke a release certificate", ADMINS),
+    "certificates.verify": Rule("Check a release certificate's code (no credential; answers no personal data)", {}, public=True),
     "regimes.read": _rule("Regimes", PEOPLE, Scope.ANY),
     "regimes.update": _rule("Create a regime, add a version, set regime rules", [CMD], Scope.ANY),
     "residents.find": _rule("Residents by document number (masked)", PEOPLE),
@@ -172,6 +175,7 @@ EVENT_READS: dict[str, str | None] = {
         "stays.read",
     ),
     **dict.fromkeys(["stays.regime_created", "stays.regime_updated", "stays.regime_rule_set"], "regimes.read"),
+    **dict.fromkeys(["stays.handed_over", "stays.certificate_revoked"], "handovers.read"),
     "stays.bed_updated": "rooms.read",
     **dict.fromkeys(
         [f"intake.referral_{s}" for s in ("submitted", "merged", "assigned", "arrived", "cancelled", "no_show")], "referrals.read"

@@ -101,6 +101,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_attempts_per_minute: int = 10
     # Looser than per account: colleagues behind one site gateway share an address.
     login_attempts_per_address_per_minute: int = 60
+    # Public release-certificate checks per client address per minute (then 429): codes are
+    # unguessable, this keeps anyone from trying many.
+    certificate_checks_per_address_per_minute: int = 30
     # How long a verified API key is trusted without asking PostgreSQL again.
     api_key_cache_seconds: int = 30
     # In-process cache of compiled read answers (service/readpath.py), per worker; 0 turns the

@@ -221,7 +221,7 @@ return {count, ttl}
 """
 
 
-async def _hit(cache: Cache, key: str) -> tuple[int, int]:
+async def hit_window(cache: Cache, key: str) -> tuple[int, int]:
     """Count one attempt in ``key``'s window: (attempts so far, seconds until the window ends)."""
     result = await cache.call("eval", _HIT, 1, key, WINDOW_S)
     if result is None:
@@ -246,10 +246,10 @@ async def _check_login_rate(cache: Cache, settings: Settings, username: str, add
     """
     account_key = cache.key("login", "account", _sha256(username.lower()).hex()[:32])
     address_key = cache.key("login", "address", address)
-    address_count, address_ttl = await _hit(cache, address_key)
+    address_count, address_ttl = await hit_window(cache, address_key)
     if address_count > settings.login_attempts_per_address_per_minute:
         raise RateLimited("Too many login attempts from this address; retry later.", retry_after=address_ttl)
-    account_count, account_ttl = await _hit(cache, account_key)
+    account_count, account_ttl = await hit_window(cache, account_key)
     if account_count > settings.login_attempts_per_minute:
         raise RateLimited("Too many login attempts for this account; retry later.", retry_after=account_ttl)
     return account_key

@@ -39,6 +39,7 @@ from service.api.persisted import Documents
 from service.changes import gql as changes
 from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, problem_response
 from service.gql import Context
+from service.handover import gql as handover
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.intake import gql as intake
@@ -79,7 +80,7 @@ MUTATIONS: tuple[type, ...] = (
 )
 # Site operations (issue 17).
 QUERIES += (care.Query, staffing.Query, infection.Query)
-MUTATIONS += (care.Mutation, staffing.Mutation, infection.Mutation)
+MUTATIONS += (care.Mutation, staffing.Mutation, infection.Mutation, handover.Mutation)
 
 MASKED_MESSAGE = "Unexpected error."
 

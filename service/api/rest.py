@@ -6,6 +6,7 @@ from litestar import Router
 
 from service.access import rest as access
 from service.changes import rest as changes
+from service.handover import rest as handover
 from service.health import rest as health
 from service.intake import rest as intake
 from service.regions import rest as regions
@@ -16,7 +17,7 @@ from service.transfers import rest as transfers
 
 ROUTE_HANDLERS = [
     *access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *changes.ROUTES, *regions.ROUTES,
-    *intake.ROUTES,
+    *intake.ROUTES, *handover.ROUTES,
 ]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

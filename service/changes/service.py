@@ -47,6 +47,8 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "stays.moved": ("stay", None),
     "stays.extended": ("stay", None),
     "stays.release_replanned": ("stay", "stay_ids"),
+    "stays.handed_over": ("handover", None),  # subject: the released stay
+    "stays.certificate_revoked": ("handover", None),
     "stays.regime_created": ("regime", None),
     "stays.bed_updated": ("bed", None),
     "stays.regime_updated": ("regime", None),

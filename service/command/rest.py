@@ -252,7 +252,9 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         engine.engine.filters.update(local=_local, cover=_cover, hours=_hours)
         engine.engine.globals.update(share=_share)
 
-    return TemplateConfig(directory=[TEMPLATES_DIR], engine=JinjaTemplateEngine, engine_callback=filters)
+    from service.handover.rest import TEMPLATES_DIR as HANDOVER_TEMPLATES
+
+    return TemplateConfig(directory=[TEMPLATES_DIR, HANDOVER_TEMPLATES], engine=JinjaTemplateEngine, engine_callback=filters)
 
 
 # The script and style sheet; like the docs' assets, they change only with a release.

@@ -68,7 +68,7 @@ from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
 from service.sites import service as sites
 from service.stays import service as stays
-from service.stays.model import Extension, Stay, StayStatus
+from service.stays.model import Blocker, Extension, Stay, StayStatus
 
 # --- alert rules (the SQL of record_checkins applies them; values are parameters) ---------
 FEVER_C = 37.3  # >= raises "fever"
@@ -655,8 +655,10 @@ async def swabs_scheduled(conn: asyncpg.Connection, site_ids: list[UUID] | None,
 # --- release --------------------------------------------------------------------------------
 
 
-async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[str]:
-    """Health's reasons a stay cannot be released: every scheduled test so far must be negative.
+async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[Blocker]:
+    """Health's reasons a stay cannot be released, every one that applies: a positive test, an open
+    retest, and each scheduled test day so far that is not negative, on its own: ``scheduled_test_pending``
+    (swabbed, no result yet) or ``scheduled_test_missing`` (overdue: never swabbed, or only invalid results).
 
     The rule (stay_test_status, migration 0035) is the one the swab worklist reads.
     """
@@ -664,14 +666,15 @@ async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetim
     row = await store.release_blockers(
         conn, resident_id=stay.resident_id, day_one=stay.day_one, test_days=regime.test_days, today_day=stays.quarantine_day(stay, now)
     )
-    reasons = []
+    blockers = []
     if row["positive"]:
-        reasons.append("test_positive")
+        blockers.append(Blocker(reason="test_positive"))
     if row["retest_open"]:
-        reasons.append("retest_pending")
-    if row["days_not_negative"]:
-        reasons.append("scheduled_test_not_negative")
-    return reasons
+        blockers.append(Blocker(reason="retest_pending"))
+    missing = set(row["days_unswabbed"])
+    for day in row["days_not_negative"]:
+        blockers.append(Blocker(reason="scheduled_test_missing" if day in missing else "scheduled_test_pending", day=day))
+    return blockers
 
 
 # --- exposure reviews -----------------------------------------------------------------------

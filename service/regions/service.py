@@ -115,6 +115,13 @@ async def get_region(conn: asyncpg.Connection, principal: Principal, region_id: 
     return found[region_id]
 
 
+async def region_by_id(conn: asyncpg.Connection, region_id: UUID) -> Region | None:
+    """Any region of the tree, whoever asks: for a reference another domain checks (a released
+    resident's receiving street may lie outside the caller's regions). Answers names, no figures."""
+    found = await store.list_regions(conn, None, [], [region_id])
+    return found[0] if found else None
+
+
 def _manages(principal: Principal, path: Sequence[UUID]) -> bool:
     """Whether the caller may change the region with this path (or create under it)."""
     return principal.all_sites or bool(set(path) & (principal.region_ids or frozenset()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import asyncpg
@@ -95,6 +95,13 @@ class ResidentRevealed:
     phone: str | None
 
 
+if TYPE_CHECKING:
+    from service.handover.gql import Handover, HandoverInput
+
+# The hand-over package builds on stays (its types use stays' enums): referenced lazily.
+HandoverGQL = Annotated["Handover", strawberry.lazy("service.handover.gql")]
+HandoverInputGQL = Annotated["HandoverInput", strawberry.lazy("service.handover.gql")]
+
 _loader = scoped_loader
 
 
@@ -141,6 +148,15 @@ class Stay:
 
         found = await _loader(info, "stays.regimes", fetch).load(self.regime_id)
         return regime_gql(found) if found else None
+
+    @strawberry.field(
+        permission_classes=[policy.gql("handovers.read")],
+        description="The hand-over and release certificate of a released stay; null before release (or for a stay moved or transferred).",
+    )
+    async def handover(self, info: Ctx) -> HandoverGQL | None:
+        from service.handover.gql import load_handover
+
+        return await load_handover(info, self.id)
 
 
 def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
@@ -301,6 +317,7 @@ class MoveStayInput:
 @strawberry.input(description="Release a stay (the batch form of `releaseStay`, for `syncWrites`).")
 class ReleaseStayInput:
     stay_id: UUID
+    handover: HandoverInputGQL | None = None
 
 
 @strawberry.input
@@ -556,9 +573,14 @@ class Mutation:
         stay, errors = await perform(info, move_write(info.context, info.context.require_principal(), input))
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
-    @strawberry.mutation(permission_classes=[policy.gql("stays.close")])
-    async def release_stay(self, info: Ctx, stay_id: UUID) -> StayPayload:
-        stay, errors = await perform(info, release_write(info.context, info.context.require_principal(), ReleaseStayInput(stay_id=stay_id)))
+    @strawberry.mutation(
+        permission_classes=[policy.gql("stays.close")],
+        description="End centralized quarantine: records the hand-over (`handover` required when the regime continues at home) "
+        "and issues the release certificate (`stay { handover { certificateCode } }`).",
+    )
+    async def release_stay(self, info: Ctx, stay_id: UUID, handover: HandoverInputGQL | None = None) -> StayPayload:
+        prepared = release_write(info.context, info.context.require_principal(), ReleaseStayInput(stay_id=stay_id, handover=handover))
+        stay, errors = await perform(info, prepared)
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("stays.close")])
@@ -651,7 +673,12 @@ def move_write(ctx: Context, principal: Principal, input: MoveStayInput) -> Prep
 
 
 def release_write(ctx: Context, principal: Principal, input: ReleaseStayInput) -> Prepared[m.Stay]:
-    return Write(lambda conn: service.release(conn, principal, input.stay_id), m.Stay)
+    from service.handover.gql import handover_struct
+
+    handover, errors = handover_struct(input.handover)
+    if errors:
+        return errors
+    return Write(lambda conn: service.release(conn, principal, ctx.settings, input.stay_id, handover=handover), m.Stay)
 
 
 def extend_write(ctx: Context, principal: Principal, input: ExtendStayInput) -> Prepared[m.Stay]:

@@ -485,6 +485,13 @@ class Move(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Reason = ""
 
 
+class Blocker(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One reason a stay cannot be released yet; ``day``: the scheduled test's quarantine day it is about."""
+
+    reason: str
+    day: int | None = None
+
+
 class Extension(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Exposure confirmed at ``exposed_at``: the centralized period restarts from that local date."""
 

@@ -34,6 +34,7 @@ from service.access import service as access
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
 from service.fields import CLOCK_SKEW
+from service.handover.model import HandoverCreate
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
 from service.sites import service as sites
@@ -46,6 +47,7 @@ from service.stays.model import (
     BedOccupancy,
     BedPatch,
     BedRequest,
+    Blocker,
     Category,
     Contacts,
     Extension,
@@ -792,22 +794,27 @@ async def _lock_active(conn: asyncpg.Connection, principal: Principal, stay_id: 
     return stay
 
 
-async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[str]:
-    """Why ``stay`` cannot be released now; empty when it can.
+async def release_blocker_details(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[Blocker]:
+    """Every reason ``stay`` cannot be released now, each scheduled test day on its own; empty when it can.
 
-    The one place release rules live. Today: the centralized period must be served
-    (``centralized_period_not_served``). The health domain adds its reasons here
-    (e.g. a scheduled test not yet negative).
+    The one place release rules live: the centralized period must be served
+    (``centralized_period_not_served``); the health domain adds its reasons (a positive test,
+    an open retest, each scheduled test day so far that is missing or not negative).
     """
-    reasons = []
+    blockers = []
     if (now or _now()) < stay.planned_release_at:
-        reasons.append("centralized_period_not_served")
+        blockers.append(Blocker(reason="centralized_period_not_served"))
     # Every scheduled test so far negative, no positive, no open retest (health domain's rule;
     # imported here because health builds on stays).
     from service.health import service as health
 
-    reasons += await health.release_blockers(conn, stay, now=now)
-    return reasons
+    blockers += await health.release_blockers(conn, stay, now=now)
+    return blockers
+
+
+async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[str]:
+    """The distinct reasons of ``release_blocker_details``, in order."""
+    return list(dict.fromkeys(b.reason for b in await release_blocker_details(conn, stay, now=now)))
 
 
 async def _leave(
@@ -818,15 +825,30 @@ async def _leave(
     return (await store.get_stays(conn, [stay.id], None))[0]
 
 
-async def release(conn: asyncpg.Connection, principal: Principal, stay_id: UUID, *, now: datetime | None = None) -> Stay:
-    """End centralized quarantine; 422 ``release_blocked`` with the reasons while any remain."""
+async def release(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    settings: Settings,
+    stay_id: UUID,
+    *,
+    handover: HandoverCreate | None = None,
+    now: datetime | None = None,
+) -> Stay:
+    """End centralized quarantine: 422 ``release_blocked`` with every reason (``reasons``, and
+    ``blockers`` one per reason and test day) while any remain; then the hand-over record and
+    the release certificate (service/handover: ``handover_required`` when the regime continues
+    at home), dated ``now`` (default: the release's commit clock)."""
     _require(principal, ADMIT_ROLES + (Role.MEDIC,), "release residents")
     stay = await _lock_active(conn, principal, stay_id)
-    reasons = await release_blockers(conn, stay, now=now)
-    if reasons:
-        raise RuleViolated("The stay cannot be released yet: " + ", ".join(reasons) + ".", code="release_blocked", reasons=reasons)
-    closed = await _leave(conn, principal, stay, Outcome.RELEASED)
+    blockers = await release_blocker_details(conn, stay, now=now)
+    if blockers:
+        reasons = list(dict.fromkeys(b.reason for b in blockers))
+        raise RuleViolated(
+            "The stay cannot be released yet: " + ", ".join(reasons) + ".", code="release_blocked", reasons=reasons,
+            blockers=[msgspec.to_builtins(b) for b in blockers],
+        )
     regime = await regime_of(conn, stay)
+    closed = await _leave(conn, principal, stay, Outcome.RELEASED)
     await bus.emit(
         conn,
         "stays.released",
@@ -835,6 +857,9 @@ async def release(conn: asyncpg.Connection, principal: Principal, stay_id: UUID,
         actor=principal.ref,
         data={"room_id": str(stay.room_id), "home_monitoring_days": regime.home_monitoring_days},
     )
+    from service.handover import service as handovers  # builds on stays
+
+    await handovers.record(conn, principal, settings, stay, regime, handover, released_at=now or closed.ended_at or _now())
     return closed
 
 

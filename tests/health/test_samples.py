@@ -12,7 +12,7 @@ from service.sites.model import RoomStatus
 from service.stays import service as stays
 from tests.conftest import make_principal
 from tests.health.helpers import ward
-from tests.stays.helpers import staff
+from tests.stays.helpers import handover_to, make_street, staff
 
 NOW = datetime.now(UTC)
 
@@ -36,20 +36,22 @@ async def blockers(db, stay):
 async def test_release_waits_for_every_scheduled_test_negative(db, settings):
     site_id, (stay, _) = await ward(db, settings, days_ago=8)  # close contact: tests on days 1, 2, 3, 5, 7
     worker = staff(site_id)
-    assert await blockers(db, stay) == ["scheduled_test_not_negative"]
+    assert await blockers(db, stay) == ["scheduled_test_missing"]
     async with db.transaction() as conn:
         outcomes = await health.record_samples(conn, worker, [swab(stay, f"BC-{d}", d) for d in (1, 2, 3, 5, 7)])
     assert [o.status for o in outcomes] == ["created"] * 5
     await upload(db, site_id, *[(f"BC-{d}", "negative") for d in (1, 2, 3, 5)])
-    assert await blockers(db, stay) == ["scheduled_test_not_negative"]  # day 7 still pending
+    assert await blockers(db, stay) == ["scheduled_test_pending"]  # day 7 still pending
     with pytest.raises(RuleViolated) as refused:
         async with db.transaction() as conn:
-            await stays.release(conn, worker, stay.id, now=stay.planned_release_at + timedelta(hours=1))
-    assert "scheduled_test_not_negative" in refused.value.extra["reasons"]
+            await stays.release(conn, worker, settings, stay.id, now=stay.planned_release_at + timedelta(hours=1))
+    assert refused.value.extra["reasons"] == ["scheduled_test_pending"]
+    assert refused.value.extra["blockers"] == [{"reason": "scheduled_test_pending", "day": 7}]
     await upload(db, site_id, ("BC-7", "negative"))
     assert await blockers(db, stay) == []
+    street = await make_street(db)
     async with db.transaction() as conn:
-        released = await stays.release(conn, worker, stay.id, now=stay.planned_release_at + timedelta(hours=1))
+        released = await stays.release(conn, worker, settings, stay.id, handover=handover_to(street), now=stay.planned_release_at + timedelta(hours=1))
     assert released.outcome == "released"
 
 
@@ -211,14 +213,14 @@ async def test_worklist_lists_every_overdue_scheduled_swab_from_the_release_rule
     async with db.connection() as conn:
         due = {d.stay_id: d for d in await health.swabs_due(conn, worker, site_id)}
     assert due[stay.id].quarantine_day == 9 and due[stay.id].overdue_days == [1, 2, 3, 5, 7] and not due[stay.id].retest
-    assert await blockers(db, stay) == ["scheduled_test_not_negative"]
+    assert await blockers(db, stay) == ["scheduled_test_missing"]
     async with db.transaction() as conn:
         await health.record_samples(conn, worker, [swab(stay, f"OD-{d}", d) for d in (1, 2, 3, 5)])
         assert [d.overdue_days for d in await health.swabs_due(conn, worker, site_id) if d.stay_id == stay.id] == [[7]]
         await health.record_samples(conn, worker, [swab(stay, "OD-7", 7)])
         # Swabbed, results pending: nothing left to swab, release still waits for the results.
         assert stay.id not in {d.stay_id for d in await health.swabs_due(conn, worker, site_id)}
-    assert await blockers(db, stay) == ["scheduled_test_not_negative"]
+    assert await blockers(db, stay) == ["scheduled_test_pending"]
     await upload(db, site_id, ("OD-1", "invalid"))
     async with db.connection() as conn:  # an invalid swab does not count: day 1 is due again
         assert [d.overdue_days for d in await health.swabs_due(conn, worker, site_id) if d.stay_id == stay.id] == [[1]]

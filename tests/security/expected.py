@@ -47,6 +47,11 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation moveStay": FLOOR,
     "mutation releaseStay": PEOPLE,
     "mutation extendStay": PEOPLE,
+    # --- Hand-over on release: staff roles and tracing read (own sites); command and managers revoke; anyone checks a code
+    "GET /api/v1/stays/{stay_id}/handover": PEOPLE | {TRACE},
+    "GET /api/v1/stays/{stay_id}/certificate": PEOPLE | {TRACE},
+    "mutation revokeReleaseCertificate": ADMINS,
+    "GET /api/v1/certificates/{code}": PUBLIC,
     "query stay": PEOPLE,
     "query stays": PEOPLE,
     "query stayContacts": PEOPLE,

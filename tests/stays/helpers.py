@@ -6,6 +6,7 @@ import itertools
 from datetime import date, timedelta
 from uuid import UUID
 
+import msgspec
 from stdnum.cn import ric
 
 from service.access.model import Principal, Role
@@ -64,3 +65,30 @@ def without_health_blockers(monkeypatch) -> None:
         return []
 
     monkeypatch.setattr(health, "release_blockers", none)
+
+
+async def make_street(db, code: str = "LJ-LIJIA", name: str = "礼嘉街道") -> UUID:
+    """A street of a fresh city -> district -> street chain (codes derived from ``code``)."""
+    from service.regions import service as regions
+    from service.regions.model import RegionCreate
+
+    def region(**fields: object) -> RegionCreate:
+        return msgspec.convert(fields, RegionCreate)
+
+    async with db.transaction() as conn:
+        city = await regions.create_region(conn, COMMAND, region(code=f"{code}-C", name=f"重庆市 {code}", level="city"))
+        district = await regions.create_region(conn, COMMAND, region(code=f"{code}-D", name="两江新区", level="district", parent_id=str(city.id)))
+        street = await regions.create_region(conn, COMMAND, region(code=code, name=name, level="street", parent_id=str(district.id)))
+    return street.id
+
+
+def handover_to(region_id: UUID, **fields: object):
+    """A hand-over to ``region_id`` with a contact (name and phone given or made up)."""
+    from service.handover.model import HandoverCreate
+
+    return HandoverCreate(
+        region_id=region_id,
+        contact_name=fields.pop("contact_name", "李社区"),  # type: ignore[arg-type]
+        contact_phone=fields.pop("contact_phone", "13900001111"),  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]
+    )

@@ -16,7 +16,7 @@ from service.stays import service as stays
 from service.stays.model import BedPatch
 from tests.conftest import make_principal
 from tests.intake.helpers import referral, submit, tracer
-from tests.stays.helpers import COMMAND, admission, make_site, person, staff, without_health_blockers
+from tests.stays.helpers import COMMAND, admission, handover_to, make_site, make_street, person, staff, without_health_blockers
 
 
 async def _beds(db, site):
@@ -91,11 +91,12 @@ async def test_an_infant_gets_the_cot_in_the_parents_room(db, settings):
 async def test_a_beds_occupancy_history(db, settings, monkeypatch):
     without_health_blockers(monkeypatch)
     site = await make_site(db, floors={3: (1, 1)})
+    street = await make_street(db)
     rooms, beds = await _beds(db, site)
     bed = beds[rooms[0].id][0]
     async with db.transaction() as conn:
         first = await stays.admit(conn, staff(site), settings, admission(site, admitted_at=datetime.now(UTC) - timedelta(days=9)))
-        await stays.release(conn, staff(site), first.id)
+        await stays.release(conn, staff(site), settings, first.id, handover=handover_to(street))
     async with db.transaction() as conn:  # the room turns over, then takes the next person
         await conn.execute("UPDATE rooms SET status = 'ready' WHERE id = $1", rooms[0].id)
         second = await stays.admit(conn, staff(site), settings, admission(site))

@@ -13,7 +13,7 @@ from service.gql import Context
 from service.stays import service as stays
 from service.stays.model import BatchAdmission, BatchMember
 from tests.conftest import make_principal
-from tests.stays.helpers import COMMAND, id_number, make_site, person, without_health_blockers
+from tests.stays.helpers import COMMAND, id_number, make_site, make_street, person, without_health_blockers
 
 BOARD = """query($site: UUID!, $floor: Int) { roomBoard(siteId: $site, floor: $floor) {
     room { number floor status beds freeBeds disinfection { state } }
@@ -124,10 +124,16 @@ async def test_graphql_admission_board_release_and_reveal(client, auth, db, sett
     shown = await gql(client, auth, manager, reveal, input={"residentId": stay["resident"]["id"], "purpose": "call family"})
     assert shown["revealResident"]["resident"] == {"name": "李四", "documentNumber": number, "phone": "13900001111"}
 
-    release = """mutation($id: UUID!) { releaseStay(stayId: $id) { stay { status outcome room { status } } userErrors { code message } } }"""
-    released = await gql(client, auth, manager, release, id=stay["id"])
+    release = """mutation($id: UUID!, $handover: HandoverInput) { releaseStay(stayId: $id, handover: $handover) {
+        stay { status outcome room { status } } userErrors { code field message } } }"""
+    # A close contact continues at home: the receiving street and contact are required.
+    required = await gql(client, auth, manager, release, id=stay["id"])
+    assert [(e["code"], e["field"]) for e in required["releaseStay"]["userErrors"]] == [("handover_required", "handover")]
+    street = str(await make_street(db))
+    handover = {"regionId": street, "contactName": "李社区", "contactPhone": "13900002222"}
+    released = await gql(client, auth, manager, release, id=stay["id"], handover=handover)
     assert released["releaseStay"]["stay"] == {"status": "CLOSED", "outcome": "RELEASED", "room": {"status": "VACATED"}}
-    again = await gql(client, auth, manager, release, id=stay["id"])
+    again = await gql(client, auth, manager, release, id=stay["id"], handover=handover)
     assert again["releaseStay"]["userErrors"][0]["code"] == "stay_closed"
 
     occupancy = await client.get("/api/v1/occupancy", headers=auth(manager))

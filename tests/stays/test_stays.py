@@ -13,7 +13,7 @@ from service.sites.model import RoomStatus
 from service.stays import service as stays
 from service.stays.model import Admission, BatchAdmission, BatchMember, Extension, Move, RegimePatch, ResidentCreate, check_mainland_id
 from tests.conftest import make_principal
-from tests.stays.helpers import COMMAND, admission, id_number, make_site, person, staff, without_health_blockers
+from tests.stays.helpers import COMMAND, admission, handover_to, id_number, make_site, make_street, person, staff, without_health_blockers
 
 
 # --- ID numbers -------------------------------------------------------------------
@@ -306,22 +306,23 @@ async def _regimes(db):
 async def test_release_needs_the_period_served_and_vacates_the_room(db, settings, monkeypatch):
     without_health_blockers(monkeypatch)
     site_id = await make_site(db, floors={2: (1, 1)})
+    street = await make_street(db)
     worker = staff(site_id)
     async with db.transaction() as conn:
         stay = await stays.admit(conn, worker, settings, admission(site_id, admitted_at=datetime.now(UTC) - timedelta(days=3)))
     with pytest.raises(RuleViolated) as blocked:
         async with db.transaction() as conn:
-            await stays.release(conn, worker, stay.id)
+            await stays.release(conn, worker, settings, stay.id)
     assert blocked.value.code == "release_blocked" and blocked.value.extra["reasons"] == ["centralized_period_not_served"]
     async with db.transaction() as conn:
-        released = await stays.release(conn, worker, stay.id, now=stay.planned_release_at)
+        released = await stays.release(conn, worker, settings, stay.id, handover=handover_to(street), now=stay.planned_release_at)
         room = await sites.get_room(conn, worker, stay.room_id)
         task = (await sites.room_tasks(conn, worker, [room.id]))[room.id]
     assert released.outcome == "released" and released.ended_at is not None
     assert room.status is RoomStatus.VACATED and room.occupied == 0 and task.state == "open"
     with pytest.raises(Conflict) as closed:
         async with db.transaction() as conn:
-            await stays.release(conn, worker, stay.id, now=stay.planned_release_at)
+            await stays.release(conn, worker, settings, stay.id, handover=handover_to(street), now=stay.planned_release_at)
     assert closed.value.code == "stay_closed"
 
 
