@@ -16,6 +16,7 @@ from service import bus
 from service.access import demo as access_demo
 from service.cache import Cache
 from service.db import Database, create_pool
+from service.handover import demo as handover_demo
 from service.health import demo as health_demo
 from service.intake import demo as intake_demo
 from service.operations.care import demo as care_demo
@@ -29,7 +30,8 @@ from service.transfers import demo as transfers_demo
 
 DemoStep = Callable[[asyncpg.Connection, dict[str, Any]], Awaitable[None]]
 
-# In order: sites/rooms and stays, access, health, transfers, supplies, care, staff, infection control, history, regions, intake.
+# In order: sites/rooms and stays, access, health, transfers, supplies, care, staff, infection control, history, regions, intake,
+# hand-overs.
 STEPS: list[DemoStep] = [
     stays_demo.seed_demo, access_demo.seed_demo, health_demo.seed_demo, transfers_demo.seed_demo, supplies_demo.seed_demo,
     care_demo.seed_demo,  # after supplies: stock is issued against requests
@@ -37,6 +39,7 @@ STEPS: list[DemoStep] = [
     infection_demo.seed_demo,
     # two weeks of past stays and their ledgers, then the regions (snapshots of all of it)
     stays_demo.seed_history, health_demo.seed_history, regions_demo.seed_demo, intake_demo.seed_demo,
+    handover_demo.seed_demo,  # after regions: the receiving street
 ]
 
 DEMO_LOGIN_HINT = (

@@ -657,8 +657,8 @@ async def swabs_scheduled(conn: asyncpg.Connection, site_ids: list[UUID] | None,
 
 async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetime | None = None) -> list[Blocker]:
     """Health's reasons a stay cannot be released, every one that applies: a positive test, an open
-    retest, and each scheduled test day so far that is not negative, on its own: ``scheduled_test_pending``
-    (swabbed, no result yet) or ``scheduled_test_missing`` (overdue: never swabbed, or only invalid results).
+    retest, and each scheduled test day so far that is not negative, on its own: ``scheduled_test_not_negative``
+    (swabbed: result pending, positive or a pool to retest) or ``scheduled_test_missing`` (overdue: never swabbed, or only invalid results).
 
     The rule (stay_test_status, migration 0035) is the one the swab worklist reads.
     """
@@ -673,7 +673,7 @@ async def release_blockers(conn: asyncpg.Connection, stay: Stay, *, now: datetim
         blockers.append(Blocker(reason="retest_pending"))
     missing = set(row["days_unswabbed"])
     for day in row["days_not_negative"]:
-        blockers.append(Blocker(reason="scheduled_test_missing" if day in missing else "scheduled_test_pending", day=day))
+        blockers.append(Blocker(reason="scheduled_test_missing" if day in missing else "scheduled_test_not_negative", day=day))
     return blockers
 
 

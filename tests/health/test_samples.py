@@ -41,12 +41,12 @@ async def test_release_waits_for_every_scheduled_test_negative(db, settings):
         outcomes = await health.record_samples(conn, worker, [swab(stay, f"BC-{d}", d) for d in (1, 2, 3, 5, 7)])
     assert [o.status for o in outcomes] == ["created"] * 5
     await upload(db, site_id, *[(f"BC-{d}", "negative") for d in (1, 2, 3, 5)])
-    assert await blockers(db, stay) == ["scheduled_test_pending"]  # day 7 still pending
+    assert await blockers(db, stay) == ["scheduled_test_not_negative"]  # day 7 still pending
     with pytest.raises(RuleViolated) as refused:
         async with db.transaction() as conn:
             await stays.release(conn, worker, settings, stay.id, now=stay.planned_release_at + timedelta(hours=1))
-    assert refused.value.extra["reasons"] == ["scheduled_test_pending"]
-    assert refused.value.extra["blockers"] == [{"reason": "scheduled_test_pending", "day": 7}]
+    assert refused.value.extra["reasons"] == ["scheduled_test_not_negative"]
+    assert refused.value.extra["blockers"] == [{"reason": "scheduled_test_not_negative", "day": 7}]
     await upload(db, site_id, ("BC-7", "negative"))
     assert await blockers(db, stay) == []
     street = await make_street(db)
@@ -220,7 +220,7 @@ async def test_worklist_lists_every_overdue_scheduled_swab_from_the_release_rule
         await health.record_samples(conn, worker, [swab(stay, "OD-7", 7)])
         # Swabbed, results pending: nothing left to swab, release still waits for the results.
         assert stay.id not in {d.stay_id for d in await health.swabs_due(conn, worker, site_id)}
-    assert await blockers(db, stay) == ["scheduled_test_pending"]
+    assert await blockers(db, stay) == ["scheduled_test_not_negative"]
     await upload(db, site_id, ("OD-1", "invalid"))
     async with db.connection() as conn:  # an invalid swab does not count: day 1 is due again
         assert [d.overdue_days for d in await health.swabs_due(conn, worker, site_id) if d.stay_id == stay.id] == [[1]]
@@ -231,3 +231,29 @@ async def test_worklist_lists_every_overdue_scheduled_swab_from_the_release_rule
     assert await blockers(db, stay) == []
     async with db.connection() as conn:
         assert stay.id not in {d.stay_id for d in await health.swabs_due(conn, worker, site_id)}
+
+
+async def test_release_blockers_list_every_reason_that_applies(db, settings):
+    """Issue 16: not one reason but all of them, each scheduled test day on its own. Day 5 of a close contact
+    (tests on days 1, 2, 3, 5, 7): day 1 positive, day 2 negative, day 3 never swabbed, day 5 in a positive pool."""
+    site_id, (stay, roommate) = await ward(db, settings, days_ago=4)
+    worker = staff(site_id)
+    async with db.transaction() as conn:
+        await health.record_samples(conn, worker, [swab(stay, "EV-1", 1), swab(stay, "EV-2", 2)])
+        await health.record_pool(conn, worker, PoolCreate(site_id=site_id, barcode="EV-POOL", collected_at=NOW,
+                                                          members=[PoolMember(stay_id=s.id) for s in (stay, roommate)]))
+    await upload(db, site_id, ("EV-1", "positive"), ("EV-2", "negative"), ("EV-POOL", "positive"))
+    async with db.connection() as conn:
+        details = await stays.release_blocker_details(conn, stay)
+        reasons = await stays.release_blockers(conn, stay)
+    assert [(b.reason, b.day) for b in details] == [
+        ("centralized_period_not_served", None), ("test_positive", None), ("retest_pending", None),
+        ("scheduled_test_not_negative", 1), ("scheduled_test_missing", 3), ("scheduled_test_not_negative", 5),
+    ]
+    assert reasons == ["centralized_period_not_served", "test_positive", "retest_pending", "scheduled_test_not_negative", "scheduled_test_missing"]
+    with pytest.raises(RuleViolated) as refused:
+        async with db.transaction() as conn:
+            await stays.release(conn, worker, settings, stay.id)
+    assert refused.value.extra["reasons"] == reasons
+    assert refused.value.extra["blockers"] == [msgspec.to_builtins(b) for b in details]
+    assert refused.value.extra["blockers"][3] == {"reason": "scheduled_test_not_negative", "day": 1}
