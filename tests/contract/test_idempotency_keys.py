@@ -43,6 +43,7 @@ FORMATTED = {
     "password": ["correct-horse-1", "correct-horse-2"],
     "time_zone": ["Asia/Shanghai", "Asia/Chongqing"],
     "phone": ["13800000001", "13800000002"],
+    "contact_phone": ["13900000001", "13900000002"],
     "document_number": ["500101199001010018", "500101199001010026"],  # GB 11643 check digits
     "kind": ["receipt", "issue"],
     "url": ["https://8.8.8.8/hook", "https://8.8.4.4/hook"],

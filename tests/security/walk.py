@@ -239,7 +239,7 @@ def role_matrix_markdown(app: Litestar, schema: Any) -> str:
     """One row per policy operation: the routes and fields that declare it, and each role's scope."""
     rest: dict[str | None, list[str]] = {}
     for op in rest_operations(app) + page_operations(app):
-        rest.setdefault("auth.session" if op.public else op.operation, []).append(f"`{op.label}`")
+        rest.setdefault(op.operation or "auth.session", []).append(f"`{op.label}`")
     gql: dict[str | None, list[str]] = {}
     for f in graphql_fields(schema):
         key = f.policy_operation or ("api.version" if f.name == "apiVersion" else "auth.session")
