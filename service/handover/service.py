@@ -164,6 +164,7 @@ def event_data(handover: Handover, regime: Regime) -> dict[str, Any]:
         "released_on": handover.released_on.isoformat(),
         "home_ends_on": handover.home_ends_on.isoformat() if handover.home_ends_on else None,
         "phases": [{"phase": str(p.phase), "starts_on": p.starts_on.isoformat(), "ends_on": p.ends_on.isoformat()} for p in handover.phases],
+        "version": handover.version,
     }
 
 

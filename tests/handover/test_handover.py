@@ -22,16 +22,10 @@ from service.regions import service as regions
 from service.stays import service as stays
 from service.stays.model import RegimeCreate, RegimePatch
 from tests.conftest import make_principal
-from tests.stays.helpers import COMMAND, admission, handover_to, make_site, make_street, person, staff, without_health_blockers
+from tests.stays.helpers import COMMAND, admission, handover_to, make_site, make_street, person, staff
 
 CONTACT_NAME, CONTACT_PHONE = "欧阳社区", "13911112222"
 NAME = "赵小红"
-
-
-@pytest.fixture(autouse=True)
-def _tests_negative(monkeypatch):
-    """These are the hand-over's rules: the health domain's test-result rule answers none (tests/health covers it)."""
-    without_health_blockers(monkeypatch)
 
 
 async def admitted(db, settings, site_id, *, days_ago=8, **fields):
@@ -46,9 +40,9 @@ async def release(db, settings, stay, handover=None, principal=None, now=None):
         return await stays.release(conn, principal or staff(stay.site_id), settings, stay.id, handover=handover, now=now)
 
 
-async def released_site(db, settings, *, code="LJ-01", street_code="LJ-LIJIA", street_name="礼嘉街道"):
+async def released_site(db, settings, *, code="LJ-01", street_code="LJ-LIJIA", street_name="礼嘉街道", site_id=None):
     """A fully seeded site: a street, a released close contact handed over to it; (site_id, stay, certificate code)."""
-    site_id = await make_site(db, code=code, floors={3: (2, 1)})
+    site_id = site_id or await make_site(db, code=code, floors={3: (2, 1)})
     street = await make_street(db, code=street_code, name=street_name)
     stay = await admitted(db, settings, site_id, resident=person(name=NAME))
     await release(db, settings, stay, handover_to(street, contact_name=CONTACT_NAME, contact_phone=CONTACT_PHONE))
