@@ -164,6 +164,11 @@ EXPECTED: dict[str, str | set[str]] = {
     "POST /api/v1/supplies/webhooks": {LOGI, CMD},
     "DELETE /api/v1/supplies/webhooks/{webhook_id}": {LOGI, CMD},
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
+    # --- Webhooks of every integration (for the events the caller's change feed shows)
+    "GET /api/v1/webhooks": {LOGI, CMD, TRACE},
+    "POST /api/v1/webhooks": {LOGI, CMD, TRACE},
+    "DELETE /api/v1/webhooks/{webhook_id}": {LOGI, CMD, TRACE},
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": {LOGI, CMD, TRACE},
     # --- Resident care: requests for every staff role; flags (health data) for medics, managers, command
     "query careRequest": PEOPLE,
     "query careRequests": PEOPLE,
