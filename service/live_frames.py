@@ -49,6 +49,7 @@ MAX_PLANS = 1024  # distinct selections kept; a new one past this is compiled fo
 Serializer = Callable[[Any], Any]
 ErrorFormatter = Callable[[list[GraphQLError]], list[Any]]
 _encode = msgspec.json.Encoder().encode
+renders = 0  # events rendered since start (in process): subscribers sharing a plan and class share one
 
 
 class _NotRenderable(Exception):
@@ -79,6 +80,8 @@ class Plan:
         self._executor, self._make_event, self._format_errors = executor, make_event, format_errors
 
     def render(self, change: Change) -> str:
+        global renders
+        renders += 1
         event = self._make_event(change)
         try:
             body = {key: serialize(event if attr is None else getattr(event, attr)) for key, attr, serialize in self.fields}
