@@ -243,6 +243,7 @@ class FeedRow(msgspec.Struct, frozen=True):
 
     event: Event
     cursor: str
+    position: tuple[int, int] = (0, 0)  # what ``cursor_position(cursor)`` gives, without decoding it again
 
 
 async def read_feed(
@@ -278,7 +279,10 @@ async def read_feed(
     rows = await conn.fetch(
         _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes
     )
-    found = [FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"])) for row in rows[:limit]]
+    found = [
+        FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"]), (int(row["txid"]), row["id"]))
+        for row in rows[:limit]
+    ]
     return found, len(rows) > limit
 
 

@@ -19,6 +19,10 @@ is read (and delivered) after the ones before it in the feed, never behind a cur
   at or before P. The follower's reads after the join cover everything past its position at the
   join, the replay (which runs later, so sees at least as far) everything up to it: no gap, no
   duplicate.
+- What a follower hands out is made once per row and visibility class (``changes.to_change``), and,
+  for subscriptions served as frames (service/live_frames.py), rendered once per plan and class:
+  subscribers sharing both get the same text.
+- The replay reads up to the horizon as it was when it began (read once), one statement per page.
 - Redis unavailable, hung or lost: every subscription ends with ``live_updates_unavailable``
   (the hub pings every second); the app subscribes again with the cursor of the last event it
   applied and misses nothing. Delivery is at least once across such a resume; ``id`` is unique.
@@ -115,10 +119,7 @@ class _Stream:
             if change is None:
                 change = shared[self.visibility] = changes.to_change(row, self.principal)
             item = shared[self.group] = self.item(change)
-        position = shared.get("position")
-        if position is None:
-            position = shared["position"] = bus.cursor_position(row.cursor)
-        self.backlog.append((position, item))
+        self.backlog.append((row.position, item))
         self.wakeup.set()
 
     def fail(self, reason: str) -> None:
@@ -373,7 +374,7 @@ async def _replay(db: Database, stream: _Stream, site_ids: list[UUID] | None, af
         try:
             principal, item = stream.principal, stream.item
             for row in rows:
-                yield bus.cursor_position(row.cursor), item(changes.to_change(row, principal))
+                yield row.position, item(changes.to_change(row, principal))
         except BaseException:
             if following is not None:
                 following.cancel()
