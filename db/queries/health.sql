@@ -18,7 +18,7 @@
 -- id -> caller map), never a join of two item-sized sets (the planner cannot estimate
 -- their sizes and would loop over one for each row of the other).
 -- The items are ONE jsonb parameter (an array of objects, msgspec-encoded), not an array per
--- column: asyncpg encodes arrays element by element in Python (a sixth of a batch's CPU), and
+-- column: asyncpg encodes arrays element by element (a quarter of a batch's server CPU), and
 -- without per-item array parameters the planner keeps one generic plan instead of planning
 -- this statement again at every execution (a single check-in's largest cost in PostgreSQL).
 WITH input AS (
