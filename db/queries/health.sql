@@ -93,7 +93,7 @@ raised AS (
     WHERE (ins.temperature_c >= :fever_c::numeric OR ins.spo2 < :low_spo2::int OR cardinality(ins.symptoms) >= :alarm_count::int)
       AND r.hit
     ON CONFLICT ON CONSTRAINT alerts_dedup_key DO NOTHING
-    RETURNING id, site_id, stay_id, kind, dedup_key
+    RETURNING id, site_id, stay_id, kind, dedup_key, version
 ),
 audited AS (
     INSERT INTO audit_log (actor, actor_role, action, site_id, subject_id, fields, request_id)
@@ -107,8 +107,8 @@ emitted AS (
     SELECT ins.site_id, 'health.checkin_recorded', ins.id, jsonb_build_object('stay_id', ins.stay_id), c.actor, c.request_id
     FROM ins CROSS JOIN sender JOIN caller c ON c.caller = coalesce((sender.of ->> ins.id::text)::int, 1)
     UNION ALL
-    SELECT raised.site_id, 'health.alert_raised', raised.id, jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind),
-           c.actor, c.request_id
+    SELECT raised.site_id, 'health.alert_raised', raised.id,
+           jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind, 'version', raised.version), c.actor, c.request_id
     FROM raised CROSS JOIN sender JOIN caller c ON c.caller = coalesce((sender.of ->> raised.dedup_key)::int, 1)
     RETURNING id, site_id, type, subject_id, data, actor, at
 )
@@ -301,10 +301,11 @@ raised AS (
            jsonb_build_object('slot_start', m.slot_start, 'slot_end', m.slot_end)
     FROM missed m
     ON CONFLICT ON CONSTRAINT alerts_dedup_key DO NOTHING
-    RETURNING id, site_id, stay_id, kind
+    RETURNING id, site_id, stay_id, kind, version
 )
 INSERT INTO events (site_id, type, subject_id, data, actor)
-SELECT raised.site_id, 'health.alert_raised', raised.id, jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind), 'system:health'
+SELECT raised.site_id, 'health.alert_raised', raised.id, jsonb_build_object('stay_id', raised.stay_id, 'kind', raised.kind, 'version', raised.version),
+       'system:health'
 FROM raised
 RETURNING id, site_id, type, subject_id, data, actor, at;
 

@@ -546,7 +546,8 @@ async def raise_alert(conn: asyncpg.Connection, principal: Principal, stay: Stay
     alert_id = await store.insert_alert(conn, site_id=stay.site_id, stay_id=stay.id, kind=kind, dedup_key=dedup_key, detail=detail)
     if alert_id is not None:
         await bus.emit(
-            conn, "health.alert_raised", site_id=stay.site_id, subject_id=alert_id, actor=principal.ref, data={"stay_id": str(stay.id), "kind": kind}
+            conn, "health.alert_raised", site_id=stay.site_id, subject_id=alert_id, actor=principal.ref,
+            data={"stay_id": str(stay.id), "kind": kind, "version": 1},  # a new alert's first version (the column's default)
         )
     return alert_id
 
@@ -594,15 +595,16 @@ async def _move_alert(conn: asyncpg.Connection, principal: Principal, alert_id: 
             raise Conflict(f"The alert is {current.state}.", code="alert_state_conflict", state=current.state.value)
         raise Conflict(f"The alert changed since version {data.version}.", code="stale_version", current_version=current.version)
     await store.insert_audit(conn, principal.ref, principal.role.value, f"alert.{to.value}", [(current.site_id, current.stay_id)], ["state", "note"])
+    moved = await get_alert(conn, principal, alert_id)
     await bus.emit(
         conn,
         f"health.alert_{to.value}",
         site_id=current.site_id,
         subject_id=alert_id,
         actor=principal.ref,
-        data={"stay_id": str(current.stay_id), "kind": current.kind.value},
+        data={"stay_id": str(current.stay_id), "kind": current.kind.value, "version": moved.version},
     )
-    return await get_alert(conn, principal, alert_id)
+    return moved
 
 
 async def acknowledge_alert(conn: asyncpg.Connection, principal: Principal, alert_id: UUID, data: AlertAction) -> Alert:
@@ -762,12 +764,13 @@ async def decide_exposure_review(conn: asyncpg.Connection, principal: Principal,
             if exc.code != "stay_closed":
                 raise
     await store.insert_audit(conn, principal.ref, principal.role.value, f"exposure_review.{state.value}", [(review.site_id, review.stay_id)], ["exposure"])
+    (decided,) = await store.get_reviews(conn, [review_id], None)
     await bus.emit(
         conn,
         f"health.exposure_review_{state.value}",
         site_id=review.site_id,
         subject_id=review_id,
         actor=principal.ref,
-        data={"stay_id": str(review.stay_id), "source_stay_id": str(review.source_stay_id)},
+        data={"stay_id": str(review.stay_id), "source_stay_id": str(review.source_stay_id), "version": decided.version},
     )
-    return (await store.get_reviews(conn, [review_id], None))[0]
+    return decided
