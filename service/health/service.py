@@ -9,7 +9,7 @@ Functions other domains call (connection inside the caller's transaction, caller
 
 Check-ins are the hot path: ``record_checkin`` is ONE statement in autocommit (scope check,
 insert, alert rules, audit row and outbox event together, see
-db/queries/health.sql ``record_checkins``); a batch runs the same statement over arrays.
+db/queries/health.sql ``record_checkins``); a batch runs the same statement over all its items.
 """
 
 from __future__ import annotations
@@ -230,7 +230,10 @@ _groups: weakref.WeakKeyDictionary[Database, GroupCommit[_Item, CheckinOutcome]]
 def _group_of(db: Database) -> GroupCommit[_Item, CheckinOutcome]:
     group = _groups.get(db)
     if group is None:
-        group = _groups[db] = GroupCommit(lambda items: _record_group(db, items), max_items=MAX_BATCH)
+        # One group in flight: the statement's fixed cost (~1.7 ms of PostgreSQL CPU: the commit, the
+        # version trigger, executor start-up) dominates a small group, and with two in flight groups
+        # held 2.5 check-ins on average under load, with one 4 (CPU per check-in -20 %, bench health).
+        group = _groups[db] = GroupCommit(lambda items: _record_group(db, items), max_items=MAX_BATCH, flights=1)
     return group
 
 
@@ -270,11 +273,19 @@ async def record_checkin_batch(conn: asyncpg.Connection, principal: Principal, r
     caller = store.Caller(principal, current_request_id())
     valid: list[_Item] = []
     failed: list[CheckinOutcome] = []
-    for index, raw in enumerate(raw_items):
-        try:
-            valid.append(_Item(index, raw if isinstance(raw, CheckinCreate) else parse_item(CheckinCreate, raw), caller))
-        except DomainError as exc:
-            failed.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, error=ItemError(code=exc.code, message=exc.message, field=exc.field)))
+    try:
+        # Usually every item is valid: one conversion of the whole list (C) instead of one call per item.
+        parsed = msgspec.convert(raw_items, list[CheckinCreate]) if all(type(raw) is dict for raw in raw_items) else None
+    except (msgspec.ValidationError, DomainError):
+        parsed = None  # some item is not: judged item by item below, each failing alone
+    if parsed is not None:
+        valid = [_Item(index, data, caller) for index, data in enumerate(parsed)]
+    else:
+        for index, raw in enumerate(raw_items):
+            try:
+                valid.append(_Item(index, raw if isinstance(raw, CheckinCreate) else parse_item(CheckinCreate, raw), caller))
+            except DomainError as exc:
+                failed.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, error=ItemError(code=exc.code, message=exc.message, field=exc.field)))
     outcomes: list[CheckinOutcome] = []
     if valid:
         outcomes, events = await _record(conn, valid, records=records)
