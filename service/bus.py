@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -168,7 +168,13 @@ _HORIZON = "SELECT feed_horizon()"
 # after the cursor for a quiet site. The broad lanes' residual type filter (``type || ''``) is kept
 # out of index conditions for the same reason.
 _COLUMNS = "e.txid, e.id, e.site_id, e.type, e.subject_id, e.data, e.actor, e.at"
-_AFTER = "(e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < $3::xid8"
+# The residual filter of a facility-scoped read (a hospital): events whose subject is the value $12, or
+# whose data names it under one of the keys $13. Off ($12 NULL) for everyone else.
+_AFTER = (
+    "(e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < $3::xid8"
+    " AND ($12::text IS NULL OR e.subject_id::text = $12::text"
+    " OR EXISTS (SELECT 1 FROM unnest($13::text[]) AS k(key) WHERE e.data ->> k.key = $12::text))"
+)
 _FEED = f"""
 SELECT txid::text AS txid, id, site_id, type, subject_id, data, actor, at FROM (
     (SELECT {_COLUMNS} FROM events e
@@ -243,6 +249,7 @@ class FeedRow(msgspec.Struct, frozen=True):
 
     event: Event
     cursor: str
+    position: tuple[int, int] = (0, 0)  # what ``cursor_position(cursor)`` gives, without decoding it again
 
 
 async def read_feed(
@@ -253,11 +260,19 @@ async def read_feed(
     site_ids: list[UUID] | None,
     types: Collection[str] | None = None,
     global_types: Collection[str] = (),
+    horizon: int | None = None,
+    naming: tuple[UUID, Sequence[str]] | None = None,
 ) -> tuple[list[FeedRow], bool]:
     """Committed events after ``cursor`` in commit order, each with its cursor, and whether more follow.
 
     ``site_ids`` None: every site and the events of no site; a list: those sites, plus the events
     of no site whose type is in ``global_types``. ``types`` None: every type; else only those.
+    ``horizon``: one ``read_horizon`` taken earlier, for a reader that pages to a fixed point (one
+    statement per page); without it the page reads the horizon first (two statements).
+    ``naming`` (an id, data keys): only the events whose subject is that id or whose data names it
+    under one of the keys (a hospital's facility). Such a read walks the matching types' events
+    after the cursor until it has a page of those naming the id: bounded by the types' events, not
+    by what it returns.
     """
     txid, after_id = _decode_cursor(cursor)
     wanted = None if types is None else sorted(set(types))
@@ -270,12 +285,23 @@ async def read_feed(
     by_site_type = site_ids if narrow and site_ids is not None else []
     global_lanes = sorted(set(global_types) & set(wanted if wanted is not None else global_types)) if site_ids is not None else []
     residual = wanted if not narrow else None
-    horizon = await conn.fetchval(_HORIZON)
+    if horizon is None:
+        horizon = await read_horizon(conn)
     rows = await conn.fetch(
-        _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes
+        _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes,
+        None if naming is None else str(naming[0]), [] if naming is None else list(naming[1]),
     )
-    found = [FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"])) for row in rows[:limit]]
+    found = [
+        FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"]), (int(row["txid"]), row["id"]))
+        for row in rows[:limit]
+    ]
     return found, len(rows) > limit
+
+
+async def read_horizon(conn: asyncpg.Connection) -> int:
+    """The feed's horizon now. Every page read later with it sees every event below it: a
+    transaction below it had finished when it was read, and a later statement's snapshot is newer."""
+    return int(await conn.fetchval(_HORIZON))
 
 
 async def read_events(
