@@ -31,7 +31,7 @@ from service import idempotency
 from service.access.model import Principal
 from service.cache import Cache
 from service.db import Database
-from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, Unavailable, from_database, validation_field
+from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, Unavailable, from_database, input_error, nested_input_error
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -191,6 +191,11 @@ async def mutate(
         if mapped is None or isinstance(mapped, Unavailable):
             raise
         return None, user_errors(mapped)
+    except msgspec.ValidationError as exc:
+        nested = nested_input_error(exc)  # input a service converted itself (a validator's error)
+        if nested is None:
+            raise
+        return None, user_errors(nested)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,8 +261,7 @@ def input_struct(struct_type: type[T], value: Any) -> tuple[T | None, list[UserE
     try:
         return msgspec.convert(raw, struct_type, strict=False), []
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        return None, [UserError(field=validation_field(message), code="invalid_input", message=message.split(" - at ")[0])]
+        return None, user_errors(input_error(exc))
     except DomainError as exc:
         return None, user_errors(exc)
 

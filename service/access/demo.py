@@ -1,4 +1,4 @@
-"""Demo seed step of access: one command user, three staff per site, the logistics, lab and tracing clients.
+"""Demo seed step of access: one command user, three staff per site, the logistics, lab, tracing and carrier clients.
 
 Passwords and API keys are predictable on purpose (a demo database only) and
 listed in ``DEMO_LOGIN_HINT``; nothing is logged.
@@ -15,7 +15,7 @@ from service.access import service
 from service.access.model import ApiClientCreate, StaffCreate
 
 DEMO_PASSWORD = "qsite-demo"
-DEMO_KEYS = {role: f"qsk_demo-{role}-key" for role in ("logistics", "lab", "tracing")}
+DEMO_KEYS = {role: f"qsk_demo-{role}-key" for role in ("logistics", "lab", "tracing", "carrier")}
 # The hospital key comes with the facilities it speaks for (service/transfers/demo.py).
 HINT = f"command / {DEMO_PASSWORD} (also manager-1, staff-1, medic-1 ... per site, same password)"
 

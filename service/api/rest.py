@@ -8,6 +8,8 @@ from service.access import rest as access
 from service.changes import rest as changes
 from service.health import rest as health
 from service.intake import rest as intake
+from service.operations.infection import rest as infection
+from service.operations.staffing import rest as staffing
 from service.regions import rest as regions
 from service.sites import rest as sites
 from service.stays import rest as stays
@@ -16,7 +18,7 @@ from service.transfers import rest as transfers
 
 ROUTE_HANDLERS = [
     *access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *changes.ROUTES, *regions.ROUTES,
-    *intake.ROUTES,
+    *intake.ROUTES, *staffing.ROUTES, *infection.ROUTES,
 ]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)
