@@ -11,7 +11,7 @@ import strawberry
 
 from service import policy
 from service.access.model import Principal
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, perform, prepare, scoped_loader, site_connection, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, fields_from, perform, prepare, scoped_loader, site_connection, to_gql
 from service.operations.care import model as m
 from service.operations.care import service
 from service.stays import service as stays
@@ -28,14 +28,9 @@ CareActionGQL = m.CareAction
 
 
 @strawberry.type(description="A stay's vulnerability flags and note: health data (medics, site managers, command).")
+@fields_from(m.CareProfile)
 class CareProfile:
-    stay_id: UUID
-    site_id: UUID
-    flags: list[VulnerabilityGQL]
-    note: str
-    version: int
-    updated_by: str
-    updated_at: datetime
+    pass
 
 
 @strawberry.type(description="Stock issued against a care request: the supplies ledger movement it made.")
@@ -49,22 +44,12 @@ class CareIssue:
 
 
 @strawberry.type(description="A resident's service request, taken by staff, with its deadline (SLA per kind).")
+@fields_from(m.CareRequest)
 class CareRequest:
     id: UUID
-    site_id: UUID
     stay_id: UUID
-    kind: CareKindGQL
-    detail: str
-    state: CareStateGQL
-    version: int
-    requested_by: str
-    requested_at: datetime
     due_at: datetime = strawberry.field(description="The request time plus the kind's SLA.")
-    started_by: str | None
-    started_at: datetime | None
     closed_by: str | None = strawberry.field(description="Who completed or declined it.")
-    closed_at: datetime | None
-    resolution: str
     overdue: bool = strawberry.field(description="Past due and still open, or closed after its deadline.")
 
     @strawberry.field(description="Whether the resident carries any vulnerability flag (the flags themselves: careProfile).")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 from uuid import UUID
 
 import strawberry
 
 from service import policy
-from service.gql import Connection, Ctx, UserError, mutate_input, site_connection, site_list, to_gql
+from service.gql import Connection, Ctx, UserError, fields_from, mutate_input, scoped_loader, site_connection, site_list, to_gql
 from service.operations.infection import model as m
 from service.operations.infection import service
 
@@ -25,77 +24,35 @@ strawberry.enum(m.WasteState, name="WasteState")
 WasteStateGQL = m.WasteState
 
 
+# The output types take their fields from the model (``fields_from``): only descriptions are declared here.
+
+
 @strawberry.type(description="A finding of an inspection with its corrective action, due by a date.")
+@fields_from(m.Finding)
 class Finding:
-    id: UUID
-    inspection_id: UUID
-    site_id: UUID
-    area: AreaGQL
-    severity: SeverityGQL
-    description: str
-    corrective_action: str
-    due_on: date
-    state: FindingStateGQL
-    resolution: str
-    resolved_by: str | None
-    resolved_at: datetime | None
-    version: int
     overdue: bool = strawberry.field(description="Still open after its due date.")
 
 
 @strawberry.type(description="An infection-control inspection and its checklist (true = satisfactory).")
+@fields_from(m.Inspection)
 class Inspection:
     id: UUID
-    site_id: UUID
-    inspected_at: datetime
-    inspector: str
-    zoning_ok: bool
-    ppe_ok: bool
-    disinfection_records_ok: bool
-    waste_ok: bool
-    note: str
-    open_findings: int
 
     @strawberry.field(description="Its findings by due date.")
     async def findings(self, info: Ctx) -> list[Finding]:
-        ctx = info.context
-        principal = ctx.require_principal()
-
-        async def load(ids: list[UUID]) -> list[Any]:
-            async with ctx.db.connection() as conn:
-                found = await service.findings_of(conn, principal, ids)
-            return [found.get(i, []) for i in ids]
-
-        return [to_gql(Finding, f) for f in await ctx.loader("infection.findings", load).load(self.id)]
+        return [to_gql(Finding, f) for f in await scoped_loader(info, "infection.findings", service.findings_of, []).load(self.id)]
 
 
 @strawberry.type(description="An environmental (surface) swab.")
+@fields_from(m.EnvironmentalSample)
 class EnvironmentalSample:
-    id: UUID
-    site_id: UUID
-    location: str
-    floor: int | None
-    barcode: str
-    collected_at: datetime
-    result: SwabResultGQL
-    resulted_at: datetime | None
-    recorded_by: str
+    pass
 
 
 @strawberry.type(description="A sealed batch of medical-waste bags, up to the carrier's receipt.")
+@fields_from(m.WasteBatch)
 class WasteBatch:
-    id: UUID
-    site_id: UUID
-    bags: int
-    weight_kg: float
-    sealed_by: str
-    sealed_at: datetime
-    recorded_by: str
-    state: WasteStateGQL
-    carrier: str | None
-    carrier_receipt: str | None
-    handed_over_at: datetime | None
-    version: int
+    pass
 
 
 @strawberry.input

@@ -19,6 +19,7 @@ from service.gql import (
     OfflineWrite,
     Prepared,
     UserError,
+    fields_from,
     mutate_input,
     perform,
     prepare,
@@ -42,15 +43,9 @@ ExposureStateGQL = m.ExposureState
 
 
 @strawberry.type(description="A worker's closed-loop status, last swab and next test (staff health data).")
+@fields_from(m.WorkerLoop)
 class WorkerLoop:
-    worker_id: UUID
-    site_id: UUID
-    status: LoopStatusGQL
-    isolation_until: date | None
-    version: int
-    last_swab_at: datetime | None
-    last_result: StaffResultGQL | None
-    next_test_due: date
+    pass
 
 
 @strawberry.type(description="A worker's check-in; `findings` are what the residents' alert rules found.")
@@ -132,30 +127,15 @@ class Shift:
 
 
 @strawberry.type(description="A worker whose next swab is due today or earlier.")
+@fields_from(m.StaffTestDue)
 class StaffTestDue:
-    worker_id: UUID
-    name: str
-    post: PostGQL
-    red_zone: bool
-    test_every_days: int
-    last_swab_at: datetime | None
-    due_on: date
-    status: LoopStatusGQL
+    pass
 
 
 @strawberry.type(description="A worker exposed to a resident who turned positive on a floor they worked.")
+@fields_from(m.StaffExposure)
 class StaffExposure:
-    id: UUID
-    site_id: UUID
     worker_id: UUID
-    source_stay_id: UUID
-    floor: int
-    state: ExposureStateGQL
-    opened_at: datetime
-    decided_by: str | None
-    decided_at: datetime | None
-    note: str
-    version: int
 
     @strawberry.field
     async def worker(self, info: Ctx) -> Worker | None:
