@@ -64,5 +64,6 @@ async def test_rest_nested_validator_error_names_the_full_path(client, db):
     assert person["document_number"] not in bad.text
     unnamed = await client.post("/api/v1/referrals", json={**body, "person": {**person, "name": " "}}, headers=key)
     assert unnamed.status_code == 422 and (unnamed.json()["code"], unnamed.json()["field"]) == ("invalid_name", "person.name")
-    naive = await client.post("/api/v1/referrals", json={**body, "identified_at": "2026-01-01T08:00:00", "person": {**person, "document_type": "passport"}}, headers=key)
+    naive_body = {**body, "identified_at": "2026-01-01T08:00:00", "person": {**person, "document_type": "passport"}}
+    naive = await client.post("/api/v1/referrals", json=naive_body, headers=key)
     assert naive.status_code == 422 and (naive.json()["code"], naive.json()["field"]) == ("naive_datetime", "identified_at")
