@@ -17,6 +17,7 @@ that constraint in ``CONSTRAINT_CODES`` (domains add theirs in their store).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import uuid
@@ -319,8 +320,9 @@ def nested_input_error(exc: BaseException) -> DomainError | None:
         cause = seen.__cause__
         if isinstance(seen, msgspec.ValidationError) and isinstance(cause, DomainError):
             found = _AT_PATH.search(str(seen))
-            cause.field = ".".join(part for part in (found.group(1) if found else "", cause.field) if part) or None
-            return cause
+            error = copy.copy(cause)  # the cause keeps its own field: mapping twice never prefixes twice
+            error.field = ".".join(part for part in (found.group(1) if found else "", cause.field) if part) or None
+            return error
         seen = cause
     return None
 
