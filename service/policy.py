@@ -118,7 +118,9 @@ POLICY: dict[str, Rule] = {
     "replenishments.raise": _rule("Raise or receive a replenishment", FLOOR),
     "replenishments.ship": _rule("Acknowledge or dispatch a replenishment", [CMD, LOGISTICS]),
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
-    "webhooks.manage": _rule("Logistics webhooks", [CMD, LOGISTICS]),
+    "supplies.webhooks": _rule("Logistics webhooks for low stock and replenishments", [CMD, LOGISTICS]),
+    # webhooks of every integration (service/webhooks): they hear what the owner's change feed shows
+    "webhooks.manage": _rule("Webhooks for the events the caller may read (as its change feed shows them)", [CMD, LOGISTICS]),
     # regions and the command centre (service/regions); region-scoped staff reach their subtree's sites
     "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
     "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
@@ -215,7 +217,10 @@ EVENT_READS: dict[str, str | None] = {
     ),
     **dict.fromkeys([f"supplies.replenishment_{s}" for s in ("requested", "acknowledged", "dispatched", "received", "cancelled")], "replenishments.read"),
     "supplies.item_created": "supplies.items.read",
-    **dict.fromkeys(["supplies.webhook_registered", "supplies.webhook_removed"], "webhooks.manage"),
+    **dict.fromkeys(
+        ["supplies.webhook_registered", "supplies.webhook_removed", "webhooks.webhook_registered", "webhooks.webhook_removed"],
+        "webhooks.manage",
+    ),
     **dict.fromkeys(["regions.region_created", "regions.region_updated", "regions.site_placed"], "regions.read"),
     **dict.fromkeys(["access.staff_created", "access.staff_updated"], "staff.read"),
     **dict.fromkeys(["access.client_created", "access.client_revoked"], "clients.manage"),
@@ -235,7 +240,8 @@ class EventScope:
     global_types: frozenset[str]
 
 
-FEED_OPERATIONS = ("changes.read", "events.subscribe")  # the operations that show events
+# The operations that show events: the change feed, live updates, webhooks (all through ``event_scope``).
+FEED_OPERATIONS = ("changes.read", "events.subscribe", "webhooks.manage")
 
 
 def event_scope(principal: Principal) -> EventScope:

@@ -12,7 +12,7 @@ from service.health import service as health
 from service.jobs import Job
 from service.regions import service as regions
 from service.settings import Settings
-from service.supplies import webhooks as supply_webhooks
+from service.webhooks import service as webhooks
 
 log = logging.getLogger("qsite.jobs")
 
@@ -28,10 +28,10 @@ async def retention(db: Database, settings: Settings) -> dict[str, int]:
         "idempotency_keys": await idempotency.purge_expired(db, settings.idempotency_ttl_days, batch),
         "refresh_tokens": await access.purge_refresh_tokens(db, settings),
         "command_sessions": await command.purge_sessions(db, settings),
-        "supply_webhook_deliveries": await supply_webhooks.purge_deliveries(db, settings),
+        "webhook_deliveries": await webhooks.purge_deliveries(db, settings),
     }
     async with db.connection() as conn:
-        keep_after = await supply_webhooks.oldest_cursor(conn)
+        keep_after = await webhooks.oldest_cursor(conn)
     deleted["events"] = await bus.purge_events(db, days=settings.event_retention_days, keep_after=keep_after, batch=batch)
     if any(deleted.values()):
         log.info("retention", extra={"event": "retention", "subject": ", ".join(f"{t}={n}" for t, n in deleted.items())})
@@ -40,7 +40,7 @@ async def retention(db: Database, settings: Settings) -> dict[str, int]:
 
 JOBS: list[Job] = [
     Job("retention", 3600, retention),
-    Job("supply_webhooks", 2, supply_webhooks.run),
+    Job("webhooks", 2, webhooks.run),
     Job("missed_checkin_sweep", 300, health.sweep_missed_checkins),
     # Cheap when nothing is due (one indexed probe); writes each site's day soon after its local midnight.
     Job("daily_snapshots", 300, regions.snapshot_due),

@@ -15,10 +15,11 @@ from service.sites import rest as sites
 from service.stays import rest as stays
 from service.supplies import rest as supplies
 from service.transfers import rest as transfers
+from service.webhooks import rest as webhooks
 
 ROUTE_HANDLERS = [
     *access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *changes.ROUTES, *regions.ROUTES,
-    *intake.ROUTES, *staffing.ROUTES, *infection.ROUTES,
+    *intake.ROUTES, *webhooks.ROUTES, *staffing.ROUTES, *infection.ROUTES,
 ]
 
 api_v1 = Router(path="/api/v1", route_handlers=ROUTE_HANDLERS)

@@ -95,6 +95,8 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     **{t: ("care_request", None) for t in policy.EVENT_READS if t.startswith("care.") and t != "care.profile_updated"},
     "supplies.webhook_registered": ("webhook", None),
     "supplies.webhook_removed": ("webhook", None),
+    "webhooks.webhook_registered": ("webhook", None),
+    "webhooks.webhook_removed": ("webhook", None),
     "regions.region_created": ("region", None),
     "regions.region_updated": ("region", None),
     "regions.site_placed": ("region", None),  # the region a site (the event's site) was placed in
@@ -104,7 +106,7 @@ ENTITY_OF: dict[str, tuple[str, str | None]] = {
     "access.client_revoked": ("client", None),
 }
 # Changes after which the record is gone for the caller (deleted or deactivated): an app drops it.
-TOMBSTONES = frozenset({"supplies.webhook_removed", "access.client_revoked"})
+TOMBSTONES = frozenset({"supplies.webhook_removed", "webhooks.webhook_removed", "access.client_revoked"})
 
 
 def check_limit(limit: int) -> int:
@@ -210,6 +212,23 @@ async def read_changes(
     )
 
 
+def visible_types(principal: Principal, names: Sequence[str] | None) -> tuple[frozenset[str], frozenset[str]]:
+    """(types at the caller's sites, types of events of no site) the caller may read among ``names`` (None: all)."""
+    scope = policy.event_scope(principal)
+    return select_types(scope.site_types, names), select_types(scope.global_types, names)
+
+
+async def read_rows(
+    conn: asyncpg.Connection, principal: Principal, *, after: str | None, names: Sequence[str] | None, limit: int
+) -> tuple[list[bus.FeedRow], bool]:
+    """The events ``principal`` may read at all its sites among ``names``, after ``after``; what a webhook hears.
+
+    The rows are raw events: show them through ``to_change`` (which scopes their data to the caller).
+    """
+    types, global_types = visible_types(principal, names)
+    return await bus.read_feed(conn, cursor=after, limit=limit, site_ids=principal.site_scope, types=types, global_types=global_types)
+
+
 async def changes(
     conn: asyncpg.Connection,
     principal: Principal,
@@ -226,8 +245,5 @@ async def changes(
     bus.cursor_position(after)  # a bad cursor is refused before any site is looked up
     names = wanted_types(types)
     scope_sites = await resolve_sites(conn, principal, site_ids, field=site_field)
-    scope = policy.event_scope(principal)
-    return await read_changes(
-        conn, principal, site_ids=scope_sites, after=after, types=select_types(scope.site_types, names),
-        global_types=select_types(scope.global_types, names), limit=limit,
-    )
+    shown, shown_global = visible_types(principal, names)
+    return await read_changes(conn, principal, site_ids=scope_sites, after=after, types=shown, global_types=shown_global, limit=limit)

@@ -266,17 +266,6 @@ class WebhookCreated(msgspec.Struct, kw_only=True):
     secret: str
 
 
-class Delivery(msgspec.Struct, kw_only=True):
-    id: int
-    event_id: int
-    event_type: str
-    state: str
-    attempts: int
-    last_status: int | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
 class FeedEvent(msgspec.Struct, kw_only=True):
     id: int
     type: str

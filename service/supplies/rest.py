@@ -25,7 +25,6 @@ from service.pagination import Page
 from service.settings import Settings
 from service.supplies import service, versions, webhooks
 from service.supplies.model import (
-    Delivery,
     Feed,
     Item,
     ItemCreate,
@@ -47,6 +46,7 @@ from service.supplies.model import (
     WebhookCreate,
     WebhookCreated,
 )
+from service.webhooks.model import Delivery
 
 SiteFilter = Parameter(query="site_id", default=None, description="Sites to include (repeatable); default: all of the caller's.")
 
@@ -243,7 +243,7 @@ class ReplenishmentController(Controller):
 class WebhookController(Controller):
     path = "/supplies/webhooks"
     tags = ["supplies"]
-    opt = policy.rest("webhooks.manage")
+    opt = policy.rest("supplies.webhooks")
 
     @post("/", status_code=201)
     async def register(

@@ -11,7 +11,7 @@ import msgspec
 
 from service.db import queries
 from service.errors import register_constraint
-from service.supplies.model import Item, ItemCreate, Movement, Replenishment, Webhook
+from service.supplies.model import Item, ItemCreate, Movement, Replenishment
 
 Q = queries("supplies")
 
@@ -161,18 +161,3 @@ async def set_line(conn: asyncpg.Connection, rep_id: UUID, item_id: UUID, *, dis
         await Q.set_line_dispatched(conn, replenishment_id=rep_id, item_id=item_id, quantity=dispatched)
     if received is not None:
         await Q.set_line_received(conn, replenishment_id=rep_id, item_id=item_id, quantity=received)
-
-
-# --- webhooks ---------------------------------------------------------------------
-
-
-async def insert_webhook(conn: asyncpg.Connection, **fields: Any) -> Webhook:
-    return msgspec.convert(dict(await Q.insert_webhook(conn, **fields)), Webhook)
-
-
-async def list_webhooks(conn: asyncpg.Connection, owner: str) -> list[Webhook]:
-    return [msgspec.convert(dict(r), Webhook) async for r in Q.list_webhooks(conn, owner=owner)]
-
-
-async def deactivate_webhook(conn: asyncpg.Connection, webhook_id: UUID, owner: str) -> bool:
-    return await Q.deactivate_webhook(conn, id=webhook_id, owner=owner) is not None

@@ -51,6 +51,7 @@ GLOBAL_ROWS: dict[str, set[Role]] = {
     "transfers.facility_created": PEOPLE,
     "supplies.item_created": PEOPLE | {LOGI},
     "supplies.webhook_registered": {CMD},
+    "webhooks.webhook_removed": {CMD},
     "access.client_revoked": {CMD},
     "access.staff_logged_in": set(),
 }

@@ -46,6 +46,7 @@ FORMATTED = {
     "document_number": ["500101199001010018", "500101199001010026"],  # GB 11643 check digits
     "kind": ["receipt", "issue"],
     "url": ["https://8.8.8.8/hook", "https://8.8.4.4/hook"],
+    "events": ["sites", "supplies"],  # outbox domains (a webhook's); every caller that may register one reads both
 }
 # Numbers with a plausible range a generic 1 or 2 would not pass.
 READINGS = {"spo2": [97, 96], "pulse": [70, 71], "temperature_c": [36.5, 36.6]}

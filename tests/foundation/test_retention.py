@@ -33,7 +33,7 @@ async def _ids(db, sql: str) -> set:
 async def _webhook(db, cursor: str | None, *, active: bool = True) -> uuid.UUID:
     async with db.connection() as conn:
         return await conn.fetchval(
-            "INSERT INTO supply_webhooks (owner, url, events, active, feed_cursor) VALUES ('client:x', 'https://example.org/h', '{low_stock}', $1, $2) RETURNING id",
+            "INSERT INTO webhooks (owner, owner_role, url, events, active, feed_cursor) VALUES ('client:' || gen_random_uuid(), 'logistics', 'https://example.org/h', '{supplies.low_stock}', $1, $2) RETURNING id",
             active,
             cursor,
         )
@@ -82,12 +82,12 @@ async def test_finished_webhook_deliveries_go_pending_ones_stay(db, short):
     async with db.connection() as conn:
         for event_id, (state, days) in enumerate([("delivered", 40), ("failed", 40), ("delivered", 35), ("pending", 90), ("delivered", 5)]):
             await conn.execute(
-                "INSERT INTO supply_webhook_deliveries (webhook_id, event_id, event_type, payload, state, created_at)"
+                "INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, payload, state, created_at)"
                 " VALUES ($1, $2, 'supplies.low_stock', '{}', $3, now() - make_interval(days => $4))",
                 hook, event_id, state, days,
             )
-    assert (await retention(db, short))["supply_webhook_deliveries"] == 3
-    assert await _ids(db, "SELECT event_id FROM supply_webhook_deliveries") == {3, 4}
+    assert (await retention(db, short))["webhook_deliveries"] == 3
+    assert await _ids(db, "SELECT event_id FROM webhook_deliveries") == {3, 4}
 
 
 async def test_idempotency_keys_go_after_their_ttl(db, short):

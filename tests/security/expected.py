@@ -160,6 +160,11 @@ EXPECTED: dict[str, str | set[str]] = {
     "POST /api/v1/supplies/webhooks": {LOGI, CMD},
     "DELETE /api/v1/supplies/webhooks/{webhook_id}": {LOGI, CMD},
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
+    # --- Webhooks of every integration (for the events the caller's change feed shows)
+    "GET /api/v1/webhooks": {LOGI, CMD},
+    "POST /api/v1/webhooks": {LOGI, CMD},
+    "DELETE /api/v1/webhooks/{webhook_id}": {LOGI, CMD},
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
     # --- Resident care: requests for every staff role; flags (health data) for medics, managers, command
     "query careRequest": PEOPLE,
     "query careRequests": PEOPLE,

@@ -85,7 +85,7 @@ SITE_KINDS: dict[str, str] = {
     "transfer": "SELECT id FROM transfers WHERE site_id = $1 ORDER BY requested_at DESC, id LIMIT 1",
     "movement": "SELECT id FROM supply_movements WHERE site_id = $1 ORDER BY created_at DESC, id LIMIT 1",
     "replenishment": "SELECT id FROM supply_replenishments WHERE site_id = $1 ORDER BY created_at DESC, id LIMIT 1",
-    "webhook": "SELECT id FROM supply_webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
+    "webhook": "SELECT id FROM webhooks WHERE $1 = ANY(site_ids) ORDER BY id LIMIT 1",
     "staff": "SELECT staff_id FROM staff_sites WHERE site_id = $1 ORDER BY staff_id LIMIT 1",
     "care_request": "SELECT id FROM care_requests WHERE site_id = $1 AND state IN ('open', 'in_progress') ORDER BY due_at, id LIMIT 1",
     "worker": "SELECT id FROM site_workers WHERE site_id = $1 ORDER BY post, name, id LIMIT 1",
@@ -266,7 +266,7 @@ async def site_checksums(db: Database, site: uuid.UUID) -> dict[str, str]:
         linked = {
             "staff": "SELECT x FROM staff x JOIN staff_sites s ON s.staff_id = x.id WHERE s.site_id = $1",
             "api_clients": "SELECT x FROM api_clients x JOIN api_client_sites s ON s.client_id = x.id WHERE s.site_id = $1",
-            "supply_webhooks": "SELECT x FROM supply_webhooks x WHERE $1 = ANY(x.site_ids)",
+            "webhooks": "SELECT x FROM webhooks x WHERE $1 = ANY(x.site_ids)",
             "supply_replenishment_lines": "SELECT x FROM supply_replenishment_lines x JOIN supply_replenishments r ON r.id = x.replenishment_id WHERE r.site_id = $1",
         }
         for t, q in linked.items():

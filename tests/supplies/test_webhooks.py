@@ -9,7 +9,7 @@ from litestar.testing import AsyncTestClient
 
 from service.access.model import Role
 from service.app import create_app
-from service.supplies import webhooks
+from service.webhooks import service as webhooks
 from tests.conftest import make_principal
 from tests.supplies.helpers import make_item, make_site, staff
 
@@ -108,14 +108,14 @@ async def test_delivery_is_signed_and_refused_again_at_delivery_time(settings, a
         for _ in range(2):
             await webhooks.run(db, settings)
             async with db.connection() as conn:
-                await conn.execute("UPDATE supply_webhook_deliveries SET next_attempt_at = now() WHERE state = 'pending'")
+                await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE state = 'pending'")
         assert len(listener.requests) == 2
         history = (await client.get(f"{HOOKS}/{hook_id}/deliveries", headers=auth(logistics))).json()
         failed = [d for d in history if d["state"] != "delivered"]
         assert failed and all(d["state"] == "pending" and d["attempts"] == 2 for d in failed)
         await webhooks.run(db, allowing)  # settings' limit 8 not reached: still pending, now delivered
         async with db.connection() as conn:
-            states = await conn.fetch("SELECT state, attempts FROM supply_webhook_deliveries ORDER BY id")
+            states = await conn.fetch("SELECT state, attempts FROM webhook_deliveries ORDER BY id")
         assert [s["state"] for s in states] == ["delivered"] * len(states)
 
 
@@ -130,10 +130,10 @@ async def test_failing_endpoint_is_marked_failed_after_the_limit(settings, auth,
         for _ in range(4):
             await webhooks.run(db, allowing)
             async with db.connection() as conn:
-                await conn.execute("UPDATE supply_webhook_deliveries SET next_attempt_at = now() WHERE state = 'pending'")
+                await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = now() WHERE state = 'pending'")
         assert len(listener.requests) == 3
         async with db.connection() as conn:
-            row = await conn.fetchrow("SELECT state, attempts, last_status FROM supply_webhook_deliveries")
+            row = await conn.fetchrow("SELECT state, attempts, last_status FROM webhook_deliveries")
         assert (row["state"], row["attempts"], row["last_status"]) == ("failed", 3, 500)
         # Only the owner sees or removes it.
         stranger = make_principal(Role.LOGISTICS, [uuid.UUID(site)])

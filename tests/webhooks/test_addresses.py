@@ -10,7 +10,7 @@ import pytest
 
 from service.errors import InvalidInput
 from service.settings import load_settings
-from service.supplies import webhooks
+from service.webhooks import service as webhooks
 
 SETTINGS = load_settings({}, env="test", database_url="postgresql://unused", redis_url="redis://unused")
 

@@ -1,0 +1,1 @@
+"""Webhooks of every integration: registration (SSRF refusal), fan-out from the outbox, signed delivery."""
