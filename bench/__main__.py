@@ -24,6 +24,7 @@ SCENARIOS = {
     "redis": "bench.redis_fanout",
     "regions": "bench.regions",
     "live": "bench.live",
+    "edge": "bench.edge",
 }
 
 

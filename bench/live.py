@@ -99,6 +99,11 @@ def _redis_connections(base: str, redis_port: int) -> int:
     return sum(1 for c in process.net_connections("tcp") if c.raddr and c.raddr.port == redis_port)
 
 
+def _cpu(base: str) -> float:
+    times = psutil.Process(server_pid(base)).cpu_times()
+    return times.user + times.system
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
@@ -125,7 +130,13 @@ def run(ctx: BenchContext) -> None:
     live_sites, (burst_site, burst_stays) = made[:SITES], made[SITES]
     redis_port = urlsplit(ctx.settings.redis_url or "").port or 6379
 
-    async def measure(bases: list[str]) -> None:
+    results: dict[str, dict[str, str]] = {}
+
+    def report(mode: str, label: str, value: str) -> None:
+        results.setdefault(label, {})[mode] = value
+        print(f"[{mode}] {label:<52} {value}", flush=True)
+
+    async def measure(bases: list[str], mode: str) -> None:
         received: dict[str, list[float]] = {}
         tokens = {site: ctx.token(make_principal(Role.SITE_STAFF, [site])) for site, _ in made}
         subscribers = [Subscriber(bases[i % 2], tokens[live_sites[i % SITES][0]], str(live_sites[i % SITES][0]), received)
@@ -139,8 +150,8 @@ def run(ctx: BenchContext) -> None:
             await asyncio.gather(*(s.connect() for s in subscribers[i:i + 50]))
         await asyncio.sleep(3)
         conns_all = [_redis_connections(b, redis_port) for b in bases]
-        print(f"{'Redis connections per instance, ' + str(few) + ' subscribers':<52} {conns_few}", flush=True)
-        print(f"{'Redis connections per instance, ' + str(SUBSCRIBERS) + ' subscribers':<52} {conns_all}", flush=True)
+        report(mode, f"Redis connections per instance, {few} subscribers", str(conns_few))
+        report(mode, f"Redis connections per instance, {SUBSCRIBERS} subscribers", str(conns_all))
 
         clients = [httpx.AsyncClient(base_url=b, timeout=30, limits=httpx.Limits(max_connections=20)) for b in bases]
         sent: dict[str, tuple[float, int]] = {}  # check-in id -> (request start, site index)
@@ -157,6 +168,7 @@ def run(ctx: BenchContext) -> None:
             assert response.status_code == 201, response.text[:200]
             done[body["id"]] = time.monotonic()
 
+        cpu_before = [_cpu(b) for b in bases]
         writes, started, pending = 0, time.monotonic(), set()
         while time.monotonic() - started < SECONDS:
             due = int((time.monotonic() - started) * WRITES_PER_S)
@@ -173,17 +185,18 @@ def run(ctx: BenchContext) -> None:
         errors = sum(len(s.errors) for s in subscribers)
         codes = sorted({str(((m.get("payload") or {}).get("errors") or [m.get("payload")])[0]) [:120] for s in subscribers for m in s.errors
                         if m.get("type") != "complete"})
-        print(f"{'subscribers, writes (single check-ins) per second':<52} {SUBSCRIBERS}, {len(sent) / SECONDS:.1f} "
-              f"({len(sent)} in {SECONDS:.0f} s, each to {per_site} subscribers)", flush=True)
-        print(f"{'deliveries received / expected, errors':<52} {len(latencies)} / {expected}, {errors} {codes[:3]}", flush=True)
+        report(mode, "subscribers, writes (single check-ins) per second",
+               f"{SUBSCRIBERS}, {len(sent) / SECONDS:.1f} ({len(sent)} in {SECONDS:.0f} s, each to {per_site} subscribers)")
+        report(mode, "deliveries received / expected, errors", f"{len(latencies)} / {expected}, {errors} {codes[:3]}")
         answered = [done[cid] - start for cid, (start, _) in sent.items() if cid in done]
         after_commit = [t - done[cid] for cid, times in received.items() if cid in done for t in times]
-        print(f"{'write request p50 / p99 (ms)':<52} {_pct(answered, 0.5):.0f} / {_pct(answered, 0.99):.0f}", flush=True)
+        report(mode, "write request p50 / p99 (ms)", f"{_pct(answered, 0.5):.0f} / {_pct(answered, 0.99):.0f}")
         if latencies:
-            print(f"{'delivery latency from the write, p50 / p99 / max (ms)':<52} {_pct(latencies, 0.5):.0f} / "
-                  f"{_pct(latencies, 0.99):.0f} / {max(latencies) * 1000:.0f}", flush=True)
-            print(f"{'delivery after the write was answered, p50 / p99 (ms)':<52} {_pct(after_commit, 0.5):.0f} / "
-                  f"{_pct(after_commit, 0.99):.0f}", flush=True)
+            report(mode, "delivery latency from the write, p50 / p99 / max (ms)",
+                   f"{_pct(latencies, 0.5):.0f} / {_pct(latencies, 0.99):.0f} / {max(latencies) * 1000:.0f}")
+            report(mode, "delivery after the write was answered, p50 / p99 (ms)", f"{_pct(after_commit, 0.5):.0f} / {_pct(after_commit, 0.99):.0f}")
+        cpu = [_cpu(b) - cpu_before[i] for i, b in enumerate(bases)]
+        report(mode, "server CPU during the writes, per instance (s)", " / ".join(f"{c:.1f}" for c in cpu))
         for s in subscribers:
             await s.close()
 
@@ -237,10 +250,16 @@ def run(ctx: BenchContext) -> None:
                 t0 = time.monotonic()
                 count = await catch_up()
                 runs.append(time.monotonic() - t0)
-            print(f"{'catch-up of ' + str(count) + ' changes, ' + label + ' (median of 3, s)':<52} {statistics.median(runs):.2f}",
-                  flush=True)
+            report(mode, f"catch-up of {count} changes, {label} (median of 3, s)", f"{statistics.median(runs):.2f}")
         for c in clients:
             await c.aclose()
 
-    with serve(ctx.server_env) as a, serve(ctx.server_env) as b:
-        asyncio.run(measure([a, b]))
+    # Both paths in one run, same database and machine: GraphQL executed per subscriber, then shared frames.
+    modes = os.environ.get("QSITE_BENCH_LIVE_MODES", "per-subscriber,shared").split(",")
+    for mode in modes:
+        env = {**ctx.server_env, "QSITE_LIVE_SHARED_FRAMES": "true" if mode == "shared" else "false"}
+        with serve(env) as a, serve(env) as b:
+            asyncio.run(measure([a, b], mode))
+    print(f"\n{'':<60}" + "".join(f"{m:>28}" for m in modes), flush=True)
+    for label, values in results.items():
+        print(f"{label:<60}" + "".join(f"{values.get(m, ''):>28}" for m in modes), flush=True)

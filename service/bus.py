@@ -243,6 +243,7 @@ class FeedRow(msgspec.Struct, frozen=True):
 
     event: Event
     cursor: str
+    position: tuple[int, int] = (0, 0)  # what ``cursor_position(cursor)`` gives, without decoding it again
 
 
 async def read_feed(
@@ -253,11 +254,14 @@ async def read_feed(
     site_ids: list[UUID] | None,
     types: Collection[str] | None = None,
     global_types: Collection[str] = (),
+    horizon: int | None = None,
 ) -> tuple[list[FeedRow], bool]:
     """Committed events after ``cursor`` in commit order, each with its cursor, and whether more follow.
 
     ``site_ids`` None: every site and the events of no site; a list: those sites, plus the events
     of no site whose type is in ``global_types``. ``types`` None: every type; else only those.
+    ``horizon``: one ``read_horizon`` taken earlier, for a reader that pages to a fixed point (one
+    statement per page); without it the page reads the horizon first (two statements).
     """
     txid, after_id = _decode_cursor(cursor)
     wanted = None if types is None else sorted(set(types))
@@ -270,12 +274,22 @@ async def read_feed(
     by_site_type = site_ids if narrow and site_ids is not None else []
     global_lanes = sorted(set(global_types) & set(wanted if wanted is not None else global_types)) if site_ids is not None else []
     residual = wanted if not narrow else None
-    horizon = await conn.fetchval(_HORIZON)
+    if horizon is None:
+        horizon = await read_horizon(conn)
     rows = await conn.fetch(
         _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes
     )
-    found = [FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"])) for row in rows[:limit]]
+    found = [
+        FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"]), (int(row["txid"]), row["id"]))
+        for row in rows[:limit]
+    ]
     return found, len(rows) > limit
+
+
+async def read_horizon(conn: asyncpg.Connection) -> int:
+    """The feed's horizon now. Every page read later with it sees every event below it: a
+    transaction below it had finished when it was read, and a later statement's snapshot is newer."""
+    return int(await conn.fetchval(_HORIZON))
 
 
 async def read_events(

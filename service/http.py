@@ -65,6 +65,7 @@ def parse_instant(value: str | None, field: str) -> datetime | None:
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_BRACKETS_OR_QUOTES = bytes(b for b in range(256) if b not in b'[]{}"')
 _DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 
@@ -72,7 +73,12 @@ _FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
 def json_depth(text: bytes | str) -> int:
     """How deep arrays and objects nest in ``text``, without parsing it (no recursion, C-speed scans)."""
     raw = text.encode() if isinstance(text, str) else text
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if b"\\" not in raw and raw.count(b'"') % 2 == 0:
+        # Without escapes, strings are what lies between a quote and the next: every other piece
+        # between quotes. Same answer as the expression below, 3-4x faster on a batch body.
+        brackets = b"".join(raw.translate(None, _NOT_BRACKETS_OR_QUOTES).split(b'"')[::2])
+    else:
+        brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 

@@ -19,6 +19,10 @@ is read (and delivered) after the ones before it in the feed, never behind a cur
   at or before P. The follower's reads after the join cover everything past its position at the
   join, the replay (which runs later, so sees at least as far) everything up to it: no gap, no
   duplicate.
+- What a follower hands out is made once per row and visibility class (``changes.to_change``), and,
+  for subscriptions served as frames (service/live_frames.py), rendered once per plan and class:
+  subscribers sharing both get the same text.
+- The replay reads up to the horizon as it was when it began (read once), one statement per page.
 - Redis unavailable, hung or lost: every subscription ends with ``live_updates_unavailable``
   (the hub pings every second); the app subscribes again with the cursor of the last event it
   applied and misses nothing. Delivery is at least once across such a resume; ``id`` is unique.
@@ -33,8 +37,9 @@ import re
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Hashable, Sequence
 from datetime import datetime
+from typing import Any, cast
 from uuid import UUID
 
 import msgspec
@@ -47,7 +52,8 @@ from service.changes import service as changes
 from service.changes.model import Change
 from service.db import Database
 from service.errors import DomainError, Unauthorized
-from service.gql import Ctx
+from service.gql import Context, Ctx
+from service.live_frames import Plan, visibility_class
 
 log = logging.getLogger("qsite.live")
 
@@ -82,24 +88,38 @@ async def resolve_scope(db: Database, principal: Principal, site_ids: list[UUID]
 
 
 class _Stream:
-    """One subscription: what its follower read, filtered for its caller."""
+    """One subscription: what its follower read, filtered for its caller (and rendered, with a plan)."""
 
-    def __init__(self, principal: Principal, types: frozenset[str]) -> None:
+    def __init__(self, principal: Principal, types: frozenset[str], plan: Plan | None = None) -> None:
         self.principal = principal
         self.types = types
-        self.backlog: deque[Change] = deque()
+        self.plan = plan
+        # Subscribers with the same visibility class see the same change; with the same plan too, the same frame.
+        self.visibility = ("change", visibility_class(principal))
+        self.group: Hashable = self.visibility if plan is None else ("frame", plan.key, self.visibility)
+        self.backlog: deque[tuple[tuple[int, int], Change | str]] = deque()
         self.limit = MAX_BUFFER  # while replaying; MAX_BACKLOG once live
         self.floor: tuple[int, int] = (-1, -1)  # delivered by the replay up to here: drop what is not after it
         self.failure: str | None = None
         self.wakeup = asyncio.Event()
 
-    def offer(self, row: bus.FeedRow) -> None:
+    def item(self, change: Change) -> Change | str:
+        return change if self.plan is None else self.plan.render(change)
+
+    def offer(self, row: bus.FeedRow, shared: dict[Hashable, Any]) -> None:
+        """``shared``: what this row became for the streams offered it so far (per visibility class and group)."""
         if self.failure is not None or row.event.type not in self.types:
             return
         if len(self.backlog) >= self.limit:  # the client does not keep up: end rather than grow or drop silently
             self.fail("subscriber too slow")
             return
-        self.backlog.append(changes.to_change(row, self.principal))
+        item = shared.get(self.group)
+        if item is None:
+            change = shared.get(self.visibility)
+            if change is None:
+                change = shared[self.visibility] = changes.to_change(row, self.principal)
+            item = shared[self.group] = self.item(change)
+        self.backlog.append((row.position, item))
         self.wakeup.set()
 
     def fail(self, reason: str) -> None:
@@ -191,10 +211,12 @@ class _Follower:
             async with self.db.connection() as conn:
                 rows, more = await bus.read_feed(conn, cursor=self.cursor, limit=READ_PAGE, site_ids=self.site_ids)
             self.reads += 1
+            streams = list(self.streams)
             for row in rows:
                 self.awaited.pop(row.event.id, None)
-                for stream in list(self.streams):
-                    stream.offer(row)
+                shared: dict[Hashable, Any] = {}  # one change per visibility class, one frame per group
+                for stream in streams:
+                    stream.offer(row, shared)
             if rows:
                 self.cursor = rows[-1].cursor
                 progressed = True
@@ -283,9 +305,24 @@ async def changes_after(
     Raises LiveUnavailable when Redis is unavailable, or when the subscription breaks, hangs or
     falls behind; the app subscribes again with the cursor of the last change it applied.
     """
+    async with contextlib.aclosing(_follow(db, _Stream(principal, types), site_ids, after)) as items:
+        async for item in items:
+            yield cast(Change, item)
+
+
+async def frames_after(
+    db: Database, principal: Principal, site_ids: list[UUID] | None, types: frozenset[str], after: str | None, plan: Plan
+) -> AsyncGenerator[str, None]:
+    """As ``changes_after``, each change rendered by ``plan`` (the JSON text of a ``next`` payload), shared
+    with every subscriber of this instance's follower that has the same plan and visibility class."""
+    async with contextlib.aclosing(_follow(db, _Stream(principal, types, plan), site_ids, after)) as items:
+        async for item in items:
+            yield cast(str, item)
+
+
+async def _follow(db: Database, stream: _Stream, site_ids: list[UUID] | None, after: str | None) -> AsyncGenerator[Change | str, None]:
     if not db.cache.available:
         raise LiveUnavailable("Live updates are unavailable right now; refresh to see changes.")
-    stream = _Stream(principal, types)
     key = None if site_ids is None else tuple(sorted(site_ids))
     follower = await _attach(db, key, stream)
     try:
@@ -298,15 +335,15 @@ async def changes_after(
             log.warning("live subscribe failed", extra={"event": "live_unavailable", "subject": stream.failure})
             raise LiveUnavailable("Live updates are unavailable right now; refresh to see changes.")
         if after is not None:
-            async for change in _replay(db, principal, site_ids, types, after):
-                stream.floor = bus.cursor_position(change.cursor)
-                yield change
+            async for position, item in _replay(db, stream, site_ids, after):
+                stream.floor = position
+                yield item
         stream.limit = MAX_BACKLOG
         while True:
             while stream.backlog:
-                change = stream.backlog.popleft()
-                if bus.cursor_position(change.cursor) > stream.floor:
-                    yield change
+                position, item = stream.backlog.popleft()
+                if position > stream.floor:
+                    yield item
             if stream.failure is not None:
                 log.warning("live stream lost", extra={"event": "live_lost", "subject": stream.failure})
                 raise LiveUnavailable("Live updates were interrupted; subscribe again with the last cursor you applied.")
@@ -316,19 +353,35 @@ async def changes_after(
         await _detach(db, follower, stream)
 
 
-async def _replay(
-    db: Database, principal: Principal, site_ids: list[UUID] | None, types: frozenset[str], after: str
-) -> AsyncGenerator[Change, None]:
-    """The outbox after ``after``, page by page, until the feed has nothing more right now."""
-    cursor, more = after, True
-    while more:
+async def _replay(db: Database, stream: _Stream, site_ids: list[UUID] | None, after: str) -> AsyncGenerator[tuple[tuple[int, int], Change | str], None]:
+    """The outbox after ``after`` up to the feed's horizon when the replay starts, page by page: one
+    statement per page, each page rendered before it is handed out, the next read while it is sent.
+
+    The horizon is read after the stream joined its follower, so it is at or past every position
+    the follower had read: what the replay does not reach, the follower delivers.
+    """
+    async with db.connection() as conn:
+        horizon = await bus.read_horizon(conn)
+
+    async def page(cursor: str) -> tuple[list[bus.FeedRow], bool]:
         async with db.connection() as conn:
-            page = await changes.read_changes(
-                conn, principal, site_ids=site_ids, after=cursor, types=types, global_types=frozenset(), limit=REPLAY_PAGE
-            )
-        for change in page.changes:
-            yield change
-        cursor, more = page.next_cursor, page.has_more
+            return await bus.read_feed(conn, cursor=cursor, limit=REPLAY_PAGE, site_ids=site_ids, types=stream.types, horizon=horizon)
+
+    loop = asyncio.get_running_loop()
+    rows, more = await page(after)
+    while rows:
+        following = loop.create_task(page(rows[-1].cursor)) if more else None
+        try:
+            principal, item = stream.principal, stream.item
+            for row in rows:
+                yield row.position, item(changes.to_change(row, principal))
+        except BaseException:
+            if following is not None:
+                following.cancel()
+                with contextlib.suppress(BaseException):
+                    await following
+            raise
+        rows, more = await following if following is not None else ([], False)
 
 
 # --- GraphQL ----------------------------------------------------------------------
@@ -381,19 +434,40 @@ class Subscription:
     async def site_events(
         self, info: Ctx, site_ids: list[UUID] | None = None, types: list[str] | None = None, after: str | None = None
     ) -> AsyncGenerator[SiteEvent, None]:
-        ctx = info.context
-        principal = ctx.require_principal()
-        try:
-            if after is not None:
-                bus.cursor_position(after)
-            scope = await resolve_scope(ctx.db, principal, site_ids)
-            wanted = _types(principal, types, scope)
-            # The stream ends when the caller's token does: the app subscribes again with a fresh one.
-            deadline = None if ctx.expires_at is None else asyncio.get_running_loop().time() + ctx.expires_at - time.time()
-            async with asyncio.timeout_at(deadline):
-                async for change in changes_after(ctx.db, principal, scope, wanted, after):
-                    yield site_event(change)
-        except TimeoutError:
-            raise _error(Unauthorized("The access token expired; subscribe again with a fresh one.", code="token_expired")) from None
-        except DomainError as exc:
-            raise _error(exc) from None
+        # The per-subscriber path: documents the frame plans do not cover (service/live_frames.py).
+        async with contextlib.aclosing(_open(info.context, None, site_ids, types, after)) as items:
+            async for change in items:
+                yield site_event(cast(Change, change))
+
+
+def site_event_frames(
+    ctx: Context, plan: Plan, site_ids: list[UUID] | None, types: list[str] | None, after: str | None
+) -> AsyncGenerator[Change | str, None]:
+    """``siteEvents`` as the JSON text of each ``next`` payload, rendered by ``plan`` (shared between subscribers)."""
+    return _open(ctx, plan, site_ids, types, after)
+
+
+async def _open(
+    ctx: Context, plan: Plan | None, site_ids: list[UUID] | None, types: list[str] | None, after: str | None
+) -> AsyncGenerator[Change | str, None]:
+    """What both paths share: the caller's scope and types checked before anything streams, errors coded."""
+    principal = ctx.require_principal()
+    try:
+        if after is not None:
+            bus.cursor_position(after)
+        scope = await resolve_scope(ctx.db, principal, site_ids)
+        wanted = _types(principal, types, scope)
+        # The stream ends when the caller's token does: the app subscribes again with a fresh one.
+        deadline = None if ctx.expires_at is None else asyncio.get_running_loop().time() + ctx.expires_at - time.time()
+        async with asyncio.timeout_at(deadline):
+            source: AsyncGenerator[Change, None] | AsyncGenerator[str, None] = (
+                changes_after(ctx.db, principal, scope, wanted, after) if plan is None
+                else frames_after(ctx.db, principal, scope, wanted, after, plan)
+            )
+            async with contextlib.aclosing(source) as items:
+                async for item in items:
+                    yield item
+    except TimeoutError:
+        raise _error(Unauthorized("The access token expired; subscribe again with a fresh one.", code="token_expired")) from None
+    except DomainError as exc:
+        raise _error(exc) from None

@@ -106,6 +106,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # In-process cache of compiled read answers (service/readpath.py), per worker; 0 turns the
     # cache off (in process and in Redis): every compiled read runs its statement.
     read_cache_mb: int = 32
+    # siteEvents: render each event once per selection and visibility class and send those bytes to
+    # every subscriber sharing them (service/live_frames.py); false executes GraphQL per subscriber
+    # and event (the reference path, kept for comparison: bench/live.py runs both).
+    live_shared_frames: bool = True
 
     # Background work.
     run_background_jobs: bool = True

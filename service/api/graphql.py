@@ -12,10 +12,13 @@ variable value: those carry document numbers and phones).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import traceback
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from typing import Any, cast
 
 import msgspec
 import strawberry
@@ -23,15 +26,18 @@ from graphql import ExecutionResult, GraphQLError, OperationType, execute
 from litestar import MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.exceptions import WebSocketDisconnect
 from litestar.types import Scope
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.extensions import SchemaExtension
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.litestar import make_graphql_controller
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.tools import merge_types
 from strawberry.types.unset import UNSET, UnsetType
 
-from service import live, offline, readpath
+from service import live, offline, policy, readpath
 from service.access import gql as access
 from service.access.service import authenticate, bearer_credential, credential_expiry
 from service.api.graphql_errors import document_errors
@@ -42,6 +48,7 @@ from service.gql import Context
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.intake import gql as intake
+from service.live_frames import Plans
 from service.operations.care import gql as care
 from service.operations.infection import gql as infection
 from service.operations.staffing import gql as staffing
@@ -192,6 +199,8 @@ class Schema(strawberry.Schema):
 
     documents: Documents
     production: bool
+    shared_frames: bool
+    frame_plans: Plans
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         log_errors(errors)  # instead of strawberry.execution's, which logs documents and values
@@ -224,6 +233,11 @@ def build_schema(settings: Settings) -> Schema:
     document_errors(schema)
     schema.production = settings.is_production
     schema.documents = Documents(schema._schema, settings, CONSTANT_FIELDS)
+    schema.shared_frames = settings.live_shared_frames
+    schema.frame_plans = Plans(
+        schema._schema, live.site_event, lambda errors: [e.formatted for e in public_errors(errors, production=schema.production)],
+        hide_suggestions=settings.is_production,
+    )
     return schema
 
 
@@ -267,6 +281,59 @@ async def _authenticate_ws(context: GraphQLContext) -> None:
         context.expires_at = credential_expiry(context.settings, credential)
     except DomainError:
         raise ConnectionRejectionError() from None
+
+
+# --- subscriptions: shared frames -----------------------------------------------------
+
+
+class LiveTransportWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None]):
+    """graphql-transport-ws as Strawberry speaks it, except ``siteEvents`` subscriptions a frame plan
+    covers (service/live_frames.py): their events arrive rendered (once per plan and visibility class,
+    shared by every such subscriber) and are written as they are. Any other operation, and any
+    subscription refused before it starts (no credential, a role without live updates), runs on
+    Strawberry's per-subscriber path, whose answers the shared frames equal."""
+
+    schema: Schema
+
+    async def run_operation(self, operation: Operation[GraphQLContext, None]) -> None:
+        frames = self._frames(operation)
+        if frames is None:
+            await super().run_operation(operation)
+            return
+        head = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
+        socket = self.websocket.ws  # type: ignore[attr-defined]  # LitestarWebSocketAdapter's Litestar WebSocket
+        try:
+            async with contextlib.aclosing(frames):
+                try:
+                    async for frame in frames:
+                        await socket.send_data(head + cast(str, frame) + "}")
+                except (WebSocketDisconnect, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001  # as Strawberry answers an error raised by the stream: one `next`, then `complete`
+                    error = exc if isinstance(exc, GraphQLError) else GraphQLError(str(exc), original_error=exc)
+                    log_errors([error])
+                    shown = public_errors([error], production=self.schema.production)
+                    message = {"id": operation.id, "type": "next", "payload": {"data": None, "errors": [e.formatted for e in shown]}}
+                    await operation.send_operation_message(message)  # type: ignore[arg-type]
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except (WebSocketDisconnect, WebSocketDisconnected):
+            self.operations.pop(operation.id, None)  # the socket is gone: the connection's handler ends
+
+    def _frames(self, operation: Operation[GraphQLContext, None]) -> AsyncGenerator[Any, None] | None:
+        schema = self.schema
+        if not schema.shared_frames:
+            return None
+        try:
+            prepared = schema.documents.resolve(operation.query, None)
+        except GraphQLError:
+            return None
+        if prepared is None or prepared.document is None or prepared.errors:
+            return None
+        compiled = schema.frame_plans.compile(prepared.document, operation.operation_name, operation.variables)
+        if compiled is None or not policy.allows(self.context.principal, "events.subscribe"):
+            return None
+        plan, arguments = compiled
+        return live.site_event_frames(self.context, plan, arguments.get("siteIds"), arguments.get("types"), arguments.get("after"))
 
 
 # --- the HTTP edge -------------------------------------------------------------------
@@ -434,6 +501,8 @@ def graphql_controller(settings: Settings) -> type:
     )
 
     class Controller(base):  # type: ignore[misc, valid-type]
+        graphql_transport_ws_handler_class = LiveTransportWSHandler
+
         # HTTP is ours (the edge); Strawberry's controller keeps the WebSocket and GraphiQL.
         @get()
         async def handle_http_get(self, request: Request[Any, Any, Any]) -> Response[Any]:

@@ -203,7 +203,7 @@ async def read_changes(
     conn: asyncpg.Connection, principal: Principal, *, site_ids: list[UUID] | None, after: str | None, types: frozenset[str],
     global_types: frozenset[str], limit: int,
 ) -> ChangePage:
-    """One page of changes of resolved sites and types (see ``changes``); also the live replay's reader."""
+    """One page of changes of resolved sites and types (see ``changes``)."""
     rows, more = await bus.read_feed(conn, cursor=after, limit=limit, site_ids=site_ids, types=types, global_types=global_types)
     return ChangePage(
         changes=[to_change(r, principal) for r in rows],

@@ -9,7 +9,7 @@ Functions other domains call (connection inside the caller's transaction, caller
 
 Check-ins are the hot path: ``record_checkin`` is ONE statement in autocommit (scope check,
 insert, alert rules, audit row and outbox event together, see
-db/queries/health.sql ``record_checkins``); a batch runs the same statement over arrays.
+db/queries/health.sql ``record_checkins``); a batch runs the same statement over all its items.
 """
 
 from __future__ import annotations
@@ -230,7 +230,10 @@ _groups: weakref.WeakKeyDictionary[Database, GroupCommit[_Item, CheckinOutcome]]
 def _group_of(db: Database) -> GroupCommit[_Item, CheckinOutcome]:
     group = _groups.get(db)
     if group is None:
-        group = _groups[db] = GroupCommit(lambda items: _record_group(db, items), max_items=MAX_BATCH)
+        # One group in flight: the statement's fixed cost (~1.7 ms of PostgreSQL CPU: the commit, the
+        # version trigger, executor start-up) dominates a small group, and with two in flight groups
+        # held 2.5 check-ins on average under load, with one 4 (CPU per check-in -20 %, bench health).
+        group = _groups[db] = GroupCommit(lambda items: _record_group(db, items), max_items=MAX_BATCH, flights=1)
     return group
 
 
@@ -270,11 +273,19 @@ async def record_checkin_batch(conn: asyncpg.Connection, principal: Principal, r
     caller = store.Caller(principal, current_request_id())
     valid: list[_Item] = []
     failed: list[CheckinOutcome] = []
-    for index, raw in enumerate(raw_items):
-        try:
-            valid.append(_Item(index, raw if isinstance(raw, CheckinCreate) else parse_item(CheckinCreate, raw), caller))
-        except DomainError as exc:
-            failed.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, error=ItemError(code=exc.code, message=exc.message, field=exc.field)))
+    try:
+        # Usually every item is valid: one conversion of the whole list (C) instead of one call per item.
+        parsed = msgspec.convert(raw_items, list[CheckinCreate]) if all(type(raw) is dict for raw in raw_items) else None
+    except (msgspec.ValidationError, DomainError):
+        parsed = None  # some item is not: judged item by item below, each failing alone
+    if parsed is not None:
+        valid = [_Item(index, data, caller) for index, data in enumerate(parsed)]
+    else:
+        for index, raw in enumerate(raw_items):
+            try:
+                valid.append(_Item(index, raw if isinstance(raw, CheckinCreate) else parse_item(CheckinCreate, raw), caller))
+            except DomainError as exc:
+                failed.append(CheckinOutcome(index=index, status=ItemStatus.FAILED, error=ItemError(code=exc.code, message=exc.message, field=exc.field)))
     outcomes: list[CheckinOutcome] = []
     if valid:
         outcomes, events = await _record(conn, valid, records=records)
@@ -528,7 +539,8 @@ async def raise_alert(conn: asyncpg.Connection, principal: Principal, stay: Stay
     alert_id = await store.insert_alert(conn, site_id=stay.site_id, stay_id=stay.id, kind=kind, dedup_key=dedup_key, detail=detail)
     if alert_id is not None:
         await bus.emit(
-            conn, "health.alert_raised", site_id=stay.site_id, subject_id=alert_id, actor=principal.ref, data={"stay_id": str(stay.id), "kind": kind}
+            conn, "health.alert_raised", site_id=stay.site_id, subject_id=alert_id, actor=principal.ref,
+            data={"stay_id": str(stay.id), "kind": kind, "version": 1},  # a new alert's first version (the column's default)
         )
     return alert_id
 
@@ -576,15 +588,16 @@ async def _move_alert(conn: asyncpg.Connection, principal: Principal, alert_id: 
             raise Conflict(f"The alert is {current.state}.", code="alert_state_conflict", state=current.state.value)
         raise Conflict(f"The alert changed since version {data.version}.", code="stale_version", current_version=current.version)
     await store.insert_audit(conn, principal.ref, principal.role.value, f"alert.{to.value}", [(current.site_id, current.stay_id)], ["state", "note"])
+    moved = await get_alert(conn, principal, alert_id)
     await bus.emit(
         conn,
         f"health.alert_{to.value}",
         site_id=current.site_id,
         subject_id=alert_id,
         actor=principal.ref,
-        data={"stay_id": str(current.stay_id), "kind": current.kind.value},
+        data={"stay_id": str(current.stay_id), "kind": current.kind.value, "version": moved.version},
     )
-    return await get_alert(conn, principal, alert_id)
+    return moved
 
 
 async def acknowledge_alert(conn: asyncpg.Connection, principal: Principal, alert_id: UUID, data: AlertAction) -> Alert:
@@ -744,12 +757,13 @@ async def decide_exposure_review(conn: asyncpg.Connection, principal: Principal,
             if exc.code != "stay_closed":
                 raise
     await store.insert_audit(conn, principal.ref, principal.role.value, f"exposure_review.{state.value}", [(review.site_id, review.stay_id)], ["exposure"])
+    (decided,) = await store.get_reviews(conn, [review_id], None)
     await bus.emit(
         conn,
         f"health.exposure_review_{state.value}",
         site_id=review.site_id,
         subject_id=review_id,
         actor=principal.ref,
-        data={"stay_id": str(review.stay_id), "source_stay_id": str(review.source_stay_id)},
+        data={"stay_id": str(review.stay_id), "source_stay_id": str(review.source_stay_id), "version": decided.version},
     )
-    return (await store.get_reviews(conn, [review_id], None))[0]
+    return decided

@@ -14,7 +14,7 @@ from service.access.model import Principal
 from service.bus import Event
 from service.db import queries
 from service.errors import register_constraint
-from service.health.model import Alert, Checkin, CheckinCreate, CheckinDue, ExposureReview, Sample, SwabDue
+from service.health.model import Alert, Checkin, CheckinCreate, CheckinDue, ExposureReview, Sample, SwabDue, Symptom
 from service.observability import current_request_id
 
 Q = queries("health")
@@ -49,6 +49,20 @@ _dec_rejected = msgspec.json.Decoder(dict[int, str])
 _dec_events = msgspec.json.Decoder(list[Event])
 
 
+class _Item(msgspec.Struct, omit_defaults=True):
+    """One item as record_checkins reads it (jsonb_to_recordset): defaults are left out, the SQL fills them in."""
+
+    id: UUID
+    stay_id: UUID
+    recorded_at: datetime
+    caller: int  # 1-based
+    temperature_c: float | None = None
+    spo2: int | None = None
+    pulse: int | None = None
+    symptoms: list[Symptom] = []
+    note: str = ""
+
+
 async def record_checkins(
     conn: asyncpg.Connection, items: Sequence[tuple[UUID, CheckinCreate, int]], callers: Sequence[Caller], *, records: bool, **rules: Any
 ) -> CheckinRows:
@@ -61,15 +75,7 @@ async def record_checkins(
         scope_sites += sites
     row = await Q.record_checkins(
         conn,
-        ids=[i for i, _, _ in items],
-        stay_ids=[c.stay_id for _, c, _ in items],
-        recorded_ats=[c.recorded_at for _, c, _ in items],
-        temperatures=[c.temperature_c for _, c, _ in items],
-        spo2s=[c.spo2 for _, c, _ in items],
-        pulses=[c.pulse for _, c, _ in items],
-        symptoms=[",".join(c.symptoms) for _, c, _ in items],
-        notes=[c.note for _, c, _ in items],
-        callers=[k + 1 for _, _, k in items],
+        items=[_Item(i, c.stay_id, c.recorded_at, k + 1, c.temperature_c, c.spo2, c.pulse, c.symptoms, c.note) for i, c, k in items],
         actors=[c.principal.ref for c in callers],
         actor_roles=[c.principal.role.value for c in callers],
         request_ids=[c.request_id for c in callers],

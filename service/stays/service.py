@@ -768,6 +768,7 @@ async def _open_stay(
         subject_id=stay.id,
         actor=principal.ref,
         data={
+            "version": stay.version,
             "room_id": str(room.id),
             "room_number": room.number,
             "bed": bed,
@@ -833,7 +834,7 @@ async def release(conn: asyncpg.Connection, principal: Principal, stay_id: UUID,
         site_id=stay.site_id,
         subject_id=stay.id,
         actor=principal.ref,
-        data={"room_id": str(stay.room_id), "home_monitoring_days": regime.home_monitoring_days},
+        data={"room_id": str(stay.room_id), "home_monitoring_days": regime.home_monitoring_days, "version": closed.version},
     )
     return closed
 
@@ -850,7 +851,7 @@ async def close_for_transfer(conn: asyncpg.Connection, principal: Principal, sta
         site_id=stay.site_id,
         subject_id=stay.id,
         actor=principal.ref,
-        data={"room_id": str(stay.room_id), "infectious": infectious},
+        data={"room_id": str(stay.room_id), "infectious": infectious, "version": closed.version},
     )
     return closed
 
@@ -913,13 +914,14 @@ async def move(conn: asyncpg.Connection, principal: Principal, stay_id: UUID, da
         moved_from=stay.id,
     )
     await store.close_stay_link(conn, stay.id, new.id)
+    (closed,) = await store.get_stays(conn, [stay.id], None)
     await bus.emit(
         conn,
         "stays.moved",
         site_id=stay.site_id,
         subject_id=stay.id,
         actor=principal.ref,
-        data={"to_stay": str(new.id), "to_site": str(site.id), "to_room": str(room.id), "reason": data.reason},
+        data={"to_stay": str(new.id), "to_site": str(site.id), "to_room": str(room.id), "reason": data.reason, "version": closed.version},
     )
     return new
 
@@ -941,15 +943,16 @@ async def extend_stay(conn: asyncpg.Connection, principal: Principal, stay_id: U
     regime = await regime_of(conn, stay)
     planned = release_at(start, regime.centralized_days, stay.time_zone)
     await store.set_period(conn, stay.id, start, planned)
+    (extended,) = await store.get_stays(conn, [stay.id], None)
     await bus.emit(
         conn,
         "stays.extended",
         site_id=stay.site_id,
         subject_id=stay.id,
         actor=principal.ref,
-        data={"from": stay.planned_release_at.isoformat(), "to": planned.isoformat(), "reason": data.reason},
+        data={"from": stay.planned_release_at.isoformat(), "to": planned.isoformat(), "reason": data.reason, "version": extended.version},
     )
-    return (await store.get_stays(conn, [stay.id], None))[0]
+    return extended
 
 
 # --- exposure, occupancy ------------------------------------------------------

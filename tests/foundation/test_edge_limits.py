@@ -156,3 +156,44 @@ async def test_an_integral_number_is_an_integer_as_json_schema_says(client, auth
     refused = await client.post(path, json={"version": 1.5}, headers=headers)
     assert_problem(refused, 400, "invalid_request")
     assert refused.json()["field"] == "version"
+
+
+def _depth_by_parsing(text: bytes) -> int:
+    """The nesting depth of a valid JSON document, measured on the decoded value (an independent oracle)."""
+    import json
+
+    def depth(value: object) -> int:
+        if isinstance(value, list):
+            return 1 + max(map(depth, value), default=0)
+        if isinstance(value, dict):
+            return 1 + max(map(depth, value.values()), default=0)
+        return 0
+
+    return depth(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a": "[[[[", "b": [1, {"c": "}}]]"}]}',  # brackets inside strings are no nesting
+        b'{"a": "say \\"[[\\" twice", "b": [[["\\\\"]]]}',  # escaped quotes and backslashes
+        b'[{"k": "\\u005b"}, [[], [[[]]]]]',
+        b'{"checkins": [' + b",".join(b'{"id": "x", "note": "a{b[c"}' for _ in range(50)) + b"]}",
+        b'"[[["',
+        b"[]",
+        b"3",
+    ],
+)
+def test_json_depth_skips_strings(text):
+    from service.http import json_depth
+
+    assert json_depth(text) == _depth_by_parsing(text)
+    assert json_depth(text.decode()) == _depth_by_parsing(text)
+
+
+def test_json_depth_of_malformed_text_does_not_depend_on_escapes():
+    """An unterminated string counts the brackets after it (the decoder refuses the body anyway)."""
+    from service.http import json_depth
+
+    assert json_depth(b'[["abc [[[[') == 6
+    assert json_depth(b'[["a\\"bc [[[[') == 6
