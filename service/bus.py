@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -168,7 +168,13 @@ _HORIZON = "SELECT feed_horizon()"
 # after the cursor for a quiet site. The broad lanes' residual type filter (``type || ''``) is kept
 # out of index conditions for the same reason.
 _COLUMNS = "e.txid, e.id, e.site_id, e.type, e.subject_id, e.data, e.actor, e.at"
-_AFTER = "(e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < $3::xid8"
+# The residual filter of a facility-scoped read (a hospital): events whose subject is the value $12, or
+# whose data names it under one of the keys $13. Off ($12 NULL) for everyone else.
+_AFTER = (
+    "(e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < $3::xid8"
+    " AND ($12::text IS NULL OR e.subject_id::text = $12::text"
+    " OR EXISTS (SELECT 1 FROM unnest($13::text[]) AS k(key) WHERE e.data ->> k.key = $12::text))"
+)
 _FEED = f"""
 SELECT txid::text AS txid, id, site_id, type, subject_id, data, actor, at FROM (
     (SELECT {_COLUMNS} FROM events e
@@ -255,6 +261,7 @@ async def read_feed(
     types: Collection[str] | None = None,
     global_types: Collection[str] = (),
     horizon: int | None = None,
+    naming: tuple[UUID, Sequence[str]] | None = None,
 ) -> tuple[list[FeedRow], bool]:
     """Committed events after ``cursor`` in commit order, each with its cursor, and whether more follow.
 
@@ -262,6 +269,10 @@ async def read_feed(
     of no site whose type is in ``global_types``. ``types`` None: every type; else only those.
     ``horizon``: one ``read_horizon`` taken earlier, for a reader that pages to a fixed point (one
     statement per page); without it the page reads the horizon first (two statements).
+    ``naming`` (an id, data keys): only the events whose subject is that id or whose data names it
+    under one of the keys (a hospital's facility). Such a read walks the matching types' events
+    after the cursor until it has a page of those naming the id: bounded by the types' events, not
+    by what it returns.
     """
     txid, after_id = _decode_cursor(cursor)
     wanted = None if types is None else sorted(set(types))
@@ -277,7 +288,8 @@ async def read_feed(
     if horizon is None:
         horizon = await read_horizon(conn)
     rows = await conn.fetch(
-        _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes
+        _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes,
+        None if naming is None else str(naming[0]), [] if naming is None else list(naming[1]),
     )
     found = [
         FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"]), (int(row["txid"]), row["id"]))

@@ -120,7 +120,9 @@ POLICY: dict[str, Rule] = {
     "replenishments.cancel": _rule("Cancel a replenishment", FLOOR + (LOGISTICS,)),
     "supplies.webhooks": _rule("Logistics webhooks for low stock and replenishments", [CMD, LOGISTICS]),
     # webhooks of every integration (service/webhooks): they hear what the owner's change feed shows
-    "webhooks.manage": _rule("Webhooks for the events the caller may read (as its change feed shows them)", [CMD, LOGISTICS]),
+    "webhooks.manage": _rule(
+        "Webhooks for the events the caller may read (as its change feed shows them)", [CMD, LOGISTICS], hospital=Scope.FACILITY
+    ),
     # regions and the command centre (service/regions); region-scoped staff reach their subtree's sites
     "regions.read": _rule("The region tree (for site-scoped roles: the regions above their sites)", PEOPLE),
     "regions.manage": _rule("Create, rename and move regions; place sites in them (within the caller's regions)", [CMD]),
@@ -154,7 +156,10 @@ POLICY: dict[str, Rule] = {
     "command.dashboard": _rule("The command dashboard page /command (browser session; the caller's sites)", [CMD]),
     # live updates and the change feed (which events each role sees: EVENT_READS below)
     "events.subscribe": _rule("Live site events (GraphQL subscription)", PEOPLE),
-    "changes.read": _rule("Changes by cursor: what the caller may read, in commit order", PEOPLE + (LOGISTICS,)),
+    "changes.read": _rule(
+        "Changes by cursor: what the caller may read, in commit order (a hospital: its facility's transfers)",
+        PEOPLE + (LOGISTICS,), hospital=Scope.FACILITY,
+    ),
     # offline replay: the batch itself; each item also needs its own write's operation
     "sync.write": _rule("Replay writes queued offline (each item: its own operation)", PEOPLE),
 }
@@ -232,16 +237,46 @@ EVENT_READS: dict[str, str | None] = {
 }
 
 
+# Events of no site: the records of data shared by every site (regimes, facilities, the catalogue, risk
+# areas: read with Scope.ANY) and webhooks. A caller whose read of them is limited to sites never sees
+# them, so they are not among its types at all (a webhook cannot subscribe to what it would never hear).
+NO_SITE_EVENTS = frozenset(
+    t for t, op in EVENT_READS.items() if op is not None and Scope.ANY in POLICY[op].grants.values()
+) | {"supplies.webhook_registered", "supplies.webhook_removed", "webhooks.webhook_registered", "webhooks.webhook_removed"}
+
+# What a facility-scoped caller (a hospital) sees of the outbox, and the operation granting it: the
+# events of transfers and facility records that name its facility (``FACILITY_KEYS``, or the event's
+# subject: the facility itself), at the sites its key names (every site when it names none). Grants of
+# facility scope in EVENT_READS above show nothing by themselves (facilities.read would otherwise show
+# every facility's changes): this table is the whole of what such a caller sees.
+FACILITY_EVENT_READS: dict[str, str] = {
+    **dict.fromkeys([t for t, op in EVENT_READS.items() if op == "transfers.read"], "hospital.transfers"),
+    **dict.fromkeys([t for t, op in EVENT_READS.items() if op == "facilities.read"], "facilities.read"),
+}
+# The data keys by which an event names a facility: where the transfer heads, the facility that
+# refused or declined it, the one it was redirected away from.
+FACILITY_KEYS = ("destination_id", "refused_by", "previous_destination_id")
+
+
 @dataclass(frozen=True)
 class EventScope:
-    """The event types a caller may see: at its sites, and among the events of no site."""
+    """The event types a caller may see: at its sites, and among the events of no site.
+
+    ``facility_id``: for a facility-scoped caller, every one of these types shows only when the
+    event names that facility (``FACILITY_KEYS`` or its subject).
+    """
 
     site_types: frozenset[str]
     global_types: frozenset[str]
+    facility_id: UUID | None = None
 
 
 # The operations that show events: the change feed, live updates, webhooks (all through ``event_scope``).
 FEED_OPERATIONS = ("changes.read", "events.subscribe", "webhooks.manage")
+
+
+def _facility_scoped(principal: Principal) -> bool:
+    return any(rule(op).grants.get(principal.role) is Scope.FACILITY for op in FEED_OPERATIONS)
 
 
 def event_scope(principal: Principal) -> EventScope:
@@ -250,13 +285,34 @@ def event_scope(principal: Principal) -> EventScope:
     global_types: set[str] = set()
     if not any(allows(principal, op) for op in FEED_OPERATIONS):
         return EventScope(frozenset(), frozenset())
+    if _facility_scoped(principal):
+        if principal.facility_id is None:  # a key linked to no facility reaches nothing
+            return EventScope(frozenset(), frozenset())
+        shown = frozenset(t for t, op in FACILITY_EVENT_READS.items() if rule(op).grants.get(principal.role) is Scope.FACILITY)
+        return EventScope(shown, shown, principal.facility_id)
     for event_type, operation in EVENT_READS.items():
-        if operation is None or principal.role not in rule(operation).grants:
+        if operation is None or rule(operation).grants.get(principal.role) in (None, Scope.FACILITY):
+            continue
+        everywhere = site_filter(principal, operation) is None
+        if event_type in NO_SITE_EVENTS and not everywhere:
             continue
         site_types.add(event_type)
-        if site_filter(principal, operation) is None:
+        if everywhere:
             global_types.add(event_type)
     return EventScope(frozenset(site_types), frozenset(global_types))
+
+
+def event_facility(principal: Principal) -> UUID | None:
+    """The facility whose events a facility-scoped caller sees (None for every other caller)."""
+    return principal.facility_id if _facility_scoped(principal) else None
+
+
+def event_sites(principal: Principal) -> list[UUID] | None:
+    """The sites whose events the caller reads by default (None: every site, [] none): its sites, or for
+    a facility-scoped caller the sites its key names (every site when it names none)."""
+    if _facility_scoped(principal):
+        return None if principal.site_ids is None else sorted(principal.site_ids)
+    return principal.site_scope
 
 
 def rule(operation: str) -> Rule:

@@ -16,6 +16,13 @@ UPDATE webhooks SET active = false
 WHERE id = :id AND owner = :owner AND active AND (:api::text IS NULL OR api = :api::text)
 RETURNING id, api;
 
+-- name: deactivate_ownerless!
+-- A revoked API key's or a disabled account's webhooks stop: fan-out runs this first.
+UPDATE webhooks w SET active = false
+WHERE active
+  AND (EXISTS (SELECT 1 FROM api_clients c WHERE w.owner = 'client:' || c.id::text AND c.revoked_at IS NOT NULL)
+       OR EXISTS (SELECT 1 FROM staff s WHERE w.owner = 'staff:' || s.id::text AND NOT s.active));
+
 -- name: lock_active_webhooks
 -- Fan-out: one instance at a time per webhook; the owner as it registered (role, sites, facility).
 SELECT id, owner, owner_role, site_ids, facility_id, events, feed_cursor

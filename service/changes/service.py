@@ -17,9 +17,10 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from service import bus, policy
-from service.access.model import Principal
+from service.access.model import Principal, Role
 from service.changes.model import Change, ChangePage
 from service.errors import InvalidInput, NotFound
 from service.sites import service as sites
@@ -139,7 +140,7 @@ async def resolve_sites(conn: asyncpg.Connection, principal: Principal, site_ids
     Foreign and unknown ids look alike, as everywhere else; one query checks them all.
     """
     if site_ids is None:
-        scope = principal.site_scope
+        scope = policy.event_sites(principal)
         if scope is None:
             return None
         if not scope:
@@ -150,7 +151,14 @@ async def resolve_sites(conn: asyncpg.Connection, principal: Principal, site_ids
         raise InvalidInput(f"{field}, when given, names at least one site.", code="invalid_input", field=field)
     if len(wanted) > MAX_SITES:
         raise InvalidInput(f"At most {MAX_SITES} sites at once.", code="invalid_input", field=field)
-    visible = await sites.get_sites(conn, principal, wanted)
+    if policy.event_facility(principal) is not None:
+        # A hospital reads the sites its key names (any site when it names none) as senders of its
+        # transfers; it reaches no site's records, so existence is checked on the sites it names.
+        named = wanted if principal.site_ids is None else [s for s in wanted if s in principal.site_ids]
+        acting = msgspec.structs.replace(principal, role=Role.SITE_STAFF, site_ids=frozenset(named), facility_id=None)
+        visible = await sites.get_sites(conn, acting, named) if named else {}
+    else:
+        visible = await sites.get_sites(conn, principal, wanted)
     if any(site_id not in visible for site_id in wanted):
         raise NotFound("No such site.", code="site_not_found", field=field)
     return wanted
@@ -163,7 +171,28 @@ _SITE_LISTS = ("site_ids",)
 _MOVE_KEYS = ("to_site", "to_stay", "to_room")
 
 
+# What a facility-scoped caller (a hospital) sees of an event's data: the facts its IncomingTransfer shows
+# (states, urgency, vehicle kind, outcome; a facility's code and kind), and facility ids only where they
+# are its own. No stay, room or resident ids, no other facility's id: whatever the event recorded.
+_FACILITY_DATA = frozenset({
+    "from", "to", "version", "urgency", "infectious", "reason", "vehicle_kind", "outcome", "previous",
+    "returned_to_sending_site", "code", "kind", "fields",
+})
+
+
+def _facility_data(data: dict[str, Any], facility_id: UUID) -> dict[str, Any]:
+    own = str(facility_id)
+    out = {k: v for k, v in data.items() if k in _FACILITY_DATA}
+    for key in policy.FACILITY_KEYS:
+        if key in data:
+            out[key] = own if data[key] == own else None
+    return out
+
+
 def scoped_data(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    facility_id = policy.event_facility(principal)
+    if facility_id is not None:
+        return _facility_data(data, facility_id)
     scope = principal.site_scope
     if scope is None or not any(k in data for k in (*_SITE_LISTS, "to_site")):
         return data
@@ -204,7 +233,9 @@ async def read_changes(
     global_types: frozenset[str], limit: int,
 ) -> ChangePage:
     """One page of changes of resolved sites and types (see ``changes``)."""
-    rows, more = await bus.read_feed(conn, cursor=after, limit=limit, site_ids=site_ids, types=types, global_types=global_types)
+    rows, more = await bus.read_feed(
+        conn, cursor=after, limit=limit, site_ids=site_ids, types=types, global_types=global_types, naming=_naming(principal)
+    )
     return ChangePage(
         changes=[to_change(r, principal) for r in rows],
         next_cursor=rows[-1].cursor if rows else (after or bus.event_cursor(0, 0)),
@@ -226,7 +257,16 @@ async def read_rows(
     The rows are raw events: show them through ``to_change`` (which scopes their data to the caller).
     """
     types, global_types = visible_types(principal, names)
-    return await bus.read_feed(conn, cursor=after, limit=limit, site_ids=principal.site_scope, types=types, global_types=global_types)
+    return await bus.read_feed(
+        conn, cursor=after, limit=limit, site_ids=policy.event_sites(principal), types=types, global_types=global_types,
+        naming=_naming(principal),
+    )
+
+
+def _naming(principal: Principal) -> tuple[UUID, Sequence[str]] | None:
+    """A facility-scoped caller reads only the events naming its facility."""
+    facility_id = policy.event_facility(principal)
+    return None if facility_id is None else (facility_id, policy.FACILITY_KEYS)
 
 
 async def changes(

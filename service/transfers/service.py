@@ -567,6 +567,7 @@ async def report_outcome(
         # The receiving site and its stay are not named: this event is the sending site's.
         data={
             "stay_id": str(after.stay_id),
+            "destination_id": str(after.destination_id) if after.destination_id else None,  # the reporting facility
             "outcome": data.outcome.value,
             "previous": transfer.outcome.value if transfer.outcome else None,
             "version": after.version,
@@ -667,6 +668,10 @@ async def _apply(
             "infectious": after.infectious,
             "destination_id": str(after.destination_id) if after.destination_id else None,
             "refused_by": str(refused_by) if refused_by else None,
+            # The destination this move took the transfer away from (a redirect, or another destination
+            # named at dispatch), so that facility hears it no longer comes (hospital webhooks).
+            "previous_destination_id": str(transfer.destination_id)
+            if transfer.destination_id and transfer.destination_id not in (after.destination_id, refused_by) else None,
             "vehicle_kind": after.vehicle_kind.value if after.vehicle_kind and action is TransferAction.DISPATCH else None,
         },
     )

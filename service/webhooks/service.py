@@ -307,6 +307,7 @@ async def fan_out(db: Database) -> int:
     """Queue a delivery for each new event each active webhook's owner may see; returns how many."""
     queued = 0
     async with db.transaction() as conn:
+        await store.deactivate_ownerless(conn)
         hooks = [r async for r in store.lock_active_webhooks(conn)]
         for hook in hooks:
             owner = owner_of(hook)

@@ -41,6 +41,10 @@ async def list_deliveries(conn: asyncpg.Connection, webhook_id: UUID, owner: str
     ]
 
 
+async def deactivate_ownerless(conn: asyncpg.Connection) -> None:
+    await Q.deactivate_ownerless(conn)
+
+
 def lock_active_webhooks(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
     result: AsyncIterator[asyncpg.Record] = Q.lock_active_webhooks(conn)
     return result

@@ -101,9 +101,13 @@ async def test_roles_see_only_what_they_may_read(client, auth, db, settings):
     staff_types = {c["type"] for c in staff_seen}
     assert {"stays.admitted", "health.checkin_recorded", "supplies.stock_moved", "supplies.item_created"} <= staff_types
     assert {c["type"] for c in logistics_seen} == {"sites.site_created", "supplies.stock_moved", "supplies.item_created"}
-    for role in (Role.LAB, Role.HOSPITAL):
+    for role in (Role.LAB, Role.TRACING):
         refused = await client.get(URL, headers=auth(make_principal(role, [site_id])))
         assert refused.status_code == 403 and refused.json()["code"] == "role_not_allowed"
+    # A hospital reads only transfers naming its facility (tests/webhooks/test_hospital.py): none here.
+    for facility_id in (None, uuid.uuid4()):
+        hospital = await client.get(URL, headers=auth(make_principal(Role.HOSPITAL, [site_id], facility_id=facility_id)))
+        assert hospital.status_code == 200 and hospital.json()["changes"] == []
 
 
 async def test_another_sites_id_answers_like_an_unknown_one(client, auth, db, settings):

@@ -34,7 +34,7 @@ SITE_ROWS: dict[str, set[Role]] = {
     "health.alert_raised": PEOPLE,
     "health.sample_resulted": PEOPLE,
     "health.exposure_review_opened": PEOPLE,
-    "transfers.approved": PEOPLE,
+    "transfers.approved": PEOPLE | {HOSP},  # a hospital: only transfers naming its facility (below)
     "supplies.stock_moved": PEOPLE | {LOGI},
     "supplies.low_stock": PEOPLE | {LOGI},
     "supplies.replenishment_dispatched": PEOPLE | {LOGI},
@@ -48,7 +48,7 @@ SITE_ROWS: dict[str, set[Role]] = {
 # Changes of no site: roles that see them although scoped to sites (the command role sees all).
 GLOBAL_ROWS: dict[str, set[Role]] = {
     "stays.regime_updated": PEOPLE,
-    "transfers.facility_created": PEOPLE,
+    "transfers.facility_created": PEOPLE | {HOSP},  # a hospital: only its own facility
     "supplies.item_created": PEOPLE | {LOGI},
     "supplies.webhook_registered": {CMD},
     "webhooks.webhook_removed": {CMD},
@@ -74,11 +74,20 @@ def test_integration_keys_see_no_health_data():
     for role in (LOGI, LAB, HOSP):
         scope = policy.event_scope(_principal(role))
         seen = scope.site_types | scope.global_types
-        assert not [t for t in seen if t.startswith(("health.", "stays.", "sites.room", "transfers."))], role
+        assert not [t for t in seen if t.startswith(("health.", "stays.", "sites.room", "care.", "staff.", "inspection."))], role
+        assert not [t for t in seen if t.startswith("transfers.")] or role is HOSP, role
 
 
-def test_only_people_and_logistics_may_read_changes():
-    assert set(policy.roles("changes.read")) == PEOPLE | {LOGI}
+def test_a_hospital_sees_only_transfers_naming_its_facility():
+    hospital = _principal(HOSP)
+    scope = policy.event_scope(hospital)
+    assert scope.facility_id == hospital.facility_id and {t.split(".")[0] for t in scope.site_types} == {"transfers"}
+    assert policy.event_scope(make_principal(HOSP, None)) == policy.EventScope(frozenset(), frozenset())  # no facility: nothing
+    assert all(policy.event_scope(_principal(role)).facility_id is None for role in Role if role is not HOSP)
+
+
+def test_people_logistics_and_hospitals_may_read_changes():
+    assert set(policy.roles("changes.read")) == PEOPLE | {LOGI, HOSP}
 
 
 def _emitted_types() -> set[str]:

@@ -161,10 +161,10 @@ EXPECTED: dict[str, str | set[str]] = {
     "DELETE /api/v1/supplies/webhooks/{webhook_id}": {LOGI, CMD},
     "GET /api/v1/supplies/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
     # --- Webhooks of every integration (for the events the caller's change feed shows)
-    "GET /api/v1/webhooks": {LOGI, CMD},
-    "POST /api/v1/webhooks": {LOGI, CMD},
-    "DELETE /api/v1/webhooks/{webhook_id}": {LOGI, CMD},
-    "GET /api/v1/webhooks/{webhook_id}/deliveries": {LOGI, CMD},
+    "GET /api/v1/webhooks": {LOGI, CMD, HOSP},
+    "POST /api/v1/webhooks": {LOGI, CMD, HOSP},
+    "DELETE /api/v1/webhooks/{webhook_id}": {LOGI, CMD, HOSP},
+    "GET /api/v1/webhooks/{webhook_id}/deliveries": {LOGI, CMD, HOSP},
     # --- Resident care: requests for every staff role; flags (health data) for medics, managers, command
     "query careRequest": PEOPLE,
     "query careRequests": PEOPLE,
@@ -255,8 +255,8 @@ EXPECTED: dict[str, str | set[str]] = {
     # --- Offline replay: staff roles; each queued write also needs its own mutation's roles
     "mutation syncWrites": PEOPLE,
     # --- Changes by cursor: staff apps and logistics (each sees only the event types it may read)
-    "GET /api/v1/changes": PEOPLE | {LOGI},
-    "query changes": PEOPLE | {LOGI},
+    "GET /api/v1/changes": PEOPLE | {LOGI, HOSP},  # a hospital: its facility's transfers
+    "query changes": PEOPLE | {LOGI, HOSP},
 }
 
 # The command dashboard's pages (/command): a browser session cookie, never a bearer token;

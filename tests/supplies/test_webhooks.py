@@ -1,6 +1,5 @@
 """Webhooks: SSRF refusal (a local listener receives nothing), signed delivery, retries, failure."""
 
-import asyncio
 import uuid
 
 import msgspec
@@ -12,35 +11,9 @@ from service.app import create_app
 from service.webhooks import service as webhooks
 from tests.conftest import make_principal
 from tests.supplies.helpers import make_item, make_site, staff
+from tests.webhooks.helpers import Listener
 
 HOOKS = "/api/v1/supplies/webhooks"
-
-
-class Listener:
-    """A plain HTTP server on loopback that records every request it gets."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.status = status
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")[1:]
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        self.requests.append((headers, body))
-        writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-        await writer.drain()
-        writer.close()
-
-    async def __aenter__(self) -> "Listener":
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        await self.server.wait_closed()
 
 
 async def low_stock_at(client, auth, site: str) -> None:
