@@ -216,7 +216,7 @@ COMMANDS = {
     "gen-secrets": (cmd_gen_secrets, "print a complete production env file with fresh secrets and role passwords"),
     "export-schemas": (cmd_export_schemas, "write openapi/openapi.json and graphql/schema.graphql from the code"),
     "create-user": (cmd_create_user, "create a staff account (the first command user); the password is read from the terminal"),
-    "create-client": (cmd_create_client, "create an integration client (logistics, lab, hospital, tracing) and print its API key once"),
+    "create-client": (cmd_create_client, "create an integration client (logistics, lab, hospital, tracing, carrier) and print its API key once"),
     "backfill-snapshots": (cmd_backfill_snapshots, "recompute the per-site daily snapshots of past days from the ledgers"),
 }
 

@@ -17,6 +17,7 @@ that constraint in ``CONSTRAINT_CODES`` (domains add theirs in their store).
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import uuid
@@ -49,7 +50,10 @@ class DomainError(Exception):
         self.headers: dict[str, str] = {}
 
 
-class InvalidInput(DomainError):
+class InvalidInput(DomainError, ValueError):
+    # Also a ValueError: msgspec wraps a ValueError raised by a Struct's validator (__post_init__)
+    # in a ValidationError that says where in the input the Struct stands; ``input_error`` joins
+    # that path to the field the validator named (``resident`` + ``document_number``).
     status, default_code, title = 422, "invalid_input", "Invalid input"
 
 
@@ -297,12 +301,47 @@ def validation_field(message: str, at: str | None = None) -> str | None:
     return where or None
 
 
-def _validation_to_response(_: Request, exc: ValidationException) -> Response[bytes]:
+def input_error(exc: msgspec.ValidationError) -> DomainError:
+    """The one mapping of a msgspec validation failure of client input to a DomainError.
+
+    A validator's own error keeps its code with its full path (``nested_input_error``); any
+    other failure is ``invalid_input`` naming the field msgspec names.
+    """
+    message = str(exc)
+    return nested_input_error(exc) or InvalidInput(message.split(" - at ")[0], code="invalid_input", field=validation_field(message))
+
+
+def nested_input_error(exc: BaseException) -> DomainError | None:
+    """A validator's DomainError behind ``exc`` (msgspec's ValidationError, or Litestar's exception raised
+    from one), its field prefixed with where its Struct stands in the input (``members[0].resident`` +
+    ``document_number``); None when the failure is msgspec's own."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        cause = seen.__cause__
+        if isinstance(seen, msgspec.ValidationError) and isinstance(cause, DomainError):
+            found = _AT_PATH.search(str(seen))
+            error = copy.copy(cause)  # the cause keeps its own field: mapping twice never prefixes twice
+            error.field = ".".join(part for part in (found.group(1) if found else "", cause.field) if part) or None
+            return error
+        seen = cause
+    return None
+
+
+def _validation_to_response(request: Request, exc: ValidationException) -> Response[bytes]:
+    nested = nested_input_error(exc)
+    if nested is not None:
+        return domain_error_to_response(request, nested)
     errors = exc.extra if isinstance(exc.extra, list) else None
     field = None
     if errors and isinstance(errors[0], dict):
         field = validation_field(str(errors[0].get("message", "")), errors[0].get("key"))
     return problem_response(400, "invalid_request", "Invalid request", exc.detail, field=field, errors=errors)
+
+
+def _msgspec_validation_to_response(request: Request, exc: msgspec.ValidationError) -> Response[bytes]:
+    # Only a validator's error is the client's doing; any other failure to convert is a bug (500).
+    nested = nested_input_error(exc)
+    return _unexpected_to_response(request, exc) if nested is None else domain_error_to_response(request, nested)
 
 
 _HTTP_CODES = {
@@ -343,6 +382,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     asyncpg.InterfaceError: _database_error_to_response,
     asyncpg.InternalClientError: _database_error_to_response,
     ValidationException: _validation_to_response,
+    msgspec.ValidationError: _msgspec_validation_to_response,
     NotAuthorizedException: _http_to_response,
     PermissionDeniedException: _http_to_response,
     HTTPException: _http_to_response,
@@ -367,6 +407,8 @@ __all__ = [
     "graphql_outage",
     "log_outage",
     "from_database",
+    "input_error",
+    "nested_input_error",
     "register_constraint",
     "unavailable",
 ]

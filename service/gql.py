@@ -5,18 +5,24 @@
 - Permissions come from ``service.policy.gql(operation)``: the one authorisation policy.
 - ``mutate`` runs a service function in its own transaction, once per
   Idempotency-Key, and turns DomainErrors into ``userErrors``.
-- ``Write`` is a mutation prepared from its input (validated, the work to run); a mutation
-  runs it with ``perform``. ``OfflineWrite`` names a write the apps may queue offline: the
+- ``Write`` is a mutation prepared from its input (validated, the work to run: ``prepare``); a
+  mutation runs it with ``perform`` (both at once: ``mutate_input``). ``OfflineWrite`` names a write the apps may queue offline: the
   same preparation, run per item by ``syncWrites`` (service/offline.py).
-- ``to_gql`` copies a msgspec Struct into a Strawberry type of the same field names.
+- ``to_gql`` copies a msgspec Struct into a Strawberry type of the same field names; a type may take its
+  fields from the Struct (``fields_from``) and be built from it with its nested Structs (``from_struct``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import re
+import types
+import typing
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -31,7 +37,7 @@ from service import idempotency
 from service.access.model import Principal
 from service.cache import Cache
 from service.db import Database
-from service.errors import DATABASE_ERRORS, DomainError, Unauthorized, Unavailable, from_database, validation_field
+from service.errors import DATABASE_ERRORS, DomainError, NotFound, Unauthorized, Unavailable, from_database, input_error, nested_input_error
 from service.pagination import Page, encode_cursor
 from service.settings import Settings
 
@@ -191,6 +197,11 @@ async def mutate(
         if mapped is None or isinstance(mapped, Unavailable):
             raise
         return None, user_errors(mapped)
+    except msgspec.ValidationError as exc:
+        nested = nested_input_error(exc)  # input a service converted itself (a validator's error)
+        if nested is None:
+            raise
+        return None, user_errors(nested)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +223,40 @@ async def perform(info: Ctx, prepared: Prepared[T]) -> tuple[T | None, list[User
     return await mutate(info, prepared.work, result_type=prepared.result_type)
 
 
+S = TypeVar("S")
+
+
+def prepare(
+    input: Any, struct_type: type[S], result_type: type[T], run: Callable[[asyncpg.Connection, S], Awaitable[T]], *, leave_out: tuple[str, ...] = ()
+) -> Prepared[T]:
+    """A mutation's input validated into ``struct_type`` and its work ``run(conn, data)``, or the input's userErrors.
+
+    ``leave_out``: input fields the resolver hands ``run`` itself (the id of the record written), not in the Struct.
+    """
+    raw = input if isinstance(input, dict) else strawberry.asdict(input)
+    data, errors = input_struct(struct_type, {k: v for k, v in raw.items() if k not in leave_out})
+    if data is None:
+        return errors
+    return Write(lambda conn: run(conn, data), result_type)
+
+
+async def mutate_input(
+    info: Ctx,
+    input: Any,
+    struct_type: type[S],
+    result_type: type[T],
+    run: Callable[[asyncpg.Connection, S], Awaitable[T]],
+    *,
+    leave_out: tuple[str, ...] = (),
+) -> tuple[T | None, list[UserError]]:
+    """``prepare`` then ``perform``: a mutation's input validated and its work run; (result, []) or (None, userErrors).
+
+    Like ``mutate``, whatever ``run`` raises is a userError, so its codes are not listed as the field's
+    top-level errors (service/api/graphql_errors.py).
+    """
+    return await perform(info, prepare(input, struct_type, result_type, run, leave_out=leave_out))
+
+
 @dataclasses.dataclass(frozen=True)
 class OfflineWrite:
     """A write the staff apps may queue offline and replay in ``syncWrites`` (service/offline.py).
@@ -230,17 +275,39 @@ class OfflineWrite:
     current: Callable[[asyncpg.Connection, Context, Principal, Any], Awaitable[Any | None]]
 
 
-def scoped_loader(info: Ctx, name: str, fetch: Callable[[asyncpg.Connection, Principal, list[Any]], Awaitable[dict[Any, Any]]]) -> DataLoader[Any, Any]:
-    """The request's loader ``name``: ``fetch(conn, principal, ids) -> {id: record}`` (the caller's scope) per batch."""
+def scoped_loader(
+    info: Ctx, name: str, fetch: Callable[[asyncpg.Connection, Principal, list[Any]], Awaitable[dict[Any, Any]]], default: Any = None
+) -> DataLoader[Any, Any]:
+    """The request's loader ``name``: ``fetch(conn, principal, ids) -> {id: record}`` (the caller's scope) per batch,
+    one statement per batch on its own connection; ``default`` for an id not found (None, or [] for lists)."""
     ctx = info.context
     principal = ctx.require_principal()
 
     async def load(ids: list[Any]) -> list[Any]:
         async with ctx.db.connection() as conn:
             found = await fetch(conn, principal, ids)
-        return [found.get(i) for i in ids]
+        return [found.get(i, default) for i in ids]
 
     return ctx.loader(name, load)
+
+
+async def site_list(info: Ctx, site_id: UUID, read: Callable[[asyncpg.Connection, Principal], Awaitable[list[T]]]) -> list[T]:
+    """A site-wide list (``site_read``): empty for another or an unknown site."""
+    empty: list[T] = []
+    return await site_read(info, site_id, read, empty)
+
+
+async def site_read(info: Ctx, site_id: UUID, read: Callable[[asyncpg.Connection, Principal], Awaitable[T]], empty: T) -> T:
+    """A read of one site's records: ``empty`` for another or an unknown site (its existence is not disclosed)."""
+    ctx = info.context
+    principal = ctx.require_principal()
+    if not principal.can_access_site(site_id):
+        return empty
+    try:
+        async with ctx.db.connection() as conn:
+            return await read(conn, principal)
+    except NotFound:
+        return empty
 
 
 def to_gql(cls: type[G], obj: Any, **overrides: Any) -> G:
@@ -250,14 +317,55 @@ def to_gql(cls: type[G], obj: Any, **overrides: Any) -> G:
     return cls(**values)
 
 
+# msgspec Struct -> the Strawberry type declared from it (``fields_from``), for nested fields and ``from_struct``.
+_GQL_OF: dict[type, type] = {}
+
+
+def fields_from(struct: type[msgspec.Struct]) -> Callable[[type[G]], type[G]]:
+    """Declare a Strawberry type's fields as ``struct`` declares them (names, order, types), so the two cannot drift.
+
+    Apply it under ``@strawberry.type``. A nested Struct becomes the Strawberry type declared from it (declare
+    that one first); a field the class annotates itself (with a description, or another type) keeps its own.
+    """
+
+    def annotation(tp: Any) -> Any:
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            return _GQL_OF[tp]
+        args = typing.get_args(tp)
+        if not args:
+            return tp
+        mapped = tuple(annotation(a) for a in args)
+        origin = typing.get_origin(tp)
+        return functools.reduce(operator.or_, mapped) if origin in (typing.Union, types.UnionType) else origin[mapped]
+
+    def declare(cls: type[G]) -> type[G]:
+        own = cls.__dict__.get("__annotations__", {})
+        cls.__annotations__ = {f.name: annotation(f.type) for f in msgspec.structs.fields(struct)} | own
+        _GQL_OF[struct] = cls
+        return cls
+
+    return declare
+
+
+def from_struct(cls: type[G], obj: Any) -> G:
+    """Build Strawberry type ``cls`` from a Struct, nested Structs (and lists of them) as their ``fields_from`` types."""
+
+    def value(v: Any) -> Any:
+        if isinstance(v, list):
+            return [value(item) for item in v]
+        gql_type = _GQL_OF.get(type(v))
+        return v if gql_type is None else from_struct(gql_type, v)
+
+    return cls(**{f.name: value(getattr(obj, f.name)) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
+
 def input_struct(struct_type: type[T], value: Any) -> tuple[T | None, list[UserError]]:
     """Validate a Strawberry input (or dict) into a msgspec input Struct; userErrors name the bad field."""
     raw = value if isinstance(value, dict) else strawberry.asdict(value)
     try:
         return msgspec.convert(raw, struct_type, strict=False), []
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        return None, [UserError(field=validation_field(message), code="invalid_input", message=message.split(" - at ")[0])]
+        return None, user_errors(input_error(exc))
     except DomainError as exc:
         return None, user_errors(exc)
 
@@ -287,3 +395,14 @@ def connection_of(page: Page[Any], to_node: Callable[[Any], G], sort_key: Callab
     """A GraphQL connection from a service Page (same cursors as REST)."""
     edges = [Edge(node=to_node(item), cursor=encode_cursor(sort_key(item))) for item in page.items]
     return Connection(edges=edges, page_info=PageInfo(has_next_page=page.next_cursor is not None, end_cursor=page.next_cursor))
+
+
+async def site_connection(
+    info: Ctx,
+    site_id: UUID,
+    read: Callable[[asyncpg.Connection, Principal], Awaitable[Page[Any]]],
+    to_node: Callable[[Any], G],
+    sort_key: Callable[[Any], list[Any]],
+) -> Connection[G]:
+    """A connection of one site's records (``site_read``): empty for another or an unknown site."""
+    return connection_of(await site_read(info, site_id, read, Page(items=[], next_cursor=None)), to_node, sort_key)

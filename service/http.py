@@ -23,7 +23,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter as ParameterMarker
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import DomainError, InvalidInput
+from service.errors import DomainError, InvalidInput, nested_input_error
 
 ETAG_HEADER = "ETag"
 
@@ -168,6 +168,8 @@ def check_body_types(scope: Scope, body: bytes) -> None:
             # integral numbers as integers. Only on this rare path, so ordinary bodies pay one C decode.
             msgspec.convert(_integral(msgspec.json.decode(body)), type=target, strict=True)
     except msgspec.ValidationError as exc:
+        if (nested := nested_input_error(exc)) is not None:
+            raise nested from None  # a validator's own code, at its path in the body
         message, _, where = str(exc).partition(" - at `$")
         key = where.rstrip("`").lstrip(".")
         raise ValidationException(

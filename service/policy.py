@@ -53,7 +53,7 @@ class Rule:
 
 
 CMD, MGR, STAFF, MEDIC = Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC
-LOGISTICS, LAB, HOSPITAL, TRACING = Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING
+LOGISTICS, LAB, HOSPITAL, TRACING, CARRIER = Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING, Role.CARRIER
 PEOPLE = (CMD, MGR, STAFF, MEDIC)
 ADMINS = (CMD, MGR)
 FLOOR = (CMD, MGR, STAFF)  # admit, move, stock
@@ -103,7 +103,7 @@ POLICY: dict[str, Rule] = {
     "alerts.acknowledge": _rule("Acknowledge an alert", PEOPLE),
     "alerts.resolve": _rule("Resolve an alert", [MEDIC]),
     "reviews.decide": _rule("Decide an exposure review", [CMD, MGR, MEDIC]),
-    "lab.results": _rule("Upload results by tube barcode", [LAB]),
+    "lab.results": _rule("Upload results by tube barcode (residents' and staff swabs)", [LAB]),
     # transfers
     "facilities.read": _rule("Destination facilities (a hospital: its own)", PEOPLE, Scope.ANY, hospital=Scope.FACILITY),
     "facilities.manage": _rule("Create and change facilities", [CMD], Scope.ANY),
@@ -146,6 +146,7 @@ POLICY: dict[str, Rule] = {
     "infection.read": _rule("Inspections, findings, environmental swabs, the medical-waste log", PEOPLE),
     "infection.inspect": _rule("Record inspections, findings and their resolution, environmental swabs and results", [CMD, MGR, MEDIC]),
     "waste.record": _rule("Log sealed medical waste and its handover to the carrier", FLOOR),
+    "waste.carrier": _rule("The carrier: waste batches of the sites it serves (no other record), confirm receipt", [CARRIER]),
     # intake: referrals, the admission queue, risk areas
     "referrals.submit": _rule("Refer people to isolate (tracing teams, command, site manager)", ADMINS + (TRACING,)),
     "referrals.read": _rule("Referrals, the pending-admission queue, identification -> isolation times", PEOPLE + (TRACING,)),

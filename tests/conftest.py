@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -28,7 +29,10 @@ from service.access.service import issue_access_token
 from service.app import create_app
 from service.cache import Cache
 from service.db import Database, close_pool, create_pool, migrate
+from service.errors import input_error
 from service.settings import Settings, generate_secrets, load_settings
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
@@ -137,6 +141,15 @@ async def served(settings: Settings) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def parse_input(raw: object, struct_type: type[T]) -> T:
+    """Convert client input into an input Struct, failing as the API answers it: a validator's own
+    DomainError (its code, its field's path), else ``invalid_input`` (service.errors.input_error)."""
+    try:
+        return msgspec.convert(raw, struct_type)
+    except msgspec.ValidationError as exc:
+        raise input_error(exc) from None
 
 
 def make_principal(role: Role, site_ids: list[uuid.UUID] | None = None, **fields: object) -> Principal:

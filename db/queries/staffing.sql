@@ -118,8 +118,15 @@ FROM staff_samples
 WHERE id = :id AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
 FOR UPDATE;
 
+-- name: lock_samples_by_barcode
+SELECT id, site_id, worker_id, barcode, kind, collected_at, result, resulted_at, recorded_by
+FROM staff_samples
+WHERE barcode = ANY(:barcodes::text[]) AND (:site_ids::uuid[] IS NULL OR site_id = ANY(:site_ids::uuid[]))
+ORDER BY id
+FOR UPDATE;
+
 -- name: set_result$
-UPDATE staff_samples SET result = :result, resulted_at = now()
+UPDATE staff_samples SET result = :result, resulted_at = COALESCE(:resulted_at, now())
 WHERE id = :id AND result = 'pending'
 RETURNING id;
 

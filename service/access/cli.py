@@ -35,7 +35,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the integration's name")
     parser.add_argument("--role", required=True, choices=[r.value for r in ClientRole])
     parser.add_argument(
-        "--site", action="append", default=[], help="site id (repeat; required for logistics, lab and tracing; a hospital: only transfers from these sites)"
+        "--site", action="append", default=[], help="site id (repeat; required but for a hospital; a hospital: only transfers from these sites)"
     )
     parser.add_argument("--facility", help="hospital clients (required): the destination facility id")
 

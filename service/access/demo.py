@@ -1,4 +1,4 @@
-"""Demo seed step of access: one command user, three staff per site, the logistics, lab and tracing clients.
+"""Demo seed step of access: one command user, three staff per site, the logistics, lab, tracing and carrier clients.
 
 Passwords and API keys are predictable on purpose (a demo database only) and
 listed in ``DEMO_LOGIN_HINT``; nothing is logged.
@@ -7,17 +7,26 @@ listed in ``DEMO_LOGIN_HINT``; nothing is logged.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import msgspec
 
 from service.access import service
-from service.access.model import ApiClientCreate, StaffCreate
+from service.access.model import ApiClientCreate, Principal, PrincipalKind, Role, StaffCreate
 
 DEMO_PASSWORD = "qsite-demo"
-DEMO_KEYS = {role: f"qsk_demo-{role}-key" for role in ("logistics", "lab", "tracing")}
+DEMO_KEYS = {role: f"qsk_demo-{role}-key" for role in ("logistics", "lab", "tracing", "carrier")}
 # The hospital key comes with the facilities it speaks for (service/transfers/demo.py).
 HINT = f"command / {DEMO_PASSWORD} (also manager-1, staff-1, medic-1 ... per site, same password)"
+
+
+def demo_staff(demo: dict[str, Any], username: str, role: Role, site_id: UUID) -> Principal:
+    """The demo account ``username`` acting at ``site_id`` (the system principal when accounts were not seeded)."""
+    staff_id = demo.get("staff", {}).get(username)
+    if staff_id is None:
+        return service.SYSTEM_PRINCIPAL
+    return Principal(kind=PrincipalKind.STAFF, id=staff_id, role=role, site_ids=frozenset({site_id}))
 
 
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:

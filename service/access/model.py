@@ -23,10 +23,11 @@ class Role(StrEnum):
     LAB = "lab"
     HOSPITAL = "hospital"
     TRACING = "tracing"
+    CARRIER = "carrier"
 
 
 STAFF_ROLES = frozenset({Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC})
-CLIENT_ROLES = frozenset({Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING})
+CLIENT_ROLES = frozenset({Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING, Role.CARRIER})
 
 
 class PrincipalKind(StrEnum):
@@ -116,6 +117,8 @@ class ClientRole(StrEnum):
     HOSPITAL = "hospital"
     # Contact-tracing (流调) teams: submit people to isolate to the sites they serve.
     TRACING = "tracing"
+    # Medical-waste carriers: read the waste batches of the sites they serve and confirm receipt.
+    CARRIER = "carrier"
 
 
 class Staff(msgspec.Struct, kw_only=True):

@@ -43,7 +43,7 @@ from service.access.service import authenticate, bearer_credential, credential_e
 from service.api.graphql_errors import document_errors
 from service.api.persisted import Documents
 from service.changes import gql as changes
-from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, problem_response
+from service.errors import DATABASE_ERRORS, DomainError, Unavailable, from_database, graphql_outage, nested_input_error, problem_response
 from service.gql import Context
 from service.handover import gql as handover
 from service.health import gql as health
@@ -101,6 +101,8 @@ def _with_code(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, DATABASE_ERRORS):
         original = from_database(original) or original
+    elif isinstance(original, msgspec.ValidationError):
+        original = nested_input_error(original) or original
     if not isinstance(original, DomainError):
         if (error.extensions or {}).get("code"):
             return error

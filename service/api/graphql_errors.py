@@ -4,7 +4,7 @@ Expected failures of mutations are ``userErrors``; what still reaches
 ``errors`` (authentication, a role, a cursor or limit out of range, a record
 that is not the caller's) carries a DomainError ``code`` in ``extensions``. The
 list is read from the resolver and its permission classes by
-``service.errorcodes`` (errors inside ``mutate``/``input_struct`` become
+``service.errorcodes`` (errors inside ``mutate``/``mutate_input``/``input_struct`` become
 userErrors and are left out), so it cannot drift from the code.
 """
 
@@ -30,7 +30,7 @@ def field_codes(field: Any, *, root: bool) -> set[str]:
     if resolver is None:
         return set()
     permissions = [cls.has_permission for cls in field.permission_classes]
-    found = errorcodes.raised_by(resolver, *permissions, writes=False, barriers=[gql.mutate, gql.input_struct])
+    found = errorcodes.raised_by(resolver, *permissions, writes=False, barriers=[gql.mutate, gql.mutate_input, gql.input_struct])
     if root:
         # An argument the database cannot take (a NUL in text) is translated too (service/api/graphql.py).
         found = errorcodes.merge(found, errorcodes.READ_DATABASE_CODES)

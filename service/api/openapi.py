@@ -123,6 +123,10 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/sites/{site_id}/referrals"): "listReferralQueue",
     ("GET", "/api/v1/sites/{site_id}/isolation-times"): "getIsolationTimes",
     ("GET", "/api/v1/risk-areas"): "listRiskAreas",
+    ("POST", "/api/v1/lab/staff-results"): "uploadStaffLabResults",
+    ("GET", "/api/v1/carrier/sites/{site_id}/waste"): "listCarrierWaste",
+    ("GET", "/api/v1/carrier/waste/{waste_id}"): "getCarrierWaste",
+    ("POST", "/api/v1/carrier/waste/{waste_id}/receipt"): "confirmWasteReceipt",
 }
 
 # Codes chosen at run time, which reading the code cannot see (``raise cls(...,

@@ -250,6 +250,18 @@ class LabUploadResult(msgspec.Struct, kw_only=True):
     conflicts: int
     items: list[LabOutcome]
 
+    @classmethod
+    def of(cls, items: list[LabOutcome]) -> LabUploadResult:
+        """The answer to an upload: its items and how many of each status."""
+        count = {s: sum(i.status is s for i in items) for s in LabItemStatus}
+        return cls(
+            recorded=count[LabItemStatus.RECORDED],
+            unchanged=count[LabItemStatus.UNCHANGED],
+            unknown=count[LabItemStatus.UNKNOWN_BARCODE],
+            conflicts=count[LabItemStatus.CONFLICT],
+            items=items,
+        )
+
 
 class Alert(msgspec.Struct, kw_only=True):
     id: UUID

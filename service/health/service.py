@@ -28,7 +28,7 @@ import msgspec
 from service import bus, policy
 from service.access.model import Principal, PrincipalKind, Role
 from service.db import Database
-from service.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, nested_input_error
 from service.groupcommit import GroupCommit
 from service.health import store
 from service.health.model import (
@@ -122,7 +122,7 @@ def parse_item(struct_type: type[Any], raw: Any) -> Any:
     try:
         return msgspec.convert(raw, struct_type)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(str(exc).split(" - at ")[0], code="invalid_input", field=_field_of(exc)) from None
+        raise nested_input_error(exc) or InvalidInput(str(exc).split(" - at ")[0], code="invalid_input", field=_field_of(exc)) from None
 
 
 # --- check-ins ------------------------------------------------------------------------------
@@ -512,14 +512,7 @@ async def upload_results(conn: asyncpg.Connection, principal: Principal, data: L
     for tube in changed:
         if tube["result"] == SampleResult.POSITIVE and tube["stay_id"] is not None:
             await _positive(conn, actor, tube)
-    count = {s: sum(i.status is s for i in items) for s in LabItemStatus}
-    return LabUploadResult(
-        recorded=count[LabItemStatus.RECORDED],
-        unchanged=count[LabItemStatus.UNCHANGED],
-        unknown=count[LabItemStatus.UNKNOWN_BARCODE],
-        conflicts=count[LabItemStatus.CONFLICT],
-        items=items,
-    )
+    return LabUploadResult.of(items)
 
 
 async def _positive(conn: asyncpg.Connection, actor: Principal, tube: dict[str, Any]) -> None:

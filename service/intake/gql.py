@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 from uuid import UUID
 
 import strawberry
 
 from service import policy
 from service.errors import DomainError
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, scoped_loader, to_gql
+from service.gql import Connection, Ctx, UserError, connection_of, mutate, mutate_input, scoped_loader, site_connection, site_read, to_gql
 from service.intake import model as m
 from service.intake import service
 from service.pagination import Page
@@ -237,11 +236,6 @@ class RiskAreaPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-def _split(input: Any, key: str) -> tuple[Any, dict[str, Any]]:
-    fields = strawberry.asdict(input)
-    return fields.pop(key), fields
-
-
 # --- root fields --------------------------------------------------------------------
 
 
@@ -285,18 +279,8 @@ class Query:
     async def isolation_times(
         self, info: Ctx, site_id: UUID, since: datetime | None = None, until: datetime | None = None
     ) -> list[IsolationTimes] | None:
-        ctx = info.context
-        principal = ctx.require_principal()
-        if not principal.can_access_site(site_id):
-            return None
-        try:
-            async with ctx.db.connection() as conn:
-                found = await service.isolation_times(conn, principal, site_id, since=since, until=until)
-        except DomainError as exc:
-            if exc.status != 404:
-                raise
-            return None
-        return [to_gql(IsolationTimes, t) for t in found]
+        found = await site_read(info, site_id, lambda conn, p: service.isolation_times(conn, p, site_id, since=since, until=until), None)
+        return None if found is None else [to_gql(IsolationTimes, t) for t in found]
 
     @strawberry.field(permission_classes=[policy.gql("manifests.read")], description="One arrival manifest; null when not at one of the caller's sites.")
     async def manifest(self, info: Ctx, id: UUID) -> Manifest | None:
@@ -307,17 +291,10 @@ class Query:
     async def site_manifests(
         self, info: Ctx, site_id: UUID, states: list[ManifestStateGQL] | None = None, first: int = 50, after: str | None = None
     ) -> Connection[Manifest]:
-        ctx = info.context
-        principal = ctx.require_principal()
-        key = lambda x: [x.expected_at.isoformat(), str(x.id)]  # noqa: E731
-        try:
-            async with ctx.db.connection() as conn:
-                page = await service.site_manifests(conn, principal, site_id, states=states, cursor=after, limit=first)
-        except DomainError as exc:
-            if exc.status != 404:
-                raise
-            page = Page(items=[], next_cursor=None)
-        return connection_of(page, manifest_gql, key)
+        return await site_connection(
+            info, site_id, lambda conn, p: service.site_manifests(conn, p, site_id, states=states, cursor=after, limit=first),
+            manifest_gql, lambda x: [x.expected_at.isoformat(), str(x.id)],
+        )
 
     @strawberry.field(permission_classes=[policy.gql("risk_areas.read")], description="Risk areas (one `code`; with `at`, those in force then).")
     async def risk_areas(self, info: Ctx, code: str | None = None, at: datetime | None = None) -> list[RiskArea]:
@@ -331,10 +308,9 @@ class Mutation:
     async def submit_referral(self, info: Ctx, input: SubmitReferralInput) -> ReferralPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        data, errors = input_struct(m.ReferralCreate, input)
-        if data is None:
-            return ReferralPayload(user_errors=errors)
-        done, errors = await mutate(info, lambda conn: service.submit(conn, principal, ctx.settings, data), result_type=m.ReferralSubmitted)
+        done, errors = await mutate_input(
+            info, input, m.ReferralCreate, m.ReferralSubmitted, lambda conn, data: service.submit(conn, principal, ctx.settings, data)
+        )
         if done is None:
             return ReferralPayload(user_errors=errors)
         return ReferralPayload(referral=referral_gql(done.referral), merged=done.merged)
@@ -342,31 +318,25 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("referrals.assign")], description="Place a referral at a site (`assigned`).")
     async def assign_referral(self, info: Ctx, input: AssignReferralInput) -> ReferralPayload:
         principal = info.context.require_principal()
-        referral_id, fields = _split(input, "referral_id")
-        data, errors = input_struct(m.Assignment, fields)
-        if data is None:
-            return ReferralPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.assign(conn, principal, referral_id, data), result_type=m.Referral)
+        found, errors = await mutate_input(
+            info, input, m.Assignment, m.Referral, lambda conn, data: service.assign(conn, principal, input.referral_id, data), leave_out=("referral_id",)
+        )
         return ReferralPayload(referral=referral_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("referrals.cancel")], description="No longer to isolate (`cancelled`).")
     async def cancel_referral(self, info: Ctx, input: CloseReferralInput) -> ReferralPayload:
         principal = info.context.require_principal()
-        referral_id, fields = _split(input, "referral_id")
-        data, errors = input_struct(m.Closing, fields)
-        if data is None:
-            return ReferralPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.cancel(conn, principal, referral_id, data), result_type=m.Referral)
+        found, errors = await mutate_input(
+            info, input, m.Closing, m.Referral, lambda conn, data: service.cancel(conn, principal, input.referral_id, data), leave_out=("referral_id",)
+        )
         return ReferralPayload(referral=referral_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("referrals.assign")], description="The assigned person did not arrive (`no_show`).")
     async def mark_referral_no_show(self, info: Ctx, input: CloseReferralInput) -> ReferralPayload:
         principal = info.context.require_principal()
-        referral_id, fields = _split(input, "referral_id")
-        data, errors = input_struct(m.Closing, fields)
-        if data is None:
-            return ReferralPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.no_show(conn, principal, referral_id, data), result_type=m.Referral)
+        found, errors = await mutate_input(
+            info, input, m.Closing, m.Referral, lambda conn, data: service.no_show(conn, principal, input.referral_id, data), leave_out=("referral_id",)
+        )
         return ReferralPayload(referral=referral_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(
@@ -376,22 +346,16 @@ class Mutation:
     async def admit_referral(self, info: Ctx, input: AdmitReferralInput) -> StayPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        referral_id, fields = _split(input, "referral_id")
-        data, errors = input_struct(m.ReferralAdmission, fields)
-        if data is None:
-            return StayPayload(user_errors=errors)
-        stay, errors = await mutate(
-            info, lambda conn: service.admit(conn, principal, ctx.settings, referral_id, data), result_type=stays_model.Stay
+        stay, errors = await mutate_input(
+            info, input, m.ReferralAdmission, stays_model.Stay,
+            lambda conn, data: service.admit(conn, principal, ctx.settings, input.referral_id, data), leave_out=("referral_id",),
         )
         return StayPayload(stay=stay_gql(stay) if stay else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("risk_areas.manage")], description="Declare an area's risk level over a period.")
     async def declare_risk_area(self, info: Ctx, input: DeclareRiskAreaInput) -> RiskAreaPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.RiskAreaCreate, input)
-        if data is None:
-            return RiskAreaPayload(user_errors=errors)
-        area, errors = await mutate(info, lambda conn: service.declare_risk_area(conn, principal, data), result_type=m.RiskArea)
+        area, errors = await mutate_input(info, input, m.RiskAreaCreate, m.RiskArea, lambda conn, data: service.declare_risk_area(conn, principal, data))
         return RiskAreaPayload(risk_area=to_gql(RiskArea, area) if area else None, user_errors=errors)
 
     @strawberry.mutation(
@@ -400,10 +364,7 @@ class Mutation:
     )
     async def announce_manifest(self, info: Ctx, input: AnnounceManifestInput) -> ManifestPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.ManifestCreate, input)
-        if data is None:
-            return ManifestPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.announce(conn, principal, data), result_type=m.Manifest)
+        found, errors = await mutate_input(info, input, m.ManifestCreate, m.Manifest, lambda conn, data: service.announce(conn, principal, data))
         return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(
@@ -413,15 +374,11 @@ class Mutation:
     async def admit_manifest(self, info: Ctx, input: AdmitManifestInput) -> ManifestPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        manifest_id = input.manifest_id
         fields = strawberry.asdict(input)
-        fields.pop("manifest_id")
         fields["no_show"] = fields.pop("no_show_referral_ids")
-        data, errors = input_struct(m.ManifestArrival, {k: v for k, v in fields.items() if v is not None})
-        if data is None:
-            return ManifestPayload(user_errors=errors)
-        found, errors = await mutate(
-            info, lambda conn: service.admit_manifest(conn, principal, ctx.settings, manifest_id, data), result_type=m.Manifest
+        found, errors = await mutate_input(
+            info, {k: v for k, v in fields.items() if v is not None}, m.ManifestArrival, m.Manifest,
+            lambda conn, data: service.admit_manifest(conn, principal, ctx.settings, input.manifest_id, data), leave_out=("manifest_id",),
         )
         return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
 
@@ -436,9 +393,7 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("manifests.manage")], description="The vehicle will not come: every reservation is freed.")
     async def cancel_manifest(self, info: Ctx, input: CancelManifestInput) -> ManifestPayload:
         principal = info.context.require_principal()
-        manifest_id, fields = _split(input, "manifest_id")
-        data, errors = input_struct(m.Closing, fields)
-        if data is None:
-            return ManifestPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.cancel_manifest(conn, principal, manifest_id, data), result_type=m.Manifest)
+        found, errors = await mutate_input(
+            info, input, m.Closing, m.Manifest, lambda conn, data: service.cancel_manifest(conn, principal, input.manifest_id, data), leave_out=("manifest_id",)
+        )
         return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from uuid import UUID
 
 import strawberry
 
 from service import policy
 from service.errors import InvalidInput, NotFound
-from service.gql import Ctx, UserError, input_struct, mutate, to_gql, user_errors
+from service.gql import Ctx, UserError, fields_from, from_struct, mutate, mutate_input, user_errors
 from service.regions import model, service
 from service.regions.model import RegionCreate, RegionLevel, RegionPatch
 
@@ -17,158 +17,84 @@ strawberry.enum(RegionLevel, name="RegionLevel")  # registers RegionLevel itself
 RegionLevelGQL = RegionLevel
 
 
+# The types mirror service/regions/model.py field for field (``fields_from``); built with ``from_struct``.
+
+
 @strawberry.type(description="A region of the command chain: city, district or street (township).")
+@fields_from(model.Region)
 class Region:
-    id: UUID
-    parent_id: UUID | None
-    level: RegionLevelGQL
-    code: str
-    name: str
     path: list[UUID] = strawberry.field(description="Ancestors' ids from the root, this region last.")
     site_ids: list[UUID] = strawberry.field(description="The caller's sites placed directly in this region.")
-    version: int
-    created_at: datetime
-    updated_at: datetime
 
 
 def region_gql(m: model.Region) -> Region:
-    return to_gql(Region, m)
+    return from_struct(Region, m)
 
 
 @strawberry.type(description="A labelled count: a stay category, an alert kind, a transfer state.")
+@fields_from(model.Count)
 class Count:
-    key: str
-    count: int
+    pass
 
 
 @strawberry.type(description="A low-stock item of a site, with days of cover at the last 7 days' issue rate.")
+@fields_from(model.LowStockLine)
 class LowStockLine:
-    site_id: UUID
-    item_id: UUID
-    sku: str
-    name: str
-    unit: str
-    quantity: int
-    reorder_level: int
-    days_of_cover: float | None
+    pass
 
 
 @strawberry.type(description="Live figures of a set of sites. Compliance counts today's slots and test days begun so far.")
+@fields_from(model.Figures)
 class Figures:
-    sites: int
-    capacity_beds: int
-    occupied_beds: int
-    free_beds: int
-    unavailable_beds: int
-    occupied_by_category: list[Count]
-    open_alerts: int
-    open_alerts_by_kind: list[Count]
-    transfers_in_flight: int
-    transfers_by_state: list[Count]
-    checkins_done: int
-    checkins_due: int
-    swabs_done: int
-    swabs_due: int
-    results_7d: int
-    turnaround_median_h: float | None
-    turnaround_p90_h: float | None
-    low_stock_items: int
-    min_days_of_cover: float | None
-
-
-def figures_gql(m: model.Figures) -> Figures:
-    counts = {f: [to_gql(Count, c) for c in getattr(m, f)] for f in ("occupied_by_category", "open_alerts_by_kind", "transfers_by_state")}
-    return to_gql(Figures, m, **counts)
+    pass
 
 
 @strawberry.type
+@fields_from(model.SiteFigures)
 class SiteFigures:
-    site_id: UUID
-    code: str
-    name: str
-    region_id: UUID | None
-    figures: Figures
+    pass
 
 
 @strawberry.type
+@fields_from(model.RegionFigures)
 class RegionFigures:
-    region: Region
-    figures: Figures
+    pass
 
 
 @strawberry.type(description="Live roll-up: the region (null: all the caller's sites), its child regions and its sites.")
+@fields_from(model.RegionRollUp)
 class RegionRollUp:
-    region: Region | None
-    generated_at: datetime
-    totals: Figures
-    children: list[RegionFigures]
-    sites: list[SiteFigures]
-    low_stock: list[LowStockLine]
-
-
-def rollup_gql(m: model.RegionRollUp) -> RegionRollUp:
-    return RegionRollUp(
-        region=region_gql(m.region) if m.region else None,
-        generated_at=m.generated_at,
-        totals=figures_gql(m.totals),
-        children=[RegionFigures(region=region_gql(c.region), figures=figures_gql(c.figures)) for c in m.children],
-        sites=[to_gql(SiteFigures, s, figures=figures_gql(s.figures)) for s in m.sites],
-        low_stock=[to_gql(LowStockLine, line) for line in m.low_stock],
-    )
+    pass
 
 
 @strawberry.type(description="One local day's figures (a site's snapshot, or summed over sites). final: the day is over.")
+@fields_from(model.DayFigures)
 class DayFigures:
-    day: date
-    sites: int
-    in_quarantine: int
-    admitted: int
-    released: int
-    transferred: int
-    positives: int
-    exposure_reviews: int
-    missed_checkins: int
-    checkins_done: int
-    checkins_due: int
-    swabs_done: int
-    swabs_due: int
-    results: int
-    turnaround_median_h: float | None
-    turnaround_p90_h: float | None
-    low_stock_items: int
-    final: bool
+    pass
 
 
 @strawberry.type
+@fields_from(model.DailySeries)
 class DailySeries:
-    region: Region | None
-    site_id: UUID | None
-    days: list[DayFigures]
+    pass
 
 
 @strawberry.type
+@fields_from(model.ReportSiteRow)
 class ReportSiteRow:
-    site_id: UUID
-    code: str
-    name: str
-    region_id: UUID | None
-    figures: DayFigures
+    pass
 
 
 @strawberry.type(description="One day's report: totals and a row per site (CSV and HTML at /api/v1/command/reports/{day}).")
+@fields_from(model.DailyReport)
 class DailyReport:
-    region: Region | None
-    day: date
-    generated_at: datetime
-    totals: DayFigures
-    sites: list[ReportSiteRow]
+    pass
 
 
 @strawberry.type
+@fields_from(model.SitePlacement)
 class SitePlacement:
-    site_id: UUID
-    region_id: UUID
-    placed_at: datetime
+    pass
 
 
 @strawberry.type
@@ -191,7 +117,7 @@ class Query:
         ctx = info.context
         try:
             async with ctx.db.connection() as conn:
-                return rollup_gql(await service.rollup(conn, ctx.require_principal(), region_id))
+                return from_struct(RegionRollUp, await service.rollup(conn, ctx.require_principal(), region_id))
         except NotFound:
             return None
 
@@ -206,7 +132,7 @@ class Query:
                 s = await service.daily_series(conn, ctx.require_principal(), region_id, days, site_id=site_id)
         except NotFound:
             return None
-        return DailySeries(region=region_gql(s.region) if s.region else None, site_id=s.site_id, days=[to_gql(DayFigures, d) for d in s.days])
+        return from_struct(DailySeries, s)
 
     @strawberry.field(permission_classes=[policy.gql("regions.figures")], description="One day's report; null for an unknown region.")
     async def daily_report(self, info: Ctx, day: date, region_id: UUID | None = None) -> DailyReport | None:
@@ -216,11 +142,7 @@ class Query:
                 r = await service.daily_report(conn, ctx.require_principal(), region_id, day)
         except NotFound:
             return None
-        return DailyReport(
-            region=region_gql(r.region) if r.region else None, day=r.day, generated_at=r.generated_at,
-            totals=to_gql(DayFigures, r.totals),
-            sites=[to_gql(ReportSiteRow, s, figures=to_gql(DayFigures, s.figures)) for s in r.sites],
-        )
+        return from_struct(DailyReport, r)
 
 
 @strawberry.input
@@ -265,10 +187,7 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("regions.manage")])
     async def create_region(self, info: Ctx, input: CreateRegionInput) -> RegionPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(RegionCreate, input)
-        if data is None:
-            return RegionPayload(user_errors=errors)
-        region, errors = await mutate(info, lambda conn: service.create_region(conn, principal, data), result_type=model.Region)
+        region, errors = await mutate_input(info, input, RegionCreate, model.Region, lambda conn, data: service.create_region(conn, principal, data))
         return RegionPayload(region=region_gql(region) if region else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("regions.manage")], description="Rename and/or move a region with its subtree.")
@@ -280,10 +199,7 @@ class Mutation:
                 both = InvalidInput("Give parentId or makeRoot, not both.", code="invalid_input", field="make_root")
                 return RegionPayload(user_errors=user_errors(both))
             fields["parent_id"] = None
-        data, errors = input_struct(RegionPatch, fields)
-        if data is None:
-            return RegionPayload(user_errors=errors)
-        region, errors = await mutate(info, lambda conn: service.update_region(conn, principal, input.id, data), result_type=model.Region)
+        region, errors = await mutate_input(info, fields, RegionPatch, model.Region, lambda conn, data: service.update_region(conn, principal, input.id, data))
         return RegionPayload(region=region_gql(region) if region else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("regions.manage")], description="Place a site in a region (out of its previous one).")
@@ -292,5 +208,5 @@ class Mutation:
         placement, errors = await mutate(
             info, lambda conn: service.place_site(conn, principal, input.region_id, input.site_id), result_type=model.SitePlacement
         )
-        return PlaceSitePayload(placement=to_gql(SitePlacement, placement) if placement else None, user_errors=errors)
+        return PlaceSitePayload(placement=from_struct(SitePlacement, placement) if placement else None, user_errors=errors)
 

@@ -15,6 +15,7 @@ import asyncpg
 import msgspec
 
 from service.access import service as access
+from service.access.demo import demo_staff
 from service.access.model import ApiClientCreate, Principal, PrincipalKind, Role
 from service.access.service import SYSTEM_PRINCIPAL
 from service.settings import Settings
@@ -68,13 +69,6 @@ NOTES = {"reject": "经评估无需转运，留观", "cancel": "复测体温正�
 OUTCOMES: list[list[str]] = [["admitted"], ["admitted", "discharged"], ["admitted", "returned"]]
 
 
-def _staff(demo: dict[str, Any], username: str, role: Role, site_id: UUID) -> Principal:
-    staff_id = demo.get("staff", {}).get(username)
-    if staff_id is None:
-        return SYSTEM_PRINCIPAL
-    return Principal(kind=PrincipalKind.STAFF, id=staff_id, role=role, site_ids=frozenset({site_id}))
-
-
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     facilities = [await service.create_facility(conn, SYSTEM_PRINCIPAL, f) for f in FACILITIES]
     demo["facilities"] = [f.id for f in facilities]
@@ -101,8 +95,8 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     made: list[UUID] = []
     now = datetime.now().astimezone()
     for n, site_id in enumerate(demo.get("sites", []), start=1):
-        requester = _staff(demo, f"staff-{n}", Role.SITE_STAFF, site_id)
-        medic = _staff(demo, f"medic-{n}", Role.MEDIC, site_id)
+        requester = demo_staff(demo, f"staff-{n}", Role.SITE_STAFF, site_id)
+        medic = demo_staff(demo, f"medic-{n}", Role.MEDIC, site_id)
         candidates = by_site.get(site_id, [])
         outcomes = iter(OUTCOMES)
         for (state, reason, urgency, ago, to_dispatch, to_arrival), stay_id in zip(PLAN, candidates, strict=False):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -11,9 +10,22 @@ import strawberry
 
 from service import policy
 from service.access.model import Principal
-from service.errors import NotFound
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
-from service.pagination import Page
+from service.gql import (
+    Connection,
+    Context,
+    Ctx,
+    OfflineWrite,
+    Prepared,
+    UserError,
+    connection_of,
+    mutate_input,
+    perform,
+    prepare,
+    scoped_loader,
+    site_connection,
+    site_read,
+    to_gql,
+)
 from service.stays import service as stays
 from service.stays.gql import Stay, stay_gql
 from service.transfers import model as m
@@ -33,19 +45,6 @@ strawberry.enum(m.VehicleKind, name="TransferVehicleKind")  # registers m.Vehicl
 VehicleKindGQL = m.VehicleKind
 strawberry.enum(m.TransferOutcome, name="TransferOutcome", description="What became of the resident at the hospital.")
 TransferOutcomeGQL = m.TransferOutcome
-
-
-def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
-    """A per-request loader: ``fetch(conn, principal, ids) -> dict``, one statement per batch on its own connection."""
-    ctx = info.context
-    principal = ctx.require_principal()
-
-    async def load(ids: list[UUID]) -> list[Any]:
-        async with ctx.db.connection() as conn:
-            found = await fetch(conn, principal, ids)
-        return [found.get(i, default) for i in ids]
-
-    return ctx.loader(name, load)
 
 
 @strawberry.type(description="A destination: designated or makeshift hospital.")
@@ -121,17 +120,17 @@ class Transfer:
     async def destination(self, info: Ctx) -> DestinationFacility | None:
         if self.destination_id is None:
             return None
-        found = await _loader(info, "transfers.facilities", service.get_facilities).load(self.destination_id)
+        found = await scoped_loader(info, "transfers.facilities", service.get_facilities).load(self.destination_id)
         return facility_gql(found) if found else None
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")], description="The stay the resident left (null when not at one of the caller's sites).")
     async def stay(self, info: Ctx) -> Stay | None:
-        found = await _loader(info, "transfers.stays", stays.get_stays).load(self.stay_id)
+        found = await scoped_loader(info, "transfers.stays", stays.get_stays).load(self.stay_id)
         return stay_gql(found) if found else None
 
     @strawberry.field(description="Every transition, oldest first.")
     async def transitions(self, info: Ctx) -> list[TransferTransition]:
-        found = await _loader(info, "transfers.transitions", service.transitions, []).load(self.id)
+        found = await scoped_loader(info, "transfers.transitions", service.transitions, []).load(self.id)
         return [to_gql(TransferTransition, t) for t in found]
 
 
@@ -219,10 +218,6 @@ class FacilityPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-def _empty(sort_key: Any) -> Connection[Any]:
-    return connection_of(Page(items=[], next_cursor=None), transfer_gql, sort_key)
-
-
 def _site_key(t: m.Transfer) -> list[object]:
     return [t.requested_at.isoformat(), str(t.id)]
 
@@ -231,44 +226,29 @@ def _site_key(t: m.Transfer) -> list[object]:
 class Query:
     @strawberry.field(permission_classes=[policy.gql("transfers.read")], description="One transfer; null when not at one of the caller's sites.")
     async def transfer(self, info: Ctx, id: UUID) -> Transfer | None:
-        found = await _loader(info, "transfers.transfers", service.get_transfers).load(id)
+        found = await scoped_loader(info, "transfers.transfers", service.get_transfers).load(id)
         return transfer_gql(found) if found else None
 
     @strawberry.field(
         permission_classes=[policy.gql("transfers.read")], description="A site's open transfers: emergency first, then urgent, routine; oldest request first."
     )
     async def transfer_board(self, info: Ctx, site_id: UUID, first: int = 50, after: str | None = None) -> Connection[Transfer]:
-        ctx = info.context
-        principal = ctx.require_principal()
-        if not principal.can_access_site(site_id):
-            return _empty(service.board_key)
-        try:
-            async with ctx.db.connection() as conn:
-                page = await service.board(conn, principal, site_id, cursor=after, limit=first)
-        except NotFound:  # an unknown site: nothing to list
-            return _empty(service.board_key)
-        return connection_of(page, lambda rt: transfer_gql(rt[1]), service.board_key)
+        return await site_connection(
+            info, site_id, lambda conn, p: service.board(conn, p, site_id, cursor=after, limit=first), lambda rt: transfer_gql(rt[1]), service.board_key
+        )
 
     @strawberry.field(permission_classes=[policy.gql("transfers.read")], description="A site's transfers, newest request first; optionally only some states.")
     async def site_transfers(
         self, info: Ctx, site_id: UUID, states: list[TransferStateGQL] | None = None, first: int = 50, after: str | None = None
     ) -> Connection[Transfer]:
-        ctx = info.context
-        principal = ctx.require_principal()
-        if not principal.can_access_site(site_id):
-            return _empty(_site_key)
-        try:
-            async with ctx.db.connection() as conn:
-                page = await service.list_site_transfers(
-                    conn, principal, site_id, states=[m.TransferState(s) for s in states or []] or None, cursor=after, limit=first
-                )
-        except NotFound:
-            return _empty(_site_key)
-        return connection_of(page, transfer_gql, _site_key)
+        wanted = [m.TransferState(s) for s in states or []] or None
+        return await site_connection(
+            info, site_id, lambda conn, p: service.list_site_transfers(conn, p, site_id, states=wanted, cursor=after, limit=first), transfer_gql, _site_key
+        )
 
     @strawberry.field(permission_classes=[policy.gql("transfers.read")], description="A resident's transfers at the caller's sites, newest first.")
     async def resident_transfers(self, info: Ctx, resident_id: UUID) -> list[Transfer]:
-        found = await _loader(info, "transfers.by_resident", service.resident_history, []).load(resident_id)
+        found = await scoped_loader(info, "transfers.by_resident", service.resident_history, []).load(resident_id)
         return [transfer_gql(t) for t in found]
 
     @strawberry.field(
@@ -276,16 +256,8 @@ class Query:
         description="Median request-to-dispatch / request-to-arrival minutes; null for another site.",
     )
     async def transfer_times(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> TransferTimes | None:
-        ctx = info.context
-        principal = ctx.require_principal()
-        if not principal.can_access_site(site_id):
-            return None
-        try:
-            async with ctx.db.connection() as conn:
-                times = await service.site_times(conn, principal, site_id, since=since, until=until)
-        except NotFound:
-            return None
-        return to_gql(TransferTimes, times)
+        times = await site_read(info, site_id, lambda conn, p: service.site_times(conn, p, site_id, since=since, until=until), None)
+        return None if times is None else to_gql(TransferTimes, times)
 
     @strawberry.field(permission_classes=[policy.gql("facilities.read")], description="Destination facilities by code; `region` includes its sub-regions.")
     async def destination_facilities(
@@ -312,20 +284,16 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
     async def create_destination_facility(self, info: Ctx, input: CreateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.FacilityCreate, input)
-        if data is None:
-            return FacilityPayload(user_errors=errors)
-        facility, errors = await mutate(info, lambda conn: service.create_facility(conn, principal, data), result_type=m.Facility)
+        facility, errors = await mutate_input(info, input, m.FacilityCreate, m.Facility, lambda conn, data: service.create_facility(conn, principal, data))
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
     async def update_destination_facility(self, info: Ctx, input: UpdateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
         fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
-        data, errors = input_struct(m.FacilityPatch, fields)
-        if data is None:
-            return FacilityPayload(user_errors=errors)
-        facility, errors = await mutate(info, lambda conn: service.update_facility(conn, principal, input.id, data), result_type=m.Facility)
+        facility, errors = await mutate_input(
+            info, fields, m.FacilityPatch, m.Facility, lambda conn, data: service.update_facility(conn, principal, input.id, data)
+        )
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
 
 
@@ -333,19 +301,11 @@ class Mutation:
 
 
 def request_write(ctx: Context, principal: Principal, input: RequestTransferInput) -> Prepared[m.Transfer]:
-    data, errors = input_struct(m.TransferRequest, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.request_transfer(conn, principal, data), m.Transfer)
+    return prepare(input, m.TransferRequest, m.Transfer, lambda conn, data: service.request_transfer(conn, principal, data))
 
 
 def move_write(ctx: Context, principal: Principal, input: MoveTransferInput) -> Prepared[m.Transfer]:
-    fields = strawberry.asdict(input)
-    fields.pop("id")
-    data, errors = input_struct(m.TransferMove, fields)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.move_transfer(conn, principal, input.id, data), m.Transfer)
+    return prepare(input, m.TransferMove, m.Transfer, lambda conn, data: service.move_transfer(conn, principal, input.id, data), leave_out=("id",))
 
 
 async def _requested_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: RequestTransferInput) -> Transfer | Stay | None:

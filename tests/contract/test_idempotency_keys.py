@@ -129,7 +129,7 @@ class Inputs:
         return self.scalar(field, schema.get("format", kind), schema.get("enum"))
 
 
-CALLERS = [Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC, Role.LOGISTICS, Role.LAB, Role.HOSPITAL]
+CALLERS = [Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC, Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.CARRIER]
 
 
 async def callers(db, auth) -> list[dict[str, str]]:

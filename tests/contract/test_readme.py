@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -25,6 +25,7 @@ async def test_demo_keys_work_as_printed(settings, client):
         "qsk_demo-lab-key",
         "qsk_demo-hospital-key",
         "qsk_demo-tracing-key",
+        "qsk_demo-carrier-key",
     }
     stock = await client.get("/api/v1/supplies/stock", headers={"X-API-Key": "qsk_demo-logistics-key"})
     assert stock.status_code == 200 and stock.json()["sites"]
@@ -33,6 +34,10 @@ async def test_demo_keys_work_as_printed(settings, client):
     assert lab.status_code == 200, lab.text
     queue = await client.get(f"/api/v1/sites/{stock.json()['sites'][0]['site_id']}/referrals", headers={"X-API-Key": "qsk_demo-tracing-key"})
     assert queue.status_code == 200 and queue.json()["items"], "the demo tracing key sees its sites' queues"
+    site_id = stock.json()["sites"][0]["site_id"]
+    period = {"since": (datetime.now(UTC) - timedelta(days=30)).isoformat(), "until": datetime.now(UTC).isoformat()}
+    waste = await client.get(f"/api/v1/carrier/sites/{site_id}/waste", params=period, headers={"X-API-Key": "qsk_demo-carrier-key"})
+    assert waste.status_code == 200 and waste.json(), "the demo carrier key reads its sites' waste log"
     incoming = await client.get("/api/v1/hospital/transfers", headers={"X-API-Key": "qsk_demo-hospital-key"})
     assert incoming.status_code == 200 and incoming.json()["items"], "the demo hospital key sees its facility's transfers"
 

@@ -14,14 +14,14 @@ from service.errors import Conflict, InvalidInput, NotFound
 from service.groupcommit import GroupCommit
 from service.health import service as health
 from service.health.model import CheckinCreate
-from tests.conftest import make_principal
+from tests.conftest import make_principal, parse_input
 from tests.faults.server import serve
 from tests.health.helpers import checkin, ward
 from tests.stays.helpers import staff
 
 
 def _create(stay_id, checkin_id=None, **fields) -> CheckinCreate:
-    return msgspec.convert(checkin(stay_id, id=str(checkin_id or uuid.uuid4()), **fields), CheckinCreate)
+    return parse_input(checkin(stay_id, id=str(checkin_id or uuid.uuid4()), **fields), CheckinCreate)
 
 
 async def test_concurrent_callers_share_a_statement_and_each_gets_its_own_outcome(db, settings):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime, timedelta
 
-import msgspec
 import pytest
 
 from service.access.model import Role
@@ -17,7 +16,7 @@ from service.sites import service as sites
 from service.sites.model import SiteCreate
 from service.stays import service as stays
 from service.stays.model import Admission, RegimeRuleSet, ResidentCreate
-from tests.conftest import make_principal
+from tests.conftest import make_principal, parse_input
 from tests.intake.helpers import referral, submit, tracer, tracing_key
 from tests.stays.helpers import COMMAND, id_number, make_site, person, staff
 
@@ -52,12 +51,13 @@ async def test_bad_id_number_future_identification_and_other_site(db, settings):
     site = await make_site(db)
     other = await make_site(db, "LJ-02")
     with pytest.raises(InvalidInput) as exc:
-        msgspec.convert(
+        parse_input(
             {"site_id": str(site), "category": "close_contact", "identified_at": NOW.isoformat(),
              "person": {"name": "王五", "document_type": "mainland_id", "document_number": "500112199001010015"}},
             ReferralCreate,
         )
     assert exc.value.code == "invalid_id_number" and "500112199001010015" not in exc.value.message
+    assert exc.value.field == "person.document_number"
     with pytest.raises(InvalidInput) as exc:
         await submit(db, settings, tracer([site]), referral(site, hours_ago=-2))
     assert exc.value.code == "identified_in_future"

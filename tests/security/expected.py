@@ -10,7 +10,7 @@ from __future__ import annotations
 PUBLIC = "public"  # no credential needed
 
 CMD, MGR, STAFF, MEDIC = "command", "site_manager", "site_staff", "medic"
-LOGI, LAB, HOSP, TRACE = "logistics", "lab", "hospital", "tracing"
+LOGI, LAB, HOSP, TRACE, CARRIER = "logistics", "lab", "hospital", "tracing", "carrier"
 
 PEOPLE = {CMD, MGR, STAFF, MEDIC}  # "staff roles"
 ADMINS = {CMD, MGR}
@@ -69,6 +69,7 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation recordSamples": PEOPLE,
     "mutation recordPool": PEOPLE,
     "POST /api/v1/lab/results": {LAB},
+    "POST /api/v1/lab/staff-results": {LAB},
     "GET /api/v1/sites/{site_id}/alerts": PEOPLE,
     "GET /api/v1/alerts/{alert_id}": PEOPLE,
     "query siteAlerts": PEOPLE,
@@ -204,6 +205,10 @@ EXPECTED: dict[str, str | set[str]] = {
     "mutation recordEnvironmentalResult": {CMD, MGR, MEDIC},
     "mutation recordMedicalWaste": FLOOR,
     "mutation handOverWaste": FLOOR,
+    # the medical-waste carrier (its own key): the waste batches of the sites it serves, confirming receipt
+    "GET /api/v1/carrier/sites/{site_id}/waste": {CARRIER},
+    "GET /api/v1/carrier/waste/{waste_id}": {CARRIER},
+    "POST /api/v1/carrier/waste/{waste_id}/receipt": {CARRIER},
     # --- Intake: tracing teams and command / site managers refer; staff read the queue; command declares risk areas
     "POST /api/v1/referrals": ADMINS | {TRACE},
     "mutation submitReferral": ADMINS | {TRACE},

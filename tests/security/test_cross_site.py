@@ -182,7 +182,7 @@ async def world(server_dsn: str, template_db: str, redis_url: str, tmp_path_fact
             keys = {}
             facility = await conn.fetchval(SHARED_KINDS["facility"])
             for site in (own, foreign):  # what the demo does not make: keys of this site only, a webhook
-                for role in (Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING):
+                for role in (Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING, Role.CARRIER):
                     body = {"name": f"{role} {site}", "role": role.value, "site_ids": [str(site)]}
                     body |= {"facility_id": str(facility)} if role is Role.HOSPITAL else {}
                     client = await access.create_client(conn, access.SYSTEM_PRINCIPAL, msgspec.convert(body, ApiClientCreate))

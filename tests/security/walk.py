@@ -231,7 +231,7 @@ def document(f: GqlField, id_for: Any, *, fill_optional_ids: bool) -> tuple[str,
 # --- the README matrix ----------------------------------------------------------------
 
 SHORT = {Role.COMMAND: "cmd", Role.SITE_MANAGER: "mgr", Role.SITE_STAFF: "staff", Role.MEDIC: "medic",
-         Role.LOGISTICS: "logi", Role.LAB: "lab", Role.HOSPITAL: "hosp", Role.TRACING: "trace"}
+         Role.LOGISTICS: "logi", Role.LAB: "lab", Role.HOSPITAL: "hosp", Role.TRACING: "trace", Role.CARRIER: "carrier"}
 CELL = {policy.Scope.SITES: "✓", policy.Scope.ANY: "all", policy.Scope.FACILITY: "facility"}
 
 

@@ -104,7 +104,7 @@ async def test_graphql_admission_board_release_and_reveal(client, auth, db, sett
     bad = await gql(client, auth, manager, ADMIT, input={"siteId": str(site_id), "category": "CLOSE_CONTACT",
                                                          "resident": {**resident, "documentNumber": number[:-1] + ("0" if number[-1] != "0" else "1")}})
     assert bad["admitResident"]["userErrors"][0]["code"] == "invalid_id_number"
-    assert bad["admitResident"]["userErrors"][0]["field"] in ("input.resident.documentNumber", "input.documentNumber")
+    assert bad["admitResident"]["userErrors"][0]["field"] == "input.resident.documentNumber"
     admitted_at = (datetime.now(UTC) - timedelta(days=8)).isoformat()
     data = await gql(client, auth, manager, ADMIT, input={"siteId": str(site_id), "category": "CLOSE_CONTACT", "resident": resident, "admittedAt": admitted_at})
     stay = data["admitResident"]["stay"]

@@ -3,14 +3,13 @@ open stays only when asked, the answer saying how many), phases as data."""
 
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 import pytest
 
 from service.access.model import Role
 from service.errors import Conflict, Forbidden, InvalidInput
 from service.stays import service as stays
 from service.stays.model import Phase, RegimeCreate, RegimePatch
-from tests.conftest import make_principal
+from tests.conftest import make_principal, parse_input
 from tests.stays.helpers import COMMAND, admission, make_site, staff
 
 
@@ -18,7 +17,7 @@ def _create(**fields) -> RegimeCreate:
     body = {"code": "other_7_7", "name": "其他人员 7天集中+7天居家", "checkins_per_day": 2,
             "phases": [{"phase": "centralized", "days": 7, "test_days": [1, 4, 7]}, {"phase": "home_isolation", "days": 7, "test_days": [3, 7]},
                        {"phase": "home_monitoring", "days": 7}]} | fields
-    return msgspec.convert(body, RegimeCreate)
+    return parse_input(body, RegimeCreate)
 
 
 async def test_create_a_regime_with_phases_and_admit_category_other(db, settings):

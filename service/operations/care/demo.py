@@ -13,7 +13,8 @@ from uuid import UUID, uuid4
 import asyncpg
 import msgspec
 
-from service.access.model import Principal, PrincipalKind, Role
+from service.access.demo import demo_staff
+from service.access.model import Role
 from service.access.service import SYSTEM_PRINCIPAL
 from service.operations.care import service, store
 from service.operations.care.model import CareIssueCreate, CareProfileSet, CareRequestCreate, CareRequestMove
@@ -35,13 +36,6 @@ PATH = {"open": [], "in_progress": ["start"], "done": ["start", "complete"], "de
 RESOLUTION = {"complete": "已送达", "decline": "隔离点无此物品，已告知家属送来"}
 
 
-def _staff(demo: dict[str, Any], username: str, role: Role, site_id: UUID) -> Principal:
-    staff_id = demo.get("staff", {}).get(username)
-    if staff_id is None:
-        return SYSTEM_PRINCIPAL
-    return Principal(kind=PrincipalKind.STAFF, id=staff_id, role=role, site_ids=frozenset({site_id}))
-
-
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     settings = demo["settings"]
     items: dict[str, UUID] = demo.get("items", {})
@@ -54,8 +48,8 @@ async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     made: list[UUID] = []
     now = datetime.now().astimezone()
     for n, site_id in enumerate(demo.get("sites", []), start=1):
-        staff = _staff(demo, f"staff-{n}", Role.SITE_STAFF, site_id)
-        medic = _staff(demo, f"medic-{n}", Role.MEDIC, site_id)
+        staff = demo_staff(demo, f"staff-{n}", Role.SITE_STAFF, site_id)
+        medic = demo_staff(demo, f"medic-{n}", Role.MEDIC, site_id)
         candidates = by_site.get(site_id, [])
         for (flags, note), stay_id in zip(FLAGS, candidates, strict=False):
             await service.set_profile(conn, medic, msgspec.convert({"stay_id": stay_id, "flags": flags, "note": note}, CareProfileSet))

@@ -11,11 +11,9 @@ import strawberry
 
 from service import policy
 from service.access.model import Principal
-from service.errors import NotFound
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, perform, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, fields_from, perform, prepare, scoped_loader, site_connection, to_gql
 from service.operations.care import model as m
 from service.operations.care import service
-from service.pagination import Page
 from service.stays import service as stays
 from service.stays.gql import Stay, stay_gql
 
@@ -29,28 +27,10 @@ strawberry.enum(m.CareAction, name="CareAction")
 CareActionGQL = m.CareAction
 
 
-def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
-    """A per-request loader: ``fetch(conn, principal, ids) -> dict``, one statement per batch on its own connection."""
-    ctx = info.context
-    principal = ctx.require_principal()
-
-    async def load(ids: list[UUID]) -> list[Any]:
-        async with ctx.db.connection() as conn:
-            found = await fetch(conn, principal, ids)
-        return [found.get(i, default) for i in ids]
-
-    return ctx.loader(name, load)
-
-
 @strawberry.type(description="A stay's vulnerability flags and note: health data (medics, site managers, command).")
+@fields_from(m.CareProfile)
 class CareProfile:
-    stay_id: UUID
-    site_id: UUID
-    flags: list[VulnerabilityGQL]
-    note: str
-    version: int
-    updated_by: str
-    updated_at: datetime
+    pass
 
 
 @strawberry.type(description="Stock issued against a care request: the supplies ledger movement it made.")
@@ -64,36 +44,26 @@ class CareIssue:
 
 
 @strawberry.type(description="A resident's service request, taken by staff, with its deadline (SLA per kind).")
+@fields_from(m.CareRequest)
 class CareRequest:
     id: UUID
-    site_id: UUID
     stay_id: UUID
-    kind: CareKindGQL
-    detail: str
-    state: CareStateGQL
-    version: int
-    requested_by: str
-    requested_at: datetime
     due_at: datetime = strawberry.field(description="The request time plus the kind's SLA.")
-    started_by: str | None
-    started_at: datetime | None
     closed_by: str | None = strawberry.field(description="Who completed or declined it.")
-    closed_at: datetime | None
-    resolution: str
     overdue: bool = strawberry.field(description="Past due and still open, or closed after its deadline.")
 
     @strawberry.field(description="Whether the resident carries any vulnerability flag (the flags themselves: careProfile).")
     async def flagged(self, info: Ctx) -> bool:
-        return bool(await _loader(info, "care.flagged", service.flagged, False).load(self.stay_id))
+        return bool(await scoped_loader(info, "care.flagged", service.flagged, False).load(self.stay_id))
 
     @strawberry.field(description="Stock issued against this request, oldest first.")
     async def issues(self, info: Ctx) -> list[CareIssue]:
-        found = await _loader(info, "care.issues", service.issues, []).load(self.id)
+        found = await scoped_loader(info, "care.issues", service.issues, []).load(self.id)
         return [to_gql(CareIssue, i) for i in found]
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")], description="The resident's stay (null when not at one of the caller's sites).")
     async def stay(self, info: Ctx) -> Stay | None:
-        found = await _loader(info, "care.stays", stays.get_stays).load(self.stay_id)
+        found = await scoped_loader(info, "care.stays", stays.get_stays).load(self.stay_id)
         return stay_gql(found) if found else None
 
 
@@ -151,15 +121,11 @@ class CareIssuePayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-def _empty() -> Connection[CareRequest]:
-    return connection_of(Page(items=[], next_cursor=None), request_gql, service.request_key)
-
-
 @strawberry.type
 class Query:
     @strawberry.field(permission_classes=[policy.gql("care.read")], description="One care request; null when not at one of the caller's sites.")
     async def care_request(self, info: Ctx, id: UUID) -> CareRequest | None:
-        found = await _loader(info, "care.requests", service.get_requests).load(id)
+        found = await scoped_loader(info, "care.requests", service.get_requests).load(id)
         return request_gql(found) if found else None
 
     @strawberry.field(
@@ -176,28 +142,21 @@ class Query:
         first: int = 50,
         after: str | None = None,
     ) -> Connection[CareRequest]:
-        ctx = info.context
-        principal = ctx.require_principal()
-        if not principal.can_access_site(site_id):
-            return _empty()
-        try:
-            async with ctx.db.connection() as conn:
-                page = await service.list_site_requests(
-                    conn, principal, site_id, states=[m.CareState(s) for s in states or []] or None,
-                    kind=m.CareKind(kind) if kind else None, overdue_only=overdue_only, cursor=after, limit=first,
-                )
-        except NotFound:  # an unknown site: nothing to list
-            return _empty()
-        return connection_of(page, request_gql, service.request_key)
+        wanted, of_kind = [m.CareState(s) for s in states or []] or None, m.CareKind(kind) if kind else None
+        return await site_connection(
+            info, site_id,
+            lambda conn, p: service.list_site_requests(conn, p, site_id, states=wanted, kind=of_kind, overdue_only=overdue_only, cursor=after, limit=first),
+            request_gql, service.request_key,
+        )
 
     @strawberry.field(permission_classes=[policy.gql("care.read")], description="A stay's care requests, newest first.")
     async def stay_care_requests(self, info: Ctx, stay_id: UUID) -> list[CareRequest]:
-        found = await _loader(info, "care.by_stay", service.stay_requests, []).load(stay_id)
+        found = await scoped_loader(info, "care.by_stay", service.stay_requests, []).load(stay_id)
         return [request_gql(r) for r in found]
 
     @strawberry.field(permission_classes=[policy.gql("care.flags.read")], description="A stay's vulnerability flags; null when none set or not yours.")
     async def care_profile(self, info: Ctx, stay_id: UUID) -> CareProfile | None:
-        found = await _loader(info, "care.profiles", service.get_profiles).load(stay_id)
+        found = await scoped_loader(info, "care.profiles", service.get_profiles).load(stay_id)
         return to_gql(CareProfile, found) if found else None
 
 
@@ -228,33 +187,19 @@ class Mutation:
 
 
 def profile_write(ctx: Context, principal: Principal, input: SetCareProfileInput) -> Prepared[m.CareProfile]:
-    data, errors = input_struct(m.CareProfileSet, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.set_profile(conn, principal, data), m.CareProfile)
+    return prepare(input, m.CareProfileSet, m.CareProfile, lambda conn, data: service.set_profile(conn, principal, data))
 
 
 def create_write(ctx: Context, principal: Principal, input: CreateCareRequestInput) -> Prepared[m.CareRequest]:
-    data, errors = input_struct(m.CareRequestCreate, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.create_request(conn, principal, data), m.CareRequest)
+    return prepare(input, m.CareRequestCreate, m.CareRequest, lambda conn, data: service.create_request(conn, principal, data))
 
 
 def move_write(ctx: Context, principal: Principal, input: MoveCareRequestInput) -> Prepared[m.CareRequest]:
-    fields = strawberry.asdict(input)
-    fields.pop("id")
-    data, errors = input_struct(m.CareRequestMove, fields)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.move_request(conn, principal, input.id, data), m.CareRequest)
+    return prepare(input, m.CareRequestMove, m.CareRequest, lambda conn, data: service.move_request(conn, principal, input.id, data), leave_out=("id",))
 
 
 def issue_write(ctx: Context, principal: Principal, input: RecordCareStockIssueInput) -> Prepared[m.CareIssue]:
-    data, errors = input_struct(m.CareIssueCreate, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.issue_stock(conn, principal, ctx.settings, data), m.CareIssue)
+    return prepare(input, m.CareIssueCreate, m.CareIssue, lambda conn, data: service.issue_stock(conn, principal, ctx.settings, data))
 
 
 async def _profile_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: SetCareProfileInput) -> CareProfile | None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import msgspec
 
-from service.access.model import Principal, PrincipalKind, Role
-from service.access.service import SYSTEM_PRINCIPAL
+from service.access.demo import demo_staff
+from service.access.model import Role
 from service.operations.infection import service
 from service.operations.infection.model import (
     EnvironmentalResult,
@@ -26,18 +25,11 @@ from service.operations.infection.model import (
 )
 
 
-def _staff(demo: dict[str, Any], username: str, role: Role, site_id: UUID) -> Principal:
-    staff_id = demo.get("staff", {}).get(username)
-    if staff_id is None:
-        return SYSTEM_PRINCIPAL
-    return Principal(kind=PrincipalKind.STAFF, id=staff_id, role=role, site_ids=frozenset({site_id}))
-
-
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     now = datetime.now().astimezone().replace(microsecond=0)
     for n, site_id in enumerate(demo.get("sites", []), start=1):
-        medic = _staff(demo, f"medic-{n}", Role.MEDIC, site_id)
-        staff = _staff(demo, f"staff-{n}", Role.SITE_STAFF, site_id)
+        medic = demo_staff(demo, f"medic-{n}", Role.MEDIC, site_id)
+        staff = demo_staff(demo, f"staff-{n}", Role.SITE_STAFF, site_id)
         inspection = await service.record_inspection(conn, medic, msgspec.convert({
             "site_id": str(site_id), "inspected_at": (now - timedelta(days=3)).isoformat(), "zoning_ok": False, "ppe_ok": True,
             "disinfection_records_ok": False, "waste_ok": True, "note": "三区两通道标识不清；消毒记录缺 2 天",

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 from uuid import UUID
 
 import strawberry
 
 from service import policy
-from service.errors import NotFound
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql
+from service.gql import Connection, Ctx, UserError, fields_from, mutate_input, scoped_loader, site_connection, site_list, to_gql
 from service.operations.infection import model as m
 from service.operations.infection import service
-from service.pagination import Page
 
 strawberry.enum(m.Area, name="InspectionArea", description="The checklist: zoning, PPE, disinfection records, waste.")
 AreaGQL = m.Area
@@ -27,77 +24,35 @@ strawberry.enum(m.WasteState, name="WasteState")
 WasteStateGQL = m.WasteState
 
 
+# The output types take their fields from the model (``fields_from``): only descriptions are declared here.
+
+
 @strawberry.type(description="A finding of an inspection with its corrective action, due by a date.")
+@fields_from(m.Finding)
 class Finding:
-    id: UUID
-    inspection_id: UUID
-    site_id: UUID
-    area: AreaGQL
-    severity: SeverityGQL
-    description: str
-    corrective_action: str
-    due_on: date
-    state: FindingStateGQL
-    resolution: str
-    resolved_by: str | None
-    resolved_at: datetime | None
-    version: int
     overdue: bool = strawberry.field(description="Still open after its due date.")
 
 
 @strawberry.type(description="An infection-control inspection and its checklist (true = satisfactory).")
+@fields_from(m.Inspection)
 class Inspection:
     id: UUID
-    site_id: UUID
-    inspected_at: datetime
-    inspector: str
-    zoning_ok: bool
-    ppe_ok: bool
-    disinfection_records_ok: bool
-    waste_ok: bool
-    note: str
-    open_findings: int
 
     @strawberry.field(description="Its findings by due date.")
     async def findings(self, info: Ctx) -> list[Finding]:
-        ctx = info.context
-        principal = ctx.require_principal()
-
-        async def load(ids: list[UUID]) -> list[Any]:
-            async with ctx.db.connection() as conn:
-                found = await service.findings_of(conn, principal, ids)
-            return [found.get(i, []) for i in ids]
-
-        return [to_gql(Finding, f) for f in await ctx.loader("infection.findings", load).load(self.id)]
+        return [to_gql(Finding, f) for f in await scoped_loader(info, "infection.findings", service.findings_of, []).load(self.id)]
 
 
 @strawberry.type(description="An environmental (surface) swab.")
+@fields_from(m.EnvironmentalSample)
 class EnvironmentalSample:
-    id: UUID
-    site_id: UUID
-    location: str
-    floor: int | None
-    barcode: str
-    collected_at: datetime
-    result: SwabResultGQL
-    resulted_at: datetime | None
-    recorded_by: str
+    pass
 
 
 @strawberry.type(description="A sealed batch of medical-waste bags, up to the carrier's receipt.")
+@fields_from(m.WasteBatch)
 class WasteBatch:
-    id: UUID
-    site_id: UUID
-    bags: int
-    weight_kg: float
-    sealed_by: str
-    sealed_at: datetime
-    recorded_by: str
-    state: WasteStateGQL
-    carrier: str | None
-    carrier_receipt: str | None
-    handed_over_at: datetime | None
-    version: int
+    pass
 
 
 @strawberry.input
@@ -189,19 +144,6 @@ class WastePayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-async def _site_list(info: Ctx, site_id: UUID, read: Any) -> list[Any]:
-    """A site-wide list: empty for another or unknown site (no existence disclosed)."""
-    ctx = info.context
-    principal = ctx.require_principal()
-    if not principal.can_access_site(site_id):
-        return []
-    try:
-        async with ctx.db.connection() as conn:
-            return list(await read(conn, principal))
-    except NotFound:
-        return []
-
-
 def _inspection(model: m.Inspection) -> Inspection:
     return to_gql(Inspection, model)
 
@@ -217,30 +159,22 @@ class Query:
 
     @strawberry.field(permission_classes=[policy.gql("infection.read")], description="A site's inspections, newest first.")
     async def inspections(self, info: Ctx, site_id: UUID, first: int = 50, after: str | None = None) -> Connection[Inspection]:
-        ctx = info.context
-        principal = ctx.require_principal()
-        empty = connection_of(Page(items=[], next_cursor=None), _inspection, service.inspection_key)
-        if not principal.can_access_site(site_id):
-            return empty
-        try:
-            async with ctx.db.connection() as conn:
-                page = await service.list_inspections(conn, principal, site_id, cursor=after, limit=first)
-        except NotFound:
-            return empty
-        return connection_of(page, _inspection, service.inspection_key)
+        return await site_connection(
+            info, site_id, lambda conn, p: service.list_inspections(conn, p, site_id, cursor=after, limit=first), _inspection, service.inspection_key
+        )
 
     @strawberry.field(permission_classes=[policy.gql("infection.read")], description="Corrective actions still open, by due date then severity.")
     async def open_findings(self, info: Ctx, site_id: UUID) -> list[Finding]:
-        return [to_gql(Finding, f) for f in await _site_list(info, site_id, lambda conn, p: service.open_findings(conn, p, site_id))]
+        return [to_gql(Finding, f) for f in await site_list(info, site_id, lambda conn, p: service.open_findings(conn, p, site_id))]
 
     @strawberry.field(permission_classes=[policy.gql("infection.read")], description="Surface swabs collected in [since, until), at most 92 days.")
     async def environmental_samples(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> list[EnvironmentalSample]:
-        found = await _site_list(info, site_id, lambda conn, p: service.list_env_samples(conn, p, site_id, since=since, until=until))
+        found = await site_list(info, site_id, lambda conn, p: service.list_env_samples(conn, p, site_id, since=since, until=until))
         return [to_gql(EnvironmentalSample, s) for s in found]
 
     @strawberry.field(permission_classes=[policy.gql("infection.read")], description="The medical-waste log: batches sealed in [since, until).")
     async def medical_waste(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> list[WasteBatch]:
-        found = await _site_list(info, site_id, lambda conn, p: service.list_waste(conn, p, site_id, since=since, until=until))
+        found = await site_list(info, site_id, lambda conn, p: service.list_waste(conn, p, site_id, since=since, until=until))
         return [to_gql(WasteBatch, b) for b in found]
 
 
@@ -249,68 +183,49 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("infection.inspect")], description="Record an inspection and its checklist.")
     async def record_inspection(self, info: Ctx, input: RecordInspectionInput) -> InspectionPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.InspectionCreate, input)
-        if data is None:
-            return InspectionPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_inspection(conn, principal, data), result_type=m.Inspection)
+        found, errors = await mutate_input(info, input, m.InspectionCreate, m.Inspection, lambda conn, data: service.record_inspection(conn, principal, data))
         return InspectionPayload(inspection=_inspection(found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("infection.inspect")], description="A finding with its corrective action and due date.")
     async def record_inspection_finding(self, info: Ctx, input: RecordInspectionFindingInput) -> FindingPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.FindingCreate, input)
-        if data is None:
-            return FindingPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_finding(conn, principal, data), result_type=m.Finding)
+        found, errors = await mutate_input(info, input, m.FindingCreate, m.Finding, lambda conn, data: service.record_finding(conn, principal, data))
         return FindingPayload(finding=to_gql(Finding, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("infection.inspect")], description="The corrective action is done.")
     async def resolve_finding(self, info: Ctx, input: ResolveFindingInput) -> FindingPayload:
         principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("id")
-        finding_id = input.id
-        data, errors = input_struct(m.FindingResolution, fields)
-        if data is None:
-            return FindingPayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.resolve_finding(conn, principal, finding_id, data), result_type=m.Finding)
+        found, errors = await mutate_input(
+            info, input, m.FindingResolution, m.Finding, lambda conn, data: service.resolve_finding(conn, principal, input.id, data), leave_out=("id",)
+        )
         return FindingPayload(finding=to_gql(Finding, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("infection.inspect")], description="A surface swab, pending its result.")
     async def record_environmental_sample(self, info: Ctx, input: RecordEnvironmentalSampleInput) -> EnvironmentalSamplePayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.EnvironmentalSampleCreate, input)
-        if data is None:
-            return EnvironmentalSamplePayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_env_sample(conn, principal, data), result_type=m.EnvironmentalSample)
+        found, errors = await mutate_input(
+            info, input, m.EnvironmentalSampleCreate, m.EnvironmentalSample, lambda conn, data: service.record_env_sample(conn, principal, data)
+        )
         return EnvironmentalSamplePayload(sample=to_gql(EnvironmentalSample, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("infection.inspect")], description="A surface swab's result.")
     async def record_environmental_result(self, info: Ctx, input: RecordEnvironmentalResultInput) -> EnvironmentalSamplePayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.EnvironmentalResult, input)
-        if data is None:
-            return EnvironmentalSamplePayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_env_result(conn, principal, data), result_type=m.EnvironmentalSample)
+        found, errors = await mutate_input(
+            info, input, m.EnvironmentalResult, m.EnvironmentalSample, lambda conn, data: service.record_env_result(conn, principal, data)
+        )
         return EnvironmentalSamplePayload(sample=to_gql(EnvironmentalSample, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("waste.record")], description="Sealed medical-waste bags waiting for the carrier.")
     async def record_medical_waste(self, info: Ctx, input: RecordMedicalWasteInput) -> WastePayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.WasteCreate, input)
-        if data is None:
-            return WastePayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.record_waste(conn, principal, data), result_type=m.WasteBatch)
+        found, errors = await mutate_input(info, input, m.WasteCreate, m.WasteBatch, lambda conn, data: service.record_waste(conn, principal, data))
         return WastePayload(batch=to_gql(WasteBatch, found) if found else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("waste.record")], description="The carrier took a batch (its receipt number).")
     async def hand_over_waste(self, info: Ctx, input: HandOverWasteInput) -> WastePayload:
         principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("id")
-        waste_id = input.id
-        data, errors = input_struct(m.WasteHandover, fields)
-        if data is None:
-            return WastePayload(user_errors=errors)
-        found, errors = await mutate(info, lambda conn: service.hand_over_waste(conn, principal, waste_id, data), result_type=m.WasteBatch)
+        found, errors = await mutate_input(
+            info, input, m.WasteHandover, m.WasteBatch, lambda conn, data: service.hand_over_waste(conn, principal, input.id, data), leave_out=("id",)
+        )
         return WastePayload(batch=to_gql(WasteBatch, found) if found else None, user_errors=errors)

@@ -171,6 +171,33 @@ class WasteCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: UUID | None = None
 
 
+class CarrierWaste(msgspec.Struct, kw_only=True):
+    """A waste batch as its carrier sees it: what it collects, without who sealed or logged it."""
+
+    id: UUID
+    site_id: UUID
+    bags: int
+    weight_kg: float
+    sealed_at: datetime
+    state: WasteState
+    carrier: str | None
+    carrier_receipt: str | None
+    handed_over_at: datetime | None
+    version: int
+
+    @classmethod
+    def of(cls, batch: WasteBatch) -> CarrierWaste:
+        return cls(**{name: getattr(batch, name) for name in cls.__struct_fields__})
+
+
+class WasteReceipt(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The carrier confirms it took the batch (``version`` as read), with its receipt number."""
+
+    version: Version
+    carrier_receipt: Receipt
+    received_at: datetime
+
+
 class WasteHandover(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The carrier took the batch; its receipt number. The same handover again changes nothing."""
 

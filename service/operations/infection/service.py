@@ -3,12 +3,14 @@ date, environmental (surface) swabs and their results, the medical-waste log up 
 
 Every staff role of the site reads them (``infection.read``); inspectors (medics, site managers, the
 command centre) record inspections, findings, surface swabs and results (``infection.inspect``); the
-floor staff seal and hand over medical waste (``waste.record``). Records a phone creates take a
+floor staff seal and hand over medical waste (``waste.record``); the carrier's own API key reads the
+waste batches of the sites it serves and confirms receipt (``waste.carrier``). Records a phone creates take a
 client id: a replay answers the stored record, the id used for anything else is 409 ``*_id_taken``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -21,6 +23,7 @@ from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.fields import CLOCK_SKEW
 from service.operations.infection import store
 from service.operations.infection.model import (
+    CarrierWaste,
     EnvironmentalResult,
     EnvironmentalSample,
     EnvironmentalSampleCreate,
@@ -33,6 +36,7 @@ from service.operations.infection.model import (
     WasteBatch,
     WasteCreate,
     WasteHandover,
+    WasteReceipt,
     WasteState,
 )
 from service.pagination import Page, check_limit, decode_cursor, page_of
@@ -41,6 +45,7 @@ from service.sites import service as sites
 READ_ROLES = policy.roles("infection.read")
 INSPECT_ROLES = policy.roles("infection.inspect")
 WASTE_ROLES = policy.roles("waste.record")
+CARRIER_ROLES = policy.roles("waste.carrier")
 MAX_PERIOD = timedelta(days=92)
 CHECKLIST = ("zoning_ok", "ppe_ok", "disinfection_records_ok", "waste_ok")
 
@@ -263,12 +268,52 @@ async def record_waste(conn: asyncpg.Connection, principal: Principal, data: Was
 async def hand_over_waste(conn: asyncpg.Connection, principal: Principal, waste_id: UUID, data: WasteHandover) -> WasteBatch:
     """The carrier took the batch, with its receipt. The same handover again changes nothing."""
     _require(principal, WASTE_ROLES, "hand over medical waste")
+    return await _hand_over(conn, principal, waste_id, data, principal.site_scope, same=lambda row: (row["carrier"], row["carrier_receipt"]) == (
+        data.carrier, data.carrier_receipt))
+
+
+# --- the carrier (REST, its own API key: the waste batches of the sites it serves, nothing else) -----------
+
+
+async def carrier_waste(conn: asyncpg.Connection, principal: Principal, site_id: UUID, *, since: datetime, until: datetime) -> list[CarrierWaste]:
+    """A served site's batches sealed in [since, until) (at most 92 days), newest first; another site is 404."""
+    _require(principal, CARRIER_ROLES, "read waste batches as their carrier")
+    _check_period(since, until)
+    if not principal.can_access_site(site_id):
+        raise NotFound("No such site.", code="site_not_found", field="site_id")
+    return [CarrierWaste.of(b) for b in await store.site_waste(conn, site_id, policy.site_filter(principal, "waste.carrier"), since, until)]
+
+
+async def carrier_batch(conn: asyncpg.Connection, principal: Principal, waste_id: UUID) -> CarrierWaste:
+    _require(principal, CARRIER_ROLES, "read waste batches as their carrier")
+    found = await store.get_waste(conn, [waste_id], policy.site_filter(principal, "waste.carrier"))
+    if not found:
+        raise NotFound("No such waste batch.", code="waste_not_found")
+    return CarrierWaste.of(found[0])
+
+
+async def confirm_receipt(conn: asyncpg.Connection, principal: Principal, waste_id: UUID, data: WasteReceipt) -> CarrierWaste:
+    """The carrier took the batch: handed over to the carrier the key names, with its receipt number. The
+    same receipt again (also one the site already recorded) changes nothing; another one is 409 ``waste_handed_over``."""
+    _require(principal, CARRIER_ROLES, "confirm receipt of medical waste")
+    handover = WasteHandover(version=data.version, carrier=principal.name[:200] or "carrier", carrier_receipt=data.carrier_receipt,
+                             handed_over_at=data.received_at)
+    batch = await _hand_over(conn, principal, waste_id, handover, policy.site_filter(principal, "waste.carrier"),
+                             same=lambda row: row["carrier_receipt"] == data.carrier_receipt)
+    return CarrierWaste.of(batch)
+
+
+async def _hand_over(
+    conn: asyncpg.Connection, principal: Principal, waste_id: UUID, data: WasteHandover, site_ids: list[UUID] | None,
+    *, same: Callable[[asyncpg.Record], bool],
+) -> WasteBatch:
+    """sealed -> handed_over, once; ``same(row)``: a handover already recorded is this one (answered unchanged)."""
     _check_instant(data.handed_over_at, "handed_over_at")
-    row = await store.lock(conn, "waste", waste_id, principal.site_scope)
+    row = await store.lock(conn, "waste", waste_id, site_ids)
     if row is None:
         raise NotFound("No such waste batch.", code="waste_not_found")
     if row["state"] == WasteState.HANDED_OVER.value:
-        if (row["carrier"], row["carrier_receipt"]) == (data.carrier, data.carrier_receipt):
+        if same(row):
             return (await store.get_waste(conn, [waste_id], None))[0]
         raise Conflict("The batch was already handed over.", code="waste_handed_over", current_version=row["version"])
     if row["version"] != data.version:
@@ -280,4 +325,3 @@ async def hand_over_waste(conn: asyncpg.Connection, principal: Principal, waste_
     await bus.emit(conn, "inspection.waste_handed_over", site_id=batch.site_id, subject_id=batch.id, actor=principal.ref,
                    data={"bags": batch.bags, "weight_kg": batch.weight_kg, "version": batch.version})
     return batch
-

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import asyncpg
 import msgspec
 
-from service.access.model import Principal, PrincipalKind, Role
+from service.access.demo import demo_staff
+from service.access.model import Role
 from service.access.service import SYSTEM_PRINCIPAL
 from service.operations.staffing import service
 from service.operations.staffing.model import (
@@ -33,20 +34,13 @@ WORKERS = [("刘医生", "medical", True), ("陈护士", "medical", True), ("赵
            ("周厨师", "catering", False), ("吴司机", "logistics", False)]
 
 
-def _staff(demo: dict[str, Any], username: str, role: Role, site_id: UUID) -> Principal:
-    staff_id = demo.get("staff", {}).get(username)
-    if staff_id is None:
-        return SYSTEM_PRINCIPAL
-    return Principal(kind=PrincipalKind.STAFF, id=staff_id, role=role, site_ids=frozenset({site_id}))
-
-
 async def seed_demo(conn: asyncpg.Connection, demo: dict[str, Any]) -> None:
     found = await stays.get_stays(conn, SYSTEM_PRINCIPAL, list(demo.get("stays", [])))
     active = [s for s in found.values() if s.status is StayStatus.ACTIVE]
     now = datetime.now().astimezone().replace(minute=0, second=0, microsecond=0)
     for n, site_id in enumerate(demo.get("sites", []), start=1):
-        manager = _staff(demo, f"manager-{n}", Role.SITE_MANAGER, site_id)
-        medic = _staff(demo, f"medic-{n}", Role.MEDIC, site_id)
+        manager = demo_staff(demo, f"manager-{n}", Role.SITE_MANAGER, site_id)
+        medic = demo_staff(demo, f"medic-{n}", Role.MEDIC, site_id)
         floors: list[int | None] = [*sorted({s.floor for s in active if s.site_id == site_id})] or [None]
         workers = [
             await service.add_worker(conn, manager, WorkerCreate(site_id=site_id, name=name, post=post, red_zone=red))  # type: ignore[arg-type]

@@ -12,12 +12,25 @@ import strawberry
 
 from service import policy
 from service.access.model import Principal
-from service.errors import NotFound
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
+from service.gql import (
+    Connection,
+    Context,
+    Ctx,
+    OfflineWrite,
+    Prepared,
+    UserError,
+    fields_from,
+    mutate_input,
+    perform,
+    prepare,
+    scoped_loader,
+    site_connection,
+    site_list,
+    to_gql,
+)
 from service.health.gql import SampleKindGQL, SymptomGQL
 from service.operations.staffing import model as m
 from service.operations.staffing import service
-from service.pagination import Page
 
 strawberry.enum(m.Post, name="StaffPost")
 PostGQL = m.Post
@@ -29,29 +42,10 @@ strawberry.enum(m.ExposureState, name="StaffExposureState")
 ExposureStateGQL = m.ExposureState
 
 
-def _loader(info: Ctx, name: str, fetch: Any, default: Any = None) -> Any:
-    """A per-request loader: ``fetch(conn, principal, ids) -> dict``, one statement per batch on its own connection."""
-    ctx = info.context
-    principal = ctx.require_principal()
-
-    async def load(ids: list[UUID]) -> list[Any]:
-        async with ctx.db.connection() as conn:
-            found = await fetch(conn, principal, ids)
-        return [found.get(i, default) for i in ids]
-
-    return ctx.loader(name, load)
-
-
 @strawberry.type(description="A worker's closed-loop status, last swab and next test (staff health data).")
+@fields_from(m.WorkerLoop)
 class WorkerLoop:
-    worker_id: UUID
-    site_id: UUID
-    status: LoopStatusGQL
-    isolation_until: date | None
-    version: int
-    last_swab_at: datetime | None
-    last_result: StaffResultGQL | None
-    next_test_due: date
+    pass
 
 
 @strawberry.type(description="A worker's check-in; `findings` are what the residents' alert rules found.")
@@ -92,17 +86,17 @@ class Worker:
 
     @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Closed-loop status (medics, site managers).")
     async def loop(self, info: Ctx) -> WorkerLoop | None:
-        found = await _loader(info, "staffing.loops", service.loops).load(self.id)
+        found = await scoped_loader(info, "staffing.loops", service.loops).load(self.id)
         return to_gql(WorkerLoop, found) if found else None
 
     @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Check-ins, newest first.")
     async def checkins(self, info: Ctx) -> list[StaffCheckin] | None:
-        found = await _loader(info, "staffing.checkins", service.checkins, []).load(self.id)
+        found = await scoped_loader(info, "staffing.checkins", service.checkins, []).load(self.id)
         return [to_gql(StaffCheckin, c) for c in found]
 
     @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Swabs, newest first.")
     async def samples(self, info: Ctx) -> list[StaffSample] | None:
-        found = await _loader(info, "staffing.samples", service.samples, []).load(self.id)
+        found = await scoped_loader(info, "staffing.samples", service.samples, []).load(self.id)
         return [to_gql(StaffSample, s) for s in found]
 
 
@@ -111,7 +105,7 @@ def worker_gql(model: m.Worker) -> Worker:
 
 
 async def _worker_of(info: Ctx, worker_id: UUID) -> Worker | None:
-    found = await _loader(info, "staffing.workers", service.get_workers).load(worker_id)
+    found = await scoped_loader(info, "staffing.workers", service.get_workers).load(worker_id)
     return worker_gql(found) if found else None
 
 
@@ -133,30 +127,15 @@ class Shift:
 
 
 @strawberry.type(description="A worker whose next swab is due today or earlier.")
+@fields_from(m.StaffTestDue)
 class StaffTestDue:
-    worker_id: UUID
-    name: str
-    post: PostGQL
-    red_zone: bool
-    test_every_days: int
-    last_swab_at: datetime | None
-    due_on: date
-    status: LoopStatusGQL
+    pass
 
 
 @strawberry.type(description="A worker exposed to a resident who turned positive on a floor they worked.")
+@fields_from(m.StaffExposure)
 class StaffExposure:
-    id: UUID
-    site_id: UUID
     worker_id: UUID
-    source_stay_id: UUID
-    floor: int
-    state: ExposureStateGQL
-    opened_at: datetime
-    decided_by: str | None
-    decided_at: datetime | None
-    note: str
-    version: int
 
     @strawberry.field
     async def worker(self, info: Ctx) -> Worker | None:
@@ -262,19 +241,6 @@ class StaffExposurePayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-async def _site_list(info: Ctx, site_id: UUID, read: Any) -> list[Any]:
-    """A site-wide list: empty for another or unknown site (no existence disclosed)."""
-    ctx = info.context
-    principal = ctx.require_principal()
-    if not principal.can_access_site(site_id):
-        return []
-    try:
-        async with ctx.db.connection() as conn:
-            return list(await read(conn, principal))
-    except NotFound:
-        return []
-
-
 @strawberry.type
 class Query:
     @strawberry.field(permission_classes=[policy.gql("roster.read")], description="One worker; null when not at one of the caller's sites.")
@@ -283,33 +249,24 @@ class Query:
 
     @strawberry.field(permission_classes=[policy.gql("roster.read")], description="A site's workers by post and name.")
     async def site_workers(self, info: Ctx, site_id: UUID, first: int = 50, after: str | None = None) -> Connection[Worker]:
-        ctx = info.context
-        principal = ctx.require_principal()
-        empty = connection_of(Page(items=[], next_cursor=None), worker_gql, service.worker_key)
-        if not principal.can_access_site(site_id):
-            return empty
-        try:
-            async with ctx.db.connection() as conn:
-                page = await service.list_workers(conn, principal, site_id, cursor=after, limit=first)
-        except NotFound:
-            return empty
-        return connection_of(page, worker_gql, service.worker_key)
+        return await site_connection(
+            info, site_id, lambda conn, p: service.list_workers(conn, p, site_id, cursor=after, limit=first), worker_gql, service.worker_key
+        )
 
     @strawberry.field(permission_classes=[policy.gql("roster.read")], description="A site's shifts overlapping [since, until), at most 31 days.")
     async def roster(self, info: Ctx, site_id: UUID, since: datetime, until: datetime) -> list[Shift]:
-        found = await _site_list(info, site_id, lambda conn, p: service.list_shifts(conn, p, site_id, since=since, until=until))
+        found = await site_list(info, site_id, lambda conn, p: service.list_shifts(conn, p, site_id, since=since, until=until))
         return [to_gql(Shift, s) for s in found]
 
     @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Workers whose swab is due today or earlier.")
     async def staff_tests_due(self, info: Ctx, site_id: UUID) -> list[StaffTestDue]:
-        found = await _site_list(info, site_id, lambda conn, p: service.tests_due(conn, p, site_id))
+        found = await site_list(info, site_id, lambda conn, p: service.tests_due(conn, p, site_id))
         return [to_gql(StaffTestDue, d) for d in found]
 
     @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Staff exposure reviews of a site (default: open).")
     async def staff_exposures(self, info: Ctx, site_id: UUID, state: ExposureStateGQL | None = m.ExposureState.OPEN) -> list[StaffExposure]:
-        found = await _site_list(
-            info, site_id, lambda conn, p: service.list_exposures(conn, p, site_id, state=m.ExposureState(state) if state else None)
-        )
+        wanted = m.ExposureState(state) if state else None
+        found = await site_list(info, site_id, lambda conn, p: service.list_exposures(conn, p, site_id, state=wanted))
         return [to_gql(StaffExposure, e) for e in found]
 
 
@@ -318,28 +275,19 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("roster.manage")], description="Add a worker to a site's roster.")
     async def create_site_worker(self, info: Ctx, input: CreateSiteWorkerInput) -> WorkerPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.WorkerCreate, input)
-        if data is None:
-            return WorkerPayload(user_errors=errors)
-        worker, errors = await mutate(info, lambda conn: service.add_worker(conn, principal, data), result_type=m.Worker)
+        worker, errors = await mutate_input(info, input, m.WorkerCreate, m.Worker, lambda conn, data: service.add_worker(conn, principal, data))
         return WorkerPayload(worker=worker_gql(worker) if worker else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("roster.manage")], description="Plan a worker's shift (no overlap).")
     async def create_staff_shift(self, info: Ctx, input: CreateStaffShiftInput) -> ShiftPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.ShiftCreate, input)
-        if data is None:
-            return ShiftPayload(user_errors=errors)
-        shift, errors = await mutate(info, lambda conn: service.add_shift(conn, principal, data), result_type=m.Shift)
+        shift, errors = await mutate_input(info, input, m.ShiftCreate, m.Shift, lambda conn, data: service.add_shift(conn, principal, data))
         return ShiftPayload(shift=to_gql(Shift, shift) if shift else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="On duty, resting, or isolating until a date.")
     async def set_worker_status(self, info: Ctx, input: SetWorkerStatusInput) -> WorkerLoopPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.StatusChange, input)
-        if data is None:
-            return WorkerLoopPayload(user_errors=errors)
-        loop, errors = await mutate(info, lambda conn: service.set_status(conn, principal, data), result_type=m.WorkerLoop)
+        loop, errors = await mutate_input(info, input, m.StatusChange, m.WorkerLoop, lambda conn, data: service.set_status(conn, principal, data))
         return WorkerLoopPayload(loop=to_gql(WorkerLoop, loop) if loop else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A worker's check-in (residents' alert rules).")
@@ -355,23 +303,14 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="A staff swab's result; positive isolates the worker.")
     async def record_staff_result(self, info: Ctx, input: RecordStaffResultInput) -> StaffSamplePayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.StaffResultEntry, input)
-        if data is None:
-            return StaffSamplePayload(user_errors=errors)
-        sample, errors = await mutate(info, lambda conn: service.record_result(conn, principal, data), result_type=m.StaffSample)
+        sample, errors = await mutate_input(info, input, m.StaffResultEntry, m.StaffSample, lambda conn, data: service.record_result(conn, principal, data))
         return StaffSamplePayload(sample=to_gql(StaffSample, sample) if sample else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("staff_health.write")], description="Clear an exposed worker or isolate them.")
     async def decide_staff_exposure(self, info: Ctx, input: DecideStaffExposureInput) -> StaffExposurePayload:
         principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("id")
-        exposure_id = input.id
-        data, errors = input_struct(m.ExposureDecision, fields)
-        if data is None:
-            return StaffExposurePayload(user_errors=errors)
-        exposure, errors = await mutate(
-            info, lambda conn: service.decide_exposure(conn, principal, exposure_id, data), result_type=m.StaffExposure
+        exposure, errors = await mutate_input(
+            info, input, m.ExposureDecision, m.StaffExposure, lambda conn, data: service.decide_exposure(conn, principal, input.id, data), leave_out=("id",)
         )
         return StaffExposurePayload(exposure=to_gql(StaffExposure, exposure) if exposure else None, user_errors=errors)
 
@@ -380,17 +319,11 @@ class Mutation:
 
 
 def checkin_write(ctx: Context, principal: Principal, input: RecordStaffCheckinInput) -> Prepared[m.StaffCheckin]:
-    data, errors = input_struct(m.StaffCheckinCreate, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.record_checkin(conn, principal, data), m.StaffCheckin)
+    return prepare(input, m.StaffCheckinCreate, m.StaffCheckin, lambda conn, data: service.record_checkin(conn, principal, data))
 
 
 def sample_write(ctx: Context, principal: Principal, input: RecordStaffSampleInput) -> Prepared[m.StaffSample]:
-    data, errors = input_struct(m.StaffSampleCreate, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.record_sample(conn, principal, data), m.StaffSample)
+    return prepare(input, m.StaffSampleCreate, m.StaffSample, lambda conn, data: service.record_sample(conn, principal, data))
 
 
 async def _worker_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> Worker | None:

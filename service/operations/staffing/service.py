@@ -27,7 +27,7 @@ from service.access.model import Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.fields import CLOCK_SKEW
 from service.health import service as health
-from service.health.model import SampleKind
+from service.health.model import LabItemStatus, LabOutcome, LabUpload, LabUploadResult, SampleKind
 from service.operations.staffing import store
 from service.operations.staffing.model import (
     EXPOSURE_LOOKBACK_DAYS,
@@ -60,6 +60,7 @@ ROSTER_READ = policy.roles("roster.read")
 ROSTER_MANAGE = policy.roles("roster.manage")
 HEALTH_READ = policy.roles("staff_health.read")
 HEALTH_WRITE = policy.roles("staff_health.write")
+LAB_ROLES = policy.roles("lab.results")
 MAX_ROSTER_PERIOD = timedelta(days=31)
 
 
@@ -302,13 +303,46 @@ async def record_result(conn: asyncpg.Connection, principal: Principal, data: St
         if sample.result is result:
             return sample
         raise Conflict(f"The swab already has the result {sample.result}.", code="result_conflict", field="result")
-    await store.set_result(conn, sample.id, result.value)
+    return await _resulted(conn, principal, sample, result, None)
+
+
+async def upload_results(conn: asyncpg.Connection, principal: Principal, data: LabUpload) -> LabUploadResult:
+    """Staff swab results by tube barcode from a lab, item by item as for residents' swabs: ``recorded``,
+    ``unchanged`` (the same result again), ``conflict`` (another result is stored) or ``unknown_barcode``
+    (also a tube of a site the key does not serve). A positive one isolates the worker, as above."""
+    _require(principal, LAB_ROLES, "upload results")
+    scope = policy.site_filter(principal, "lab.results")
+    tubes = {s.barcode: s for s in await store.lock_samples_by_barcode(conn, sorted({r.barcode for r in data.results}), scope)}
+    items: list[LabOutcome] = []
+    for index, entry in enumerate(data.results):
+        sample = tubes.get(entry.barcode)
+        if sample is None:
+            items.append(LabOutcome(index=index, barcode=entry.barcode, status=LabItemStatus.UNKNOWN_BARCODE))
+            continue
+        result = StaffResult(entry.result.value)
+        if sample.result is StaffResult.PENDING:
+            tubes[entry.barcode] = await _resulted(conn, principal, sample, result, entry.resulted_at)
+            status = LabItemStatus.RECORDED
+        else:
+            status = LabItemStatus.UNCHANGED if sample.result is result else LabItemStatus.CONFLICT
+        items.append(LabOutcome(index=index, barcode=entry.barcode, status=status, sample_id=sample.id))
+    return LabUploadResult.of(items)
+
+
+async def _resulted(
+    conn: asyncpg.Connection, principal: Principal, sample: StaffSample, result: StaffResult, resulted_at: datetime | None
+) -> StaffSample:
+    """Store a pending swab's result (locked by the caller, in its scope): audit, event, isolation if positive."""
+    await store.set_result(conn, sample.id, result.value, resulted_at)
     after = (await store.get_samples(conn, [sample.id], None))[0]
     await audit.record(conn, principal, "staff_sample.result", site_id=after.site_id, subject_id=after.worker_id, fields=["result"])
     await bus.emit(conn, "staff.sample_resulted", site_id=after.site_id, subject_id=after.id, actor=principal.ref,
                    data={"worker_id": str(after.worker_id), "result": after.result.value})
     if after.result is StaffResult.POSITIVE:
-        worker = await _worker(conn, principal, after.worker_id, "staff_health.write")
+        # The swab was in the caller's scope, so is its worker (a lab key reaches no roster: scope None).
+        worker = await store.lock_worker(conn, after.worker_id, None)
+        if worker is None:  # a swab's worker is never deleted
+            raise NotFound("No such worker.", code="worker_not_found")
         until = _now().date() + timedelta(days=POSITIVE_ISOLATION_DAYS)
         await store.set_status(conn, worker["id"], worker["version"], LoopStatus.ISOLATING.value, until)
         await _status_changed(conn, principal, worker, LoopStatus.ISOLATING, until)

@@ -135,8 +135,12 @@ async def lock_sample(conn: asyncpg.Connection, sample_id: UUID, site_ids: list[
     return _as(StaffSample, await Q.lock_sample(conn, id=sample_id, site_ids=site_ids))
 
 
-async def set_result(conn: asyncpg.Connection, sample_id: UUID, result: str) -> bool:
-    return await Q.set_result(conn, id=sample_id, result=result) is not None
+async def lock_samples_by_barcode(conn: asyncpg.Connection, barcodes: list[str], site_ids: list[UUID] | None) -> list[StaffSample]:
+    return await _all(StaffSample, Q.lock_samples_by_barcode(conn, barcodes=barcodes, site_ids=site_ids))
+
+
+async def set_result(conn: asyncpg.Connection, sample_id: UUID, result: str, resulted_at: datetime | None = None) -> bool:
+    return await Q.set_result(conn, id=sample_id, result=result, resulted_at=resulted_at) is not None
 
 
 async def worker_samples(conn: asyncpg.Connection, worker_ids: list[UUID], site_ids: list[UUID] | None) -> list[StaffSample]:
