@@ -48,7 +48,7 @@ FEED: dict[Role, set[str]] = {
 # Who may register webhooks at all; each hears what its feed shows, and tracing keys (the community side, no
 # change feed) the hand-overs of their sites ("Hand-over on release").
 WEBHOOK_ROLES = {CMD, LOGI, HOSP, TRACE}
-HEARS = {role: FEED[role] | ({"handovers"} if role is TRACE else set()) for role in Role}
+HEARS = {role: FEED.get(role, set()) | ({"handovers"} if role is TRACE else set()) for role in Role}
 
 
 def principal_of(role: Role):
