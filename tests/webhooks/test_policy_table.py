@@ -14,7 +14,7 @@ from tests.conftest import make_principal
 from tests.transfers.helpers import make_facility, make_hospital
 
 CMD, MGR, STAFF, MEDIC = Role.COMMAND, Role.SITE_MANAGER, Role.SITE_STAFF, Role.MEDIC
-LOGI, LAB, HOSP, TRACE = Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING
+LOGI, LAB, HOSP, TRACE, CARRIER = Role.LOGISTICS, Role.LAB, Role.HOSPITAL, Role.TRACING, Role.CARRIER
 
 # family -> an event type of it
 FAMILIES = {
@@ -44,6 +44,7 @@ FEED: dict[Role, set[str]] = {
     HOSP: {"transfers", "facilities"},
     LAB: set(),
     TRACE: set(),
+    CARRIER: set(),  # the waste batches of its sites, over its own routes only
 }
 # Who may register webhooks at all; each hears what its feed shows, and tracing keys (the community side, no
 # change feed) the hand-overs of their sites ("Hand-over on release").
