@@ -31,6 +31,14 @@ def server_pid(base: str) -> int:
     return _PIDS[base]
 
 
+def _ws_deflate(env: dict[str, str]) -> bool:
+    from service.settings import load_settings
+
+    name = "QSITE_WS_PER_MESSAGE_DEFLATE"
+    value = env.get(name, os.environ.get(name))
+    return load_settings({name: value} if value is not None else {}).ws_per_message_deflate
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -43,7 +51,9 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
     port = free_port()
     if server == "uvicorn":
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "bench.server:create", "--port", str(port),
-               "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+               "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+               # What `qsite serve` passes from QSITE_WS_PER_MESSAGE_DEFLATE (service.__main__.server_config).
+               "--ws-per-message-deflate", str(_ws_deflate(env)).lower()]
     elif server == "granian":
         cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "bench.server:create",
                "--port", str(port), "--host", "127.0.0.1", "--loop", "uvloop", "--no-ws", "--log-level", "warning"]

@@ -7,13 +7,19 @@ in turn, sites in turn) for SECONDS; every subscriber of the site must receive e
 
 Printed:
 - delivery latency p50 / p99 / max, from the write request's start to the subscriber's receipt
-  (all subscribers, all writes; the clients run in this one process, so this includes its own
-  scheduling), and deliveries missing;
+  (all subscribers, all writes), and deliveries missing. The subscribers run in PROCESSES client
+  processes and the writer in one more (CLOCK_MONOTONIC is system-wide, so their clocks compare),
+  so that the load generator is not one event loop serving 1,000 sockets; wire bytes per delivered
+  frame (socket bytes the client processes read, over deliveries);
 - Redis connections of each instance (its sockets to the Redis port) with a few subscribers and
   with all of them: constant, not per subscriber;
 - catch-up: CATCH_UP changes committed at a site (batch check-ins), then read by cursor from the
   start of the burst, REST ``/api/v1/changes`` and GraphQL ``changes`` in pages of 1,000, and
-  ``siteEvents(after:)`` replaying them over a WebSocket; each must take < 1 s.
+  ``siteEvents(after:)`` replaying them over a WebSocket; each must take < 1 s;
+- the machine's load average before and after each mode (the machine is shared).
+
+Modes (QSITE_BENCH_LIVE_MODES, comma-separated, parts joined by ``+``): ``deflate`` / ``no-deflate``
+(QSITE_WS_PER_MESSAGE_DEFLATE), ``per-subscriber`` / ``shared`` (QSITE_LIVE_SHARED_FRAMES).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import statistics
 import time
@@ -32,6 +39,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from bench.context import BenchContext
 from bench.harness import serve, server_pid
@@ -50,6 +58,11 @@ RESIDENTS = 20  # per site
 WRITES_PER_S = float(os.environ.get("QSITE_BENCH_LIVE_WRITES_PER_S", "50"))
 SECONDS = float(os.environ.get("QSITE_BENCH_LIVE_SECONDS", "20"))
 CATCH_UP = 10_000
+PROCESSES = int(os.environ.get("QSITE_BENCH_LIVE_PROCESSES", "4"))
+MODE_ENV = {
+    "deflate": {"QSITE_WS_PER_MESSAGE_DEFLATE": "true"}, "no-deflate": {"QSITE_WS_PER_MESSAGE_DEFLATE": "false"},
+    "shared": {"QSITE_LIVE_SHARED_FRAMES": "true"}, "per-subscriber": {"QSITE_LIVE_SHARED_FRAMES": "false"},
+}
 SUBSCRIPTION = "subscription($s: [UUID!], $a: String) { siteEvents(siteIds: $s, after: $a, types: [\"health\"]) { id subjectId cursor } }"
 CHANGES = "query($s: [UUID!], $a: String) { changes(siteIds: $s, after: $a, first: 1000) { edges { node { id } } pageInfo { endCursor hasNextPage } } }"
 
@@ -66,7 +79,8 @@ class Subscriber:
         self.reached = asyncio.Event()
 
     async def connect(self, after: str | None = None) -> None:
-        self.ws = await websockets.connect(self.url, subprotocols=["graphql-transport-ws"], max_queue=None, open_timeout=60)
+        self.ws = await websockets.connect(self.url, subprotocols=["graphql-transport-ws"], max_queue=None, open_timeout=60,
+                                           create_connection=_CountingConnection)
         await self.ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {self.token}"}}))
         assert json.loads(await self.ws.recv())["type"] == "connection_ack"
         payload = {"query": SUBSCRIPTION, "variables": {"s": [self.site], "a": after}}
@@ -92,6 +106,84 @@ class Subscriber:
             self.task.cancel()
         with contextlib.suppress(Exception):
             await self.ws.close()
+
+
+_WIRE = [0]  # bytes the WebSocket clients of this process received off their sockets
+
+
+class _CountingConnection(ClientConnection):
+    def data_received(self, data: bytes) -> None:
+        _WIRE[0] += len(data)
+        super().data_received(data)
+
+
+def _read_bytes() -> int:
+    return _WIRE[0]
+
+
+def _subscriber_process(conn: Any, assignments: list[tuple[str, str, str]]) -> None:
+    asyncio.run(_subscribers(conn, assignments))
+
+
+async def _subscribers(conn: Any, assignments: list[tuple[str, str, str]]) -> None:
+    """One client process: its share of subscribers, driven by commands over ``conn``."""
+    received: dict[str, list[float]] = {}
+    subscribers = [Subscriber(base, token, site, received) for base, token, site in assignments]
+    connected, read_before = 0, 0
+    loop = asyncio.get_running_loop()
+    while True:
+        command, arg = await loop.run_in_executor(None, conn.recv)
+        if command == "connect":
+            for i in range(connected, arg, 50):
+                await asyncio.gather(*(s.connect() for s in subscribers[i:min(i + 50, arg)]))
+            connected = max(connected, arg)
+            conn.send(connected)
+        elif command == "mark":
+            read_before = _read_bytes()
+            conn.send(None)
+        else:  # collect
+            read = _read_bytes() - read_before
+            errors = [m for s in subscribers for m in s.errors]
+            conn.send((received, errors, read))
+            for s in subscribers:
+                await s.close()
+            return
+
+
+def _writer_process(conn: Any, bases: list[str], live_sites: list[tuple[str, list[str]]], tokens: dict[str, str],
+                    now: str) -> None:
+    conn.recv()  # go
+    conn.send(asyncio.run(_write(bases, live_sites, tokens, now)))
+
+
+async def _write(bases: list[str], live_sites: list[tuple[str, list[str]]], tokens: dict[str, str],
+                 now: str) -> tuple[dict[str, float], dict[str, float]]:
+    """WRITES_PER_S single check-ins for SECONDS; (check-in id -> request start, -> its answer)."""
+    clients = [httpx.AsyncClient(base_url=b, timeout=30, limits=httpx.Limits(max_connections=20)) for b in bases]
+    sent: dict[str, float] = {}
+    done: dict[str, float] = {}
+
+    async def write(n: int) -> None:
+        site, stay_ids = live_sites[n % SITES]
+        body = {"id": str(uuid.uuid4()), "stay_id": stay_ids[(n // SITES) % len(stay_ids)], "recorded_at": now,
+                "temperature_c": 36.6, "spo2": 98, "pulse": 72}
+        sent[body["id"]] = time.monotonic()
+        response = await clients[n % 2].post("/api/v1/checkins", json=body, headers={"Authorization": f"Bearer {tokens[site]}"})
+        assert response.status_code == 201, response.text[:200]
+        done[body["id"]] = time.monotonic()
+
+    writes, started, pending = 0, time.monotonic(), set()
+    while time.monotonic() - started < SECONDS:
+        due = int((time.monotonic() - started) * WRITES_PER_S)
+        while writes < due:
+            pending.add(asyncio.create_task(write(writes)))
+            writes += 1
+        pending = {t for t in pending if not t.done()}
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*pending)
+    for c in clients:
+        await c.aclose()
+    return sent, done
 
 
 def _redis_connections(base: str, redis_port: int) -> int:
@@ -137,68 +229,75 @@ def run(ctx: BenchContext) -> None:
         print(f"[{mode}] {label:<52} {value}", flush=True)
 
     async def measure(bases: list[str], mode: str) -> None:
-        received: dict[str, list[float]] = {}
         tokens = {site: ctx.token(make_principal(Role.SITE_STAFF, [site])) for site, _ in made}
-        subscribers = [Subscriber(bases[i % 2], tokens[live_sites[i % SITES][0]], str(live_sites[i % SITES][0]), received)
-                       for i in range(SUBSCRIBERS)]
-        few = 2 * SITES
-        for s in subscribers[:few]:
-            await s.connect()
+        assignments = [(bases[i % 2], tokens[live_sites[i % SITES][0]], str(live_sites[i % SITES][0])) for i in range(SUBSCRIBERS)]
+        spawn = multiprocessing.get_context("spawn")
+        pipes, workers = [], []
+        for w in range(PROCESSES):
+            ours, theirs = spawn.Pipe()
+            share = assignments[w::PROCESSES]
+            workers.append((spawn.Process(target=_subscriber_process, args=(theirs, share), daemon=True), len(share)))
+            pipes.append(ours)
+        for process, _ in workers:
+            process.start()
+        loop = asyncio.get_running_loop()
+
+        async def ask(pipe: Any, command: str, arg: Any = None) -> Any:
+            pipe.send((command, arg))
+            return await loop.run_in_executor(None, pipe.recv)
+
+        few_each = max(1, 2 * SITES // PROCESSES)
+        few = sum(await asyncio.gather(*(ask(p, "connect", few_each) for p in pipes)))
         await asyncio.sleep(2)
         conns_few = [_redis_connections(b, redis_port) for b in bases]
-        for i in range(few, SUBSCRIBERS, 50):
-            await asyncio.gather(*(s.connect() for s in subscribers[i:i + 50]))
+        await asyncio.gather(*(ask(p, "connect", n) for p, (_, n) in zip(pipes, workers, strict=True)))
         await asyncio.sleep(3)
         conns_all = [_redis_connections(b, redis_port) for b in bases]
         report(mode, f"Redis connections per instance, {few} subscribers", str(conns_few))
         report(mode, f"Redis connections per instance, {SUBSCRIBERS} subscribers", str(conns_all))
 
-        clients = [httpx.AsyncClient(base_url=b, timeout=30, limits=httpx.Limits(max_connections=20)) for b in bases]
-        sent: dict[str, tuple[float, int]] = {}  # check-in id -> (request start, site index)
-        done: dict[str, float] = {}  # check-in id -> its answer (committed)
         now = datetime.now(UTC).isoformat()
-
-        async def write(n: int) -> None:
-            site_index = n % SITES
-            site, stay_ids = live_sites[site_index]
-            body = {"id": str(uuid.uuid4()), "stay_id": str(stay_ids[(n // SITES) % len(stay_ids)]), "recorded_at": now,
-                    "temperature_c": 36.6, "spo2": 98, "pulse": 72}
-            sent[body["id"]] = (time.monotonic(), site_index)
-            response = await clients[n % 2].post("/api/v1/checkins", json=body, headers={"Authorization": f"Bearer {tokens[site]}"})
-            assert response.status_code == 201, response.text[:200]
-            done[body["id"]] = time.monotonic()
-
+        writer_pipe, theirs = spawn.Pipe()
+        writer = spawn.Process(target=_writer_process, daemon=True, args=(
+            theirs, bases, [(str(site), [str(s) for s in stay_ids]) for site, stay_ids in live_sites],
+            {str(site): token for site, token in tokens.items()}, now))
+        writer.start()
+        await asyncio.gather(*(ask(p, "mark") for p in pipes))
         cpu_before = [_cpu(b) for b in bases]
-        writes, started, pending = 0, time.monotonic(), set()
-        while time.monotonic() - started < SECONDS:
-            due = int((time.monotonic() - started) * WRITES_PER_S)
-            while writes < due:
-                pending.add(asyncio.create_task(write(writes)))
-                writes += 1
-            pending = {t for t in pending if not t.done()}
-            await asyncio.sleep(0.005)
-        await asyncio.gather(*pending)
+        writer_pipe.send("go")
+        sent, done = await loop.run_in_executor(None, writer_pipe.recv)
+        writer.join()
         await asyncio.sleep(3)  # the last deliveries
+        cpu = [_cpu(b) - cpu_before[i] for i, b in enumerate(bases)]
+        received: dict[str, list[float]] = {}
+        errors_seen: list[Any] = []
+        wire = 0
+        for received_here, errors_here, read in await asyncio.gather(*(ask(p, "collect") for p in pipes)):
+            for cid, times in received_here.items():
+                received.setdefault(cid, []).extend(times)
+            errors_seen += errors_here
+            wire += read
+        for process, _ in workers:
+            process.join(timeout=30)
         per_site = SUBSCRIBERS // SITES
-        latencies = [t - sent[cid][0] for cid, times in received.items() if cid in sent for t in times]
+        latencies = [t - sent[cid] for cid, times in received.items() if cid in sent for t in times]
         expected = len(sent) * per_site
-        errors = sum(len(s.errors) for s in subscribers)
-        codes = sorted({str(((m.get("payload") or {}).get("errors") or [m.get("payload")])[0]) [:120] for s in subscribers for m in s.errors
+        codes = sorted({str(((m.get("payload") or {}).get("errors") or [m.get("payload")])[0]) [:120] for m in errors_seen
                         if m.get("type") != "complete"})
         report(mode, "subscribers, writes (single check-ins) per second",
-               f"{SUBSCRIBERS}, {len(sent) / SECONDS:.1f} ({len(sent)} in {SECONDS:.0f} s, each to {per_site} subscribers)")
-        report(mode, "deliveries received / expected, errors", f"{len(latencies)} / {expected}, {errors} {codes[:3]}")
-        answered = [done[cid] - start for cid, (start, _) in sent.items() if cid in done]
+               f"{SUBSCRIBERS} in {PROCESSES} processes, {len(sent) / SECONDS:.1f} ({len(sent)} in {SECONDS:.0f} s, each to {per_site})")
+        report(mode, "deliveries received / expected, errors", f"{len(latencies)} / {expected}, {len(errors_seen)} {codes[:3]}")
+        if latencies:
+            report(mode, "wire bytes read per delivered frame (client processes)", f"{wire / len(latencies):.0f}")
+        answered = [done[cid] - start for cid, start in sent.items() if cid in done]
         after_commit = [t - done[cid] for cid, times in received.items() if cid in done for t in times]
         report(mode, "write request p50 / p99 (ms)", f"{_pct(answered, 0.5):.0f} / {_pct(answered, 0.99):.0f}")
         if latencies:
             report(mode, "delivery latency from the write, p50 / p99 / max (ms)",
                    f"{_pct(latencies, 0.5):.0f} / {_pct(latencies, 0.99):.0f} / {max(latencies) * 1000:.0f}")
             report(mode, "delivery after the write was answered, p50 / p99 (ms)", f"{_pct(after_commit, 0.5):.0f} / {_pct(after_commit, 0.99):.0f}")
-        cpu = [_cpu(b) - cpu_before[i] for i, b in enumerate(bases)]
+        clients = [httpx.AsyncClient(base_url=b, timeout=30, limits=httpx.Limits(max_connections=20)) for b in bases]
         report(mode, "server CPU during the writes, per instance (s)", " / ".join(f"{c:.1f}" for c in cpu))
-        for s in subscribers:
-            await s.close()
 
         # Catch-up: CATCH_UP changes at the burst site, then read by cursor.
         burst_token = tokens[burst_site]
@@ -233,13 +332,17 @@ def run(ctx: BenchContext) -> None:
                 after, more = answer["pageInfo"]["endCursor"], answer["pageInfo"]["hasNextPage"]
             return count
 
+        replay_bytes: list[int] = []
+
         async def subscription_catch_up() -> int:
             got: dict[str, list[float]] = {}
             sub = Subscriber(bases[0], burst_token, str(burst_site), got)
             sub.target = CATCH_UP
+            read_before = _read_bytes()
             await sub.connect(after=cursor)
             async with asyncio.timeout(60):
                 await sub.reached.wait()
+            replay_bytes.append(_read_bytes() - read_before)
             await sub.close()
             return sub.count
 
@@ -251,15 +354,20 @@ def run(ctx: BenchContext) -> None:
                 count = await catch_up()
                 runs.append(time.monotonic() - t0)
             report(mode, f"catch-up of {count} changes, {label} (median of 3, s)", f"{statistics.median(runs):.2f}")
+        report(mode, f"replay bytes read per frame (of {CATCH_UP})", f"{statistics.median(replay_bytes) / CATCH_UP:.0f}")
         for c in clients:
             await c.aclose()
 
-    # Both paths in one run, same database and machine: GraphQL executed per subscriber, then shared frames.
-    modes = os.environ.get("QSITE_BENCH_LIVE_MODES", "per-subscriber,shared").split(",")
+    # The modes one after the other in one run, same database and machine.
+    modes = os.environ.get("QSITE_BENCH_LIVE_MODES", "deflate,no-deflate").split(",")
     for mode in modes:
-        env = {**ctx.server_env, "QSITE_LIVE_SHARED_FRAMES": "true" if mode == "shared" else "false"}
+        env = dict(ctx.server_env)
+        for part in mode.split("+"):
+            env.update(MODE_ENV[part])
+        report(mode, "load average (1 min) before", f"{os.getloadavg()[0]:.1f}")
         with serve(env) as a, serve(env) as b:
             asyncio.run(measure([a, b], mode))
+        report(mode, "load average (1 min) after", f"{os.getloadavg()[0]:.1f}")
     print(f"\n{'':<60}" + "".join(f"{m:>28}" for m in modes), flush=True)
     for label, values in results.items():
         print(f"{label:<60}" + "".join(f"{values.get(m, ''):>28}" for m in modes), flush=True)

@@ -126,6 +126,7 @@ def server_config(settings: Settings, app: Any) -> uvicorn.Config:
         timeout_graceful_shutdown=settings.shutdown_drain_seconds,
         # Forwarded headers are read by service.proxies, from QSITE_TRUSTED_PROXIES only.
         proxy_headers=False,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         loop="uvloop",
         http="httptools",
     )

@@ -113,6 +113,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # every subscriber sharing them (service/live_frames.py); false executes GraphQL per subscriber
     # and event (the reference path, kept for comparison: bench/live.py runs both).
     live_shared_frames: bool = True
+    # WebSocket per-message deflate (RFC 7692), offered to clients that ask for it. Costs a zlib pass
+    # per frame on each side; bench/live.py measures it on and off (frame bytes, replay time).
+    ws_per_message_deflate: bool = True
 
     # Background work.
     run_background_jobs: bool = True

@@ -339,3 +339,16 @@ def test_one_redis_connection_per_instance_whatever_the_subscribers(app, auth, s
     assert counts[4][:2] == counts[40][:2] == (1, 4), counts
     assert counts[40][2] <= counts[4][2] + 1, f"Redis connections grew with subscribers: {counts}"
     assert channels == sorted(f"{settings.redis_prefix}site:{s['id']}" for s in sites)
+
+
+@pytest.mark.parametrize("deflate", [True, False])
+async def test_per_message_deflate_follows_the_setting(settings, deflate):
+    """``qsite serve``'s uvicorn accepts a client's permessage-deflate offer only when QSITE_WS_PER_MESSAGE_DEFLATE is on."""
+    import websockets
+
+    from tests.conftest import served
+
+    async with served(msgspec.structs.replace(settings, ws_per_message_deflate=deflate)) as base:
+        async with websockets.connect(base.replace("http", "ws") + "/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            accepted = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+    assert ("permessage-deflate" in accepted) is deflate
