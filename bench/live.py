@@ -20,6 +20,7 @@ Printed:
 
 Modes (QSITE_BENCH_LIVE_MODES, comma-separated, parts joined by ``+``): ``deflate`` / ``no-deflate``
 (QSITE_WS_PER_MESSAGE_DEFLATE), ``per-subscriber`` / ``shared`` (QSITE_LIVE_SHARED_FRAMES).
+QSITE_BENCH_LIVE_ONLY=catchup measures the catch-up alone (no subscribers, no writes).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 import psutil
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -58,6 +60,7 @@ RESIDENTS = 20  # per site
 WRITES_PER_S = float(os.environ.get("QSITE_BENCH_LIVE_WRITES_PER_S", "50"))
 SECONDS = float(os.environ.get("QSITE_BENCH_LIVE_SECONDS", "20"))
 CATCH_UP = 10_000
+ONLY = os.environ.get("QSITE_BENCH_LIVE_ONLY", "")  # "catchup": skip the subscribers and writes (iterate on the catch-up alone)
 PROCESSES = int(os.environ.get("QSITE_BENCH_LIVE_PROCESSES", "4"))
 MODE_ENV = {
     "deflate": {"QSITE_WS_PER_MESSAGE_DEFLATE": "true"}, "no-deflate": {"QSITE_WS_PER_MESSAGE_DEFLATE": "false"},
@@ -65,6 +68,9 @@ MODE_ENV = {
 }
 SUBSCRIPTION = "subscription($s: [UUID!], $a: String) { siteEvents(siteIds: $s, after: $a, types: [\"health\"]) { id subjectId cursor } }"
 CHANGES = "query($s: [UUID!], $a: String) { changes(siteIds: $s, after: $a, first: 1000) { edges { node { id } } pageInfo { endCursor hasNextPage } } }"
+
+
+_decode = msgspec.json.Decoder().decode  # the client's own cost per frame, kept small (the figures are the server's)
 
 
 class Subscriber:
@@ -91,7 +97,7 @@ class Subscriber:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in self.ws:
                 now = time.monotonic()
-                message = json.loads(raw)
+                message = _decode(raw)
                 if message["type"] == "next" and "errors" not in message["payload"]:
                     self.received.setdefault(message["payload"]["data"]["siteEvents"]["subjectId"], []).append(now)
                     self.count += 1
@@ -230,6 +236,11 @@ def run(ctx: BenchContext) -> None:
 
     async def measure(bases: list[str], mode: str) -> None:
         tokens = {site: ctx.token(make_principal(Role.SITE_STAFF, [site])) for site, _ in made}
+        if ONLY != "catchup":
+            await fan_out(bases, mode, tokens)
+        await catch_up(bases, mode, tokens)
+
+    async def fan_out(bases: list[str], mode: str, tokens: dict[uuid.UUID, str]) -> None:
         assignments = [(bases[i % 2], tokens[live_sites[i % SITES][0]], str(live_sites[i % SITES][0])) for i in range(SUBSCRIBERS)]
         spawn = multiprocessing.get_context("spawn")
         pipes, workers = [], []
@@ -296,10 +307,12 @@ def run(ctx: BenchContext) -> None:
             report(mode, "delivery latency from the write, p50 / p99 / max (ms)",
                    f"{_pct(latencies, 0.5):.0f} / {_pct(latencies, 0.99):.0f} / {max(latencies) * 1000:.0f}")
             report(mode, "delivery after the write was answered, p50 / p99 (ms)", f"{_pct(after_commit, 0.5):.0f} / {_pct(after_commit, 0.99):.0f}")
-        clients = [httpx.AsyncClient(base_url=b, timeout=30, limits=httpx.Limits(max_connections=20)) for b in bases]
         report(mode, "server CPU during the writes, per instance (s)", " / ".join(f"{c:.1f}" for c in cpu))
 
-        # Catch-up: CATCH_UP changes at the burst site, then read by cursor.
+    async def catch_up(bases: list[str], mode: str, tokens: dict[uuid.UUID, str]) -> None:
+        """CATCH_UP changes at the burst site, then read by cursor."""
+        clients = [httpx.AsyncClient(base_url=b, timeout=30, limits=httpx.Limits(max_connections=20)) for b in bases]
+        now = datetime.now(UTC).isoformat()
         burst_token = tokens[burst_site]
         headers = {"Authorization": f"Bearer {burst_token}"}
         start_cursor = (await clients[0].get("/api/v1/changes", params={"site_id": str(burst_site), "limit": 1000}, headers=headers)).json()
@@ -346,14 +359,17 @@ def run(ctx: BenchContext) -> None:
             await sub.close()
             return sub.count
 
-        for label, catch_up in (("REST /api/v1/changes", rest_catch_up), ("GraphQL changes", graphql_catch_up),
-                                ("siteEvents(after:) replay", subscription_catch_up)):
+        for label, read, base in (("REST /api/v1/changes", rest_catch_up, bases[0]), ("GraphQL changes", graphql_catch_up, bases[1]),
+                                  ("siteEvents(after:) replay", subscription_catch_up, bases[0])):
             runs = []
+            server_before, client_before = _cpu(base), time.process_time()
             for _ in range(3):
                 t0 = time.monotonic()
-                count = await catch_up()
+                count = await read()
                 runs.append(time.monotonic() - t0)
+            server_cpu, client_cpu = (_cpu(base) - server_before) / 3, (time.process_time() - client_before) / 3
             report(mode, f"catch-up of {count} changes, {label} (median of 3, s)", f"{statistics.median(runs):.2f}")
+            report(mode, f"{label}: CPU per catch-up, server / bench client (s)", f"{server_cpu:.2f} / {client_cpu:.2f}")
         report(mode, f"replay bytes read per frame (of {CATCH_UP})", f"{statistics.median(replay_bytes) / CATCH_UP:.0f}")
         for c in clients:
             await c.aclose()

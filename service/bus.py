@@ -291,9 +291,9 @@ async def read_feed(
         _FEED, txid, after_id, horizon, everything, residual, by_site, by_site_type, wanted if narrow else [], by_type, limit + 1, global_lanes,
         None if naming is None else str(naming[0]), [] if naming is None else list(naming[1]),
     )
-    found = [
-        FeedRow(Event(**{k: v for k, v in row.items() if k != "txid"}), _encode_cursor(row["txid"], row["id"]), (int(row["txid"]), row["id"]))
-        for row in rows[:limit]
+    found = [  # by position (the columns of _FEED): a page of a replay is thousands of rows
+        FeedRow(Event(event_id, site_id, type_, subject_id, data, actor, at), _encode_cursor(txid, event_id), (int(txid), event_id))
+        for txid, event_id, site_id, type_, subject_id, data, actor, at in rows[:limit]
     ]
     return found, len(rows) > limit
 

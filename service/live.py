@@ -37,8 +37,9 @@ import re
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, Hashable, Sequence
+from collections.abc import AsyncGenerator, Callable, Hashable, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 from uuid import UUID
 
@@ -96,6 +97,7 @@ class _Stream:
         self.plan = plan
         # Subscribers with the same visibility class see the same change; with the same plan too, the same frame.
         self.visibility = ("change", visibility_class(principal))
+        self.show = changes.shown_to(principal)
         self.group: Hashable = self.visibility if plan is None else ("frame", plan.key, self.visibility)
         self.backlog: deque[tuple[tuple[int, int], Change | str]] = deque()
         self.limit = MAX_BUFFER  # while replaying; MAX_BACKLOG once live
@@ -117,7 +119,7 @@ class _Stream:
         if item is None:
             change = shared.get(self.visibility)
             if change is None:
-                change = shared[self.visibility] = changes.to_change(row, self.principal)
+                change = shared[self.visibility] = self.show(row)
             item = shared[self.group] = self.item(change)
         self.backlog.append((row.position, item))
         self.wakeup.set()
@@ -372,9 +374,9 @@ async def _replay(db: Database, stream: _Stream, site_ids: list[UUID] | None, af
     while rows:
         following = loop.create_task(page(rows[-1].cursor)) if more else None
         try:
-            principal, item = stream.principal, stream.item
+            show, item = stream.show, stream.item
             for row in rows:
-                yield row.position, item(changes.to_change(row, principal))
+                yield row.position, item(show(row))
         except BaseException:
             if following is not None:
                 following.cancel()
@@ -402,13 +404,22 @@ class SiteEvent:
     at: datetime
 
 
+def _subject_id(change: Change) -> UUID | None:
+    return change.entity_id if change.entity_id is not None else (change.entity_ids[0] if len(change.entity_ids) == 1 else None)
+
+
+# Each SiteEvent field from its Change: ``site_event`` builds the object from all of them, a frame plan
+# (service/live_frames.py) reads only the fields its subscription selects.
+SITE_EVENT_FIELDS: dict[str, Callable[[Change], Any]] = {
+    "cursor": attrgetter("cursor"), "id": attrgetter("id"), "site_id": attrgetter("site_id"), "type": attrgetter("type"),
+    "subject_id": _subject_id, "entity": attrgetter("entity"), "entity_ids": attrgetter("entity_ids"),
+    "version": attrgetter("version"), "tombstone": attrgetter("tombstone"),
+    "data": lambda change: strawberry.scalars.JSON(change.data), "at": attrgetter("at"),
+}
+
+
 def site_event(change: Change) -> SiteEvent:
-    return SiteEvent(
-        cursor=change.cursor, id=change.id, site_id=change.site_id, type=change.type,
-        subject_id=change.entity_id if change.entity_id is not None else (change.entity_ids[0] if len(change.entity_ids) == 1 else None),
-        entity=change.entity, entity_ids=change.entity_ids, version=change.version, tombstone=change.tombstone,
-        data=strawberry.scalars.JSON(change.data), at=change.at,
-    )
+    return SiteEvent(**{name: read(change) for name, read in SITE_EVENT_FIELDS.items()})
 
 
 def _types(principal: Principal, names: Sequence[str] | None, site_ids: list[UUID] | None) -> frozenset[str]:

@@ -17,12 +17,12 @@ import contextlib
 import json
 import logging
 import traceback
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, cast
 
 import msgspec
 import strawberry
-from graphql import ExecutionResult, GraphQLError, OperationType, execute
+from graphql import DocumentNode, ExecutionResult, GraphQLError, OperationType, execute
 from litestar import MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -49,7 +49,7 @@ from service.handover import gql as handover
 from service.health import gql as health
 from service.http import ETAG_HEADER, if_none_match, strong_etag
 from service.intake import gql as intake
-from service.live_frames import Plans
+from service.live_frames import Plans, page_plan
 from service.operations.care import gql as care
 from service.operations.infection import gql as infection
 from service.operations.staffing import gql as staffing
@@ -69,6 +69,11 @@ class SystemQuery:
     def api_version(self) -> str:
         return "1"
 
+
+# Query root fields the edge answers by calling the field's function and rendering its value by a plan of
+# the selection (service/live_frames.py) instead of executing it field by field: name -> (policy operation,
+# function of the context and the field's arguments). Long pages (a catch-up reads 1,000 changes a page).
+PLANNED_FIELDS: dict[str, tuple[str, Callable[..., Awaitable[Any]]]] = {"changes": ("changes.read", changes.changes_page)}
 
 # Root fields that are constants (no arguments, the same answer for everyone): a query of only
 # these is answered once, when its document is prepared (service/api/persisted.py).
@@ -236,7 +241,7 @@ def build_schema(settings: Settings) -> Schema:
     schema.documents = Documents(schema._schema, settings, CONSTANT_FIELDS)
     schema.shared_frames = settings.live_shared_frames
     schema.frame_plans = Plans(
-        schema._schema, live.site_event, lambda errors: [e.formatted for e in public_errors(errors, production=schema.production)],
+        schema._schema, live.site_event, live.SITE_EVENT_FIELDS, lambda errors: [e.formatted for e in public_errors(errors, production=schema.production)],
         hide_suggestions=settings.is_production,
     )
     return schema
@@ -442,6 +447,13 @@ class GraphQLEdge:
                 return self._respond(request, [GraphQLError(outage.message, original_error=outage)])
             if found is not None:
                 return self._body(request, found.body, cacheable=True, etag=found.etag)
+        if operation.operation is OperationType.QUERY and context.principal is not None:
+            try:
+                planned = await self._planned(context, prepared.document, variables, name)
+            except Unavailable as outage:  # as for compiled reads: no second attempt, the same 503
+                return self._respond(request, [GraphQLError(outage.message, original_error=outage)])
+            if planned is not None:
+                return self._body(request, planned, cacheable=cacheable)
         result = execute(
             self.schema,
             prepared.document,
@@ -456,6 +468,23 @@ class GraphQLEdge:
         if not isinstance(result, ExecutionResult):
             result = await result
         return self._respond(request, result.errors or [], result.data, cacheable=cacheable)
+
+    async def _planned(self, context: GraphQLContext, document: DocumentNode, variables: dict[str, Any] | None, name: str | None) -> bytes | None:
+        """The body of a query of one of PLANNED_FIELDS, rendered by its plan; None (execute it) for any other
+        query, a caller the field's policy refuses, and any error: execution answers those, as always."""
+        plan = page_plan(self.schema, document, name, variables, PLANNED_FIELDS, hide_suggestions=self.production)
+        if plan is None:
+            return None
+        operation, function = PLANNED_FIELDS[plan.field]
+        if not policy.allows(context.principal, operation):
+            return None
+        try:
+            value = await function(context, **plan.arguments)
+        except Unavailable:
+            raise
+        except DomainError:  # refused (a site, a cursor, a page size): execution answers it in its own words
+            return None
+        return plan.render(value)
 
     def _respond(
         self, request: Request[Any, Any, Any], errors: list[GraphQLError], data: dict[str, Any] | None = None, *, cacheable: bool = False

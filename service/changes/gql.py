@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from service import policy
 from service.changes import model as m
 from service.changes import service
-from service.gql import Connection, Ctx, Edge, PageInfo
+from service.gql import Connection, Context, Ctx, Edge, PageInfo
 
 
 @strawberry.type(description="One committed change, as the outbox recorded it.")
@@ -58,12 +58,17 @@ class Query:
         types: list[str] | None = None,
         first: int = service.DEFAULT_LIMIT,
     ) -> Connection[Change]:
-        ctx = info.context
-        async with ctx.db.connection() as conn:
-            page = await service.changes(
-                conn, ctx.require_principal(), site_ids=site_ids, after=after, types=types, limit=first, site_field="siteIds"
-            )
-        return Connection(
-            edges=[Edge(node=change_gql(c), cursor=c.cursor) for c in page.changes],
-            page_info=PageInfo(has_next_page=page.has_more, end_cursor=page.next_cursor),
-        )
+        return await changes_page(info.context, site_ids=site_ids, after=after, types=types, first=first)
+
+
+async def changes_page(
+    ctx: Context, *, site_ids: list[UUID] | None = None, after: str | None = None, types: list[str] | None = None,
+    first: int = service.DEFAULT_LIMIT,
+) -> Connection[Change]:
+    """``changes``: also called by the GraphQL edge directly, its answer rendered by a plan (service/live_frames.py)."""
+    async with ctx.db.connection() as conn:
+        page = await service.changes(conn, ctx.require_principal(), site_ids=site_ids, after=after, types=types, limit=first, site_field="siteIds")
+    return Connection(
+        edges=[Edge(node=change_gql(c), cursor=c.cursor) for c in page.changes],
+        page_info=PageInfo(has_next_page=page.has_more, end_cursor=page.next_cursor),
+    )

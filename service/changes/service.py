@@ -12,7 +12,7 @@ bounded by what it returns. Around it, this module decides what the caller may s
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -192,42 +192,65 @@ def _facility_data(data: dict[str, Any], facility_id: UUID) -> dict[str, Any]:
 
 
 def scoped_data(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    return _scoper(principal)(data)
+
+
+def _scoper(principal: Principal) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``scoped_data`` for one caller, its facility and reachable sites worked out once (a page or a replay
+    scopes thousands of events for the same caller)."""
     facility_id = policy.event_facility(principal)
     if facility_id is not None:
-        return _facility_data(data, facility_id)
+        return lambda data: _facility_data(data, facility_id)
     scope = principal.site_scope
-    if scope is None or not any(k in data for k in (*_SITE_LISTS, "to_site")):
-        return data
-    reachable = {str(s) for s in scope}
-    out = dict(data)
-    for key in _SITE_LISTS:
-        if isinstance(out.get(key), list):
-            out[key] = [s for s in out[key] if s in reachable]
-    if out.get("to_site") is not None and out["to_site"] not in reachable:
-        for key in _MOVE_KEYS:
-            out.pop(key, None)
-    return out
+    if scope is None:
+        return lambda data: data
+    reachable = frozenset(str(s) for s in scope)
+
+    def scoped(data: dict[str, Any]) -> dict[str, Any]:
+        if not any(k in data for k in (*_SITE_LISTS, "to_site")):
+            return data
+        out = dict(data)
+        for key in _SITE_LISTS:
+            if isinstance(out.get(key), list):
+                out[key] = [s for s in out[key] if s in reachable]
+        if out.get("to_site") is not None and out["to_site"] not in reachable:
+            for key in _MOVE_KEYS:
+                out.pop(key, None)
+        return out
+
+    return scoped
 
 
 def to_change(row: bus.FeedRow, principal: Principal) -> Change:
-    event = row.event
-    entity, ids_key = ENTITY_OF.get(event.type, (event.type.split(".", 1)[0], None))
-    listed = event.data.get(ids_key) if ids_key else None
-    entity_ids = [UUID(i) for i in listed] if isinstance(listed, list) else ([event.subject_id] if event.subject_id else [])
-    version = event.data.get("version") if ids_key is None else None  # a batch names many records: no one version
-    return Change(
-        cursor=row.cursor,
-        id=event.id,
-        type=event.type,
-        entity=entity,
-        entity_id=event.subject_id if ids_key is None else None,
-        entity_ids=entity_ids,
-        site_id=event.site_id,
-        version=version if isinstance(version, int) else None,
-        tombstone=event.type in TOMBSTONES,
-        data=scoped_data(event.data, principal),
-        at=event.at,
-    )
+    return shown_to(principal)(row)
+
+
+def shown_to(principal: Principal) -> Callable[[bus.FeedRow], Change]:
+    """``to_change`` for one caller, applied to many rows."""
+    scoped = _scoper(principal)
+
+    def show(row: bus.FeedRow) -> Change:
+        event = row.event
+        data = event.data
+        entity, ids_key = ENTITY_OF.get(event.type) or (event.type.split(".", 1)[0], None)
+        listed = data.get(ids_key) if ids_key else None
+        entity_ids = [UUID(i) for i in listed] if isinstance(listed, list) else ([event.subject_id] if event.subject_id else [])
+        version = data.get("version") if ids_key is None else None  # a batch names many records: no one version
+        return Change(
+            cursor=row.cursor,
+            id=event.id,
+            type=event.type,
+            entity=entity,
+            entity_id=event.subject_id if ids_key is None else None,
+            entity_ids=entity_ids,
+            site_id=event.site_id,
+            version=version if isinstance(version, int) else None,
+            tombstone=event.type in TOMBSTONES,
+            data=scoped(data),
+            at=event.at,
+        )
+
+    return show
 
 
 async def read_changes(
@@ -239,7 +262,7 @@ async def read_changes(
         conn, cursor=after, limit=limit, site_ids=site_ids, types=types, global_types=global_types, naming=_naming(principal)
     )
     return ChangePage(
-        changes=[to_change(r, principal) for r in rows],
+        changes=list(map(shown_to(principal), rows)),
         next_cursor=rows[-1].cursor if rows else (after or bus.event_cursor(0, 0)),
         has_more=more,
     )
