@@ -132,6 +132,7 @@ _BAD_VALUE_ERRORS = (
     asyncpg.UntranslatableCharacterError,
     asyncpg.NumericValueOutOfRangeError,
     asyncpg.DatetimeFieldOverflowError,
+    asyncpg.InvalidTimeZoneDisplacementValueError,  # an offset past ±15:59 in text PostgreSQL parses
     asyncpg.InvalidDatetimeFormatError,
     asyncpg.StringDataRightTruncationError,
     asyncpg.InvalidTextRepresentationError,
