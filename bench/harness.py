@@ -65,7 +65,7 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     _PIDS[base] = proc.pid
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a shared machine under load starts the app slowly
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
