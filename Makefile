@@ -37,9 +37,9 @@ e2e: $(E2E_STAMP)
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-zenhei)
 	QSITE_E2E=1 $(BIN)/python -m pytest -q tests/e2e $(PYTEST_ARGS)
 
-# ruff and mypy (with the Strawberry plugin) at zero findings on service/; config in pyproject.toml.
+# ruff at zero findings on service/ and bench/, mypy (with the Strawberry plugin) on service/; config in pyproject.toml.
 lint: $(STAMP)
-	$(BIN)/ruff check service
+	$(BIN)/ruff check service bench
 	$(BIN)/mypy
 
 # The contract fuzz tests, longer and with a random seed (printed with any failure;

@@ -5,7 +5,6 @@ median ratio. Also the cost of one line written through ``logging`` and through 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import statistics
 import tempfile
@@ -32,10 +31,10 @@ def run(ctx: BenchContext) -> None:
     print(f"{'bare route, INFO (access lines)':<38} {a:>9.0f} req/s", flush=True)
     print(f"{'bare route, WARNING (none)':<38} {b:>9.0f} req/s", flush=True)
     print(f"{'access line cost (1 - ratio)':<38} {1 - a / b:>9.1%}", flush=True)
-    asyncio.run(_per_line())
+    _per_line()
 
 
-async def _per_line() -> None:
+def _per_line() -> None:
     """Microseconds per line: through logging (StreamHandler + JsonFormatter) and the served path."""
     with tempfile.TemporaryFile() as sink:
         handler = logging.StreamHandler(open(sink.fileno(), "w", closefd=False))  # noqa: SIM115

@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bench.context import BenchContext
 from bench import harness
+from bench.context import BenchContext
 from bench.graphql import _rss_mb
 from bench.harness import serve, wrk
 from service import readpath
@@ -46,7 +46,9 @@ def run(ctx: BenchContext) -> None:
         for start in range(0, 211, 100):
             members = [BatchMember(resident=person()) for _ in range(min(100, 211 - start))]
             async with db.transaction() as conn:
-                await stays.admit_batch(conn, command, ctx.settings, BatchAdmission(site_id=site.id, category="close_contact", arrival_batch=f"b{start}", members=members))
+                await stays.admit_batch(
+                    conn, command, ctx.settings, BatchAdmission(site_id=site.id, category="close_contact", arrival_batch=f"b{start}", members=members)
+                )
         return site.id
 
     site_id = asyncio.run(ctx.with_db(setup))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ from bench.health import _fresh_uuids
 from service.access.model import Role
 from service.api.demo import seed_demo
 from service.api.persisted import OPERATIONS_DIR, operation_document
+from service.errors import DomainError
 from service.health import service as health
 from service.stays import service as stays
 from service.stays.model import BatchAdmission, BatchMember
@@ -119,7 +121,7 @@ async def _fill(db: Any, settings: Any) -> tuple[list[Any], float, int]:
                 async with db.transaction() as conn:
                     await stays.admit_batch(conn, command, settings, BatchAdmission(
                         site_id=site_id, category="close_contact", arrival_batch="bench-fill", members=members))
-            except Exception as exc:  # no ready room left: the turnover floor is not bookable
+            except DomainError as exc:  # no ready room left: the turnover floor is not bookable
                 print(f"  fill stopped at site {site_id}: {type(exc).__name__}", flush=True)
                 break
     async with db.connection() as conn:
@@ -318,9 +320,9 @@ def run(ctx: BenchContext) -> None:
                 touch_rooms()
                 body = pg_body[scope]
                 cold = _cold([
-                    ColdReader(f"qsite board {scope}, cold", lambda: q_client.get(url), qsite_fresh),
+                    ColdReader(f"qsite board {scope}, cold", functools.partial(q_client.get, url), qsite_fresh),
                     ColdReader(f"PostGraphile board {scope}, cold",
-                               lambda: pg_client.post(f"{peer}/graphql", content=body, headers={"Content-Type": "application/json"}), peer_fresh),
+                               functools.partial(pg_client.post, f"{peer}/graphql", content=body, headers={"Content-Type": "application/json"}), peer_fresh),
                 ], touch_rooms)
                 for result in cold:
                     results[result.label].append(result)

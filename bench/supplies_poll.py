@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-ROUNDS = 3
-SECONDS = 3
-
 import httpx
 
 from bench.context import BenchContext
@@ -23,6 +20,9 @@ from service.sites import service as sites
 from service.sites.model import SiteCreate
 from service.supplies import demo
 from tests.conftest import make_principal
+
+ROUNDS = 3
+SECONDS = 3
 
 
 def run(ctx: BenchContext) -> None:

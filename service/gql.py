@@ -321,11 +321,12 @@ def to_gql(cls: type[G], obj: Any, **overrides: Any) -> G:
 _GQL_OF: dict[type, type] = {}
 
 
-def fields_from(struct: type[msgspec.Struct]) -> Callable[[type[G]], type[G]]:
+def fields_from(struct: type[msgspec.Struct], *, leave_out: tuple[str, ...] = ()) -> Callable[[type[G]], type[G]]:
     """Declare a Strawberry type's fields as ``struct`` declares them (names, order, types), so the two cannot drift.
 
     Apply it under ``@strawberry.type``. A nested Struct becomes the Strawberry type declared from it (declare
     that one first); a field the class annotates itself (with a description, or another type) keeps its own.
+    ``leave_out``: the Struct's fields the type does not show.
     """
 
     def annotation(tp: Any) -> Any:
@@ -340,7 +341,7 @@ def fields_from(struct: type[msgspec.Struct]) -> Callable[[type[G]], type[G]]:
 
     def declare(cls: type[G]) -> type[G]:
         own = cls.__dict__.get("__annotations__", {})
-        cls.__annotations__ = {f.name: annotation(f.type) for f in msgspec.structs.fields(struct)} | own
+        cls.__annotations__ = {f.name: annotation(f.type) for f in msgspec.structs.fields(struct) if f.name not in leave_out} | own
         _GQL_OF[struct] = cls
         return cls
 

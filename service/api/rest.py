@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Router
+from litestar.types import ControllerRouterHandler
 
 from service.access import rest as access
 from service.changes import rest as changes
@@ -18,7 +19,7 @@ from service.supplies import rest as supplies
 from service.transfers import rest as transfers
 from service.webhooks import rest as webhooks
 
-ROUTE_HANDLERS = [
+ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *access.ROUTES, *sites.ROUTES, *stays.ROUTES, *health.ROUTES, *supplies.ROUTES, *transfers.ROUTES, *changes.ROUTES, *regions.ROUTES,
     *intake.ROUTES, *webhooks.ROUTES, *staffing.ROUTES, *infection.ROUTES, *handover.ROUTES,
 ]

@@ -88,11 +88,21 @@ CtValue = Annotated[float, msgspec.Meta(ge=0, le=50)]
 MAX_BATCH = 500
 
 
-def check_time(value: datetime, field: str) -> None:
+def check_time(value: datetime, field: str) -> datetime:
+    """``value`` as the same instant in UTC, refused when it has no offset or lies in the future.
+
+    In UTC because a phone may send any offset RFC 3339 allows (up to ±23:59) and PostgreSQL
+    parses only up to ±15:59 in the text the check-in statement reads its items from.
+    """
     if value.tzinfo is None:
         raise InvalidInput(f"{field} needs a time zone offset.", code="naive_datetime", field=field)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00, before the first representable instant
+        raise InvalidInput(f"{field} is out of range.", code="invalid_value", field=field) from None
     if value > datetime.now(UTC) + CLOCK_SKEW:
         raise InvalidInput(f"{field} is in the future.", code="time_in_future", field=field)
+    return value
 
 
 class CheckinCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -112,7 +122,7 @@ class CheckinCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             value = getattr(self, field)
             if value is not None and not low <= value <= high:
                 raise InvalidInput(f"{field} {value} is not physiologically possible ({low}-{high}).", code="implausible_value", field=field)
-        check_time(self.recorded_at, "recorded_at")
+        self.recorded_at = check_time(self.recorded_at, "recorded_at")
         if "\x00" in self.note:  # PostgreSQL text cannot hold it: refused here, so that it fails its item alone
             raise InvalidInput("note holds a NUL character.", code="invalid_value", field="note")
         self.symptoms = sorted(set(self.symptoms))
@@ -172,7 +182,7 @@ class SampleCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     scheduled_day: Annotated[int, msgspec.Meta(ge=1, le=90)] | None = None
 
     def __post_init__(self) -> None:
-        check_time(self.collected_at, "collected_at")
+        self.collected_at = check_time(self.collected_at, "collected_at")
 
 
 class SampleOutcome(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -198,7 +208,7 @@ class PoolCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kind: SampleKind = SampleKind.PCR
 
     def __post_init__(self) -> None:
-        check_time(self.collected_at, "collected_at")
+        self.collected_at = check_time(self.collected_at, "collected_at")
 
 
 class Sample(msgspec.Struct, kw_only=True):

@@ -46,7 +46,7 @@ class Caller(NamedTuple):
 
 _dec_checkins = msgspec.json.Decoder(list[Checkin])
 _dec_rejected = msgspec.json.Decoder(dict[int, str])
-_dec_events = msgspec.json.Decoder(list[Event])
+_dec_data = msgspec.json.Decoder(dict[str, Any])
 
 
 class _Item(msgspec.Struct, omit_defaults=True):
@@ -90,7 +90,14 @@ async def record_checkins(
         created_ids=set(row["created_ids"]),
         stored=_dec_checkins.decode(row["stored"]) if row["stored"] else [],
         rejected={n - 1: v for n, v in _dec_rejected.decode(row["rejected"]).items()} if row["rejected"] else {},
-        events=_dec_events.decode(row["events"]) if row["events"] else [],
+        # the events as one array per column (see the statement), in insertion order
+        events=[
+            Event(event_id, site_id, event_type, subject_id, _dec_data.decode(data), actor, at)
+            for event_id, site_id, event_type, subject_id, data, actor, at in zip(
+                row["event_ids"], row["event_sites"], row["event_types"], row["event_subjects"], row["event_data"], row["event_actors"],
+                row["event_at"], strict=True,
+            )
+        ] if row["event_ids"] else [],
     )
 
 

@@ -9,12 +9,12 @@ import strawberry
 
 from service import policy
 from service.errors import DomainError
-from service.gql import Connection, Ctx, UserError, connection_of, mutate, mutate_input, scoped_loader, site_connection, site_read, to_gql
+from service.gql import Connection, Ctx, UserError, connection_of, fields_from, mutate, mutate_input, scoped_loader, site_connection, site_read, to_gql
 from service.intake import model as m
 from service.intake import service
 from service.pagination import Page
 from service.stays import model as stays_model
-from service.stays.gql import CategoryGQL, DocumentTypeGQL, ResidentInput, RiskLevelGQL, SexGQL, Stay, StayPayload, stay_gql
+from service.stays.gql import CategoryGQL, ResidentInput, RiskLevelGQL, Stay, StayPayload, stay_gql
 from service.stays.service import get_stays
 
 strawberry.enum(m.ReferralState, name="ReferralState")  # registers m.ReferralState itself
@@ -30,14 +30,9 @@ MemberStateGQL = m.MemberState
 
 
 @strawberry.type(description="The referred person, masked like residents.")
+@fields_from(m.Person)
 class ReferredPerson:
-    name: str
-    sex: SexGQL
-    birth_year: int | None
-    document_type: DocumentTypeGQL
-    document_number: str
-    phone: str | None
-    household_key: str | None
+    pass
 
 
 @strawberry.type(description="A person referred for isolation: pending -> assigned -> arrived | cancelled | no_show.")

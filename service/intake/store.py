@@ -12,7 +12,7 @@ import msgspec
 from service.db import queries
 from service.errors import register_constraint
 from service.intake.model import IsolationTimes, Manifest, ManifestMember, ManifestState, Person, Referral, RiskArea
-from service.stays.model import DocumentType, mask_document, mask_name, mask_phone
+from service.stays.model import masked_person
 
 Q = queries("intake")
 
@@ -22,16 +22,7 @@ register_constraint("manifest_members_expected_key", "referral_on_manifest", "A 
 
 
 def referral_of(row: Any) -> Referral:
-    doc_type = DocumentType(row["document_type"])
-    person = Person(
-        name=mask_name(row["name"]),
-        sex=row["sex"],
-        birth_year=row["birth_date"].year if row["birth_date"] else None,
-        document_type=doc_type,
-        document_number=mask_document(doc_type, row["document_tail"]),
-        phone=mask_phone(row["phone_tail"]),
-        household_key=row["household_key"],
-    )
+    person = Person(**masked_person(row))
     values = {f: row[f] for f in Referral.__struct_fields__ if f not in ("person", "hours_to_isolation")}
     arrived = row["arrived_at"]
     hours = round((arrived - row["identified_at"]).total_seconds() / 3600, 2) if arrived else None

@@ -12,7 +12,22 @@ import strawberry
 from service import policy
 from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, scoped_loader, to_gql
+from service.gql import (
+    Connection,
+    Context,
+    Ctx,
+    OfflineWrite,
+    Prepared,
+    UserError,
+    Write,
+    connection_of,
+    fields_from,
+    input_struct,
+    mutate,
+    perform,
+    scoped_loader,
+    to_gql,
+)
 from service.pagination import Page
 from service.sites import service as sites
 from service.sites.gql import Room, room_gql
@@ -73,26 +88,15 @@ class RegimeRule:
 
 
 @strawberry.type(description="A resident; name, ID and phone numbers masked (see revealResident).")
+@fields_from(m.Resident, leave_out=("created_at",))
 class Resident:
-    id: UUID
-    site_id: UUID
-    name: str
-    sex: SexGQL
-    birth_year: int | None
-    document_type: DocumentTypeGQL
-    document_number: str
-    phone: str | None
-    household_key: str | None
+    pass
 
 
 @strawberry.type(description="Unmasked personal data; every read is audited.")
+@fields_from(m.ResidentRevealed)
 class ResidentRevealed:
-    id: UUID
-    name: str
-    birth_date: date | None
-    document_type: DocumentTypeGQL
-    document_number: str
-    phone: str | None
+    pass
 
 
 if TYPE_CHECKING:

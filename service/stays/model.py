@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -105,6 +105,23 @@ def mask_document(document_type: DocumentType, tail: str) -> str:
 
 def mask_phone(tail: str | None) -> str | None:
     return None if tail is None else "*******" + tail
+
+
+def masked_person(row: Any, prefix: str = "") -> dict[str, Any]:
+    """A person's fields as every response shows them, masked, from a row of their columns (``name``,
+    ``sex``, ``birth_date``, ``document_type``, ``document_tail``, ``phone_tail``, ``household_key``):
+    residents and referred people alike. ``prefix`` for joined columns such as ``r_``."""
+    doc_type = DocumentType(row[f"{prefix}document_type"])
+    birth = row[f"{prefix}birth_date"]
+    return dict(
+        name=mask_name(row[f"{prefix}name"]),
+        sex=row[f"{prefix}sex"],
+        birth_year=birth.year if birth else None,
+        document_type=doc_type,
+        document_number=mask_document(doc_type, row[f"{prefix}document_tail"]),
+        phone=mask_phone(row[f"{prefix}phone_tail"]),
+        household_key=row[f"{prefix}household_key"],
+    )
 
 
 # --- regimes ----------------------------------------------------------------

@@ -381,6 +381,27 @@ class _Allocator:
         self.mix.setdefault(room.floor, set()).add((category, batch))
 
 
+class _Placement:
+    """The order newcomers are placed in, admitted or reserved for: households first and together, so
+    that each is placed while its room still has the beds; within one, who needs a special bed first
+    (the others then join that room). ``party`` is how many of a household are still to place."""
+
+    def __init__(self, newcomers: list[tuple[str | None, bool]]) -> None:
+        """``newcomers``: (household key, needs a special bed) of each, in request order."""
+        sizes = Counter(household for household, _ in newcomers if household)
+        self.order = sorted(
+            range(len(newcomers)), key=lambda i: (-sizes.get(newcomers[i][0] or "", 0), newcomers[i][0] or "", not newcomers[i][1], i)
+        )
+        self.remaining = Counter(sizes)
+
+    def party(self, household: str | None) -> int:
+        return max(1, self.remaining.get(household, 1)) if household else 1
+
+    def placed(self, household: str | None) -> None:
+        if household:
+            self.remaining[household] -= 1
+
+
 async def suggest_rooms(
     conn: asyncpg.Connection,
     principal: Principal,
@@ -531,20 +552,14 @@ async def reserve_beds(
     await sites.lock_rooms_for_admission(conn, principal, site.id, [], allocate=True)
     await store.expire_reservations(conn, site.id)
     allocator = await _Allocator.load(conn, principal, site.id)
-    sizes = Counter(r.household_key for r in requests if r.household_key)
-    # Households first and together; within one, who needs a special bed first (the rest join that room).
-    order = sorted(
-        range(len(requests)), key=lambda i: (-sizes.get(requests[i].household_key or "", 0), requests[i].household_key or "", not requests[i].needs, i)
-    )
-    remaining = Counter(sizes)
+    placement = _Placement([(r.household_key, bool(r.needs)) for r in requests])
     rows: dict[int, dict[str, object]] = {}
-    for i in order:
+    for i in placement.order:
         request = requests[i]
         household = request.household_key
-        party = max(1, remaining.get(household, 1)) if household else 1
         needs = attributes_for(request.needs)
         ranked = allocator.ranked(
-            household=household, party_size=party, category=request.category, batch=request.arrival_batch, floor=floor, needs=needs
+            household=household, party_size=placement.party(household), category=request.category, batch=request.arrival_batch, floor=floor, needs=needs
         )
         bed = allocator.bed_for(ranked[0], needs) if ranked else None
         if bed is None:
@@ -552,10 +567,8 @@ async def reserve_beds(
             raise Conflict(f"No free bed on {where} for everyone announced.", code="no_room_available")
         room = ranked[0]
         allocator.reserved.setdefault(room.id, set()).add(bed)
-        allocator.households.setdefault(room.id, set()).add(household)
-        allocator.mix.setdefault(room.floor, set()).add((str(request.category), request.arrival_batch))
-        if household:
-            remaining[household] -= 1
+        allocator.took(room, household=household, category=str(request.category), batch=request.arrival_batch)
+        placement.placed(household)
         rows[i] = {"room_id": room.id, "bed": bed, "subject_id": request.subject_id, "household_key": household,
                    "category": str(request.category), "arrival_batch": request.arrival_batch}
     ids = await store.insert_reservations(conn, site_id=site.id, holder_id=holder_id, expires_at=expires_at, rows=[rows[i] for i in range(len(requests))])
@@ -642,17 +655,11 @@ async def _admit_all(
         await sites.lock_rooms_for_admission(
             conn, principal, site.id, [e.room_id for e in pending if e.room_id], allocate=any(e.room_id is None for e in pending)
         )
-    # Households first and together, so that each is placed while its room still has the beds;
-    # within one, who needs a special bed first (the others then join that room).
-    sizes = Counter(e.resident.household_key for e in entries if e.resident and e.resident.household_key)
-    order = sorted(
-        range(len(entries)), key=lambda i: (-sizes.get(_household(entries[i]) or "", 0), _household(entries[i]) or "", not entries[i].needs, i)
-    )
-    remaining = Counter(sizes)
+    placement = _Placement([(_household(e), bool(e.needs)) for e in entries])
     allocator: _Allocator | None = None
     regimes: dict[tuple[Category, RiskLevel | None, str | None, datetime], Regime] = {}
     results: dict[int, Stay] = {}
-    for i in order:
+    for i in placement.order:
         entry = entries[i]
         if entry.id in replayed:
             results[i] = replayed[entry.id]
@@ -675,7 +682,7 @@ async def _admit_all(
             room_id=entry.room_id,
             bed=entry.bed,
             household=household,
-            party_size=max(1, remaining.get(household, 1)) if household else 1,
+            party_size=placement.party(household),
             category=entry.category,
             batch=entry.arrival_batch,
             floor=entry.floor,
@@ -683,8 +690,7 @@ async def _admit_all(
             reservation=entry.reservation_id,
             needs=attributes_for(entry.needs),
         )
-        if household:
-            remaining[household] -= 1
+        placement.placed(household)
         results[i] = await _open_stay(
             conn, principal, site, room, bed, resident_id, entry, regimes[key], admitted_at=admitted_at, day_one=None, period_start=None
         )

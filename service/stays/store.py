@@ -15,15 +15,12 @@ from service.errors import register_constraint
 from service.stays.model import (
     BedEntity,
     BedOccupancy,
-    DocumentType,
     Regime,
     RegimeRule,
     Reservation,
     Resident,
     Stay,
-    mask_document,
-    mask_name,
-    mask_phone,
+    masked_person,
 )
 
 Q = queries("stays")
@@ -36,20 +33,10 @@ register_constraint("residents_document_key", "resident_exists", "A resident wit
 
 def resident_of(row: Any, prefix: str = "") -> Resident:
     """A masked Resident from a row (``prefix`` for joined columns such as ``r_``)."""
-    doc_type = DocumentType(row[f"{prefix}document_type"])
-    tail = row[f"{prefix}document_tail"]
-    phone_tail = row[f"{prefix}phone_tail"]
-    birth = row[f"{prefix}birth_date"]
     return msgspec.convert(dict(
         id=row["resident_id" if prefix else "id"],
         site_id=row[f"{prefix}site_id"],
-        name=mask_name(row[f"{prefix}name"]),
-        sex=row[f"{prefix}sex"],
-        birth_year=birth.year if birth else None,
-        document_type=doc_type,
-        document_number=mask_document(doc_type, tail),
-        phone=mask_phone(phone_tail),
-        household_key=row[f"{prefix}household_key"],
+        **masked_person(row, prefix),
         created_at=row[f"{prefix}created_at"],
     ), Resident)
 

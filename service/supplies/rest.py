@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import Body, Parameter
 
 from service import idempotency, policy
@@ -46,7 +46,7 @@ from service.supplies.model import (
     WebhookCreate,
     WebhookCreated,
 )
-from service.webhooks.model import Delivery
+from service.webhooks.rest import webhook_controller
 
 SiteFilter = Parameter(query="site_id", default=None, description="Sites to include (repeatable); default: all of the caller's.")
 
@@ -240,38 +240,21 @@ class ReplenishmentController(Controller):
         return await idempotency.respond(request, db, principal.ref, lambda conn: service.cancel_replenishment(conn, principal, rep_id, data), status_code=200)
 
 
-class WebhookController(Controller):
-    path = "/supplies/webhooks"
-    tags = ["supplies"]
-    opt = policy.rest("supplies.webhooks")
-
-    @post("/", status_code=201)
-    async def register(
-        self, request: Request, db: Database, settings: Settings, principal: Principal, data: Annotated[WebhookCreate, Body()]
-    ) -> Response[WebhookCreated]:
-        """Register an HTTPS URL for ``low_stock`` and/or ``replenishment`` events.
+WebhookController = webhook_controller(
+    "WebhookController",
+    webhooks,
+    path="/supplies/webhooks",
+    tag="supplies",
+    create=WebhookCreate,
+    webhook=Webhook,
+    created=WebhookCreated,
+    register_doc="""Register an HTTPS URL for ``low_stock`` and/or ``replenishment`` events.
 
         The answer holds the signing secret, shown this once. Deliveries carry
         ``X-Qsite-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``.
         URLs resolving to private, loopback, link-local or metadata addresses are refused (422).
-        """
-        return await idempotency.respond(request, db, principal.ref, lambda conn: webhooks.register(conn, principal, settings, data))
-
-    @get("/")
-    async def list_webhooks(self, db: Database, principal: Principal) -> list[Webhook]:
-        async with db.connection() as conn:
-            return await webhooks.list_webhooks(conn, principal)
-
-    @get("/{webhook_id:uuid}/deliveries")
-    async def deliveries(self, db: Database, principal: Principal, webhook_id: UUID, limit: Annotated[int, LimitParam] = 50) -> list[Delivery]:
-        """The latest deliveries of one of the caller's webhooks, newest first."""
-        async with db.connection() as conn:
-            return await webhooks.deliveries(conn, principal, webhook_id, limit)
-
-    @delete("/{webhook_id:uuid}", status_code=204)
-    async def remove(self, db: Database, principal: Principal, webhook_id: UUID) -> None:
-        async with db.transaction() as conn:
-            await webhooks.delete(conn, principal, webhook_id)
+        """,
+)
 
 
-ROUTES = [StockController, ReplenishmentController, WebhookController]
+ROUTES: list[type[Controller]] = [StockController, ReplenishmentController, WebhookController]

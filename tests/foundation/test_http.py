@@ -1,5 +1,6 @@
 """The HTTP edge: problem+json, request ids, readiness, a dead Redis."""
 
+import asyncpg
 import msgspec
 import pytest
 from litestar import get
@@ -8,6 +9,7 @@ from litestar.testing import AsyncTestClient
 from service import cache as cache_module
 from service.access.model import Role
 from service.app import create_app
+from service.errors import from_database
 from tests.conftest import make_principal
 
 
@@ -92,6 +94,27 @@ async def test_text_postgres_cannot_store_is_422_not_500(client, auth, bad_name)
     )
     assert response.status_code in (400, 422), response.text
     assert response.json()["code"] in ("invalid_value", "invalid_request")
+
+
+@pytest.mark.parametrize("text", ["2026-11-30T08:00:00+21:29", "2026-11-30T08:00:00-16:00", "2026-13-01T00:00:00Z"])
+async def test_a_timestamp_postgres_cannot_parse_maps_to_invalid_value(db, text):
+    """The one mapping (service/errors.py) answers 422 for any value PostgreSQL refuses to parse, never 500."""
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        async with db.connection() as conn:
+            await conn.fetchval("SELECT $1::text::timestamptz", text)
+    mapped = from_database(refused.value)
+    assert mapped is not None and (mapped.status, mapped.code) == (422, "invalid_value")
+
+
+async def test_a_time_that_cannot_be_sent_to_postgres_is_422_on_both_edges(client, auth):
+    """Year 1 at +01:00 is before year 1 in UTC: asyncpg cannot encode it (it answered 500)."""
+    headers = auth(make_principal(Role.COMMAND))
+    before_time = "0001-01-01T00:00:00+01:00"
+    r = await client.get("/api/v1/audit", params={"since": before_time}, headers=headers)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_value", r.text
+    for query in ('{ riskAreas(at: "%s") { code } }', '{ auditLog(since: "%s") { edges { cursor } } }'):
+        body = (await client.post("/graphql", json={"query": query % before_time}, headers=headers)).json()
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["invalid_value"], body
 
 
 async def test_graphql_top_level_errors_carry_the_domain_code(client, auth):

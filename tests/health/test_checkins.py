@@ -1,5 +1,5 @@
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from service.access.model import Role
 from service.health import service as health
@@ -199,3 +199,30 @@ async def test_checkin_before_admission_is_refused_on_both_paths(client, auth, d
     assert [e["code"] for e in answer["data"]["recordCheckin"]["userErrors"]] == ["recorded_before_admission"]
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM checkins") == 0
+
+
+async def test_any_utc_offset_the_phone_sends_is_stored_at_its_instant(client, auth, db, settings):
+    """RFC 3339 allows offsets up to ±23:59, PostgreSQL only ±15:59 (it answered 500, and failed a whole batch)."""
+    site_id, (stay, _) = await ward(db, settings, days_ago=1)
+    worker = auth(staff(site_id))
+    instant = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    far_east = instant.astimezone(timezone(timedelta(hours=21, minutes=29))).isoformat()
+    single = await client.post("/api/v1/checkins", json=checkin(stay.id, recorded_at=far_east), headers=worker)
+    assert single.status_code == 201, single.text
+    assert datetime.fromisoformat(single.json()["recorded_at"]) == instant
+    items = [checkin(stay.id, recorded_at=instant.astimezone(timezone(timedelta(hours=-20))).isoformat()), checkin(stay.id)]
+    batch = await client.post("/api/v1/checkins/batch", json={"checkins": items}, headers=worker)
+    assert batch.status_code == 200 and batch.json()["created"] == 2, batch.text
+    mutation = "mutation($input: RecordCheckinInput!) { recordCheckin(input: $input) { checkin { id } userErrors { code field } } }"
+    variables = {"input": {"stayId": str(stay.id), "recordedAt": far_east, "symptoms": [], "note": ""}}
+    answer = (await client.post("/graphql", json={"query": mutation, "variables": variables}, headers=worker)).json()
+    assert answer["data"]["recordCheckin"]["userErrors"] == [] and answer["data"]["recordCheckin"]["checkin"]["id"], answer
+    # an instant before year 1 in UTC is no time at all: 422 naming the field, the batch's other items stored
+    before_time = "0001-01-01T00:00:00+01:00"
+    refused = await client.post("/api/v1/checkins", json=checkin(stay.id, recorded_at=before_time), headers=worker)
+    assert refused.status_code == 422 and (refused.json()["code"], refused.json()["field"]) == ("invalid_value", "recorded_at")
+    mixed_items = [checkin(stay.id, recorded_at=before_time), checkin(stay.id)]
+    mixed = (await client.post("/api/v1/checkins/batch", json={"checkins": mixed_items}, headers=worker)).json()
+    assert (mixed["created"], mixed["failed"]) == (1, 1) and mixed["items"][0]["error"]["code"] == "invalid_value"
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM checkins") == 5
