@@ -65,7 +65,8 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     _PIDS[base] = proc.pid
     try:
-        deadline = time.monotonic() + 60
+        # Importing the app took 50 s at load average 12 on the shared 2-core machine.
+        deadline = time.monotonic() + 180
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
