@@ -372,8 +372,8 @@ class Mutation:
         fields = strawberry.asdict(input)
         fields["no_show"] = fields.pop("no_show_referral_ids")
         found, errors = await mutate_input(
-            info, {k: v for k, v in fields.items() if v is not None}, m.ManifestArrival, m.Manifest,
-            lambda conn, data: service.admit_manifest(conn, principal, ctx.settings, input.manifest_id, data), leave_out=("manifest_id",),
+            info, fields, m.ManifestArrival, m.Manifest,
+            lambda conn, data: service.admit_manifest(conn, principal, ctx.settings, input.manifest_id, data), leave_out=("manifest_id",), omit_null=True,
         )
         return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
 

@@ -290,9 +290,9 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
     async def update_destination_facility(self, info: Ctx, input: UpdateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
-        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         facility, errors = await mutate_input(
-            info, fields, m.FacilityPatch, m.Facility, lambda conn, data: service.update_facility(conn, principal, input.id, data)
+            info, input, m.FacilityPatch, m.Facility, lambda conn, data: service.update_facility(conn, principal, input.id, data),
+            leave_out=("id",), omit_null=True,
         )
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
 
