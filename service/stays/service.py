@@ -78,6 +78,10 @@ from service.stays.model import (
 )
 
 ADMIT_ROLES = policy.roles("stays.admit")
+# How far back an admission may be recorded (arrivals logged on paper while the app was out of reach).
+# A bound at all because an absurd date poisons every figure of the site: year 1 reaches PostgreSQL as
+# -infinity, and the roll-ups and due lists that walk a stay's days then fail for everyone.
+BACKDATE_LIMIT = timedelta(days=92)
 
 
 def _require(principal: Principal, roles: tuple[Role, ...] | frozenset[Role], what: str) -> None:
@@ -669,6 +673,8 @@ async def _admit_all(
             raise InvalidInput("admitted_at needs a time zone offset.", code="naive_datetime", field="admitted_at")
         if admitted_at > now + CLOCK_SKEW:
             raise InvalidInput("admitted_at is in the future.", code="admitted_in_future", field="admitted_at")
+        if admitted_at < now - BACKDATE_LIMIT:
+            raise InvalidInput(f"admitted_at is more than {BACKDATE_LIMIT.days} days ago.", code="admitted_too_early", field="admitted_at")
         # The regime's version in force at admission: a newer version applies to stays admitted from its effective_from on.
         key = (entry.category, entry.risk_level, entry.regime_code, admitted_at)
         if key not in regimes:
