@@ -81,11 +81,9 @@ def regime_gql(regime: m.Regime) -> Regime:
 
 
 @strawberry.type(description="Category x risk level (null: no risk area known) -> the regime served.")
+@fields_from(m.RegimeRule, leave_out=("updated_by",))
 class RegimeRule:
-    category: CategoryGQL
-    risk_level: RiskLevelGQL | None
-    regime_code: str
-    updated_at: datetime
+    pass
 
 
 @strawberry.type(description="A resident; name, ID and phone numbers masked (see revealResident).")
@@ -169,25 +167,17 @@ def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
 
 
 @strawberry.type(description="A bed of a room: its attributes, who lies there now, whether it is reserved.")
+@fields_from(m.BedEntity, leave_out=("site_id",))
 class Bed:
-    id: UUID
-    room_id: UUID
-    number: int
     accessible: bool = strawberry.field(description="Step-free, for people with reduced mobility.")
     cot: bool = strawberry.field(description="An infant's cot beside a parent's bed.")
     oxygen: bool = strawberry.field(description="An oxygen supply point.")
-    version: int
-    stay_id: UUID | None
-    reserved_until: datetime | None
 
 
 @strawberry.type(description="One stay on a bed: the bed's occupancy history.")
+@fields_from(m.BedOccupancy)
 class BedOccupancy:
-    stay_id: UUID
-    resident_id: UUID
-    admitted_at: datetime
-    ended_at: datetime | None
-    outcome: OutcomeGQL | None
+    pass
 
 
 @strawberry.input
@@ -223,16 +213,9 @@ class BoardRoom:
 
 
 @strawberry.type(description="Beds by room status and releases due (site's local today/tomorrow); siteId null in the total.")
+@fields_from(m.SiteOccupancy)
 class SiteOccupancy:
-    site_id: UUID | None
-    rooms: int
-    beds_total: int
-    beds_occupied: int
-    beds_ready: int
-    beds_in_turnover: int
-    beds_out_of_service: int
-    releases_due_today: int
-    releases_due_tomorrow: int
+    pass
 
 
 @strawberry.type
@@ -242,11 +225,9 @@ class Occupancy:
 
 
 @strawberry.type
+@fields_from(m.Suggestion)
 class RoomSuggestion:
-    room_id: UUID
-    number: str
-    floor: int
-    free_beds: int
+    pass
 
 
 @strawberry.type(description="Active stays that shared room, household or floor with a stay (exposure review).")
