@@ -33,7 +33,7 @@ from service.access import crypto
 from service.access import service as access
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
-from service.fields import CLOCK_SKEW
+from service.fields import BACKDATE_LIMIT, CLOCK_SKEW
 from service.handover.model import HandoverCreate
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
@@ -78,10 +78,6 @@ from service.stays.model import (
 )
 
 ADMIT_ROLES = policy.roles("stays.admit")
-# How far back an admission may be recorded (arrivals logged on paper while the app was out of reach).
-# A bound at all because an absurd date poisons every figure of the site: year 1 reaches PostgreSQL as
-# -infinity, and the roll-ups and due lists that walk a stay's days then fail for everyone.
-BACKDATE_LIMIT = timedelta(days=92)
 
 
 def _require(principal: Principal, roles: tuple[Role, ...] | frozenset[Role], what: str) -> None:
