@@ -65,7 +65,7 @@ def serve(env: dict[str, str], server: str = "uvicorn") -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     _PIDS[base] = proc.pid
     try:
-        deadline = time.monotonic() + 180  # a shared machine under load starts the app slowly
+        deadline = time.monotonic() + 180  # start-up (the contract's error codes read from source) takes minutes at load average 10+
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:

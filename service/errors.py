@@ -205,7 +205,9 @@ def from_database(exc: BaseException) -> DomainError | None:
         return InvalidInput("A referenced record does not exist.", code="unknown_reference")
     if isinstance(exc, asyncpg.CheckViolationError):
         return InvalidInput("A value is out of its allowed range.", code="out_of_range")
-    if isinstance(exc, _BAD_VALUE_ERRORS):
+    if isinstance(exc, _BAD_VALUE_ERRORS) or type(exc) is asyncpg.DataError:
+        # asyncpg.DataError itself (SQLSTATE 22000, no subclass): asyncpg's own wrapping of a value that
+        # failed to encode for its parameter, e.g. a time before year 1 once in UTC (OverflowError)
         return InvalidInput("A value cannot be stored (invalid characters, or out of range).", code="invalid_value")
     return None
 

@@ -16,6 +16,10 @@ INT32_MAX = 2_147_483_647
 # A device clock a little ahead of the server is skew; further ahead is a wrong clock. Every
 # client-given instant (recorded, collected, admitted, exposed) may be this far in the future.
 CLOCK_SKEW = timedelta(minutes=10)
+# How far back an arrival or an identification may be recorded (logged on paper while the app was out of
+# reach). A bound at all because an absurd date poisons what is computed from it: year 1 reaches
+# PostgreSQL as -infinity, comes back as a naive datetime, and every figure that walks or subtracts it fails.
+BACKDATE_LIMIT = timedelta(days=92)
 
 Version = Annotated[
     int, msgspec.Meta(ge=1, le=INT32_MAX, description="The version the caller read; a stale one answers 409")

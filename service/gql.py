@@ -227,14 +227,21 @@ S = TypeVar("S")
 
 
 def prepare(
-    input: Any, struct_type: type[S], result_type: type[T], run: Callable[[asyncpg.Connection, S], Awaitable[T]], *, leave_out: tuple[str, ...] = ()
+    input: Any,
+    struct_type: type[S],
+    result_type: type[T],
+    run: Callable[[asyncpg.Connection, S], Awaitable[T]],
+    *,
+    leave_out: tuple[str, ...] = (),
+    omit_null: bool = False,
 ) -> Prepared[T]:
     """A mutation's input validated into ``struct_type`` and its work ``run(conn, data)``, or the input's userErrors.
 
     ``leave_out``: input fields the resolver hands ``run`` itself (the id of the record written), not in the Struct.
+    ``omit_null``: fields left null are not given to the Struct (a patch: unchanged; otherwise: the Struct's default).
     """
     raw = input if isinstance(input, dict) else strawberry.asdict(input)
-    data, errors = input_struct(struct_type, {k: v for k, v in raw.items() if k not in leave_out})
+    data, errors = input_struct(struct_type, {k: v for k, v in raw.items() if k not in leave_out and not (omit_null and v is None)})
     if data is None:
         return errors
     return Write(lambda conn: run(conn, data), result_type)
@@ -248,13 +255,14 @@ async def mutate_input(
     run: Callable[[asyncpg.Connection, S], Awaitable[T]],
     *,
     leave_out: tuple[str, ...] = (),
+    omit_null: bool = False,
 ) -> tuple[T | None, list[UserError]]:
     """``prepare`` then ``perform``: a mutation's input validated and its work run; (result, []) or (None, userErrors).
 
     Like ``mutate``, whatever ``run`` raises is a userError, so its codes are not listed as the field's
     top-level errors (service/api/graphql_errors.py).
     """
-    return await perform(info, prepare(input, struct_type, result_type, run, leave_out=leave_out))
+    return await perform(info, prepare(input, struct_type, result_type, run, leave_out=leave_out, omit_null=omit_null))
 
 
 @dataclasses.dataclass(frozen=True)

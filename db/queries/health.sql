@@ -118,7 +118,7 @@ emitted AS (
 )
 -- json, not jsonb: text out, no binary form built in between. The events come back as one array
 -- per column (asyncpg decodes them in C), not as JSON objects: json_build_object over 500 events
--- was about 5 ms of the backend's ~65 ms for a batch, the arrays cost it next to nothing.
+-- was about 5 ms of the backend's ~65 ms for a batch (statement variants timed on one connection).
 SELECT CASE WHEN :records::bool THEN (SELECT json_agg(json_build_object(
             'id', id, 'stay_id', stay_id, 'site_id', site_id, 'recorded_at', recorded_at, 'received_at', received_at,
             'temperature_c', temperature_c, 'spo2', spo2, 'pulse', pulse, 'symptoms', symptoms, 'note', note,

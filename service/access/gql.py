@@ -15,7 +15,7 @@ from service.access.model import ApiClientCreate, ApiClientCreated, ClientRole, 
 from service.access.model import AuditEntry as AuditEntryModel
 from service.access.model import Staff as StaffModel
 from service.errors import DomainError, NotFound, RateLimited
-from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, to_gql, user_errors
+from service.gql import Connection, Ctx, UserError, connection_of, input_struct, mutate, mutate_input, to_gql, user_errors
 
 strawberry.enum(StaffRole, name="StaffRole")  # registers StaffRole itself
 StaffRoleGQL = StaffRole
@@ -263,24 +263,16 @@ class Mutation:
     async def create_staff(self, info: Ctx, input: CreateStaffInput) -> StaffPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        data, errors = input_struct(StaffCreate, input)
-        if data is None:
-            return StaffPayload(user_errors=errors)
-        staff, errors = await mutate(info, lambda conn: service.create_staff(conn, ctx.settings, principal, data), result_type=StaffModel)
+        staff, errors = await mutate_input(info, input, StaffCreate, StaffModel, lambda conn, data: service.create_staff(conn, ctx.settings, principal, data))
         return StaffPayload(staff=staff_gql(staff) if staff else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("staff.manage")])
     async def update_staff(self, info: Ctx, input: UpdateStaffInput) -> StaffPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
-        data, errors = input_struct(StaffPatch, fields)
-        if data is None:
-            return StaffPayload(user_errors=errors)
-        staff, errors = await mutate(
-            info,
-            lambda conn: service.update_staff(conn, ctx.settings, principal, input.id, data),
-            result_type=StaffModel,
+        staff, errors = await mutate_input(
+            info, input, StaffPatch, StaffModel, lambda conn, data: service.update_staff(conn, ctx.settings, principal, input.id, data),
+            leave_out=("id",), omit_null=True,
         )
         return StaffPayload(staff=staff_gql(staff) if staff else None, user_errors=errors)
 

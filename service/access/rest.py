@@ -69,11 +69,16 @@ auth_middleware = DefineMiddleware(
 )
 
 
-def provide_principal(request: Any) -> Principal:
-    principal = request.scope.get("user")
+def principal_of(scope: Any) -> Principal:
+    """The caller the authentication middleware put in the ASGI scope."""
+    principal = scope.get("user")
     if not isinstance(principal, Principal):
         raise Unauthorized("Authentication required.", code="unauthenticated")
     return principal
+
+
+def provide_principal(request: Any) -> Principal:
+    return principal_of(request.scope)
 
 
 # --- controllers ------------------------------------------------------------------

@@ -2,46 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from uuid import UUID
 
 import strawberry
 
 from service import policy
-from service.gql import Ctx, UserError, input_struct, mutate, scoped_loader, to_gql
+from service.gql import Ctx, UserError, fields_from, input_struct, mutate, scoped_loader, to_gql
 from service.handover import model as m
 from service.handover import service
-from service.stays.gql import PhaseKindGQL
 
 
 @strawberry.type(description="A phase after the centralized one, as dates in the site's time zone (both ends included).")
+@fields_from(m.HomePhase)
 class HomePhase:
-    phase: PhaseKindGQL
-    starts_on: date
-    ends_on: date
-    test_dates: list[date]
+    pass
 
 
 @strawberry.type(
     description="Hand-over of a released resident to the receiving community: street, contact (masked; unmask with "
     "GET /api/v1/stays/{id}/handover?purpose=), the home phases' dates, and the release certificate."
 )
+@fields_from(m.Handover, leave_out=("resident_id", "created_by"))
 class Handover:
     stay_id: UUID
-    site_id: UUID
-    released_at: datetime
-    released_on: date
     region_id: UUID | None = strawberry.field(description="The receiving street or township; null when the regime has no home phase and none was given.")
-    region_code: str | None
-    region_name: str | None
     contact_name: str | None = strawberry.field(description="Masked (张*).")
     contact_phone: str | None = strawberry.field(description="Masked (*******5678).")
-    note: str
     phases: list[HomePhase]
     home_ends_on: date | None = strawberry.field(description="The last day of the last home phase.")
-    revoked_at: datetime | None
-    revoked_reason: str | None
-    version: int
 
     @strawberry.field(description="The release certificate, printable HTML (GET, same credential).")
     def certificate_path(self) -> str:

@@ -11,7 +11,7 @@ import strawberry
 
 from service import policy
 from service.access.model import Principal
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, fields_from, input_struct, mutate, perform, to_gql
 from service.health import model as m
 from service.health import service
 from service.pagination import Page
@@ -57,52 +57,23 @@ async def _stay(info: Ctx, stay_id: UUID) -> Stay | None:
 
 
 @strawberry.type(description="A health check-in (append-only).")
+@fields_from(m.Checkin)
 class Checkin:
-    id: UUID
-    stay_id: UUID
-    site_id: UUID
     recorded_at: datetime = strawberry.field(description="Device clock.")
     received_at: datetime = strawberry.field(description="Server clock.")
-    temperature_c: float | None
-    spo2: int | None
-    pulse: int | None
-    symptoms: list[SymptomGQL]
-    note: str
-    recorded_by: str
 
 
 @strawberry.type(name="HealthSample", description="A swab in its own tube, a pool tube, or a swab pooled into one.")
+@fields_from(m.Sample)
 class Sample:
-    id: UUID
-    site_id: UUID
-    stay_id: UUID | None
-    pool_id: UUID | None
-    barcode: str | None
-    kind: SampleKindGQL
-    scheduled_day: int | None
-    members: int
-    collected_at: datetime
-    collected_by: str
-    result: SampleResultGQL
-    ct_values: list[float]
-    resulted_at: datetime | None
+    pass
 
 
 @strawberry.type(name="HealthAlert", description="Raised by a rule; open -> acknowledged -> resolved (by a medic, with a note).")
+@fields_from(m.Alert)
 class Alert:
-    id: UUID
-    site_id: UUID
     stay_id: UUID
-    kind: AlertKindGQL
     detail: strawberry.scalars.JSON
-    state: AlertStateGQL
-    raised_at: datetime
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
-    resolved_at: datetime | None
-    resolved_by: str | None
-    note: str
-    version: int
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
@@ -110,21 +81,9 @@ class Alert:
 
 
 @strawberry.type(description="A contact of a positive case or transferred resident, to confirm (extends the stay) or dismiss.")
+@fields_from(m.ExposureReview, leave_out=("opened_by",))
 class ExposureReview:
-    id: UUID
-    site_id: UUID
     stay_id: UUID
-    source_stay_id: UUID
-    relation: RelationGQL
-    source: SourceGQL
-    reason: str
-    exposed_at: datetime
-    state: ReviewStateGQL
-    opened_at: datetime
-    decided_at: datetime | None
-    decided_by: str | None
-    note: str
-    version: int
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")])
     async def stay(self, info: Ctx) -> Stay | None:
@@ -132,15 +91,9 @@ class ExposureReview:
 
 
 @strawberry.type(description="A resident whose check-in for the current slot is not in yet.")
+@fields_from(m.CheckinDue)
 class CheckinDue:
     stay_id: UUID
-    resident_id: UUID
-    floor: int
-    room_number: str
-    bed: int
-    slot_start: datetime
-    slot_end: datetime
-    last_checkin_at: datetime | None
     overdue: bool = strawberry.field(description="The previous slot was missed too.")
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")])
@@ -152,14 +105,9 @@ class CheckinDue:
     description="A resident to swab: a test day of the regime so far without a usable swab (today's, or an earlier one missed), "
     "or an open retest. The same rule blocks release."
 )
+@fields_from(m.SwabDue)
 class SwabDue:
     stay_id: UUID
-    resident_id: UUID
-    floor: int
-    room_number: str
-    bed: int
-    quarantine_day: int
-    retest: bool
     overdue_days: list[int] = strawberry.field(description="Earlier test days still without a usable swab (today's not included).")
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from uuid import UUID
 
 import strawberry
@@ -36,29 +36,12 @@ class ReferredPerson:
 
 
 @strawberry.type(description="A person referred for isolation: pending -> assigned -> arrived | cancelled | no_show.")
+@fields_from(m.Referral)
 class Referral:
-    id: UUID
-    site_id: UUID
-    state: ReferralStateGQL
-    person: ReferredPerson
-    category: CategoryGQL
-    index_case_refs: list[str]
-    identified_at: datetime
-    origin_area: str
-    risk_area_code: str | None
-    risk_level: RiskLevelGQL | None
     regime_code: str = strawberry.field(description="The regime the rules proposed at referral; admission asks them again.")
-    needs: list[NeedGQL]
-    note: str
     submissions: int = strawberry.field(description="How many submissions merged into this referral.")
-    submitted_at: datetime
-    assigned_at: datetime | None
-    closed_at: datetime | None
-    close_reason: str
     stay_id: UUID | None
-    arrived_at: datetime | None
     hours_to_isolation: float | None = strawberry.field(description="Identification -> isolation (earliest identification), once arrived.")
-    version: int
 
     @strawberry.field(permission_classes=[policy.gql("stays.read")], description="The stay the referral became, once arrived.")
     async def stay(self, info: Ctx) -> Stay | None:
@@ -73,34 +56,22 @@ def referral_gql(r: m.Referral) -> Referral:
 
 
 @strawberry.type(description="A risk area at a level over a period.")
+@fields_from(m.RiskArea, leave_out=("created_at",))
 class RiskArea:
-    id: UUID
-    code: str
-    name: str
-    level: RiskLevelGQL
-    valid_from: datetime
-    valid_to: datetime | None
+    pass
 
 
 @strawberry.type(description="Identification -> isolation at a site on one local day of arrival.")
+@fields_from(m.IsolationTimes)
 class IsolationTimes:
-    site_id: UUID
-    day: date
-    arrived: int
-    median_hours: float
-    max_hours: float
+    pass
 
 
 @strawberry.type(description="Someone on an announced vehicle: the bed reserved for them, then the stay.")
+@fields_from(m.ManifestMember)
 class ManifestMember:
     referral_id: UUID
-    state: MemberStateGQL
-    reservation_id: UUID | None
-    room_id: UUID | None
-    room_number: str | None
-    bed: int | None
     reservation_state: str | None = strawberry.field(description="held, consumed, released or expired.")
-    stay_id: UUID | None
 
     @strawberry.field(permission_classes=[policy.gql("referrals.read")])
     async def referral(self, info: Ctx) -> Referral | None:
@@ -109,19 +80,10 @@ class ManifestMember:
 
 
 @strawberry.type(description="An inbound vehicle announced before it arrives; a bed is reserved for each person on board.")
+@fields_from(m.Manifest)
 class Manifest:
-    id: UUID
-    site_id: UUID
-    vehicle_plate: str
-    vehicle_kind: VehicleKindGQL
-    escort: str
-    expected_at: datetime
     hold_until: datetime = strawberry.field(description="The reservations expire then.")
-    state: ManifestStateGQL
     members: list[ManifestMember]
-    created_at: datetime
-    closed_at: datetime | None
-    version: int
 
 
 def manifest_gql(x: m.Manifest) -> Manifest:
@@ -372,8 +334,8 @@ class Mutation:
         fields = strawberry.asdict(input)
         fields["no_show"] = fields.pop("no_show_referral_ids")
         found, errors = await mutate_input(
-            info, {k: v for k, v in fields.items() if v is not None}, m.ManifestArrival, m.Manifest,
-            lambda conn, data: service.admit_manifest(conn, principal, ctx.settings, input.manifest_id, data), leave_out=("manifest_id",),
+            info, fields, m.ManifestArrival, m.Manifest,
+            lambda conn, data: service.admit_manifest(conn, principal, ctx.settings, input.manifest_id, data), leave_out=("manifest_id",), omit_null=True,
         )
         return ManifestPayload(manifest=manifest_gql(found) if found else None, user_errors=errors)
 

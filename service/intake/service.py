@@ -24,7 +24,7 @@ from service import bus, policy
 from service.access import crypto
 from service.access.model import Principal
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
-from service.fields import CLOCK_SKEW
+from service.fields import BACKDATE_LIMIT, CLOCK_SKEW
 from service.intake import store
 from service.intake.model import (
     OPEN_STATES,
@@ -117,6 +117,8 @@ async def submit(conn: asyncpg.Connection, principal: Principal, settings: Setti
     _require(principal, "referrals.submit")
     if data.identified_at > _now() + CLOCK_SKEW:
         raise InvalidInput("identified_at is in the future.", code="identified_in_future", field="identified_at")
+    if data.identified_at < _now() - BACKDATE_LIMIT:
+        raise InvalidInput(f"identified_at is more than {BACKDATE_LIMIT.days} days ago.", code="identified_too_early", field="identified_at")
     await sites.get_site(conn, principal, data.site_id)
     person = data.person
     number = crypto.normalise(person.document_number)

@@ -385,6 +385,8 @@ async def daily_report(
 ) -> DailyReport:
     """One day of the caller's sites under ``region_id``: a row per site and the totals. A site
     without a snapshot of ``day`` (not yet written, or today) is computed from the ledgers."""
+    if day == date.min:  # asyncpg sends it as -infinity, from which the walk over days never ends
+        raise InvalidInput("The day must be after 0001-01-01.", code="invalid_day", field="day")
     now = now or _now()
     region, sites = await _scope(conn, principal, region_id)
     site_ids = [s["site_id"] for s in sites]

@@ -12,7 +12,7 @@ import strawberry
 from service import policy
 from service.access.model import Principal
 from service.errors import NotFound
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, mutate_input, perform, to_gql
 from service.pagination import Page
 from service.sites import service
 from service.sites.model import DisinfectionState, FloorCreate, RoomAction, RoomPatch, RoomStatus, SiteCreate, SiteKind, SitePatch, SiteStatus
@@ -100,21 +100,14 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("sites.create")])
     async def create_site(self, info: Ctx, input: CreateSiteInput) -> SitePayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(SiteCreate, input)
-        if data is None:
-            return SitePayload(user_errors=errors)
-        site, errors = await mutate(info, lambda conn: service.create_site(conn, principal, data), result_type=SiteModel)
+        site, errors = await mutate_input(info, input, SiteCreate, SiteModel, lambda conn, data: service.create_site(conn, principal, data))
         return SitePayload(site=site_gql(site) if site else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("sites.update")])
     async def update_site(self, info: Ctx, input: UpdateSiteInput) -> SitePayload:
         principal = info.context.require_principal()
-        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
-        data, errors = input_struct(SitePatch, fields)
-        if data is None:
-            return SitePayload(user_errors=errors)
-        site, errors = await mutate(
-            info, lambda conn: service.update_site(conn, principal, input.id, data), result_type=SiteModel
+        site, errors = await mutate_input(
+            info, input, SitePatch, SiteModel, lambda conn, data: service.update_site(conn, principal, input.id, data), leave_out=("id",), omit_null=True
         )
         return SitePayload(site=site_gql(site) if site else None, user_errors=errors)
 
@@ -283,25 +276,17 @@ class RoomMutation:
     @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")], description="Create a floor's rooms at once.")
     async def create_floor(self, info: Ctx, input: CreateFloorInput) -> RoomsPayload:
         principal = info.context.require_principal()
-        fields = strawberry.asdict(input)
-        fields.pop("site_id")
-        site_id = input.site_id
-        data, errors = input_struct(FloorCreate, fields)
-        if data is None:
-            return RoomsPayload(user_errors=errors)
-        rooms, errors = await mutate(
-            info, lambda conn: service.create_floor(conn, principal, site_id, data), result_type=list[RoomModel]
+        rooms, errors = await mutate_input(
+            info, input, FloorCreate, list[RoomModel], lambda conn, data: service.create_floor(conn, principal, input.site_id, data), leave_out=("site_id",)
         )
         return RoomsPayload(rooms=[room_gql(r) for r in rooms or []], user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")])
     async def update_room(self, info: Ctx, input: UpdateRoomInput) -> RoomPayload:
         principal = info.context.require_principal()
-        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
-        data, errors = input_struct(RoomPatch, fields)
-        if data is None:
-            return RoomPayload(user_errors=errors)
-        room, errors = await mutate(info, lambda conn: service.update_room(conn, principal, input.id, data), result_type=RoomModel)
+        room, errors = await mutate_input(
+            info, input, RoomPatch, RoomModel, lambda conn, data: service.update_room(conn, principal, input.id, data), leave_out=("id",), omit_null=True
+        )
         return RoomPayload(room=room_gql(room) if room else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("rooms.turn_over")])

@@ -22,9 +22,10 @@ from service.gql import (
     Write,
     connection_of,
     fields_from,
-    input_struct,
     mutate,
+    mutate_input,
     perform,
+    prepare,
     scoped_loader,
     to_gql,
 )
@@ -80,11 +81,9 @@ def regime_gql(regime: m.Regime) -> Regime:
 
 
 @strawberry.type(description="Category x risk level (null: no risk area known) -> the regime served.")
+@fields_from(m.RegimeRule, leave_out=("updated_by",))
 class RegimeRule:
-    category: CategoryGQL
-    risk_level: RiskLevelGQL | None
-    regime_code: str
-    updated_at: datetime
+    pass
 
 
 @strawberry.type(description="A resident; name, ID and phone numbers masked (see revealResident).")
@@ -168,25 +167,17 @@ def stay_gql(stay: m.Stay, resident: m.Resident | None = None) -> Stay:
 
 
 @strawberry.type(description="A bed of a room: its attributes, who lies there now, whether it is reserved.")
+@fields_from(m.BedEntity, leave_out=("site_id",))
 class Bed:
-    id: UUID
-    room_id: UUID
-    number: int
     accessible: bool = strawberry.field(description="Step-free, for people with reduced mobility.")
     cot: bool = strawberry.field(description="An infant's cot beside a parent's bed.")
     oxygen: bool = strawberry.field(description="An oxygen supply point.")
-    version: int
-    stay_id: UUID | None
-    reserved_until: datetime | None
 
 
 @strawberry.type(description="One stay on a bed: the bed's occupancy history.")
+@fields_from(m.BedOccupancy)
 class BedOccupancy:
-    stay_id: UUID
-    resident_id: UUID
-    admitted_at: datetime
-    ended_at: datetime | None
-    outcome: OutcomeGQL | None
+    pass
 
 
 @strawberry.input
@@ -222,16 +213,9 @@ class BoardRoom:
 
 
 @strawberry.type(description="Beds by room status and releases due (site's local today/tomorrow); siteId null in the total.")
+@fields_from(m.SiteOccupancy)
 class SiteOccupancy:
-    site_id: UUID | None
-    rooms: int
-    beds_total: int
-    beds_occupied: int
-    beds_ready: int
-    beds_in_turnover: int
-    beds_out_of_service: int
-    releases_due_today: int
-    releases_due_tomorrow: int
+    pass
 
 
 @strawberry.type
@@ -241,11 +225,9 @@ class Occupancy:
 
 
 @strawberry.type
+@fields_from(m.Suggestion)
 class RoomSuggestion:
-    room_id: UUID
-    number: str
-    floor: int
-    free_beds: int
+    pass
 
 
 @strawberry.type(description="Active stays that shared room, household or floor with a stay (exposure review).")
@@ -564,11 +546,8 @@ class Mutation:
     async def admit_batch(self, info: Ctx, input: AdmitBatchInput) -> StaysPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        data, errors = input_struct(m.BatchAdmission, input)
-        if data is None:
-            return StaysPayload(user_errors=errors)
-        stays, errors = await mutate(
-            info, lambda conn: service.admit_batch(conn, principal, ctx.settings, data), result_type=list[m.Stay]
+        stays, errors = await mutate_input(
+            info, input, m.BatchAdmission, list[m.Stay], lambda conn, data: service.admit_batch(conn, principal, ctx.settings, data)
         )
         return StaysPayload(stays=[stay_gql(s) for s in stays or []], user_errors=errors)
 
@@ -595,21 +574,16 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("rooms.manage")], description="Set a bed's attributes (accessible, cot, oxygen).")
     async def update_bed(self, info: Ctx, input: UpdateBedInput) -> BedPayload:
         principal = info.context.require_principal()
-        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "bed_id"}
-        bed_id = input.bed_id
-        data, errors = input_struct(m.BedPatch, fields)
-        if data is None:
-            return BedPayload(user_errors=errors)
-        bed, errors = await mutate(info, lambda conn: service.update_bed(conn, principal, bed_id, data), result_type=m.BedEntity)
+        bed, errors = await mutate_input(
+            info, input, m.BedPatch, m.BedEntity, lambda conn, data: service.update_bed(conn, principal, input.bed_id, data),
+            leave_out=("bed_id",), omit_null=True,
+        )
         return BedPayload(bed=to_gql(Bed, bed) if bed else None, user_errors=errors)
 
     @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Create a regime (version 1).")
     async def create_regime(self, info: Ctx, input: CreateRegimeInput) -> RegimePayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.RegimeCreate, input)
-        if data is None:
-            return RegimePayload(user_errors=errors)
-        regime, errors = await mutate(info, lambda conn: service.create_regime(conn, principal, data), result_type=m.Regime)
+        regime, errors = await mutate_input(info, input, m.RegimeCreate, m.Regime, lambda conn, data: service.create_regime(conn, principal, data))
         return RegimePayload(regime=regime_gql(regime) if regime else None, user_errors=errors)
 
     @strawberry.mutation(
@@ -618,12 +592,9 @@ class Mutation:
     )
     async def update_regime(self, info: Ctx, input: UpdateRegimeInput) -> RegimePayload:
         principal = info.context.require_principal()
-        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "code"}
-        data, errors = input_struct(m.RegimePatch, fields)
-        if data is None:
-            return RegimePayload(user_errors=errors)
-        change, errors = await mutate(
-            info, lambda conn: service.update_regime(conn, principal, input.code, data), result_type=m.RegimeChange
+        change, errors = await mutate_input(
+            info, input, m.RegimePatch, m.RegimeChange, lambda conn, data: service.update_regime(conn, principal, input.code, data),
+            leave_out=("code",), omit_null=True,
         )
         if change is None:
             return RegimePayload(user_errors=errors)
@@ -632,10 +603,7 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("regimes.update")], description="Set a regime rule; answers every rule.")
     async def set_regime_rule(self, info: Ctx, input: SetRegimeRuleInput) -> RegimeRulesPayload:
         principal = info.context.require_principal()
-        data, errors = input_struct(m.RegimeRuleSet, input)
-        if data is None:
-            return RegimeRulesPayload(user_errors=errors)
-        rules, errors = await mutate(info, lambda conn: service.set_regime_rule(conn, principal, data), result_type=list[m.RegimeRule])
+        rules, errors = await mutate_input(info, input, m.RegimeRuleSet, list[m.RegimeRule], lambda conn, data: service.set_regime_rule(conn, principal, data))
         return RegimeRulesPayload(rules=[to_gql(RegimeRule, r) for r in rules or []], user_errors=errors)
 
     @strawberry.mutation(
@@ -661,19 +629,11 @@ class Mutation:
 
 
 def admit_write(ctx: Context, principal: Principal, input: AdmitInput) -> Prepared[m.Stay]:
-    data, errors = input_struct(m.Admission, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.admit(conn, principal, ctx.settings, data), m.Stay)
+    return prepare(input, m.Admission, m.Stay, lambda conn, data: service.admit(conn, principal, ctx.settings, data))
 
 
 def move_write(ctx: Context, principal: Principal, input: MoveStayInput) -> Prepared[m.Stay]:
-    fields = strawberry.asdict(input)
-    fields.pop("stay_id")
-    data, errors = input_struct(m.Move, fields)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.move(conn, principal, input.stay_id, data), m.Stay)
+    return prepare(input, m.Move, m.Stay, lambda conn, data: service.move(conn, principal, input.stay_id, data), leave_out=("stay_id",))
 
 
 def release_write(ctx: Context, principal: Principal, input: ReleaseStayInput) -> Prepared[m.Stay]:
@@ -686,12 +646,7 @@ def release_write(ctx: Context, principal: Principal, input: ReleaseStayInput) -
 
 
 def extend_write(ctx: Context, principal: Principal, input: ExtendStayInput) -> Prepared[m.Stay]:
-    fields = strawberry.asdict(input)
-    fields.pop("stay_id")
-    data, errors = input_struct(m.Extension, fields)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.extend_stay(conn, principal, input.stay_id, data), m.Stay)
+    return prepare(input, m.Extension, m.Stay, lambda conn, data: service.extend_stay(conn, principal, input.stay_id, data), leave_out=("stay_id",))
 
 
 async def _stay_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: Any) -> Stay | None:

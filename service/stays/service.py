@@ -33,7 +33,7 @@ from service.access import crypto
 from service.access import service as access
 from service.access.model import STAFF_ROLES, Principal, Role
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolated
-from service.fields import CLOCK_SKEW
+from service.fields import BACKDATE_LIMIT, CLOCK_SKEW
 from service.handover.model import HandoverCreate
 from service.pagination import Page, check_limit, decode_cursor, page_of
 from service.settings import Settings
@@ -669,6 +669,8 @@ async def _admit_all(
             raise InvalidInput("admitted_at needs a time zone offset.", code="naive_datetime", field="admitted_at")
         if admitted_at > now + CLOCK_SKEW:
             raise InvalidInput("admitted_at is in the future.", code="admitted_in_future", field="admitted_at")
+        if admitted_at < now - BACKDATE_LIMIT:
+            raise InvalidInput(f"admitted_at is more than {BACKDATE_LIMIT.days} days ago.", code="admitted_too_early", field="admitted_at")
         # The regime's version in force at admission: a newer version applies to stays admitted from its effective_from on.
         key = (entry.category, entry.risk_level, entry.regime_code, admitted_at)
         if key not in regimes:

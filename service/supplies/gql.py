@@ -11,7 +11,7 @@ import strawberry
 
 from service import policy
 from service.access.model import Principal
-from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, Write, connection_of, input_struct, mutate, perform, to_gql
+from service.gql import Connection, Context, Ctx, OfflineWrite, Prepared, UserError, connection_of, mutate_input, perform, prepare, to_gql
 from service.pagination import Page
 from service.supplies import service
 from service.supplies.model import (
@@ -262,12 +262,7 @@ class Mutation:
     async def transfer_stock(self, info: Ctx, input: TransferStockInput) -> StockTransferPayload:
         ctx = info.context
         principal = ctx.require_principal()
-        data, errors = input_struct(TransferCreate, input)
-        if data is None:
-            return StockTransferPayload(user_errors=errors)
-        done, errors = await mutate(
-            info, lambda conn: service.transfer(conn, principal, ctx.settings, data), result_type=TransferModel
-        )
+        done, errors = await mutate_input(info, input, TransferCreate, TransferModel, lambda conn, data: service.transfer(conn, principal, ctx.settings, data))
         if done is None:
             return StockTransferPayload(user_errors=errors)
         return StockTransferPayload(out=_movement(done.out), incoming=_movement(done.in_))
@@ -290,26 +285,18 @@ class Mutation:
 
 
 def movement_write(ctx: Context, principal: Principal, input: RecordStockMovementInput) -> Prepared[MovementModel]:
-    data, errors = input_struct(MovementCreate, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.record_movement(conn, principal, ctx.settings, data), MovementModel)
+    return prepare(input, MovementCreate, MovementModel, lambda conn, data: service.record_movement(conn, principal, ctx.settings, data))
 
 
 def raise_write(ctx: Context, principal: Principal, input: RaiseReplenishmentInput) -> Prepared[ReplenishmentModel]:
-    data, errors = input_struct(ReplenishmentCreate, input)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.raise_replenishment(conn, principal, data), ReplenishmentModel)
+    return prepare(input, ReplenishmentCreate, ReplenishmentModel, lambda conn, data: service.raise_replenishment(conn, principal, data))
 
 
 def receive_write(ctx: Context, principal: Principal, input: ReceiveReplenishmentInput) -> Prepared[ReplenishmentModel]:
-    fields = strawberry.asdict(input)
-    fields.pop("id")
-    data, errors = input_struct(ReplenishmentReceive, fields)
-    if data is None:
-        return errors
-    return Write(lambda conn: service.receive_replenishment(conn, principal, ctx.settings, input.id, data), ReplenishmentModel)
+    return prepare(
+        input, ReplenishmentReceive, ReplenishmentModel,
+        lambda conn, data: service.receive_replenishment(conn, principal, ctx.settings, input.id, data), leave_out=("id",),
+    )
 
 
 async def _level_now(conn: asyncpg.Connection, ctx: Context, principal: Principal, input: RecordStockMovementInput) -> SupplyStockLevel | None:

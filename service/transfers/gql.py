@@ -18,6 +18,7 @@ from service.gql import (
     Prepared,
     UserError,
     connection_of,
+    fields_from,
     mutate_input,
     perform,
     prepare,
@@ -48,17 +49,9 @@ TransferOutcomeGQL = m.TransferOutcome
 
 
 @strawberry.type(description="A destination: designated or makeshift hospital.")
+@fields_from(m.Facility, leave_out=("created_at", "updated_at"))
 class DestinationFacility:
-    id: UUID
-    code: str
-    name: str
-    kind: FacilityKindGQL
-    region_path: str
-    contact: str
-    capacity_note: str
-    active: bool
     requires_acceptance: bool = strawberry.field(description="The facility accepts each transfer before it is dispatched.")
-    version: int
 
 
 def facility_gql(model: m.Facility) -> DestinationFacility:
@@ -66,49 +59,23 @@ def facility_gql(model: m.Facility) -> DestinationFacility:
 
 
 @strawberry.type(description="One transition of a transfer: from, to, who, when, and the note (reason, handover).")
+@fields_from(m.TransferTransition, leave_out=("id", "transfer_id"))
 class TransferTransition:
-    from_state: TransferStateGQL | None
-    to_state: TransferStateGQL
-    action: str
-    actor: str
-    note: str
     facility_id: UUID | None = strawberry.field(description="The new destination, or the facility that refused at the door.")
-    at: datetime
 
 
 @strawberry.type(description="A medical transfer of a resident to a hospital.")
+@fields_from(m.Transfer, leave_out=("consequences_at", "updated_at"))
 class Transfer:
     id: UUID
-    site_id: UUID
     stay_id: UUID
-    resident_id: UUID
-    room_id: UUID
-    reason: TransferReasonGQL
     infectious: bool = strawberry.field(description="Positive test or symptoms: the room is sealed on departure.")
-    reason_note: str
-    alert_id: UUID | None
-    sample_id: UUID | None
-    urgency: UrgencyGQL
     destination_id: UUID | None
-    state: TransferStateGQL
-    version: int
-    requested_by: str
     requested_at: datetime
-    approved_at: datetime | None
     dispatched_at: datetime | None = strawberry.field(description="First dispatch.")
-    departed_at: datetime | None
-    arrived_at: datetime | None
     closed_at: datetime | None = strawberry.field(description="When rejected or cancelled.")
-    vehicle_plate: str | None
-    vehicle_kind: VehicleKindGQL | None
-    driver: str | None
-    escort: str | None
-    handover_note: str
-    request_to_dispatch_minutes: float | None
-    request_to_arrival_minutes: float | None
     destination_approved_at: datetime | None = strawberry.field(description="When the destination accepted (cleared by a decline or redirect).")
     outcome: TransferOutcomeGQL | None = strawberry.field(description="Reported by the hospital after arrival.")
-    outcome_at: datetime | None
     return_site_id: UUID | None = strawberry.field(description="A return: the receiving site (null if not one of yours).")
     return_stay_id: UUID | None = strawberry.field(description="A return: the new stay there (null if not one of yours).")
 
@@ -139,15 +106,9 @@ def transfer_gql(model: m.Transfer) -> Transfer:
 
 
 @strawberry.type(description="Median response times of a site's transfers requested in [since, until).")
+@fields_from(m.TransferTimes)
 class TransferTimes:
-    site_id: UUID
-    since: datetime
-    until: datetime
-    transfers: int
-    dispatched: int
-    arrived: int
-    median_request_to_dispatch_minutes: float | None
-    median_request_to_arrival_minutes: float | None
+    pass
 
 
 @strawberry.input
@@ -290,9 +251,9 @@ class Mutation:
     @strawberry.mutation(permission_classes=[policy.gql("facilities.manage")])
     async def update_destination_facility(self, info: Ctx, input: UpdateFacilityInput) -> FacilityPayload:
         principal = info.context.require_principal()
-        fields = {k: v for k, v in strawberry.asdict(input).items() if v is not None and k != "id"}
         facility, errors = await mutate_input(
-            info, fields, m.FacilityPatch, m.Facility, lambda conn, data: service.update_facility(conn, principal, input.id, data)
+            info, input, m.FacilityPatch, m.Facility, lambda conn, data: service.update_facility(conn, principal, input.id, data),
+            leave_out=("id",), omit_null=True,
         )
         return FacilityPayload(facility=facility_gql(facility) if facility else None, user_errors=errors)
 

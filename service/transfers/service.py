@@ -473,44 +473,47 @@ async def move_transfer(conn: asyncpg.Connection, principal: Principal, transfer
     )
 
 
-async def confirm_arrival(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, data: ArrivalConfirmation) -> Transfer:
-    """A hospital confirms the resident arrived. Confirming an arrived transfer again changes nothing."""
+async def _hospital_step(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    transfer_id: UUID,
+    version: int | None,
+    action: TransferAction,
+    note: str,
+    *,
+    done: TransferState | None = None,
+) -> Transfer:
+    """A hospital's step on a transfer to its facility: locked, the version checked when given, the action applied.
+    ``done``: the state the step leads to, where taking it again changes nothing (the transfer answered as it is)."""
     facility_id = _hospital_facility(principal)
     transfer = await _lock(conn, principal, transfer_id, facility_id)
-    if transfer.state is TransferState.ARRIVED:
+    if done is not None and transfer.state is done:
         return transfer
-    if data.version is not None and data.version != transfer.version:
-        raise _stale(transfer, data.version)
-    return await _apply(conn, principal, transfer, TransferAction.ARRIVE, note=data.handover_note)
+    if version is not None and version != transfer.version:
+        raise _stale(transfer, version)
+    return await _apply(conn, principal, transfer, action, note=note)
+
+
+async def confirm_arrival(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, data: ArrivalConfirmation) -> Transfer:
+    """A hospital confirms the resident arrived. Confirming an arrived transfer again changes nothing."""
+    return await _hospital_step(conn, principal, transfer_id, data.version, TransferAction.ARRIVE, data.handover_note, done=TransferState.ARRIVED)
 
 
 async def refuse_at_door(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, data: DoorRefusal) -> Transfer:
     """A hospital refuses the resident at the door: back to ``approved`` without a destination."""
-    facility_id = _hospital_facility(principal)
-    transfer = await _lock(conn, principal, transfer_id, facility_id)
-    if data.version is not None and data.version != transfer.version:
-        raise _stale(transfer, data.version)
-    return await _apply(conn, principal, transfer, TransferAction.REFUSE_AT_DOOR, note=data.reason)
+    return await _hospital_step(conn, principal, transfer_id, data.version, TransferAction.REFUSE_AT_DOOR, data.reason)
 
 
 async def accept_transfer(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, data: Acceptance) -> Transfer:
     """The destination hospital accepts a transfer before dispatch. Accepting again changes nothing."""
-    facility_id = _hospital_facility(principal)
-    transfer = await _lock(conn, principal, transfer_id, facility_id)
-    if transfer.state is TransferState.DESTINATION_APPROVED:
-        return transfer
-    if data.version is not None and data.version != transfer.version:
-        raise _stale(transfer, data.version)
-    return await _apply(conn, principal, transfer, TransferAction.ACCEPT, note=data.note)
+    return await _hospital_step(
+        conn, principal, transfer_id, data.version, TransferAction.ACCEPT, data.note, done=TransferState.DESTINATION_APPROVED
+    )
 
 
 async def decline_transfer(conn: asyncpg.Connection, principal: Principal, transfer_id: UUID, data: Decline) -> Transfer:
     """The destination hospital declines a transfer before dispatch: back to ``approved`` without a destination."""
-    facility_id = _hospital_facility(principal)
-    transfer = await _lock(conn, principal, transfer_id, facility_id)
-    if data.version is not None and data.version != transfer.version:
-        raise _stale(transfer, data.version)
-    return await _apply(conn, principal, transfer, TransferAction.DECLINE, note=data.reason)
+    return await _hospital_step(conn, principal, transfer_id, data.version, TransferAction.DECLINE, data.reason)
 
 
 async def report_outcome(

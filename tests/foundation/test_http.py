@@ -106,6 +106,17 @@ async def test_a_timestamp_postgres_cannot_parse_maps_to_invalid_value(db, text)
     assert mapped is not None and (mapped.status, mapped.code) == (422, "invalid_value")
 
 
+async def test_a_time_that_cannot_be_sent_to_postgres_is_422_on_both_edges(client, auth):
+    """Year 1 at +01:00 is before year 1 in UTC: asyncpg cannot encode it (it answered 500)."""
+    headers = auth(make_principal(Role.COMMAND))
+    before_time = "0001-01-01T00:00:00+01:00"
+    r = await client.get("/api/v1/audit", params={"since": before_time}, headers=headers)
+    assert r.status_code == 422 and r.json()["code"] == "invalid_value", r.text
+    for query in ('{ riskAreas(at: "%s") { code } }', '{ auditLog(since: "%s") { edges { cursor } } }'):
+        body = (await client.post("/graphql", json={"query": query % before_time}, headers=headers)).json()
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["invalid_value"], body
+
+
 async def test_graphql_top_level_errors_carry_the_domain_code(client, auth):
     query = '{ sites(first: 5, after: "!!!") { edges { cursor } } }'
     body = (await client.post("/graphql", json={"query": query}, headers=auth(make_principal(Role.COMMAND)))).json()

@@ -7,6 +7,9 @@ event names both), several roles replay the whole feed through both apps: every 
 the same message (same keys in the same order, same values). Then live: subscribers sharing a
 selection and visibility class get one rendering per event between them, equal to the
 reference's frames. Waits are bounded receives, never timing assertions.
+
+The module seeds that world once, on one database with one set of secrets: the replays stop at
+the seed's markers, and the tests only add events after them (renames, probes).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from service.access.model import Principal, Role, StaffCreate
 from service.api import demo
 from service.db import create_pool
 from service.settings import Settings
-from tests.conftest import make_principal
+from tests.conftest import DatabaseSupply, make_principal, make_settings
 from tests.foundation.test_live import WAIT_S, WS, app_client, init, rename_site, wait_until_live
 
 DOCUMENT = """
@@ -98,7 +101,14 @@ def _replay(client: TestClient, token: str, after: str, sites: set[uuid.UUID], *
     return frames
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+async def settings(database_supply: DatabaseSupply, redis_url: str, tmp_path_factory) -> Any:
+    """The module's settings (``auth`` signs with their secret), on a database of the module's own."""
+    async with database_supply.lease() as database_url:
+        yield make_settings(database_url, redis_url, tmp_path_factory.mktemp("live_frames"))
+
+
+@pytest.fixture(scope="module")
 def world(settings: Settings) -> tuple[Settings, list[uuid.UUID], str]:
     sites, start = asyncio.run(_seed(settings))
     return settings, sites, start

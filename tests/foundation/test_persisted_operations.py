@@ -24,21 +24,27 @@ from service.access.model import Role
 from service.api.graphql import build_schema
 from service.api.persisted import FRAGMENTS_DIR, OPERATIONS_DIR, documents, operation_document, operation_files
 from service.app import create_app
-from tests.conftest import make_principal
+from tests.conftest import make_principal, make_settings
 
 OPERATION_FILES = operation_files()
 
 
+@pytest.fixture(scope="module")
+def built(redis_url, tmp_path_factory):
+    """The schema as an app builds it (persisted documents prepared), once for the tests that only read it:
+    they need no database of their own."""
+    return build_schema(make_settings(None, redis_url, tmp_path_factory.mktemp("schema")))
+
+
 @pytest.mark.parametrize("path", OPERATION_FILES, ids=lambda p: p.stem)
-def test_operation_is_valid_against_schema(settings, path):
-    schema = build_schema(settings)._schema
-    assert validate(schema, parse(operation_document(path))) == []
+def test_operation_is_valid_against_schema(built, path):
+    assert validate(built._schema, parse(operation_document(path))) == []
 
 
-def test_operation_is_within_server_limits(settings):
+def test_operation_is_within_server_limits(built):
     """The server's own depth, alias, token and operation-count limits accept every document
     (they are checked when the app prepares its persisted documents at start-up)."""
-    prepared = build_schema(settings).documents.persisted
+    prepared = built.documents.persisted
     assert len(prepared) == len(OPERATION_FILES)
     assert {p.text: [e.message for e in p.errors] for p in prepared.values() if p.errors} == {}
 
@@ -64,9 +70,9 @@ def _root_fields(document) -> set[tuple[OperationType, str]]:
     return found
 
 
-def test_every_root_field_has_an_operation(settings):
+def test_every_root_field_has_an_operation(built):
     """With QSITE_GRAPHQL_PERSISTED_ONLY an app reaches only the root fields some operation file selects."""
-    schema = build_schema(settings)._schema
+    schema = built._schema
     roots = {
         OperationType.QUERY: schema.query_type,
         OperationType.MUTATION: schema.mutation_type,

@@ -80,6 +80,27 @@ async def test_idempotency_key_header(client, auth, db, settings):
         assert await conn.fetchval("SELECT count(*) FROM checkins") == 1
 
 
+async def test_single_checkin_answered_directly_as_its_handler_answers(client, auth, db, settings):
+    """Without an Idempotency-Key the check-in is answered by the HTTP edge (service.http.direct),
+    not by Litestar's handler, which answers the keyed one: same status, headers and fields; a body
+    that is no JSON at all still reaches Litestar's decoding and its 400."""
+    site_id, (stay, _) = await ward(db, settings)
+    worker = staff(site_id)
+    direct = await client.post("/api/v1/checkins", json=checkin(stay.id), headers={**auth(worker), "X-Request-ID": "req-direct"})
+    keyed = await client.post("/api/v1/checkins", json=checkin(stay.id), headers={**auth(worker), "Idempotency-Key": "phone-1-18"})
+    assert direct.status_code == keyed.status_code == 201, direct.text
+    assert direct.headers["content-type"] == keyed.headers["content-type"] == "application/json"
+    assert int(direct.headers["content-length"]) == len(direct.content)
+    assert direct.headers["x-request-id"] == "req-direct"
+    assert direct.json().keys() == keyed.json().keys() and direct.json()["recorded_by"] == worker.ref
+    garbled = await client.post("/api/v1/checkins", content=b'{"stay_id": ', headers={**auth(worker), "Content-Type": "application/json"})
+    assert garbled.status_code == 400 and garbled.json()["code"] == "invalid_request"
+    anonymous = await client.post("/api/v1/checkins", json=checkin(stay.id))
+    assert anonymous.status_code == 401
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM checkins") == 2
+
+
 async def test_batch_stores_good_items_and_names_the_bad_ones(client, auth, db, settings):
     site_id, (stay, other) = await ward(db, settings, days_ago=1)
     worker = staff(site_id)

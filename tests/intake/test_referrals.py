@@ -61,6 +61,11 @@ async def test_bad_id_number_future_identification_and_other_site(db, settings):
     with pytest.raises(InvalidInput) as exc:
         await submit(db, settings, tracer([site]), referral(site, hours_ago=-2))
     assert exc.value.code == "identified_in_future"
+    # year 1 was stored as -infinity: the referral could then never be admitted (internal error)
+    for identified_at in (datetime(1, 1, 1, tzinfo=UTC), datetime.now(UTC) - timedelta(days=93)):
+        with pytest.raises(InvalidInput) as exc:
+            await submit(db, settings, tracer([site]), referral(site, identified_at=identified_at))
+        assert (exc.value.code, exc.value.field) == ("identified_too_early", "identified_at")
     with pytest.raises(NotFound):
         await submit(db, settings, tracer([site]), referral(other))
     with pytest.raises(Forbidden):

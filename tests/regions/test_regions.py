@@ -17,6 +17,7 @@ from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.regions import service
 from service.regions.model import RegionCreate, RegionLevel, RegionPatch
 from tests.conftest import make_principal
+from tests.stays.helpers import make_site
 
 CMD = access.SYSTEM_PRINCIPAL
 
@@ -276,3 +277,15 @@ async def test_a_street_officers_token_scopes_every_domain(client, seeded):
     assert (await client.get(f"/api/v1/sites/{own}/alerts", headers=headers)).status_code == 200
     r = await client.get("/api/v1/command/rollup", headers=headers)
     assert [s["site_id"] for s in r.json()["sites"]] == [str(own)]
+
+
+async def test_the_first_day_of_the_calendar_is_refused_not_walked_forever(client, db, auth):
+    """asyncpg sends date.min as -infinity: the report's walk over days never ended (503 after the statement timeout)."""
+    await make_site(db, code="LJ-01", floors={2: (1, 1)})
+    headers = auth(make_principal(Role.COMMAND))
+    r = await client.get("/api/v1/command/reports/0001-01-01", headers=headers)
+    assert r.status_code == 422 and (r.json()["code"], r.json()["field"]) == ("invalid_day", "day"), r.text
+    assert (await client.get("/api/v1/command/reports/0001-01-02", headers=headers)).status_code == 200
+    query = '{ dailyReport(day: "0001-01-01") { day } }'
+    body = (await client.post("/graphql", json={"query": query}, headers=headers)).json()
+    assert body["data"]["dailyReport"] is None and body["errors"][0]["extensions"]["code"] == "invalid_day", body

@@ -147,6 +147,8 @@ async def test_bad_input_is_4xx_and_stores_nothing(db, settings):
         (admission(site_id, category="other"), "regime_required"),
         (admission(site_id, regime_code="nope"), "unknown_regime"),
         (admission(site_id, admitted_at=datetime.now(UTC) + timedelta(days=2)), "admitted_in_future"),
+        (admission(site_id, admitted_at=datetime.now(UTC) - timedelta(days=93)), "admitted_too_early"),
+        (admission(site_id, admitted_at=datetime(1, 1, 1, tzinfo=UTC)), "admitted_too_early"),  # stored as -infinity before
         (admission(site_id, room_id=__import__("uuid").uuid4()), "room_not_found"),
     ]
     for data, code in cases:

@@ -34,13 +34,9 @@ class CareProfile:
 
 
 @strawberry.type(description="Stock issued against a care request: the supplies ledger movement it made.")
+@fields_from(m.CareIssue, leave_out=("site_id",))
 class CareIssue:
-    movement_id: UUID
-    request_id: UUID
-    item_id: UUID
-    quantity: int
-    actor: str
-    at: datetime
+    pass
 
 
 @strawberry.type(description="A resident's service request, taken by staff, with its deadline (SLA per kind).")

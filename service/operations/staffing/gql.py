@@ -49,40 +49,22 @@ class WorkerLoop:
 
 
 @strawberry.type(description="A worker's check-in; `findings` are what the residents' alert rules found.")
+@fields_from(m.StaffCheckin, leave_out=("site_id", "received_at"))
 class StaffCheckin:
-    id: UUID
-    worker_id: UUID
-    recorded_at: datetime
-    temperature_c: float
-    spo2: int | None
-    symptoms: list[SymptomGQL]
-    note: str
-    findings: list[str]
-    recorded_by: str
+    pass
 
 
 @strawberry.type(description="A worker's swab.")
+@fields_from(m.StaffSample, leave_out=("site_id",))
 class StaffSample:
-    id: UUID
-    worker_id: UUID
-    barcode: str
-    kind: SampleKindGQL
-    collected_at: datetime
-    result: StaffResultGQL
-    resulted_at: datetime | None
-    recorded_by: str
+    pass
 
 
 @strawberry.type(description="Someone who works at a site (with or without a qsite account), by post.")
+@fields_from(m.Worker, leave_out=("created_at",))
 class Worker:
     id: UUID
-    site_id: UUID
-    name: str
-    post: PostGQL
     red_zone: bool = strawberry.field(description="Works in the red zone: tested every day whatever the post.")
-    active: bool
-    test_every_days: int
-    version: int
 
     @strawberry.field(permission_classes=[policy.gql("staff_health.read")], description="Closed-loop status (medics, site managers).")
     async def loop(self, info: Ctx) -> WorkerLoop | None:
@@ -110,16 +92,9 @@ async def _worker_of(info: Ctx, worker_id: UUID) -> Worker | None:
 
 
 @strawberry.type(description="A shift of the roster.")
+@fields_from(m.Shift, leave_out=("created_at",))
 class Shift:
-    id: UUID
-    site_id: UUID
     worker_id: UUID
-    post: PostGQL
-    red_zone: bool
-    floor: int | None
-    starts_at: datetime
-    ends_at: datetime
-    created_by: str
 
     @strawberry.field
     async def worker(self, info: Ctx) -> Worker | None:
