@@ -19,7 +19,7 @@ from service import live_frames
 from service.access.model import Principal, Role
 from tests.conftest import make_principal
 from tests.foundation.test_live import app_client
-from tests.foundation.test_live_frames import world  # noqa: F401  # the fixture: two seeded sites
+from tests.foundation.test_live_frames import settings, world  # noqa: F401  # the fixtures: two seeded sites, once per module
 
 SELECTION = """
   __typename
@@ -53,7 +53,7 @@ def _both(client: TestClient, token: str, selection: str, variables: dict[str, A
 
 
 def test_planned_pages_equal_execution_for_each_role(world, auth):  # noqa: F811
-    settings, (a, b), start = world
+    seeded, (a, b), start = world
     principals: list[tuple[str, Principal, list[uuid.UUID] | None]] = [
         ("command", make_principal(Role.COMMAND), None),
         ("manager of A", make_principal(Role.SITE_MANAGER, [a]), None),
@@ -64,7 +64,7 @@ def test_planned_pages_equal_execution_for_each_role(world, auth):  # noqa: F811
         ("logistics of A", make_principal(Role.LOGISTICS, [a]), None),
     ]
     seen: dict[str, list[dict[str, Any]]] = {}
-    with app_client(settings) as client:
+    with app_client(seeded) as client:
         for label, principal, site_ids in principals:
             token = auth(principal)["Authorization"].removeprefix("Bearer ")
             sites = None if site_ids is None else [str(s) for s in site_ids]
