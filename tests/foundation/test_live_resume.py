@@ -67,15 +67,18 @@ async def feed_ids(db, site: uuid.UUID, after: str | None) -> list[int]:
 
 
 async def wait_live(db, site: uuid.UUID, collector: Collector) -> None:
-    """Commit until the collector hears one: its subscription is up."""
+    """Commit until the collector hears one: its subscription is up. Then wait for the last probe too, so no
+    probe still in flight lands in the caller's counts (delivery is in feed order: the last one comes last)."""
     for _ in range(200):
         before = len(collector.seen)
-        await commit(db, site, -1)
+        probe = await commit(db, site, -1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.1):
                 while len(collector.seen) == before:
                     await asyncio.sleep(0.005)
-                return
+        if len(collector.seen) > before:
+            await _eventually(collector, probe.id)
+            return
     raise AssertionError("never live")
 
 
