@@ -113,14 +113,24 @@ async def test_concurrent_guesses_cannot_pass_the_limit(client, db, settings):
     assert codes.count(401) == settings.login_attempts_per_minute and codes.count(429) == 5
 
 
-async def test_address_limit_is_looser_and_applies(client, db, settings):
+async def test_address_limit_is_looser_and_applies(db, settings):
+    from litestar.testing import AsyncTestClient
+
+    import msgspec
+
+    from service.app import create_app
+
+    assert settings.login_attempts_per_address_per_minute > settings.login_attempts_per_minute  # the defaults
+    # A lower address limit than the default 60, so every attempt lands in one minute's window even when
+    # each slow login takes a second on a loaded machine; still looser than the per-account limit.
+    per_address = settings.login_attempts_per_minute + 3
+    lowered = msgspec.structs.replace(settings, login_attempts_per_address_per_minute=per_address)
     await make_staff(db, settings, "someone", "command")
-    per_address = settings.login_attempts_per_address_per_minute
-    assert per_address > settings.login_attempts_per_minute
-    for i in range(per_address):
-        await _login(client, f"user{i}", "wrong-password")
-    blocked = await _login(client, "someone")
-    assert blocked.status_code == 429 and "retry-after" in blocked.headers
+    async with AsyncTestClient(app=create_app(lowered)) as client:
+        for i in range(per_address):  # different accounts, none over its own limit
+            assert (await _login(client, f"user{i}", "wrong-password")).status_code == 401
+        blocked = await _login(client, "someone")
+        assert blocked.status_code == 429 and "retry-after" in blocked.headers
 
 
 async def test_rate_limit_fails_open_to_process_memory_when_redis_is_down(client, db, settings, database_url, tmp_path):
