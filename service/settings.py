@@ -113,9 +113,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # every subscriber sharing them (service/live_frames.py); false executes GraphQL per subscriber
     # and event (the reference path, kept for comparison: bench/live.py runs both).
     live_shared_frames: bool = True
-    # WebSocket per-message deflate (RFC 7692), offered to clients that ask for it. Costs a zlib pass
-    # per frame on each side; bench/live.py measures it on and off (frame bytes, replay time).
-    ws_per_message_deflate: bool = True
+    # WebSocket per-message deflate (RFC 7692), for clients that offer it. Off: each subscriber has its
+    # own compressor, so a shared frame is compressed once per subscriber on the event loop, which at
+    # 1,000 subscribers took delivery p99 past 1 s for frames of ~150 bytes (bench/live.py, README).
+    ws_per_message_deflate: bool = False
 
     # Background work.
     run_background_jobs: bool = True
