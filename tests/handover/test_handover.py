@@ -109,17 +109,18 @@ async def test_home_phase_dates_come_from_the_stays_regime_version(db, settings)
     stay = await admitted(db, settings, site_id, regime_code="three_phase")
     async with db.transaction() as conn:
         await stays.update_regime(conn, COMMAND, "three_phase", RegimePatch(version=1, home_monitoring_days=2))
-    # 23:30 in Chongqing on 2 Dec is 15:30 UTC: the local date decides day 1 at home.
-    at = datetime(2026, 12, 2, 15, 30, tzinfo=UTC)
+    # 23:30 in Chongqing is 15:30 UTC the same day: the local date decides day 1 at home.
+    day = (datetime.now(UTC) + timedelta(days=3)).date()  # a few days after the admission, as the test was written
+    at = datetime(day.year, day.month, day.day, 15, 30, tzinfo=UTC)
     await release(db, settings, stay, handover_to(street), now=at)
     async with db.connection() as conn:
         record = (await handovers.get_handovers(conn, COMMAND, [stay.id]))[stay.id]
-    assert record.released_on == date(2026, 12, 2)
+    assert record.released_on == day
     assert [(p.phase, p.starts_on, p.ends_on, p.test_dates) for p in record.phases] == [
-        ("home_isolation", date(2026, 12, 2), date(2026, 12, 8), [date(2026, 12, 4), date(2026, 12, 8)]),
-        ("home_monitoring", date(2026, 12, 9), date(2026, 12, 15), []),
+        ("home_isolation", day, day + timedelta(days=6), [day + timedelta(days=2), day + timedelta(days=6)]),
+        ("home_monitoring", day + timedelta(days=7), day + timedelta(days=13), []),
     ]
-    assert record.home_ends_on == date(2026, 12, 15)
+    assert record.home_ends_on == day + timedelta(days=13)
     # One minute later it is 3 Dec in Chongqing: everything moves by a day.
     assert handovers.home_phases(await _regime(db, stay), date(2026, 12, 3))[0].starts_on == date(2026, 12, 3)
 

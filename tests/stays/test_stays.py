@@ -246,9 +246,10 @@ async def test_quarantine_day_counts_in_site_time_zone_across_midnight(db, setti
     shanghai = await make_site(db, "CQ-1", floors={2: (1, 1)})
     utc_site = await make_site(db, "UTC-1", floors={2: (1, 1)}, time_zone="UTC")
     admitted = datetime(2026, 3, 1, 15, 30, tzinfo=UTC)  # 23:30 in Chongqing, still 1 March
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # the admissions are recorded the next day (within the backdate limit)
     async with db.transaction() as conn:
-        local = await stays.admit(conn, COMMAND, settings, admission(shanghai, admitted_at=admitted))
-        other = await stays.admit(conn, COMMAND, settings, admission(utc_site, admitted_at=admitted))
+        local = await stays.admit(conn, COMMAND, settings, admission(shanghai, admitted_at=admitted), now=now)
+        other = await stays.admit(conn, COMMAND, settings, admission(utc_site, admitted_at=admitted), now=now)
     assert local.day_one == date(2026, 3, 1) == other.day_one
     assert stays.quarantine_day(local, datetime(2026, 3, 1, 15, 59, tzinfo=UTC)) == 1  # 23:59 local
     assert stays.quarantine_day(local, datetime(2026, 3, 1, 16, 0, tzinfo=UTC)) == 2  # midnight local
@@ -262,7 +263,7 @@ async def test_quarantine_day_counts_in_site_time_zone_across_midnight(db, setti
         (room,) = await sites.list_site_rooms(conn, COMMAND, shanghai)
         await conn.execute("UPDATE stays SET status='closed', outcome='released', ended_at=now() WHERE id=$1", local.id)
         await conn.execute("UPDATE rooms SET status='ready', occupied=0 WHERE id=$1", room.id)
-        after_midnight = await stays.admit(conn, COMMAND, settings, admission(shanghai, admitted_at=late))
+        after_midnight = await stays.admit(conn, COMMAND, settings, admission(shanghai, admitted_at=late), now=now)
     assert after_midnight.day_one == date(2026, 3, 2)
 
 
