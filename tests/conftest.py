@@ -170,6 +170,9 @@ def make_settings(database_url: str | None, redis_url: str, data_dir: Path) -> S
         redis_prefix=f"test:{uuid.uuid4().hex[:12]}:",
         data_dir=str(data_dir),
         run_background_jobs=False,
+        # The shared machine stalls a test process for longer than production's 250 ms now and then; a stall
+        # must not open the Redis breaker mid-test. Fault tests that time the breaker set their own timeout.
+        redis_timeout_ms=2000,
         gc_freeze=False,  # a test process builds hundreds of apps: freezing each would keep them all
         **generate_secrets(),
     )
