@@ -166,6 +166,9 @@ class _Introspection(Visitor):
         return None
 
 
+_PREPARED_PERSISTED: dict[tuple[Any, ...], dict[str, Prepared]] = {}
+
+
 class Documents:
     """The prepared documents of one schema: persisted ones at start-up, others on first sight."""
 
@@ -179,7 +182,14 @@ class Documents:
         self.persisted_only = settings.graphql_persisted_only
         self._rules = (*specified_rules, MaybeNullValidationRule, OneOfInputValidationRule)
         self._limits = limit_rules(settings)
-        self.persisted = {sha256: self._prepare(text, sha256) for sha256, text in documents().items()}
+        # Every schema of a process is built from the same types, so the persisted operations
+        # prepare alike for the same limits: prepared once per process and limits, not per app
+        # (133 documents, ~1.3 s; the test suite builds hundreds of apps).
+        key = (self._max_tokens, self.hide_suggestions, self._constant_fields,
+               settings.graphql_max_depth, settings.graphql_max_aliases, settings.graphql_max_operations)
+        if key not in _PREPARED_PERSISTED:
+            _PREPARED_PERSISTED[key] = {sha256: self._prepare(text, sha256) for sha256, text in documents().items()}
+        self.persisted = _PREPARED_PERSISTED[key]
         self._persisted_by_text = {prepared.text: prepared for prepared in self.persisted.values()}
         self._ad_hoc = lru_cache(maxsize=AD_HOC_CACHE_SIZE)(self._prepare)
 
