@@ -75,7 +75,12 @@ def test_graphql_contract(settings, auth):
     production = msgspec.structs.replace(settings, env="production")
     _served["served"] = build_schema(production)._schema
     headers = auth(make_principal(Role.COMMAND))
-    checks = {"not_a_server_error": {"enabled": False}}  # replaced by graphql_errors_documented
+    checks = {
+        "not_a_server_error": {"enabled": False},  # replaced by graphql_errors_documented
+        # The generator does not know @oneOf (SyncWrite): its "valid" documents may set several of its
+        # fields, which validation rightly refuses (seed 3995983797). Validation is graphql-core's own.
+        "positive_data_acceptance": {"enabled": False},
+    }
     try:
         with fuzz.live_server(settings, serve=production) as base:
             config = fuzz.config(headers, checks, stateful=False)
