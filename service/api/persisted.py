@@ -140,10 +140,16 @@ class Prepared:
 
 
 def limit_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
-    """Depth, alias and operation-count limits as validation rules (tokens are a parse option)."""
-    depth = QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules
-    aliases = MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules
-    return (*depth, *aliases, _operation_limit(settings.graphql_max_operations))
+    """Depth, alias and operation-count limits as validation rules (tokens are a parse option); the same
+    rules (the same objects) for the same limits."""
+    return _limit_rules(settings.graphql_max_depth, settings.graphql_max_aliases, settings.graphql_max_operations)
+
+
+@cache
+def _limit_rules(max_depth: int, max_aliases: int, max_operations: int) -> tuple[type[ASTValidationRule], ...]:
+    depth = QueryDepthLimiter(max_depth=max_depth).validation_rules
+    aliases = MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules
+    return (*depth, *aliases, _operation_limit(max_operations))
 
 
 def _operation_limit(max_operations: int) -> type[ValidationRule]:
@@ -185,8 +191,7 @@ class Documents:
         # Every schema of a process is built from the same types, so the persisted operations
         # prepare alike for the same limits: prepared once per process and limits, not per app
         # (133 documents, ~1.3 s; the test suite builds hundreds of apps).
-        key = (self._max_tokens, self.hide_suggestions, self._constant_fields,
-               settings.graphql_max_depth, settings.graphql_max_aliases, settings.graphql_max_operations)
+        key = (self._max_tokens, self.hide_suggestions, self._constant_fields, self._limits)
         if key not in _PREPARED_PERSISTED:
             _PREPARED_PERSISTED[key] = {sha256: self._prepare(text, sha256) for sha256, text in documents().items()}
         self.persisted = _PREPARED_PERSISTED[key]

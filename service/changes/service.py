@@ -191,13 +191,9 @@ def _facility_data(data: dict[str, Any], facility_id: UUID) -> dict[str, Any]:
     return out
 
 
-def scoped_data(data: dict[str, Any], principal: Principal) -> dict[str, Any]:
-    return _scoper(principal)(data)
-
-
 def _scoper(principal: Principal) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """``scoped_data`` for one caller, its facility and reachable sites worked out once (a page or a replay
-    scopes thousands of events for the same caller)."""
+    """An event's data as ``principal`` may see it, its facility and reachable sites worked out once (a page
+    or a replay scopes thousands of events for the same caller)."""
     facility_id = policy.event_facility(principal)
     if facility_id is not None:
         return lambda data: _facility_data(data, facility_id)
